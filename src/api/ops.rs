@@ -1,0 +1,510 @@
+//! One arm per operation: parse the request members, call the domain, encode the answer.
+
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use super::wire::{self, *};
+use super::ApiError;
+use crate::kms::blob::EncryptionContext;
+use crate::kms::ids::AliasName;
+use crate::kms::{CreateKeyInput, KeyInfo, Kms, RequestContext};
+use crate::model::{DataKeySpec, EncryptionAlgorithm, KeySpec, KeyUsage, Origin};
+use crate::store::TagRecord;
+
+macro_rules! operations {
+    ($($name:ident),+ $(,)?) => {
+        /// Every operation this server answers, parsed once from `X-Amz-Target`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Operation { $($name),+ }
+
+        impl Operation {
+            pub fn from_target(target: &str) -> Option<Operation> {
+                match target.strip_prefix("TrentService.")? {
+                    $(stringify!($name) => Some(Operation::$name),)+
+                    _ => None,
+                }
+            }
+
+            pub fn name(self) -> &'static str {
+                match self { $(Operation::$name => stringify!($name)),+ }
+            }
+        }
+    };
+}
+
+operations!(
+    CreateKey,
+    DescribeKey,
+    ListKeys,
+    EnableKey,
+    DisableKey,
+    ScheduleKeyDeletion,
+    CancelKeyDeletion,
+    UpdateKeyDescription,
+    CreateAlias,
+    UpdateAlias,
+    DeleteAlias,
+    ListAliases,
+    TagResource,
+    UntagResource,
+    ListResourceTags,
+    GetKeyPolicy,
+    PutKeyPolicy,
+    ListKeyPolicies,
+    Encrypt,
+    Decrypt,
+    ReEncrypt,
+    GenerateDataKey,
+    GenerateDataKeyWithoutPlaintext,
+    GenerateRandom,
+    EnableKeyRotation,
+    DisableKeyRotation,
+    GetKeyRotationStatus,
+    RotateKeyOnDemand,
+    ListKeyRotations,
+);
+
+type Out = Result<Option<Value>, ApiError>;
+
+/// Remove null members so absent fields are omitted, as AWS does.
+fn compact(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, compact(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(compact).collect()),
+        other => other,
+    }
+}
+
+fn key_metadata(k: &KeyInfo) -> Value {
+    let r = &k.record;
+    json!({
+        "AWSAccountId": r.account,
+        "KeyId": r.key_id.to_string(),
+        "Arn": k.arn,
+        "CreationDate": ts(r.created_at),
+        "Enabled": r.state == crate::model::KeyState::Enabled,
+        "Description": r.description,
+        "KeyUsage": r.key_usage.as_str(),
+        "KeyState": r.state.as_str(),
+        "DeletionDate": r.deletion_date.map(ts),
+        "Origin": r.origin.as_str(),
+        "KeyManager": "CUSTOMER",
+        "CustomerMasterKeySpec": r.key_spec.as_str(),
+        "KeySpec": r.key_spec.as_str(),
+        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+        "MultiRegion": false,
+        "CurrentKeyMaterialId": k.current_material_id,
+    })
+}
+
+fn enc_ctx(v: WireContext) -> EncryptionContext {
+    v.unwrap_or_default()
+}
+
+fn enc_alg(v: Option<String>, member: &str) -> Result<Option<EncryptionAlgorithm>, ApiError> {
+    Ok(enum_member(
+        v,
+        member,
+        EncryptionAlgorithm::parse,
+        EncryptionAlgorithm::allowed,
+    )?)
+}
+
+fn tags(v: Option<Vec<TagWire>>) -> Result<Vec<TagRecord>, ApiError> {
+    v.unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            Ok(TagRecord {
+                key: required(t.tag_key, "tags.member.tagKey")?,
+                value: required(t.tag_value, "tags.member.tagValue")?,
+            })
+        })
+        .collect()
+}
+
+fn alias_name(v: Option<String>) -> Result<AliasName, ApiError> {
+    let s = required(v, "aliasName")?;
+    length(&s, "aliasName", 1, 256)?;
+    Ok(AliasName::parse(&s)?)
+}
+
+fn page(items: Vec<Value>, list: &str, next: Option<String>) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert(list.to_owned(), Value::Array(items));
+    out.insert("Truncated".into(), Value::Bool(next.is_some()));
+    if let Some(m) = next {
+        out.insert("NextMarker".into(), Value::String(m));
+    }
+    Value::Object(out)
+}
+
+/// Base64 of a secret, in a zeroizing string.
+fn secret_b64(b: &Zeroizing<Vec<u8>>) -> Zeroizing<String> {
+    Zeroizing::new(wire::b64(b))
+}
+
+pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8]) -> Out {
+    use Operation as O;
+    let done = |v: Value| Ok(Some(compact(v)));
+    match op {
+        O::CreateKey => {
+            let r: CreateKeyReq = parse(body)?;
+            if let Some(p) = &r.policy {
+                length(p, "policy", 1, 131_072)?;
+            }
+            let spec = enum_member(r.key_spec, "keySpec", KeySpec::parse, KeySpec::allowed)?;
+            let cmk_spec = enum_member(
+                r.customer_master_key_spec,
+                "customerMasterKeySpec",
+                KeySpec::parse,
+                KeySpec::allowed,
+            )?;
+            if spec.is_some() && cmk_spec.is_some() {
+                return Err(crate::kms::KmsError::Validation(
+                    "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated."
+                        .into(),
+                )
+                .into());
+            }
+            let input = CreateKeyInput {
+                description: r.description,
+                key_usage: enum_member(
+                    r.key_usage,
+                    "keyUsage",
+                    KeyUsage::parse,
+                    KeyUsage::allowed,
+                )?,
+                key_spec: spec.or(cmk_spec),
+                origin: enum_member(r.origin, "origin", Origin::parse, Origin::allowed)?,
+                custom_key_store_id: r.custom_key_store_id,
+                multi_region: r.multi_region.unwrap_or(false),
+                policy: r.policy,
+                tags: tags(r.tags)?,
+            };
+            let k = kms.create_key(ctx, input).await?;
+            done(json!({ "KeyMetadata": key_metadata(&k) }))
+        }
+        O::DescribeKey => {
+            let r: KeyReq = parse(body)?;
+            let k = kms.describe_key(ctx, &key_ref(r.key_id, "keyId")?).await?;
+            done(json!({ "KeyMetadata": key_metadata(&k) }))
+        }
+        O::ListKeys => {
+            let r: KeyReq = parse(body)?;
+            marker(&r.marker)?;
+            let p = kms.list_keys(ctx, r.limit, r.marker.as_deref()).await?;
+            let items = p
+                .items
+                .iter()
+                .map(|k| json!({ "KeyId": k.record.key_id.to_string(), "KeyArn": k.arn }))
+                .collect();
+            done(page(items, "Keys", p.next_marker))
+        }
+        O::EnableKey => {
+            let r: KeyReq = parse(body)?;
+            kms.enable_key(ctx, &key_ref(r.key_id, "keyId")?).await?;
+            Ok(None)
+        }
+        O::DisableKey => {
+            let r: KeyReq = parse(body)?;
+            kms.disable_key(ctx, &key_ref(r.key_id, "keyId")?).await?;
+            Ok(None)
+        }
+        O::ScheduleKeyDeletion => {
+            let r: KeyReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let s = kms
+                .schedule_key_deletion(ctx, &key, r.pending_window_in_days)
+                .await?;
+            done(json!({
+                "KeyId": s.arn,
+                "DeletionDate": ts(s.deletion_date),
+                "KeyState": "PendingDeletion",
+                "PendingWindowInDays": s.pending_window_days,
+            }))
+        }
+        O::CancelKeyDeletion => {
+            let r: KeyReq = parse(body)?;
+            let arn = kms
+                .cancel_key_deletion(ctx, &key_ref(r.key_id, "keyId")?)
+                .await?;
+            done(json!({ "KeyId": arn }))
+        }
+        O::UpdateKeyDescription => {
+            let r: KeyReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let d = required(r.description, "description")?;
+            kms.update_key_description(ctx, &key, d).await?;
+            Ok(None)
+        }
+        O::CreateAlias | O::UpdateAlias => {
+            let r: AliasReq = parse(body)?;
+            let alias = alias_name(r.alias_name)?;
+            let target = key_ref(r.target_key_id, "targetKeyId")?;
+            if op == O::CreateAlias {
+                kms.create_alias(ctx, &alias, &target).await?;
+            } else {
+                kms.update_alias(ctx, &alias, &target).await?;
+            }
+            Ok(None)
+        }
+        O::DeleteAlias => {
+            let r: AliasReq = parse(body)?;
+            kms.delete_alias(ctx, &alias_name(r.alias_name)?).await?;
+            Ok(None)
+        }
+        O::ListAliases => {
+            let r: ListAliasesReq = parse(body)?;
+            marker(&r.marker)?;
+            let key = opt_key_ref(r.key_id, "keyId")?;
+            let p = kms
+                .list_aliases(ctx, key.as_ref(), r.limit, r.marker.as_deref())
+                .await?;
+            let items = p
+                .items
+                .iter()
+                .map(|a| {
+                    json!({
+                        "AliasName": a.record.name,
+                        "AliasArn": a.arn,
+                        "TargetKeyId": a.record.key_id.to_string(),
+                        "CreationDate": ts(a.record.created_at),
+                        "LastUpdatedDate": ts(a.record.updated_at),
+                    })
+                })
+                .collect();
+            done(page(items, "Aliases", p.next_marker))
+        }
+        O::TagResource => {
+            let r: KeyReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let t = tags(Some(required(r.tags, "tags")?))?;
+            kms.tag_resource(ctx, &key, t).await?;
+            Ok(None)
+        }
+        O::UntagResource => {
+            let r: KeyReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let keys = required(r.tag_keys, "tagKeys")?;
+            kms.untag_resource(ctx, &key, keys).await?;
+            Ok(None)
+        }
+        O::ListResourceTags => {
+            let r: KeyReq = parse(body)?;
+            marker(&r.marker)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let p = kms
+                .list_resource_tags(ctx, &key, r.limit, r.marker.as_deref())
+                .await?;
+            let items = p
+                .items
+                .iter()
+                .map(|t| json!({ "TagKey": t.key, "TagValue": t.value }))
+                .collect();
+            done(page(items, "Tags", p.next_marker))
+        }
+        O::GetKeyPolicy => {
+            let r: KeyReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let name = r.policy_name.unwrap_or_else(|| "default".into());
+            let policy = kms.get_key_policy(ctx, &key, Some(&name)).await?;
+            done(json!({ "Policy": policy, "PolicyName": name }))
+        }
+        O::PutKeyPolicy => {
+            let r: KeyReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let policy = required(r.policy, "policy")?;
+            length(&policy, "policy", 1, 131_072)?;
+            kms.put_key_policy(ctx, &key, r.policy_name.as_deref(), policy)
+                .await?;
+            Ok(None)
+        }
+        O::ListKeyPolicies => {
+            let r: KeyReq = parse(body)?;
+            let names = kms
+                .list_key_policies(ctx, &key_ref(r.key_id, "keyId")?)
+                .await?;
+            done(json!({ "PolicyNames": names, "Truncated": false }))
+        }
+        O::Encrypt => {
+            let r: EncryptReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let pt = required(r.plaintext, "plaintext")?;
+            blob_length(&pt, "plaintext", 1, 4096)?;
+            grant_tokens(&r.grant_tokens)?;
+            let alg = enc_alg(r.encryption_algorithm, "encryptionAlgorithm")?;
+            let e = kms
+                .encrypt(ctx, &key, pt, &enc_ctx(r.encryption_context), alg)
+                .await?;
+            done(json!({
+                "CiphertextBlob": b64(&e.ciphertext_blob),
+                "KeyId": e.key_arn,
+                "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            }))
+        }
+        O::Decrypt => {
+            let r: DecryptReq = parse(body)?;
+            let blob = required(r.ciphertext_blob, "ciphertextBlob")?;
+            blob_length(&blob, "ciphertextBlob", 1, 6144)?;
+            grant_tokens(&r.grant_tokens)?;
+            let key = opt_key_ref(r.key_id, "keyId")?;
+            let alg = enc_alg(r.encryption_algorithm, "encryptionAlgorithm")?;
+            let d = kms
+                .decrypt(
+                    ctx,
+                    &blob,
+                    key.as_ref(),
+                    &enc_ctx(r.encryption_context),
+                    alg,
+                )
+                .await?;
+            let pt = secret_b64(&d.plaintext);
+            done(json!({
+                "KeyId": d.key_arn,
+                "Plaintext": pt.as_str(),
+                "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "KeyMaterialId": d.material_id,
+            }))
+        }
+        O::ReEncrypt => {
+            let r: ReEncryptReq = parse(body)?;
+            let blob = required(r.ciphertext_blob, "ciphertextBlob")?;
+            blob_length(&blob, "ciphertextBlob", 1, 6144)?;
+            grant_tokens(&r.grant_tokens)?;
+            let dest = key_ref(r.destination_key_id, "destinationKeyId")?;
+            let src = opt_key_ref(r.source_key_id, "sourceKeyId")?;
+            let src_alg = enc_alg(r.source_encryption_algorithm, "sourceEncryptionAlgorithm")?;
+            let dst_alg = enc_alg(
+                r.destination_encryption_algorithm,
+                "destinationEncryptionAlgorithm",
+            )?;
+            let e = kms
+                .re_encrypt(
+                    ctx,
+                    &blob,
+                    src.as_ref(),
+                    &enc_ctx(r.source_encryption_context),
+                    src_alg,
+                    &dest,
+                    &enc_ctx(r.destination_encryption_context),
+                    dst_alg,
+                )
+                .await?;
+            done(json!({
+                "CiphertextBlob": b64(&e.ciphertext_blob),
+                "SourceKeyId": e.source_key_arn,
+                "KeyId": e.key_arn,
+                "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "SourceKeyMaterialId": e.source_material_id,
+                "DestinationKeyMaterialId": e.destination_material_id,
+            }))
+        }
+        O::GenerateDataKey | O::GenerateDataKeyWithoutPlaintext => {
+            let r: DataKeyReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            grant_tokens(&r.grant_tokens)?;
+            let spec = enum_member(
+                r.key_spec,
+                "keySpec",
+                DataKeySpec::parse,
+                DataKeySpec::allowed,
+            )?;
+            let with_plaintext = op == O::GenerateDataKey;
+            let d = kms
+                .generate_data_key(
+                    ctx,
+                    &key,
+                    spec,
+                    r.number_of_bytes,
+                    &enc_ctx(r.encryption_context),
+                    with_plaintext,
+                )
+                .await?;
+            let pt = d.plaintext.as_ref().map(secret_b64);
+            done(json!({
+                "CiphertextBlob": b64(&d.ciphertext_blob),
+                "Plaintext": pt.as_ref().map(|p| p.as_str()),
+                "KeyId": d.key_arn,
+                "KeyMaterialId": d.material_id,
+            }))
+        }
+        O::GenerateRandom => {
+            let r: RandomReq = parse(body)?;
+            let bytes = kms
+                .generate_random(r.number_of_bytes, r.custom_key_store_id.as_deref())
+                .await?;
+            let pt = secret_b64(&bytes);
+            done(json!({ "Plaintext": pt.as_str() }))
+        }
+        O::EnableKeyRotation => {
+            let r: KeyReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            kms.enable_key_rotation(ctx, &key, r.rotation_period_in_days)
+                .await?;
+            Ok(None)
+        }
+        O::DisableKeyRotation => {
+            let r: KeyReq = parse(body)?;
+            kms.disable_key_rotation(ctx, &key_ref(r.key_id, "keyId")?)
+                .await?;
+            Ok(None)
+        }
+        O::GetKeyRotationStatus => {
+            let r: KeyReq = parse(body)?;
+            let s = kms
+                .get_key_rotation_status(ctx, &key_ref(r.key_id, "keyId")?)
+                .await?;
+            done(json!({
+                "KeyRotationEnabled": s.enabled,
+                "KeyId": s.arn,
+                "RotationPeriodInDays": s.period_days,
+                "NextRotationDate": s.next_rotation.map(ts),
+            }))
+        }
+        O::RotateKeyOnDemand => {
+            let r: KeyReq = parse(body)?;
+            let arn = kms
+                .rotate_key_on_demand(ctx, &key_ref(r.key_id, "keyId")?)
+                .await?;
+            done(json!({ "KeyId": arn }))
+        }
+        O::ListKeyRotations => {
+            let r: KeyReq = parse(body)?;
+            marker(&r.marker)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let all = match r.include_key_material.as_deref() {
+                None | Some("ROTATIONS_ONLY") => false,
+                Some("ALL_KEY_MATERIAL") => true,
+                Some(other) => {
+                    return Err(super::error::ProtocolError::Validation(format!(
+                        "1 validation error detected: Value '{other}' at 'includeKeyMaterial' failed to satisfy constraint: Member must satisfy enum value set: [ALL_KEY_MATERIAL, ROTATIONS_ONLY]"
+                    ))
+                    .into())
+                }
+            };
+            let p = kms
+                .list_key_rotations(ctx, &key, all, r.limit, r.marker.as_deref())
+                .await?;
+            let items = p
+                .items
+                .iter()
+                .map(|e| {
+                    json!({
+                        "KeyId": e.key_id,
+                        "KeyMaterialId": e.material_id,
+                        "KeyMaterialState": if e.current { "CURRENT" } else { "NON_CURRENT" },
+                        "RotationDate": ts(e.rotation_date),
+                        "RotationType": e.rotation_type.map(|t| t.as_str()),
+                    })
+                })
+                .collect();
+            done(page(items, "Rotations", p.next_marker))
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Request shapes (JSON members exactly as the service model names them) and helpers that
+//! turn wire values into domain values. Every member is optional at the serde level so that
+//! a missing required member becomes a `ValidationException`, not a serialization error.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::error::ProtocolError;
+use crate::kms::ids::KeyRef;
+
+type Res<T> = Result<T, ProtocolError>;
+
+/// A base64 blob member.
+fn blob<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| B64.decode(s.as_bytes()).map_err(D::Error::custom))
+        .transpose()
+}
+
+/// A base64 blob member holding a secret (plaintext): decoded straight into a zeroizing buffer.
+fn secret_blob<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<Vec<u8>>>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    match s {
+        None => Ok(None),
+        Some(mut s) => {
+            let out = B64.decode(s.as_bytes()).map(Zeroizing::new);
+            s.zeroize();
+            out.map(Some).map_err(D::Error::custom)
+        }
+    }
+}
+
+pub type WireContext = Option<BTreeMap<String, String>>;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagWire {
+    pub tag_key: Option<String>,
+    pub tag_value: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateKeyReq {
+    pub policy: Option<String>,
+    pub description: Option<String>,
+    pub key_usage: Option<String>,
+    pub customer_master_key_spec: Option<String>,
+    pub key_spec: Option<String>,
+    pub origin: Option<String>,
+    pub custom_key_store_id: Option<String>,
+    pub bypass_policy_lockout_safety_check: Option<bool>,
+    pub tags: Option<Vec<TagWire>>,
+    pub multi_region: Option<bool>,
+    pub xks_key_id: Option<String>,
+}
+
+/// Operations whose input is a key id plus optional paging/filters.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyReq {
+    pub key_id: Option<String>,
+    pub limit: Option<i64>,
+    pub marker: Option<String>,
+    pub pending_window_in_days: Option<i64>,
+    pub description: Option<String>,
+    pub rotation_period_in_days: Option<i64>,
+    pub include_key_material: Option<String>,
+    pub policy_name: Option<String>,
+    pub policy: Option<String>,
+    pub bypass_policy_lockout_safety_check: Option<bool>,
+    pub tags: Option<Vec<TagWire>>,
+    pub tag_keys: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct AliasReq {
+    pub alias_name: Option<String>,
+    pub target_key_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct EncryptReq {
+    pub key_id: Option<String>,
+    #[serde(default, deserialize_with = "secret_blob")]
+    pub plaintext: Option<Zeroizing<Vec<u8>>>,
+    pub encryption_context: WireContext,
+    pub grant_tokens: Option<Vec<String>>,
+    pub encryption_algorithm: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct DecryptReq {
+    #[serde(default, deserialize_with = "blob")]
+    pub ciphertext_blob: Option<Vec<u8>>,
+    pub encryption_context: WireContext,
+    pub grant_tokens: Option<Vec<String>>,
+    pub key_id: Option<String>,
+    pub encryption_algorithm: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReEncryptReq {
+    #[serde(default, deserialize_with = "blob")]
+    pub ciphertext_blob: Option<Vec<u8>>,
+    pub source_encryption_context: WireContext,
+    pub source_key_id: Option<String>,
+    pub destination_key_id: Option<String>,
+    pub destination_encryption_context: WireContext,
+    pub source_encryption_algorithm: Option<String>,
+    pub destination_encryption_algorithm: Option<String>,
+    pub grant_tokens: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct DataKeyReq {
+    pub key_id: Option<String>,
+    pub encryption_context: WireContext,
+    pub number_of_bytes: Option<i64>,
+    pub key_spec: Option<String>,
+    pub grant_tokens: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct RandomReq {
+    pub number_of_bytes: Option<i64>,
+    pub custom_key_store_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListAliasesReq {
+    pub key_id: Option<String>,
+    pub limit: Option<i64>,
+    pub marker: Option<String>,
+}
+
+/// Parse a request body (an empty body counts as `{}`).
+pub fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Res<T> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        // Never echo the input: it may hold plaintext.
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "a member has the wrong type or encoding",
+            _ => "the body is not valid JSON",
+        };
+        ProtocolError::Serialization(format!(
+            "Could not read the request: {what} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+fn validation(detail: String) -> ProtocolError {
+    ProtocolError::Validation(format!("1 validation error detected: {detail}"))
+}
+
+pub fn required<T>(v: Option<T>, member: &str) -> Res<T> {
+    v.ok_or_else(|| {
+        validation(format!(
+            "Value null at '{member}' failed to satisfy constraint: Member must not be null"
+        ))
+    })
+}
+
+pub fn length(s: &str, member: &str, min: usize, max: usize) -> Res<()> {
+    let n = s.chars().count();
+    if n < min {
+        return Err(validation(format!(
+            "Value at '{member}' failed to satisfy constraint: Member must have length greater than or equal to {min}"
+        )));
+    }
+    if n > max {
+        return Err(validation(format!(
+            "Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
+        )));
+    }
+    Ok(())
+}
+
+pub fn blob_length(b: &[u8], member: &str, min: usize, max: usize) -> Res<()> {
+    if b.len() < min {
+        return Err(validation(format!(
+            "Value at '{member}' failed to satisfy constraint: Member must have length greater than or equal to {min}"
+        )));
+    }
+    if b.len() > max {
+        return Err(validation(format!(
+            "Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Parse an enum member against its allowed values.
+pub fn enum_member<T>(
+    v: Option<String>,
+    member: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    allowed: impl Fn() -> String,
+) -> Res<Option<T>> {
+    match v {
+        None => Ok(None),
+        Some(s) => parse(&s).map(Some).ok_or_else(|| {
+            validation(format!(
+                "Value '{s}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: {}",
+                allowed()
+            ))
+        }),
+    }
+}
+
+/// A `KeyId`-shaped member (1..2048 characters), parsed into a `KeyRef`.
+pub fn key_ref(v: Option<String>, member: &str) -> Result<KeyRef, super::ApiError> {
+    let s = required(v, member)?;
+    length(&s, member, 1, 2048)?;
+    Ok(KeyRef::parse(&s)?)
+}
+
+pub fn opt_key_ref(v: Option<String>, member: &str) -> Result<Option<KeyRef>, super::ApiError> {
+    match v {
+        None => Ok(None),
+        some => key_ref(some, member).map(Some),
+    }
+}
+
+pub fn grant_tokens(v: &Option<Vec<String>>) -> Res<()> {
+    if let Some(t) = v {
+        if t.len() > 10 {
+            return Err(validation(
+                "Value at 'grantTokens' failed to satisfy constraint: Member must have length less than or equal to 10".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn marker(v: &Option<String>) -> Res<()> {
+    if let Some(m) = v {
+        length(m, "marker", 1, 1024)?;
+    }
+    Ok(())
+}
+
+/// Base64 for blobs in responses.
+pub fn b64(b: &[u8]) -> String {
+    B64.encode(b)
+}
+
+/// Epoch milliseconds → the epoch-seconds number AWS clients parse.
+pub fn ts(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}

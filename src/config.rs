@@ -1,0 +1,184 @@
+//! Configuration: defaults, then an optional TOML file, then `KMS_BRIDGE_*` environment
+//! variables (nested keys with `__`, e.g. `KMS_BRIDGE_TOKEN__LABEL`). Validated once at
+//! start-up; a bad value stops the process with a clear message.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+struct Raw {
+    listen: String,
+    data_dir: PathBuf,
+    database: Option<PathBuf>,
+    account_id: String,
+    regions: Vec<String>,
+    max_body_bytes: usize,
+    token: RawToken,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawToken {
+    module: PathBuf,
+    label: String,
+    pin_env: Option<String>,
+    pin_file: Option<PathBuf>,
+}
+
+/// Validated settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: PathBuf,
+    pub account_id: String,
+    pub regions: Vec<String>,
+    pub max_body_bytes: usize,
+    pub token: TokenSettings,
+}
+
+pub struct TokenSettings {
+    pub module: PathBuf,
+    pub label: String,
+    /// The user PIN: never logged (`Debug` is redacted).
+    pub pin: SecretString,
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("module", &self.module)
+            .field("label", &self.label)
+            .field("pin", &"<redacted>")
+            .finish()
+    }
+}
+
+pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+impl Settings {
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut b = config::Config::builder()
+            .set_default("listen", "127.0.0.1:4599")?
+            .set_default("data_dir", "data")?
+            .set_default("account_id", "111122223333")?
+            .set_default("regions", vec!["us-east-1"])?
+            .set_default("max_body_bytes", 262_144)?
+            .set_default("token.module", DEFAULT_MODULE)?
+            .set_default("token.label", "kms-bridge")?;
+        if let Some(f) = file {
+            b = b.add_source(config::File::from(f).required(true));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("KMS_BRIDGE")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("regions")
+                .try_parsing(true),
+        );
+        let raw: Raw = b
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        Settings::validate(raw)
+    }
+
+    fn validate(raw: Raw) -> anyhow::Result<Settings> {
+        let listen: SocketAddr = raw.listen.parse().with_context(|| {
+            format!(
+                "listen: {:?} is not an address like 127.0.0.1:4599",
+                raw.listen
+            )
+        })?;
+        if raw.account_id.len() != 12 || !raw.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("account_id: {:?} must be 12 digits", raw.account_id);
+        }
+        if raw.regions.is_empty() {
+            bail!("regions: at least one region is required");
+        }
+        for r in &raw.regions {
+            if !valid_region(r) {
+                bail!("regions: {r:?} is not a region name like us-east-1");
+            }
+        }
+        if raw.max_body_bytes < 16_384 {
+            bail!("max_body_bytes: must be at least 16384");
+        }
+        if raw.token.label.is_empty() || raw.token.label.len() > 32 {
+            bail!("token.label: must be 1 to 32 characters");
+        }
+        if !raw.token.module.is_file() {
+            bail!(
+                "token.module: PKCS#11 module {} does not exist (install softhsm2 or set KMS_BRIDGE_TOKEN__MODULE)",
+                raw.token.module.display()
+            );
+        }
+        let pin = read_pin(&raw.token)?;
+        let database = raw
+            .database
+            .unwrap_or_else(|| raw.data_dir.join("kms-bridge.db"));
+        Ok(Settings {
+            listen,
+            data_dir: raw.data_dir,
+            database,
+            account_id: raw.account_id,
+            regions: raw.regions,
+            max_body_bytes: raw.max_body_bytes,
+            token: TokenSettings {
+                module: raw.token.module,
+                label: raw.token.label,
+                pin,
+            },
+        })
+    }
+}
+
+fn read_pin(t: &RawToken) -> anyhow::Result<SecretString> {
+    if let Some(path) = &t.pin_file {
+        let mut s = std::fs::read_to_string(path)
+            .with_context(|| format!("token.pin_file: cannot read {}", path.display()))?;
+        let trimmed_len = s.trim_end_matches(['\r', '\n']).len();
+        s.truncate(trimmed_len);
+        if s.is_empty() {
+            bail!("token.pin_file: {} is empty", path.display());
+        }
+        return Ok(SecretString::from(s));
+    }
+    let var = t.pin_env.as_deref().unwrap_or("KMS_BRIDGE_TOKEN_PIN");
+    match std::env::var(var) {
+        Ok(s) if !s.is_empty() => Ok(SecretString::from(s)),
+        _ => bail!("token PIN: set token.pin_file or the environment variable {var}"),
+    }
+}
+
+/// `^([a-z]+-){2,3}\d+$`, as the service model's region pattern.
+fn valid_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    (3..=4).contains(&parts.len())
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_region;
+
+    #[test]
+    fn region_names() {
+        for ok in ["us-east-1", "eu-central-2", "us-gov-west-1"] {
+            assert!(valid_region(ok), "{ok}");
+        }
+        for bad in ["", "us", "us-east", "US-east-1", "us-east-x", "us--1"] {
+            assert!(!valid_region(bad), "{bad}");
+        }
+    }
+}

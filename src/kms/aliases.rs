@@ -1,0 +1,154 @@
+//! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases.
+
+use super::ids::{alias_arn, AliasName, KeyRef};
+use super::{
+    page_limit, require_not_pending_deletion, Kms, KmsError, Page, RequestContext, Result,
+};
+use crate::store::{AliasRecord, StoreError};
+
+/// Maximum aliases pointing at one key.
+pub const MAX_ALIASES_PER_KEY: i64 = 50;
+
+#[derive(Debug, Clone)]
+pub struct AliasInfo {
+    pub arn: String,
+    pub record: AliasRecord,
+}
+
+fn reserved(alias: &AliasName) -> Result<()> {
+    if alias.is_reserved() {
+        return Err(KmsError::InvalidAliasName(format!(
+            "Alias {} must not begin with alias/aws/: that prefix is reserved for AWS managed keys",
+            alias.as_str()
+        )));
+    }
+    Ok(())
+}
+
+impl Kms {
+    pub async fn create_alias(
+        &self,
+        ctx: &RequestContext,
+        alias: &AliasName,
+        target: &KeyRef,
+    ) -> Result<()> {
+        reserved(alias)?;
+        let key = self.resolve(ctx, target, false).await?;
+        require_not_pending_deletion(ctx, &key)?;
+        if self.store.count_aliases_for_key(key.key_id).await? >= MAX_ALIASES_PER_KEY {
+            return Err(KmsError::LimitExceeded(format!(
+                "A key can have at most {MAX_ALIASES_PER_KEY} aliases"
+            )));
+        }
+        let now = self.now();
+        let rec = AliasRecord {
+            region: ctx.region.clone(),
+            account: ctx.account.clone(),
+            name: alias.as_str().to_owned(),
+            key_id: key.key_id,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.insert_alias(&rec).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists) => Err(KmsError::AlreadyExists(format!(
+                "An alias with the name {} already exists",
+                alias_arn(&ctx.region, &ctx.account, alias.as_str())
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn update_alias(
+        &self,
+        ctx: &RequestContext,
+        alias: &AliasName,
+        target: &KeyRef,
+    ) -> Result<()> {
+        reserved(alias)?;
+        let mut rec = self
+            .store
+            .get_alias(&ctx.region, &ctx.account, alias.as_str())
+            .await?
+            .ok_or_else(|| not_found(ctx, alias))?;
+        let new_key = self.resolve(ctx, target, false).await?;
+        require_not_pending_deletion(ctx, &new_key)?;
+        if let Some(old) = self.store.get_key(rec.key_id).await? {
+            if old.key_spec != new_key.key_spec || old.key_usage != new_key.key_usage {
+                return Err(KmsError::Validation(format!(
+                    "Alias {} points to a {} {} key; the new target must have the same key spec \
+                     and key usage",
+                    alias.as_str(),
+                    old.key_spec,
+                    old.key_usage
+                )));
+            }
+        }
+        rec.key_id = new_key.key_id;
+        rec.updated_at = self.now();
+        match self.store.update_alias(&rec).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict) => Err(not_found(ctx, alias)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn delete_alias(&self, ctx: &RequestContext, alias: &AliasName) -> Result<()> {
+        reserved(alias)?;
+        if self
+            .store
+            .delete_alias(&ctx.region, &ctx.account, alias.as_str())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(not_found(ctx, alias))
+        }
+    }
+
+    pub async fn list_aliases(
+        &self,
+        ctx: &RequestContext,
+        key: Option<&KeyRef>,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<AliasInfo>> {
+        let limit = page_limit(limit, 100, 50)?;
+        let key_id = match key {
+            Some(k) => Some(self.resolve(ctx, k, false).await?.key_id),
+            None => None,
+        };
+        if let Some(m) = marker {
+            if !m.starts_with("alias/") {
+                return Err(KmsError::InvalidMarker(format!("Invalid marker {m:?}")));
+            }
+        }
+        let mut rows = self
+            .store
+            .list_aliases(&ctx.region, &ctx.account, key_id, marker, limit + 1)
+            .await?;
+        let next_marker = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|a| a.name.clone())
+        } else {
+            None
+        };
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(|r| AliasInfo {
+                    arn: alias_arn(&r.region, &r.account, &r.name),
+                    record: r,
+                })
+                .collect(),
+            next_marker,
+        })
+    }
+}
+
+fn not_found(ctx: &RequestContext, alias: &AliasName) -> KmsError {
+    KmsError::NotFound(format!(
+        "Alias {} is not found.",
+        alias_arn(&ctx.region, &ctx.account, alias.as_str())
+    ))
+}

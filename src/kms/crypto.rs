@@ -1,0 +1,290 @@
+//! Symmetric cryptographic operations: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext)
+//! and GenerateRandom. AES-256-GCM runs inside the token; see blob.rs for the format.
+
+use zeroize::Zeroizing;
+
+use super::blob::{Blob, EncryptionContext, Header};
+use super::ids::KeyRef;
+use super::{material_id, require_enabled, token_object_id, Kms, KmsError, RequestContext, Result};
+use crate::model::{DataKeySpec, EncryptionAlgorithm, KeySpec, KeyUsage};
+use crate::store::KeyRecord;
+use crate::token::FaultKind;
+
+#[derive(Debug)]
+pub struct Encrypted {
+    pub key_arn: String,
+    pub ciphertext_blob: Vec<u8>,
+    pub material_id: String,
+}
+
+pub struct Decrypted {
+    pub key_arn: String,
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub material_id: String,
+}
+
+#[derive(Debug)]
+pub struct ReEncrypted {
+    pub source_key_arn: String,
+    pub key_arn: String,
+    pub ciphertext_blob: Vec<u8>,
+    pub source_material_id: String,
+    pub destination_material_id: String,
+}
+
+pub struct DataKey {
+    pub key_arn: String,
+    pub ciphertext_blob: Vec<u8>,
+    /// None for GenerateDataKeyWithoutPlaintext.
+    pub plaintext: Option<Zeroizing<Vec<u8>>>,
+    pub material_id: String,
+}
+
+/// Symmetric encryption needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key and, if given, the
+/// SYMMETRIC_DEFAULT algorithm.
+fn require_symmetric(
+    ctx: &RequestContext,
+    key: &KeyRecord,
+    alg: Option<EncryptionAlgorithm>,
+) -> Result<()> {
+    if key.key_spec != KeySpec::SymmetricDefault || key.key_usage != KeyUsage::EncryptDecrypt {
+        return Err(KmsError::InvalidKeyUsage(format!(
+            "{} key usage is {} and key spec is {}; this operation needs a symmetric encryption key",
+            ctx.key_arn(&key.key_id),
+            key.key_usage,
+            key.key_spec
+        )));
+    }
+    match alg {
+        None | Some(EncryptionAlgorithm::SymmetricDefault) => Ok(()),
+        Some(other) => Err(KmsError::InvalidKeyUsage(format!(
+            "Encryption algorithm {other} is not valid for {}; it supports SYMMETRIC_DEFAULT",
+            ctx.key_arn(&key.key_id)
+        ))),
+    }
+}
+
+fn data_key_len(spec: Option<DataKeySpec>, number_of_bytes: Option<i64>) -> Result<usize> {
+    match (spec, number_of_bytes) {
+        (Some(_), Some(_)) => Err(KmsError::Validation(
+            "Specify either KeySpec or NumberOfBytes, not both".into(),
+        )),
+        (None, None) => Err(KmsError::Validation(
+            "Please specify either number of bytes or key spec.".into(),
+        )),
+        (Some(DataKeySpec::Aes256), None) => Ok(32),
+        (Some(DataKeySpec::Aes128), None) => Ok(16),
+        (None, Some(n)) => random_len(n),
+    }
+}
+
+fn random_len(n: i64) -> Result<usize> {
+    if (1..=1024).contains(&n) {
+        Ok(n as usize)
+    } else {
+        Err(KmsError::Validation(format!(
+            "1 validation error detected: Value '{n}' at 'numberOfBytes' failed to satisfy \
+             constraint: Member must have value between 1 and 1024"
+        )))
+    }
+}
+
+impl Kms {
+    /// Encrypt under the key's current version.
+    async fn seal(
+        &self,
+        key: &KeyRecord,
+        enc_ctx: &EncryptionContext,
+        plaintext: Zeroizing<Vec<u8>>,
+    ) -> Result<(Vec<u8>, String)> {
+        let version = key.current_version as u32;
+        let header = Header {
+            key_id: key.key_id,
+            key_version: version,
+        };
+        let (iv, ct) = self
+            .token
+            .encrypt_gcm(
+                token_object_id(&key.key_id, version),
+                header.aad(enc_ctx),
+                plaintext,
+            )
+            .await?;
+        Ok((
+            Blob::encode(&header, &iv, &ct),
+            material_id(&key.key_id, version),
+        ))
+    }
+
+    /// Decrypt a blob: find its key, check the named key and state, open it in the token.
+    async fn open(
+        &self,
+        ctx: &RequestContext,
+        blob: &[u8],
+        named_key: Option<&KeyRef>,
+        alg: Option<EncryptionAlgorithm>,
+        enc_ctx: &EncryptionContext,
+    ) -> Result<(KeyRecord, Zeroizing<Vec<u8>>, String)> {
+        let invalid = || KmsError::InvalidCiphertext(String::new());
+        let parsed = Blob::parse(blob).ok_or_else(invalid)?;
+        let key = self
+            .load_key(ctx, parsed.header.key_id)
+            .await?
+            .ok_or_else(invalid)?;
+        if let Some(named) = named_key {
+            let k = self.resolve(ctx, named, true).await?;
+            if k.key_id != key.key_id {
+                return Err(KmsError::IncorrectKey(
+                    "The key ID in the request does not identify a KMS key that can perform \
+                     this operation."
+                        .into(),
+                ));
+            }
+        }
+        require_symmetric(ctx, &key, alg)?;
+        require_enabled(ctx, &key)?;
+        let version = parsed.header.key_version;
+        if i64::from(version) > key.current_version {
+            return Err(invalid());
+        }
+        let aad = parsed.header.aad(enc_ctx);
+        let pt = self
+            .token
+            .decrypt_gcm(
+                token_object_id(&key.key_id, version),
+                parsed.iv,
+                aad,
+                parsed.ciphertext,
+            )
+            .await
+            .map_err(|e| match e.kind() {
+                FaultKind::BadInput => invalid(),
+                _ => e.into(),
+            })?;
+        Ok((key, pt, material_id(&parsed.header.key_id, version)))
+    }
+
+    pub async fn encrypt(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        plaintext: Zeroizing<Vec<u8>>,
+        enc_ctx: &EncryptionContext,
+        alg: Option<EncryptionAlgorithm>,
+    ) -> Result<Encrypted> {
+        let k = self.resolve(ctx, key, true).await?;
+        require_symmetric(ctx, &k, alg)?;
+        require_enabled(ctx, &k)?;
+        let (blob, material_id) = self.seal(&k, enc_ctx, plaintext).await?;
+        Ok(Encrypted {
+            key_arn: ctx.key_arn(&k.key_id),
+            ciphertext_blob: blob,
+            material_id,
+        })
+    }
+
+    pub async fn decrypt(
+        &self,
+        ctx: &RequestContext,
+        blob: &[u8],
+        key: Option<&KeyRef>,
+        enc_ctx: &EncryptionContext,
+        alg: Option<EncryptionAlgorithm>,
+    ) -> Result<Decrypted> {
+        let (k, plaintext, material_id) = self.open(ctx, blob, key, alg, enc_ctx).await?;
+        Ok(Decrypted {
+            key_arn: ctx.key_arn(&k.key_id),
+            plaintext,
+            material_id,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn re_encrypt(
+        &self,
+        ctx: &RequestContext,
+        blob: &[u8],
+        source_key: Option<&KeyRef>,
+        source_ctx: &EncryptionContext,
+        source_alg: Option<EncryptionAlgorithm>,
+        destination_key: &KeyRef,
+        destination_ctx: &EncryptionContext,
+        destination_alg: Option<EncryptionAlgorithm>,
+    ) -> Result<ReEncrypted> {
+        let dest = self.resolve(ctx, destination_key, true).await?;
+        require_symmetric(ctx, &dest, destination_alg)?;
+        require_enabled(ctx, &dest)?;
+        let (src, plaintext, source_material_id) = self
+            .open(ctx, blob, source_key, source_alg, source_ctx)
+            .await?;
+        let (ciphertext_blob, destination_material_id) =
+            self.seal(&dest, destination_ctx, plaintext).await?;
+        Ok(ReEncrypted {
+            source_key_arn: ctx.key_arn(&src.key_id),
+            key_arn: ctx.key_arn(&dest.key_id),
+            ciphertext_blob,
+            source_material_id,
+            destination_material_id,
+        })
+    }
+
+    pub async fn generate_data_key(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        spec: Option<DataKeySpec>,
+        number_of_bytes: Option<i64>,
+        enc_ctx: &EncryptionContext,
+        with_plaintext: bool,
+    ) -> Result<DataKey> {
+        let len = data_key_len(spec, number_of_bytes)?;
+        let k = self.resolve(ctx, key, true).await?;
+        require_symmetric(ctx, &k, None)?;
+        require_enabled(ctx, &k)?;
+        let data_key = self.token.random(len).await?;
+        let plaintext = with_plaintext.then(|| data_key.clone());
+        let (ciphertext_blob, material_id) = self.seal(&k, enc_ctx, data_key).await?;
+        Ok(DataKey {
+            key_arn: ctx.key_arn(&k.key_id),
+            ciphertext_blob,
+            plaintext,
+            material_id,
+        })
+    }
+
+    pub async fn generate_random(
+        &self,
+        number_of_bytes: Option<i64>,
+        custom_key_store_id: Option<&str>,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        if let Some(id) = custom_key_store_id {
+            return Err(KmsError::CustomKeyStoreNotFound(format!(
+                "Custom key store {id} does not exist"
+            )));
+        }
+        let n = number_of_bytes.ok_or_else(|| {
+            KmsError::Validation("NumberOfBytes is required for GenerateRandom".into())
+        })?;
+        Ok(self.token.random(random_len(n)?).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_key_lengths() {
+        assert_eq!(data_key_len(Some(DataKeySpec::Aes256), None).unwrap(), 32);
+        assert_eq!(data_key_len(Some(DataKeySpec::Aes128), None).unwrap(), 16);
+        assert_eq!(data_key_len(None, Some(1024)).unwrap(), 1024);
+        for bad in [
+            data_key_len(None, None),
+            data_key_len(Some(DataKeySpec::Aes256), Some(32)),
+            data_key_len(None, Some(0)),
+            data_key_len(None, Some(1025)),
+        ] {
+            assert!(matches!(bad, Err(KmsError::Validation(_))));
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Domain errors. Mapped once to the wire in `api::error`.
+
+use crate::store::StoreError;
+use crate::token::{FaultKind, TokenError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArn(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidAliasName(String),
+    #[error("{0}")]
+    Disabled(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    InvalidCiphertext(String),
+    #[error("{0}")]
+    IncorrectKey(String),
+    #[error("{0}")]
+    InvalidKeyUsage(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    UnsupportedOperation(String),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
+    InvalidMarker(String),
+    #[error("{0}")]
+    Tag(String),
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
+    #[error("{0}")]
+    CustomKeyStoreNotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The token could not serve the key right now (device or session failure).
+    #[error("token unavailable: {0}")]
+    KeyUnavailable(String),
+    /// The token or store was too slow or busy.
+    #[error("dependency timeout: {0}")]
+    DependencyTimeout(String),
+    /// Anything else; the detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<TokenError> for KmsError {
+    fn from(e: TokenError) -> Self {
+        match e.kind() {
+            FaultKind::Retryable => KmsError::DependencyTimeout(e.to_string()),
+            FaultKind::SessionFatal | FaultKind::Device | FaultKind::ObjectMissing => {
+                KmsError::KeyUnavailable(e.to_string())
+            }
+            FaultKind::BadInput | FaultKind::Config | FaultKind::Other => {
+                KmsError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for KmsError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => {
+                KmsError::Conflict("The key was modified concurrently; retry.".into())
+            }
+            StoreError::AlreadyExists => KmsError::AlreadyExists("Resource already exists".into()),
+            StoreError::Corrupt(_) | StoreError::Db(_) => KmsError::Internal(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, KmsError>;

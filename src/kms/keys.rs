@@ -1,0 +1,511 @@
+//! Key lifecycle and metadata: CreateKey, DescribeKey, ListKeys, Enable/DisableKey,
+//! Schedule/CancelKeyDeletion, UpdateKeyDescription, tags and the stored key policy.
+
+use uuid::Uuid;
+
+use super::ids::KeyRef;
+use super::{
+    material_id, page_limit, require_not_pending_deletion, state_error, token_object_id,
+    token_object_label, Kms, KmsError, RequestContext, Result, MS_PER_DAY,
+};
+use crate::model::{KeySpec, KeyState, KeyUsage, Origin};
+use crate::store::{KeyRecord, TagRecord, VersionRecord};
+
+/// Maximum tags on one key.
+pub const MAX_TAGS: usize = 50;
+/// Maximum key policy size in bytes.
+pub const MAX_POLICY_BYTES: usize = 32_768;
+
+#[derive(Debug, Default)]
+pub struct CreateKeyInput {
+    pub description: Option<String>,
+    pub key_usage: Option<KeyUsage>,
+    pub key_spec: Option<KeySpec>,
+    pub origin: Option<Origin>,
+    pub custom_key_store_id: Option<String>,
+    pub multi_region: bool,
+    pub policy: Option<String>,
+    pub tags: Vec<TagRecord>,
+}
+
+/// A key's metadata as the caller sees it.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub arn: String,
+    pub record: KeyRecord,
+    pub current_material_id: String,
+}
+
+impl KeyInfo {
+    fn new(ctx: &RequestContext, record: KeyRecord) -> KeyInfo {
+        KeyInfo {
+            arn: ctx.key_arn(&record.key_id),
+            current_material_id: material_id(&record.key_id, record.current_version as u32),
+            record,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_marker: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ScheduledDeletion {
+    pub arn: String,
+    pub deletion_date: i64,
+    pub pending_window_days: i64,
+}
+
+pub fn default_policy(account: &str) -> String {
+    format!(
+        "{{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"key-default-1\",\n  \"Statement\" : [ {{\n    \"Sid\" : \"Enable IAM User Permissions\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {{\n      \"AWS\" : \"arn:aws:iam::{account}:root\"\n    }},\n    \"Action\" : \"kms:*\",\n    \"Resource\" : \"*\"\n  }} ]\n}}"
+    )
+}
+
+fn validate_policy(policy: &str) -> Result<()> {
+    if policy.len() > MAX_POLICY_BYTES {
+        return Err(KmsError::LimitExceeded(format!(
+            "Key policy is larger than {MAX_POLICY_BYTES} bytes"
+        )));
+    }
+    let doc: serde_json::Value = serde_json::from_str(policy).map_err(|e| {
+        KmsError::MalformedPolicyDocument(format!("The policy is not valid JSON: {e}"))
+    })?;
+    let ok = doc
+        .as_object()
+        .and_then(|o| o.get("Statement"))
+        .map(|s| s.is_array() || s.is_object())
+        .unwrap_or(false);
+    if !ok {
+        return Err(KmsError::MalformedPolicyDocument(
+            "The policy must be a JSON object with a Statement".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_tags(tags: &[TagRecord]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for t in tags {
+        if t.key.is_empty() || t.key.chars().count() > 128 {
+            return Err(KmsError::Tag(format!(
+                "Tag key {:?} must be 1 to 128 characters",
+                t.key
+            )));
+        }
+        if t.value.chars().count() > 256 {
+            return Err(KmsError::Tag(format!(
+                "Tag value for {:?} must be at most 256 characters",
+                t.key
+            )));
+        }
+        if t.key.starts_with("aws:") {
+            return Err(KmsError::Tag(format!(
+                "Tag key {:?} uses the reserved prefix 'aws:'",
+                t.key
+            )));
+        }
+        if !seen.insert(t.key.as_str()) {
+            return Err(KmsError::Tag(format!("Duplicate tag key {:?}", t.key)));
+        }
+    }
+    Ok(())
+}
+
+impl Kms {
+    pub async fn create_key(&self, ctx: &RequestContext, input: CreateKeyInput) -> Result<KeyInfo> {
+        let spec = input.key_spec.unwrap_or(KeySpec::SymmetricDefault);
+        let usage = input.key_usage.unwrap_or(KeyUsage::EncryptDecrypt);
+        let origin = input.origin.unwrap_or(Origin::AwsKms);
+        let description = input.description.unwrap_or_default();
+        if description.chars().count() > 8192 {
+            return Err(KmsError::Validation(
+                "1 validation error detected: Value at 'description' failed to satisfy \
+                 constraint: Member must have length less than or equal to 8192"
+                    .into(),
+            ));
+        }
+        if let Some(id) = &input.custom_key_store_id {
+            return Err(KmsError::CustomKeyStoreNotFound(format!(
+                "Custom key store {id} does not exist"
+            )));
+        }
+        if input.multi_region {
+            return Err(KmsError::UnsupportedOperation(
+                "Multi-Region keys are not supported by this key store".into(),
+            ));
+        }
+        if spec != KeySpec::SymmetricDefault {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "KeySpec {spec} is not supported yet; use SYMMETRIC_DEFAULT"
+            )));
+        }
+        if usage != KeyUsage::EncryptDecrypt {
+            return Err(KmsError::Validation(format!(
+                "KeyUsage {usage} is not compatible with KeySpec {spec}"
+            )));
+        }
+        if origin != Origin::AwsKms {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "Origin {origin} is not supported yet; use AWS_KMS"
+            )));
+        }
+        let policy = match input.policy {
+            Some(p) => {
+                validate_policy(&p)?;
+                p
+            }
+            None => default_policy(&ctx.account),
+        };
+        validate_tags(&input.tags)?;
+        if input.tags.len() > MAX_TAGS {
+            return Err(KmsError::LimitExceeded(format!(
+                "A key can have at most {MAX_TAGS} tags"
+            )));
+        }
+
+        let now = self.now();
+        let key_id = Uuid::new_v4();
+        let mut key = KeyRecord {
+            key_id,
+            region: ctx.region.clone(),
+            account: ctx.account.clone(),
+            description,
+            key_spec: spec,
+            key_usage: usage,
+            origin,
+            state: KeyState::Creating,
+            created_at: now,
+            deletion_date: None,
+            pending_window_days: None,
+            rotation_enabled: false,
+            rotation_period_days: None,
+            rotation_base: None,
+            current_version: 1,
+            policy,
+            revision: 0,
+        };
+        let object_id = token_object_id(&key_id, 1);
+        let version = VersionRecord {
+            key_id,
+            version: 1,
+            token_object_id: object_id.clone(),
+            material_id: material_id(&key_id, 1),
+            created_at: now,
+            rotation_type: None,
+            pending: true,
+        };
+        // Intent first, then material, then completion: see reconcile.rs.
+        self.store.insert_key(&key, &version, &input.tags).await?;
+        if let Err(e) = self
+            .token
+            .generate_aes_key(object_id, token_object_label(&key_id, 1))
+            .await
+        {
+            if let Err(undo) = self.store.delete_unfinished_key(key_id).await {
+                tracing::error!(%key_id, error = %undo, "could not undo unfinished key; reconciliation will");
+            }
+            return Err(e.into());
+        }
+        key.state = KeyState::Enabled;
+        self.store.activate_version(&key, 1).await?;
+        key.revision += 1;
+        Ok(KeyInfo::new(ctx, key))
+    }
+
+    pub async fn describe_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<KeyInfo> {
+        let k = self.resolve(ctx, key, true).await?;
+        Ok(KeyInfo::new(ctx, k))
+    }
+
+    pub async fn list_keys(
+        &self,
+        ctx: &RequestContext,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<KeyInfo>> {
+        let limit = page_limit(limit, 1000, 100)?;
+        let after = match marker {
+            Some(m) => Some(
+                Uuid::parse_str(m)
+                    .map_err(|_| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?,
+            ),
+            None => None,
+        };
+        let mut rows = self
+            .store
+            .list_keys(&ctx.region, &ctx.account, after, limit + 1)
+            .await?;
+        let next_marker = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|k| k.key_id.to_string())
+        } else {
+            None
+        };
+        Ok(Page {
+            items: rows.into_iter().map(|k| KeyInfo::new(ctx, k)).collect(),
+            next_marker,
+        })
+    }
+
+    pub async fn enable_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
+        let k = self.resolve(ctx, key, false).await?;
+        self.update_key(ctx, k, |k| match k.state {
+            KeyState::Enabled | KeyState::Disabled => {
+                k.state = KeyState::Enabled;
+                Ok(())
+            }
+            s => Err(state_error(&ctx.key_arn(&k.key_id), s)),
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn disable_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
+        let k = self.resolve(ctx, key, false).await?;
+        self.update_key(ctx, k, |k| match k.state {
+            KeyState::Enabled | KeyState::Disabled => {
+                k.state = KeyState::Disabled;
+                Ok(())
+            }
+            s => Err(state_error(&ctx.key_arn(&k.key_id), s)),
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn schedule_key_deletion(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        pending_window_days: Option<i64>,
+    ) -> Result<ScheduledDeletion> {
+        let days = pending_window_days.unwrap_or(30);
+        if !(7..=30).contains(&days) {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to \
+                 satisfy constraint: Member must have value between 7 and 30"
+            )));
+        }
+        let k = self.resolve(ctx, key, false).await?;
+        let deletion_date = self.now() + days * MS_PER_DAY;
+        let k = self
+            .update_key(ctx, k, |k| {
+                require_not_pending_deletion(ctx, k)?;
+                if k.state == KeyState::Creating {
+                    return Err(state_error(&ctx.key_arn(&k.key_id), k.state));
+                }
+                k.state = KeyState::PendingDeletion;
+                k.deletion_date = Some(deletion_date);
+                k.pending_window_days = Some(days);
+                Ok(())
+            })
+            .await?;
+        Ok(ScheduledDeletion {
+            arn: ctx.key_arn(&k.key_id),
+            deletion_date,
+            pending_window_days: days,
+        })
+    }
+
+    pub async fn cancel_key_deletion(&self, ctx: &RequestContext, key: &KeyRef) -> Result<String> {
+        let k = self.resolve(ctx, key, false).await?;
+        let k = self
+            .update_key(ctx, k, |k| {
+                if k.state != KeyState::PendingDeletion {
+                    return Err(KmsError::InvalidState(format!(
+                        "{} is not pending deletion.",
+                        ctx.key_arn(&k.key_id)
+                    )));
+                }
+                k.state = KeyState::Disabled;
+                k.deletion_date = None;
+                k.pending_window_days = None;
+                Ok(())
+            })
+            .await?;
+        Ok(ctx.key_arn(&k.key_id))
+    }
+
+    pub async fn update_key_description(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        description: String,
+    ) -> Result<()> {
+        if description.chars().count() > 8192 {
+            return Err(KmsError::Validation(
+                "1 validation error detected: Value at 'description' failed to satisfy \
+                 constraint: Member must have length less than or equal to 8192"
+                    .into(),
+            ));
+        }
+        let k = self.resolve(ctx, key, false).await?;
+        self.update_key(ctx, k, |k| {
+            require_not_pending_deletion(ctx, k)?;
+            k.description = description.clone();
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn tag_resource(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        tags: Vec<TagRecord>,
+    ) -> Result<()> {
+        validate_tags(&tags)?;
+        let k = self.resolve(ctx, key, false).await?;
+        require_not_pending_deletion(ctx, &k)?;
+        let existing = self.store.list_tags(k.key_id).await?;
+        let new_keys = tags
+            .iter()
+            .filter(|t| !existing.iter().any(|e| e.key == t.key))
+            .count();
+        if existing.len() + new_keys > MAX_TAGS {
+            return Err(KmsError::LimitExceeded(format!(
+                "A key can have at most {MAX_TAGS} tags"
+            )));
+        }
+        self.store.put_tags(k.key_id, &tags).await?;
+        Ok(())
+    }
+
+    pub async fn untag_resource(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        tag_keys: Vec<String>,
+    ) -> Result<()> {
+        let k = self.resolve(ctx, key, false).await?;
+        require_not_pending_deletion(ctx, &k)?;
+        self.store.remove_tags(k.key_id, &tag_keys).await?;
+        Ok(())
+    }
+
+    pub async fn list_resource_tags(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<TagRecord>> {
+        let limit = page_limit(limit, 50, 50)? as usize;
+        let k = self.resolve(ctx, key, false).await?;
+        let tags = self.store.list_tags(k.key_id).await?;
+        let start = match marker {
+            Some(m) => tags
+                .iter()
+                .position(|t| t.key.as_str() > m)
+                .unwrap_or(tags.len()),
+            None => 0,
+        };
+        let rest = &tags[start..];
+        let items: Vec<TagRecord> = rest.iter().take(limit).cloned().collect();
+        let next_marker = (rest.len() > limit)
+            .then(|| items.last().map(|t| t.key.clone()))
+            .flatten();
+        Ok(Page { items, next_marker })
+    }
+
+    pub async fn get_key_policy(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        policy_name: Option<&str>,
+    ) -> Result<String> {
+        let k = self.resolve(ctx, key, false).await?;
+        match policy_name.unwrap_or("default") {
+            "default" => Ok(k.policy),
+            other => Err(KmsError::NotFound(format!("Policy {other} does not exist"))),
+        }
+    }
+
+    pub async fn put_key_policy(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        policy_name: Option<&str>,
+        policy: String,
+    ) -> Result<()> {
+        if let Some(name) = policy_name.filter(|n| *n != "default") {
+            return Err(KmsError::Validation(format!(
+                "Policy name {name:?} is not supported; only 'default' can be set"
+            )));
+        }
+        validate_policy(&policy)?;
+        let k = self.resolve(ctx, key, false).await?;
+        self.update_key(ctx, k, |k| {
+            k.policy = policy.clone();
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_key_policies(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+    ) -> Result<Vec<String>> {
+        self.resolve(ctx, key, false).await?;
+        Ok(vec!["default".to_owned()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_is_valid_json_naming_the_root() {
+        let p = default_policy("111122223333");
+        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(v["Id"], "key-default-1");
+        assert_eq!(
+            v["Statement"][0]["Principal"]["AWS"],
+            "arn:aws:iam::111122223333:root"
+        );
+        assert_eq!(v["Statement"][0]["Action"], "kms:*");
+        assert!(validate_policy(&p).is_ok());
+    }
+
+    #[test]
+    fn policy_validation() {
+        assert!(matches!(
+            validate_policy("{"),
+            Err(KmsError::MalformedPolicyDocument(_))
+        ));
+        assert!(matches!(
+            validate_policy("[]"),
+            Err(KmsError::MalformedPolicyDocument(_))
+        ));
+        let big = format!(
+            "{{\"Statement\":[],\"x\":\"{}\"}}",
+            "a".repeat(MAX_POLICY_BYTES)
+        );
+        assert!(matches!(
+            validate_policy(&big),
+            Err(KmsError::LimitExceeded(_))
+        ));
+    }
+
+    #[test]
+    fn tag_validation() {
+        let t = |k: &str, v: &str| TagRecord {
+            key: k.into(),
+            value: v.into(),
+        };
+        assert!(validate_tags(&[t("a", ""), t("b", "x")]).is_ok());
+        assert!(validate_tags(&[t("", "x")]).is_err());
+        assert!(validate_tags(&[t("aws:x", "x")]).is_err());
+        assert!(validate_tags(&[t("a", "1"), t("a", "2")]).is_err());
+        assert!(validate_tags(&[t("a", &"v".repeat(257))]).is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! Start-up reconciliation of the store with the token.
+//!
+//! The store records an intent (key in `Creating`, version `pending`) before the token object
+//! is created and completes it afterwards. After a crash in between:
+//! - intent with its token object present → completed now;
+//! - intent without a token object → removed (the request never succeeded);
+//! - a completed version whose object is missing → reported (served as KeyUnavailable);
+//! - a token object of ours that no version names → reported as an orphan, never deleted.
+
+use std::collections::HashSet;
+
+use super::{Kms, Result, LABEL_PREFIX};
+use crate::model::KeyState;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub token_objects: usize,
+    pub completed_keys: usize,
+    pub removed_keys: usize,
+    pub completed_versions: usize,
+    pub removed_versions: usize,
+    pub missing_material: Vec<String>,
+    pub orphan_objects: Vec<String>,
+}
+
+impl Kms {
+    pub async fn reconcile(&self) -> Result<ReconcileReport> {
+        let objects = self.token.load_objects().await?;
+        let present: HashSet<Vec<u8>> = objects.iter().map(|o| o.id.clone()).collect();
+        let mut report = ReconcileReport {
+            token_objects: objects.len(),
+            ..Default::default()
+        };
+
+        for mut key in self.store.unfinished_keys().await? {
+            let versions = self.store.versions(key.key_id).await?;
+            let first = versions.iter().find(|v| v.version == 1);
+            match first {
+                Some(v) if present.contains(&v.token_object_id) => {
+                    key.state = KeyState::Enabled;
+                    self.store.activate_version(&key, 1).await?;
+                    tracing::warn!(key_id = %key.key_id, "completed key creation interrupted by a crash");
+                    report.completed_keys += 1;
+                }
+                _ => {
+                    self.store.delete_unfinished_key(key.key_id).await?;
+                    tracing::warn!(key_id = %key.key_id, "removed key whose creation never reached the token");
+                    report.removed_keys += 1;
+                }
+            }
+        }
+
+        for v in self.store.pending_versions().await? {
+            let Some(mut key) = self.store.get_key(v.key_id).await? else {
+                continue;
+            };
+            if present.contains(&v.token_object_id) {
+                key.current_version = key.current_version.max(v.version);
+                self.store.activate_version(&key, v.version).await?;
+                tracing::warn!(key_id = %v.key_id, version = v.version, "completed rotation interrupted by a crash");
+                report.completed_versions += 1;
+            } else {
+                self.store
+                    .delete_pending_version(v.key_id, v.version)
+                    .await?;
+                tracing::warn!(key_id = %v.key_id, version = v.version, "removed rotation that never reached the token");
+                report.removed_versions += 1;
+            }
+        }
+
+        let known: HashSet<Vec<u8>> = self
+            .store
+            .all_token_object_ids()
+            .await?
+            .into_iter()
+            .collect();
+        for id in &known {
+            if !present.contains(id) {
+                tracing::error!(object_id = %hex::encode(id), "key material missing from the token");
+                report.missing_material.push(hex::encode(id));
+            }
+        }
+        for o in &objects {
+            if o.label.starts_with(LABEL_PREFIX) && !known.contains(&o.id) {
+                tracing::warn!(object_id = %hex::encode(&o.id), label = %o.label, "orphan token object: no key refers to it");
+                report.orphan_objects.push(o.label.clone());
+            }
+        }
+        Ok(report)
+    }
+}

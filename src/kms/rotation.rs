@@ -1,0 +1,284 @@
+//! Key rotation: Enable/DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand,
+//! ListKeyRotations. A rotation adds a key version (a new token object); old versions stay in
+//! the token and keep decrypting what they encrypted.
+
+use super::ids::KeyRef;
+use super::{
+    material_id, page_limit, require_enabled, state_error, token_object_id, token_object_label,
+    Kms, KmsError, Page, RequestContext, Result, MS_PER_DAY,
+};
+use crate::model::{KeySpec, KeyState, Origin, RotationType};
+use crate::store::{KeyRecord, Millis, StoreError, VersionRecord};
+
+/// On-demand rotations allowed per key.
+pub const MAX_ON_DEMAND_ROTATIONS: usize = 25;
+pub const DEFAULT_ROTATION_PERIOD_DAYS: i64 = 365;
+
+#[derive(Debug)]
+pub struct RotationStatus {
+    pub arn: String,
+    pub enabled: bool,
+    pub period_days: Option<i64>,
+    pub next_rotation: Option<Millis>,
+}
+
+#[derive(Debug)]
+pub struct RotationEntry {
+    pub key_id: String,
+    pub material_id: String,
+    pub rotation_date: Millis,
+    pub rotation_type: Option<RotationType>,
+    pub current: bool,
+}
+
+fn require_rotatable(ctx: &RequestContext, key: &KeyRecord) -> Result<()> {
+    if key.key_spec != KeySpec::SymmetricDefault || key.origin != Origin::AwsKms {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{} does not support rotation: only symmetric encryption keys with origin AWS_KMS \
+             can be rotated",
+            ctx.key_arn(&key.key_id)
+        )));
+    }
+    Ok(())
+}
+
+fn validate_period(days: Option<i64>) -> Result<i64> {
+    let d = days.unwrap_or(DEFAULT_ROTATION_PERIOD_DAYS);
+    if (90..=2560).contains(&d) {
+        Ok(d)
+    } else {
+        Err(KmsError::Validation(format!(
+            "1 validation error detected: Value '{d}' at 'rotationPeriodInDays' failed to \
+             satisfy constraint: Member must have value between 90 and 2560"
+        )))
+    }
+}
+
+impl Kms {
+    pub async fn enable_key_rotation(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        period_days: Option<i64>,
+    ) -> Result<()> {
+        let period = validate_period(period_days)?;
+        let k = self.resolve(ctx, key, false).await?;
+        let now = self.now();
+        self.update_key(ctx, k, |k| {
+            require_rotatable(ctx, k)?;
+            require_enabled(ctx, k)?;
+            k.rotation_enabled = true;
+            k.rotation_period_days = Some(period);
+            k.rotation_base = Some(now);
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn disable_key_rotation(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
+        let k = self.resolve(ctx, key, false).await?;
+        self.update_key(ctx, k, |k| {
+            require_rotatable(ctx, k)?;
+            require_enabled(ctx, k)?;
+            k.rotation_enabled = false;
+            k.rotation_period_days = None;
+            k.rotation_base = None;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_key_rotation_status(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+    ) -> Result<RotationStatus> {
+        let k = self.resolve(ctx, key, false).await?;
+        require_rotatable(ctx, &k)?;
+        // A key pending deletion reports rotation off; the setting returns on cancel.
+        let enabled = k.rotation_enabled && k.state != KeyState::PendingDeletion;
+        let next_rotation = match (enabled, k.rotation_base, k.rotation_period_days) {
+            (true, Some(base), Some(days)) => Some(base + days * MS_PER_DAY),
+            _ => None,
+        };
+        Ok(RotationStatus {
+            arn: ctx.key_arn(&k.key_id),
+            enabled,
+            period_days: if enabled {
+                k.rotation_period_days
+            } else {
+                None
+            },
+            next_rotation,
+        })
+    }
+
+    pub async fn rotate_key_on_demand(&self, ctx: &RequestContext, key: &KeyRef) -> Result<String> {
+        let k = self.resolve(ctx, key, false).await?;
+        require_rotatable(ctx, &k)?;
+        require_enabled(ctx, &k)?;
+        let versions = self.store.versions(k.key_id).await?;
+        let on_demand = versions
+            .iter()
+            .filter(|v| v.rotation_type == Some(RotationType::OnDemand))
+            .count();
+        if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(KmsError::LimitExceeded(format!(
+                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations",
+                ctx.key_arn(&k.key_id)
+            )));
+        }
+        let k = self.rotate(ctx, k, RotationType::OnDemand).await?;
+        Ok(ctx.key_arn(&k.key_id))
+    }
+
+    /// Add a version: record the intent, create the token object, then make it current.
+    pub(crate) async fn rotate(
+        &self,
+        ctx: &RequestContext,
+        mut key: KeyRecord,
+        rotation_type: RotationType,
+    ) -> Result<KeyRecord> {
+        let version = key.current_version + 1;
+        let v32 = u32::try_from(version)
+            .map_err(|_| KmsError::LimitExceeded("Too many key versions".into()))?;
+        let now = self.now();
+        let object_id = token_object_id(&key.key_id, v32);
+        let rec = VersionRecord {
+            key_id: key.key_id,
+            version,
+            token_object_id: object_id.clone(),
+            material_id: material_id(&key.key_id, v32),
+            created_at: now,
+            rotation_type: Some(rotation_type),
+            pending: true,
+        };
+        match self.store.insert_version(&rec).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists) => {
+                return Err(KmsError::Conflict(format!(
+                    "{} is already being rotated",
+                    ctx.key_arn(&key.key_id)
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Err(e) = self
+            .token
+            .generate_aes_key(object_id, token_object_label(&key.key_id, v32))
+            .await
+        {
+            if let Err(undo) = self.store.delete_pending_version(key.key_id, version).await {
+                tracing::error!(key_id = %key.key_id, error = %undo, "could not undo pending version; reconciliation will");
+            }
+            return Err(e.into());
+        }
+        key.current_version = version;
+        if rotation_type == RotationType::Automatic {
+            key.rotation_base = Some(now);
+        }
+        match self.store.activate_version(&key, version).await {
+            Ok(()) => {
+                key.revision += 1;
+                Ok(key)
+            }
+            // Someone else changed the key meanwhile: retry the switch on a fresh copy.
+            Err(StoreError::Conflict) => {
+                let fresh = self.load_key(ctx, key.key_id).await?.ok_or_else(|| {
+                    KmsError::NotFound(format!("Key '{}' does not exist", ctx.key_arn(&key.key_id)))
+                })?;
+                if fresh.state != KeyState::Enabled {
+                    return Err(state_error(&ctx.key_arn(&fresh.key_id), fresh.state));
+                }
+                let base = key.rotation_base;
+                let k = self
+                    .update_key(ctx, fresh, |k| {
+                        k.current_version = k.current_version.max(version);
+                        if rotation_type == RotationType::Automatic {
+                            k.rotation_base = base;
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                self.store
+                    .activate_version(&k, version)
+                    .await
+                    .or_else(|e| match e {
+                        StoreError::Conflict => Ok(()),
+                        e => Err(e),
+                    })?;
+                Ok(k)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list_key_rotations(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        include_all_material: bool,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<RotationEntry>> {
+        let limit = page_limit(limit, 1000, 100)? as usize;
+        let k = self.resolve(ctx, key, false).await?;
+        require_rotatable(ctx, &k)?;
+        let after: i64 = match marker {
+            Some(m) => m
+                .parse()
+                .map_err(|_| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?,
+            None => 0,
+        };
+        let versions = self.store.versions(k.key_id).await?;
+        let mut entries: Vec<(i64, RotationEntry)> = versions
+            .into_iter()
+            .filter(|v| !v.pending && v.version > after)
+            .filter(|v| include_all_material || v.rotation_type.is_some())
+            .map(|v| {
+                (
+                    v.version,
+                    RotationEntry {
+                        key_id: k.key_id.to_string(),
+                        material_id: v.material_id,
+                        rotation_date: v.created_at,
+                        rotation_type: v.rotation_type,
+                        current: v.version == k.current_version,
+                    },
+                )
+            })
+            .collect();
+        let next_marker = if entries.len() > limit {
+            entries.truncate(limit);
+            entries.last().map(|(v, _)| v.to_string())
+        } else {
+            None
+        };
+        Ok(Page {
+            items: entries.into_iter().map(|(_, e)| e).collect(),
+            next_marker,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_period_bounds() {
+        assert_eq!(validate_period(None).unwrap(), 365);
+        assert_eq!(validate_period(Some(90)).unwrap(), 90);
+        assert_eq!(validate_period(Some(2560)).unwrap(), 2560);
+        assert!(matches!(
+            validate_period(Some(89)),
+            Err(KmsError::Validation(_))
+        ));
+        assert!(matches!(
+            validate_period(Some(2561)),
+            Err(KmsError::Validation(_))
+        ));
+    }
+}

@@ -1,0 +1,149 @@
+//! The metadata store: key metadata, key versions with their token object ids, aliases, tags
+//! and policies. Never key material.
+//!
+//! `MetadataStore` is the interface; `sqlite::SqliteStore` is the embedded default. A
+//! PostgreSQL implementation will share the same records (multi-node deployments share one
+//! database and one HSM), which is why every mutation of a key is a compare-and-swap on its
+//! `revision`.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::model::{KeySpec, KeyState, KeyUsage, Origin, RotationType};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint was violated (alias exists, key id reused).
+    #[error("already exists")]
+    AlreadyExists,
+    /// The record changed since it was read (revision mismatch) or is gone.
+    #[error("concurrent modification")]
+    Conflict,
+    /// A stored value could not be parsed back.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub key_id: Uuid,
+    pub region: String,
+    pub account: String,
+    pub description: String,
+    pub key_spec: KeySpec,
+    pub key_usage: KeyUsage,
+    pub origin: Origin,
+    pub state: KeyState,
+    pub created_at: Millis,
+    pub deletion_date: Option<Millis>,
+    pub pending_window_days: Option<i64>,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: Option<i64>,
+    /// When automatic rotation was enabled or the key last rotated automatically.
+    pub rotation_base: Option<Millis>,
+    pub current_version: i64,
+    pub policy: String,
+    /// Incremented on every update; updates are compare-and-swap on it.
+    pub revision: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRecord {
+    pub key_id: Uuid,
+    pub version: i64,
+    /// `CKA_ID` of the token object holding this version's material.
+    pub token_object_id: Vec<u8>,
+    pub material_id: String,
+    pub created_at: Millis,
+    /// None for the original material.
+    pub rotation_type: Option<RotationType>,
+    /// True while the token object may not exist yet (write-ahead intent).
+    pub pending: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasRecord {
+    pub region: String,
+    pub account: String,
+    pub name: String,
+    pub key_id: Uuid,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagRecord {
+    pub key: String,
+    pub value: String,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Insert a new key in state `Creating` with its first (pending) version and tags, atomically.
+    async fn insert_key(
+        &self,
+        key: &KeyRecord,
+        version: &VersionRecord,
+        tags: &[TagRecord],
+    ) -> Result<()>;
+    async fn get_key(&self, key_id: Uuid) -> Result<Option<KeyRecord>>;
+    /// Keys of one account and region ordered by key id, starting after `after`.
+    async fn list_keys(
+        &self,
+        region: &str,
+        account: &str,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<KeyRecord>>;
+    /// Compare-and-swap on `key.revision`; stores `revision + 1`.
+    async fn update_key(&self, key: &KeyRecord) -> Result<()>;
+    /// Remove a key whose creation never completed (no token object).
+    async fn delete_unfinished_key(&self, key_id: Uuid) -> Result<()>;
+    /// Keys in state `Creating` (start-up reconciliation).
+    async fn unfinished_keys(&self) -> Result<Vec<KeyRecord>>;
+
+    /// Record a pending version (intent) before its token object is created.
+    async fn insert_version(&self, version: &VersionRecord) -> Result<()>;
+    /// Mark a version complete and, with `key` (CAS), make it current.
+    async fn activate_version(&self, key: &KeyRecord, version: i64) -> Result<()>;
+    async fn delete_pending_version(&self, key_id: Uuid, version: i64) -> Result<()>;
+    async fn versions(&self, key_id: Uuid) -> Result<Vec<VersionRecord>>;
+    async fn pending_versions(&self) -> Result<Vec<VersionRecord>>;
+    /// Every token object id the store knows of.
+    async fn all_token_object_ids(&self) -> Result<Vec<Vec<u8>>>;
+
+    async fn insert_alias(&self, alias: &AliasRecord) -> Result<()>;
+    async fn update_alias(&self, alias: &AliasRecord) -> Result<()>;
+    async fn delete_alias(&self, region: &str, account: &str, name: &str) -> Result<bool>;
+    async fn get_alias(
+        &self,
+        region: &str,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>>;
+    async fn list_aliases(
+        &self,
+        region: &str,
+        account: &str,
+        key_id: Option<Uuid>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AliasRecord>>;
+    async fn count_aliases_for_key(&self, key_id: Uuid) -> Result<i64>;
+
+    async fn put_tags(&self, key_id: Uuid, tags: &[TagRecord]) -> Result<()>;
+    async fn remove_tags(&self, key_id: Uuid, tag_keys: &[String]) -> Result<()>;
+    async fn list_tags(&self, key_id: Uuid) -> Result<Vec<TagRecord>>;
+
+    /// Is the store reachable?
+    async fn ping(&self) -> Result<()>;
+}

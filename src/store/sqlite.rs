@@ -1,0 +1,503 @@
+//! SQLite implementation of the metadata store (WAL, synchronous=FULL: every commit is durable).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{AliasRecord, KeyRecord, MetadataStore, Result, StoreError, TagRecord, VersionRecord};
+use crate::model::{KeySpec, KeyState, KeyUsage, Origin, RotationType};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS keys (
+    key_id TEXT PRIMARY KEY,
+    region TEXT NOT NULL,
+    account TEXT NOT NULL,
+    description TEXT NOT NULL,
+    key_spec TEXT NOT NULL,
+    key_usage TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    deletion_date INTEGER,
+    pending_window_days INTEGER,
+    rotation_enabled INTEGER NOT NULL,
+    rotation_period_days INTEGER,
+    rotation_base INTEGER,
+    current_version INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    revision INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS keys_by_scope ON keys(region, account, key_id);
+CREATE TABLE IF NOT EXISTS key_versions (
+    key_id TEXT NOT NULL REFERENCES keys(key_id),
+    version INTEGER NOT NULL,
+    token_object_id BLOB NOT NULL UNIQUE,
+    material_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    rotation_type TEXT,
+    pending INTEGER NOT NULL,
+    PRIMARY KEY (key_id, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    region TEXT NOT NULL,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key_id TEXT NOT NULL REFERENCES keys(key_id),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (region, account, name)
+);
+CREATE INDEX IF NOT EXISTS aliases_by_key ON aliases(key_id);
+CREATE TABLE IF NOT EXISTS tags (
+    key_id TEXT NOT NULL REFERENCES keys(key_id),
+    tag_key TEXT NOT NULL,
+    tag_value TEXT NOT NULL,
+    PRIMARY KEY (key_id, tag_key)
+);
+"#;
+
+const KEY_COLUMNS: &str = "key_id, region, account, description, key_spec, key_usage, origin, \
+     state, created_at, deletion_date, pending_window_days, rotation_enabled, \
+     rotation_period_days, rotation_base, current_version, policy, revision";
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (and create if needed) the database file and apply the schema.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn map_unique(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::AlreadyExists;
+        }
+    }
+    StoreError::Db(e)
+}
+
+fn parse<T>(v: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<T> {
+    f(v).ok_or_else(|| StoreError::Corrupt(format!("{what} {v:?}")))
+}
+
+fn uuid_col(row: &SqliteRow, col: &str) -> Result<Uuid> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} {s:?}")))
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<KeyRecord> {
+    Ok(KeyRecord {
+        key_id: uuid_col(row, "key_id")?,
+        region: row.try_get("region")?,
+        account: row.try_get("account")?,
+        description: row.try_get("description")?,
+        key_spec: parse(row.try_get("key_spec")?, "key_spec", KeySpec::parse)?,
+        key_usage: parse(row.try_get("key_usage")?, "key_usage", KeyUsage::parse)?,
+        origin: parse(row.try_get("origin")?, "origin", Origin::parse)?,
+        state: parse(row.try_get("state")?, "state", KeyState::parse)?,
+        created_at: row.try_get("created_at")?,
+        deletion_date: row.try_get("deletion_date")?,
+        pending_window_days: row.try_get("pending_window_days")?,
+        rotation_enabled: row.try_get::<i64, _>("rotation_enabled")? != 0,
+        rotation_period_days: row.try_get("rotation_period_days")?,
+        rotation_base: row.try_get("rotation_base")?,
+        current_version: row.try_get("current_version")?,
+        policy: row.try_get("policy")?,
+        revision: row.try_get("revision")?,
+    })
+}
+
+fn version_from_row(row: &SqliteRow) -> Result<VersionRecord> {
+    let rt: Option<String> = row.try_get("rotation_type")?;
+    Ok(VersionRecord {
+        key_id: uuid_col(row, "key_id")?,
+        version: row.try_get("version")?,
+        token_object_id: row.try_get("token_object_id")?,
+        material_id: row.try_get("material_id")?,
+        created_at: row.try_get("created_at")?,
+        rotation_type: match rt {
+            Some(s) => Some(parse(&s, "rotation_type", RotationType::parse)?),
+            None => None,
+        },
+        pending: row.try_get::<i64, _>("pending")? != 0,
+    })
+}
+
+fn alias_from_row(row: &SqliteRow) -> Result<AliasRecord> {
+    Ok(AliasRecord {
+        region: row.try_get("region")?,
+        account: row.try_get("account")?,
+        name: row.try_get("name")?,
+        key_id: uuid_col(row, "key_id")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn insert_version_in<'e, E>(exec: E, v: &VersionRecord) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO key_versions (key_id, version, token_object_id, material_id, created_at, \
+         rotation_type, pending) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(v.key_id.to_string())
+    .bind(v.version)
+    .bind(&v.token_object_id)
+    .bind(&v.material_id)
+    .bind(v.created_at)
+    .bind(v.rotation_type.map(|r| r.as_str()))
+    .bind(v.pending as i64)
+    .execute(exec)
+    .await
+    .map_err(map_unique)?;
+    Ok(())
+}
+
+async fn update_key_in<'e, E>(exec: E, k: &KeyRecord) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let done = sqlx::query(
+        "UPDATE keys SET description = ?, state = ?, deletion_date = ?, pending_window_days = ?, \
+         rotation_enabled = ?, rotation_period_days = ?, rotation_base = ?, current_version = ?, \
+         policy = ?, revision = revision + 1 WHERE key_id = ? AND revision = ?",
+    )
+    .bind(&k.description)
+    .bind(k.state.as_str())
+    .bind(k.deletion_date)
+    .bind(k.pending_window_days)
+    .bind(k.rotation_enabled as i64)
+    .bind(k.rotation_period_days)
+    .bind(k.rotation_base)
+    .bind(k.current_version)
+    .bind(&k.policy)
+    .bind(k.key_id.to_string())
+    .bind(k.revision)
+    .execute(exec)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict)
+    }
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn insert_key(
+        &self,
+        k: &KeyRecord,
+        version: &VersionRecord,
+        tags: &[TagRecord],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(k.key_id.to_string())
+        .bind(&k.region)
+        .bind(&k.account)
+        .bind(&k.description)
+        .bind(k.key_spec.as_str())
+        .bind(k.key_usage.as_str())
+        .bind(k.origin.as_str())
+        .bind(k.state.as_str())
+        .bind(k.created_at)
+        .bind(k.deletion_date)
+        .bind(k.pending_window_days)
+        .bind(k.rotation_enabled as i64)
+        .bind(k.rotation_period_days)
+        .bind(k.rotation_base)
+        .bind(k.current_version)
+        .bind(&k.policy)
+        .bind(k.revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_unique)?;
+        insert_version_in(&mut *tx, version).await?;
+        for t in tags {
+            sqlx::query("INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)")
+                .bind(k.key_id.to_string())
+                .bind(&t.key)
+                .bind(&t.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_unique)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_key(&self, key_id: Uuid) -> Result<Option<KeyRecord>> {
+        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?"))
+            .bind(key_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn list_keys(
+        &self,
+        region: &str,
+        account: &str,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE region = ? AND account = ? AND key_id > ? \
+             AND state != 'Creating' ORDER BY key_id LIMIT ?"
+        ))
+        .bind(region)
+        .bind(account)
+        .bind(after.map(|u| u.to_string()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn update_key(&self, key: &KeyRecord) -> Result<()> {
+        update_key_in(&self.pool, key).await
+    }
+
+    async fn delete_unfinished_key(&self, key_id: Uuid) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let id = key_id.to_string();
+        for sql in [
+            "DELETE FROM tags WHERE key_id = ?",
+            "DELETE FROM key_versions WHERE key_id = ?",
+            "DELETE FROM keys WHERE key_id = ? AND state = 'Creating'",
+        ] {
+            sqlx::query(sql).bind(&id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unfinished_keys(&self) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE state = 'Creating'"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn insert_version(&self, version: &VersionRecord) -> Result<()> {
+        insert_version_in(&self.pool, version).await
+    }
+
+    async fn activate_version(&self, key: &KeyRecord, version: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE key_versions SET pending = 0 WHERE key_id = ? AND version = ?")
+            .bind(key.key_id.to_string())
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        update_key_in(&mut *tx, key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_pending_version(&self, key_id: Uuid, version: i64) -> Result<()> {
+        sqlx::query("DELETE FROM key_versions WHERE key_id = ? AND version = ? AND pending = 1")
+            .bind(key_id.to_string())
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn versions(&self, key_id: Uuid) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query("SELECT * FROM key_versions WHERE key_id = ? ORDER BY version")
+            .bind(key_id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn pending_versions(&self) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query("SELECT * FROM key_versions WHERE pending = 1")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn all_token_object_ids(&self) -> Result<Vec<Vec<u8>>> {
+        let rows = sqlx::query("SELECT token_object_id FROM key_versions")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("token_object_id").map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn insert_alias(&self, a: &AliasRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO aliases (region, account, name, key_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.region)
+        .bind(&a.account)
+        .bind(&a.name)
+        .bind(a.key_id.to_string())
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        Ok(())
+    }
+
+    async fn update_alias(&self, a: &AliasRecord) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE aliases SET key_id = ?, updated_at = ? WHERE region = ? AND account = ? AND name = ?",
+        )
+        .bind(a.key_id.to_string())
+        .bind(a.updated_at)
+        .bind(&a.region)
+        .bind(&a.account)
+        .bind(&a.name)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    async fn delete_alias(&self, region: &str, account: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM aliases WHERE region = ? AND account = ? AND name = ?")
+            .bind(region)
+            .bind(account)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get_alias(
+        &self,
+        region: &str,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>> {
+        let row =
+            sqlx::query("SELECT * FROM aliases WHERE region = ? AND account = ? AND name = ?")
+                .bind(region)
+                .bind(account)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(alias_from_row).transpose()
+    }
+
+    async fn list_aliases(
+        &self,
+        region: &str,
+        account: &str,
+        key_id: Option<Uuid>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AliasRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM aliases WHERE region = ? AND account = ? AND (? IS NULL OR key_id = ?) \
+             AND name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(region)
+        .bind(account)
+        .bind(key_id.map(|k| k.to_string()))
+        .bind(key_id.map(|k| k.to_string()))
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alias_from_row).collect()
+    }
+
+    async fn count_aliases_for_key(&self, key_id: Uuid) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM aliases WHERE key_id = ?")
+            .bind(key_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    async fn put_tags(&self, key_id: Uuid, tags: &[TagRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for t in tags {
+            sqlx::query(
+                "INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?) \
+                 ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+            )
+            .bind(key_id.to_string())
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_tags(&self, key_id: Uuid, tag_keys: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for k in tag_keys {
+            sqlx::query("DELETE FROM tags WHERE key_id = ? AND tag_key = ?")
+                .bind(key_id.to_string())
+                .bind(k)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_tags(&self, key_id: Uuid) -> Result<Vec<TagRecord>> {
+        let rows =
+            sqlx::query("SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key")
+                .bind(key_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TagRecord {
+                    key: r.try_get("tag_key")?,
+                    value: r.try_get("tag_value")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

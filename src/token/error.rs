@@ -1,0 +1,104 @@
+//! Token errors: every failure keeps its CKR code and is classified in exactly one place.
+
+use cryptoki::error::{Error as CkError, RvError};
+
+/// How the caller should treat a token failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The input was rejected (bad tag, bad data length, …): a client error, not a fault.
+    BadInput,
+    /// The referenced object does not exist in the token.
+    ObjectMissing,
+    /// Try again later (the token is busy or out of memory).
+    Retryable,
+    /// The session is unusable; drop it and open another.
+    SessionFatal,
+    /// The device itself failed or went away; the token needs a reset.
+    Device,
+    /// Configuration problems (wrong PIN, token not found, mechanism missing).
+    Config,
+    /// Anything else.
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{op}: {source}")]
+    Pkcs11 {
+        op: &'static str,
+        kind: FaultKind,
+        #[source]
+        source: CkError,
+    },
+    #[error("no initialized token with label {0:?} is present")]
+    TokenNotFound(String),
+    #[error("token object {0} not found")]
+    ObjectNotFound(String),
+    #[error("blocking token task failed: {0}")]
+    Join(String),
+}
+
+impl TokenError {
+    pub(crate) fn ck(op: &'static str, source: CkError) -> Self {
+        let kind = classify(&source);
+        TokenError::Pkcs11 { op, kind, source }
+    }
+
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            TokenError::Pkcs11 { kind, .. } => *kind,
+            TokenError::TokenNotFound(_) => FaultKind::Config,
+            TokenError::ObjectNotFound(_) => FaultKind::ObjectMissing,
+            TokenError::Join(_) => FaultKind::Other,
+        }
+    }
+
+    /// The PKCS#11 return value, when the failure came from the token.
+    pub fn rv(&self) -> Option<RvError> {
+        match self {
+            TokenError::Pkcs11 {
+                source: CkError::Pkcs11(rv, _),
+                ..
+            } => Some(*rv),
+            _ => None,
+        }
+    }
+}
+
+/// The one table that classifies CKR codes.
+fn classify(e: &CkError) -> FaultKind {
+    let CkError::Pkcs11(rv, _) = e else {
+        return FaultKind::Other;
+    };
+    use RvError::*;
+    match rv {
+        EncryptedDataInvalid
+        | EncryptedDataLenRange
+        | DataInvalid
+        | DataLenRange
+        | SignatureInvalid
+        | SignatureLenRange => FaultKind::BadInput,
+        ObjectHandleInvalid | KeyHandleInvalid => FaultKind::ObjectMissing,
+        DeviceMemory | HostMemory | FunctionCanceled | OperationActive => FaultKind::Retryable,
+        SessionHandleInvalid | SessionClosed | UserNotLoggedIn | OperationNotInitialized => {
+            FaultKind::SessionFatal
+        }
+        DeviceError
+        | DeviceRemoved
+        | TokenNotPresent
+        | TokenNotRecognized
+        | CryptokiNotInitialized => FaultKind::Device,
+        PinIncorrect
+        | PinLocked
+        | PinExpired
+        | MechanismInvalid
+        | MechanismParamInvalid
+        | SlotIdInvalid
+        | KeyTypeInconsistent
+        | TemplateIncomplete
+        | TemplateInconsistent
+        | AttributeValueInvalid
+        | AttributeTypeInvalid => FaultKind::Config,
+        _ => FaultKind::Other,
+    }
+}
