@@ -1,0 +1,300 @@
+//! Test harness: every test gets its own SoftHSM token (on tmpfs where available) and its own
+//! `kms-bridge serve` process on 127.0.0.1:0, driven through the official AWS SDK for Rust.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aws_sdk_kms::config::{Credentials, Region};
+
+pub const PIN: &str = "1234";
+pub const SO_PIN: &str = "5678";
+pub const TOKEN_LABEL: &str = "kms-bridge-test";
+pub const REGION: &str = "us-east-1";
+pub const OTHER_REGION: &str = "eu-west-1";
+pub const ACCOUNT: &str = "111122223333";
+pub const ACCESS_KEY_ID: &str = "AKIAKMSBRIDGETEST";
+pub const SECRET_ACCESS_KEY: &str = "kms-bridge-test-secret-access-key";
+
+pub fn softhsm_module() -> PathBuf {
+    std::env::var_os("KMS_BRIDGE_TOKEN__MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+}
+
+/// A temporary directory holding a fresh, initialized SoftHSM token and a data directory.
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let path = base.join(format!("kms-bridge-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(path.join("tokens")).expect("create token dir");
+        std::fs::write(
+            path.join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                path.join("tokens").display()
+            ),
+        )
+        .expect("write softhsm2.conf");
+        let out = Command::new("softhsm2-util")
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                TOKEN_LABEL,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                PIN,
+            ])
+            .env("SOFTHSM2_CONF", path.join("softhsm2.conf"))
+            .output()
+            .expect("run softhsm2-util (install softhsm2: scripts/test.sh does)");
+        assert!(
+            out.status.success(),
+            "softhsm2-util failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestDir { path }
+    }
+
+    pub fn softhsm_conf(&self) -> PathBuf {
+        self.path.join("softhsm2.conf")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.path.join("data")
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub endpoint: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Start `kms-bridge serve` on a fresh token.
+    pub fn start_new() -> (TestDir, Server) {
+        let dir = TestDir::new();
+        let server = Server::start(&dir, &[]);
+        (dir, server)
+    }
+
+    /// Start on an existing test directory, with extra environment variables.
+    pub fn start(dir: &TestDir, env: &[(&str, &str)]) -> Server {
+        let log = dir
+            .path
+            .join(format!("server-{}.log", uuid::Uuid::new_v4()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kms-bridge"));
+        cmd.arg("serve")
+            .env("SOFTHSM2_CONF", dir.softhsm_conf())
+            .env("KMS_BRIDGE_LISTEN", "127.0.0.1:0")
+            .env("KMS_BRIDGE_DATA_DIR", dir.data_dir())
+            .env("KMS_BRIDGE_TOKEN__LABEL", TOKEN_LABEL)
+            .env("KMS_BRIDGE_TOKEN__MODULE", softhsm_module())
+            .env("KMS_BRIDGE_TOKEN_PIN", PIN)
+            .env("KMS_BRIDGE_REGIONS", format!("{REGION},{OTHER_REGION}"))
+            .env("KMS_BRIDGE_ACCOUNT_ID", ACCOUNT)
+            .env("KMS_BRIDGE_LOG", "info,kms_bridge=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn kms-bridge");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(addr) = line.strip_prefix("kms-bridge listening on http://") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        Server {
+            child,
+            endpoint: format!("http://{addr}"),
+            addr,
+            log,
+        }
+    }
+
+    pub fn client(&self) -> aws_sdk_kms::Client {
+        self.client_in(REGION)
+    }
+
+    pub fn client_in(&self, region: &str) -> aws_sdk_kms::Client {
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new(
+                ACCESS_KEY_ID,
+                SECRET_ACCESS_KEY,
+                None,
+                None,
+                "kms-bridge-tests",
+            ))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stop the process the hard way (like a crash).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stop gracefully (SIGTERM) and wait.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Send a raw HTTP/1.1 request; returns (status, headers lowercased, body).
+    pub fn raw(&self, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
+        raw_request(&self.addr, headers, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn error_type(&self) -> String {
+        self.json()["__type"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+/// A syntactically valid SigV4 Authorization header for `region` (not a real signature).
+pub fn fake_authorization(region: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/20260102/{region}/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}",
+        "0".repeat(64)
+    )
+}
+
+pub fn raw_request(addr: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut req = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let _ = s.write_all(body);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// The AWS error code of an SDK error (`__type` as the SDK parsed it).
+pub fn code<E, R>(err: &aws_sdk_kms::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match err.as_service_error() {
+        Some(e) => e.code().unwrap_or("<no code>").to_owned(),
+        None => format!("<not a service error: {err:?}>"),
+    }
+}
+
+/// Assert that an SDK call failed with the given AWS error code.
+#[macro_export]
+macro_rules! assert_code {
+    ($res:expr, $code:expr) => {{
+        match $res {
+            Ok(_) => panic!("expected {} but the call succeeded", $code),
+            Err(e) => assert_eq!($crate::common::code(&e), $code, "full error: {e:?}"),
+        }
+    }};
+}
