@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Start kms-bridge in dev mode: installs what is missing, creates a dev token and dev
+# credentials on first run, builds (release) and serves.
+#   KMS_BRIDGE_LISTEN    listen address (default 127.0.0.1:4599)
+#   KMS_BRIDGE_DATA_DIR  token, database and credentials (default ./data)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+source scripts/lib.sh
+ensure_packages
+
+listen=${KMS_BRIDGE_LISTEN:-127.0.0.1:4599}
+data_dir=${KMS_BRIDGE_DATA_DIR:-$root/data}
+mkdir -p "$data_dir"
+data_dir=$(cd "$data_dir" && pwd)
+region=${AWS_DEFAULT_REGION:-us-east-1}
+
+softhsm/init-token.sh "$data_dir" kms-bridge-dev
+
+# Dev credentials: generated on first run, kept afterwards.
+creds="$data_dir/dev-credentials.env"
+host=${listen%:*}
+port=${listen##*:}
+case "$host" in 0.0.0.0|"["*|::) host=127.0.0.1 ;; esac
+endpoint="http://$host:$port"
+if [ -f "$creds" ]; then
+  # shellcheck disable=SC1090
+  source "$creds"
+  akid=$AWS_ACCESS_KEY_ID
+  secret=$AWS_SECRET_ACCESS_KEY
+  region=${AWS_DEFAULT_REGION:-$region}
+else
+  akid="AKIA$(od -An -N10 -tx1 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F' | cut -c1-16)"
+  secret=$(head -c 30 /dev/urandom | base64 | tr '+/' 'Ab' | cut -c1-40)
+fi
+umask 077
+cat > "$creds" <<ENV
+AWS_ACCESS_KEY_ID=$akid
+AWS_SECRET_ACCESS_KEY=$secret
+AWS_DEFAULT_REGION=$region
+AWS_ENDPOINT_URL_KMS=$endpoint
+ENV
+
+cargo build --release --quiet
+
+echo "kms-bridge dev server"
+echo "  endpoint:    $endpoint"
+echo "  credentials: $creds (source it, then: aws kms list-keys)"
+echo "  AWS_ACCESS_KEY_ID=$akid"
+echo "  AWS_SECRET_ACCESS_KEY=$secret"
+echo "  AWS_DEFAULT_REGION=$region"
+
+export SOFTHSM2_CONF="$data_dir/softhsm2.conf"
+export KMS_BRIDGE_LISTEN="$listen"
+export KMS_BRIDGE_DATA_DIR="$data_dir"
+export KMS_BRIDGE_TOKEN__LABEL=kms-bridge-dev
+export KMS_BRIDGE_TOKEN__PIN_FILE="$data_dir/token-pin"
+export KMS_BRIDGE_REGIONS="${KMS_BRIDGE_REGIONS:-$region}"
+exec "$root/target/release/kms-bridge" serve

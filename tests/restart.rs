@@ -1,0 +1,226 @@
+//! Durability: keys, aliases, tags, rotations and old ciphertexts survive restarts and crashes,
+//! and start-up reconciliation repairs a crash between the store write and the token write.
+
+mod common;
+use common::*;
+
+use std::sync::Arc;
+
+use aws_sdk_kms::primitives::Blob;
+use kms_bridge::kms::{material_id, token_object_id, token_object_label};
+use kms_bridge::model::{KeySpec, KeyState, KeyUsage, Origin};
+use kms_bridge::store::sqlite::SqliteStore;
+use kms_bridge::store::{KeyRecord, MetadataStore, VersionRecord};
+use kms_bridge::token::{Token, TokenConfig};
+
+#[tokio::test]
+async fn state_survives_restart_and_crash() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let id = kms
+        .create_key()
+        .description("durable")
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key("t")
+                .tag_value("v")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    kms.create_alias()
+        .alias_name("alias/durable")
+        .target_key_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let old = kms
+        .encrypt()
+        .key_id("alias/durable")
+        .plaintext(Blob::new(b"before rotation".to_vec()))
+        .encryption_context("c", "1")
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    kms.rotate_key_on_demand().key_id(&id).send().await.unwrap();
+    kms.enable_key_rotation()
+        .key_id(&id)
+        .rotation_period_in_days(180)
+        .send()
+        .await
+        .unwrap();
+    let new = kms
+        .encrypt()
+        .key_id(&id)
+        .plaintext(Blob::new(b"after rotation".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    server.stop();
+
+    for round in 0..2 {
+        let server = Server::start(&dir, &[]);
+        let kms = server.client();
+        let m = kms
+            .describe_key()
+            .key_id("alias/durable")
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        assert_eq!(m.key_id(), id);
+        assert_eq!(m.description(), Some("durable"));
+        let tags = kms.list_resource_tags().key_id(&id).send().await.unwrap();
+        assert_eq!(tags.tags().len(), 1);
+        let s = kms
+            .get_key_rotation_status()
+            .key_id(&id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(s.rotation_period_in_days(), Some(180));
+        let rot = kms.list_key_rotations().key_id(&id).send().await.unwrap();
+        assert_eq!(rot.rotations().len(), 1);
+        let d = kms
+            .decrypt()
+            .ciphertext_blob(old.clone())
+            .encryption_context("c", "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(d.plaintext().unwrap().as_ref(), b"before rotation");
+        let d = kms
+            .decrypt()
+            .ciphertext_blob(new.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(d.plaintext().unwrap().as_ref(), b"after rotation");
+        // The first round ends in a crash (SIGKILL), the second starts after it.
+        if round == 0 {
+            server.kill();
+        }
+    }
+}
+
+fn unfinished_key(id: uuid::Uuid) -> (KeyRecord, VersionRecord) {
+    let key = KeyRecord {
+        key_id: id,
+        region: REGION.into(),
+        account: ACCOUNT.into(),
+        description: String::new(),
+        key_spec: KeySpec::SymmetricDefault,
+        key_usage: KeyUsage::EncryptDecrypt,
+        origin: Origin::AwsKms,
+        state: KeyState::Creating,
+        created_at: 1,
+        deletion_date: None,
+        pending_window_days: None,
+        rotation_enabled: false,
+        rotation_period_days: None,
+        rotation_base: None,
+        current_version: 1,
+        policy: "{}".into(),
+        revision: 0,
+    };
+    let version = VersionRecord {
+        key_id: id,
+        version: 1,
+        token_object_id: token_object_id(&id, 1),
+        material_id: material_id(&id, 1),
+        created_at: 1,
+        rotation_type: None,
+        pending: true,
+    };
+    (key, version)
+}
+
+#[tokio::test]
+async fn reconciliation_after_interrupted_creation() {
+    let dir = TestDir::new();
+    // First start creates the database.
+    Server::start(&dir, &[]).stop();
+
+    // Simulate three crashes: (1) store intent written, token object never created;
+    // (2) token object created, completion never written; (3) token object with no metadata.
+    let lost = uuid::Uuid::new_v4();
+    let half_done = uuid::Uuid::new_v4();
+    let orphan = uuid::Uuid::new_v4();
+    {
+        let store = Arc::new(
+            SqliteStore::open(&dir.data_dir().join("kms-bridge.db"))
+                .await
+                .unwrap(),
+        );
+        for id in [lost, half_done] {
+            let (k, v) = unfinished_key(id);
+            store.insert_key(&k, &v, &[]).await.unwrap();
+        }
+        std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
+        let cfg = TokenConfig {
+            module: softhsm_module(),
+            label: TOKEN_LABEL.into(),
+            pin: PIN.to_owned().into(),
+        };
+        let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
+            .await
+            .unwrap()
+            .unwrap();
+        for id in [half_done, orphan] {
+            token
+                .generate_aes_key(token_object_id(&id, 1), token_object_label(&id, 1))
+                .await
+                .unwrap();
+        }
+    }
+
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    assert_code!(
+        kms.describe_key().key_id(lost.to_string()).send().await,
+        "NotFoundException"
+    );
+    let m = kms
+        .describe_key()
+        .key_id(half_done.to_string())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(m.key_state(), Some(&aws_sdk_kms::types::KeyState::Enabled));
+    let ct = kms
+        .encrypt()
+        .key_id(half_done.to_string())
+        .plaintext(Blob::new(b"usable".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let pt = kms
+        .decrypt()
+        .ciphertext_blob(ct.ciphertext_blob.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pt.plaintext().unwrap().as_ref(), b"usable");
+    let keys = kms.list_keys().send().await.unwrap();
+    assert_eq!(keys.keys().len(), 1);
+    let log = server.log();
+    assert!(log.contains("orphan token object"), "{log}");
+    assert!(log.contains(&orphan.to_string()), "{log}");
+    assert!(
+        log.contains("removed key whose creation never reached the token"),
+        "{log}"
+    );
+}

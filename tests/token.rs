@@ -1,0 +1,101 @@
+//! The token layer against a real SoftHSM token: key protection attributes.
+
+mod common;
+use common::*;
+
+use kms_bridge::kms::{token_object_id, token_object_label};
+use kms_bridge::token::{Token, TokenConfig};
+
+#[tokio::test]
+async fn key_material_is_sensitive_and_never_readable() {
+    let dir = TestDir::new();
+    // A key created through the API…
+    let server = Server::start(&dir, &[]);
+    let id = server
+        .client()
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    server.stop();
+
+    std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
+    let cfg = TokenConfig {
+        module: softhsm_module(),
+        label: TOKEN_LABEL.into(),
+        pin: PIN.to_owned().into(),
+    };
+    let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
+    token.load_objects().await.unwrap();
+    let key_id = uuid::Uuid::parse_str(&id).unwrap();
+    let p = token
+        .key_protection(token_object_id(&key_id, 1))
+        .await
+        .unwrap();
+    assert!(p.sensitive, "CKA_SENSITIVE must be true");
+    assert!(!p.extractable, "CKA_EXTRACTABLE must be false");
+    assert!(!p.value_readable, "CKA_VALUE must not be readable");
+
+    // …and one created directly by the token layer.
+    let other = uuid::Uuid::new_v4();
+    token
+        .generate_aes_key(token_object_id(&other, 1), token_object_label(&other, 1))
+        .await
+        .unwrap();
+    let p = token
+        .key_protection(token_object_id(&other, 1))
+        .await
+        .unwrap();
+    assert!(p.sensitive && !p.extractable && !p.value_readable);
+
+    // Unknown objects are reported as such.
+    assert!(!token
+        .exists(token_object_id(&uuid::Uuid::new_v4(), 1))
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn wrong_pin_and_label_fail_to_start() {
+    let dir = TestDir::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kms-bridge"))
+        .arg("serve")
+        .env("SOFTHSM2_CONF", dir.softhsm_conf())
+        .env("KMS_BRIDGE_LISTEN", "127.0.0.1:0")
+        .env("KMS_BRIDGE_DATA_DIR", dir.data_dir())
+        .env("KMS_BRIDGE_TOKEN__LABEL", TOKEN_LABEL)
+        .env("KMS_BRIDGE_TOKEN_PIN", "0000")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("C_Login"), "{err}");
+    assert!(!err.contains("0000"), "the PIN must not be printed: {err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kms-bridge"))
+        .arg("serve")
+        .env("SOFTHSM2_CONF", dir.softhsm_conf())
+        .env("KMS_BRIDGE_LISTEN", "127.0.0.1:0")
+        .env("KMS_BRIDGE_DATA_DIR", dir.data_dir())
+        .env("KMS_BRIDGE_TOKEN__LABEL", "no-such-token")
+        .env("KMS_BRIDGE_TOKEN_PIN", PIN)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-token"));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kms-bridge"))
+        .arg("serve")
+        .env("KMS_BRIDGE_LISTEN", "not-an-address")
+        .env("KMS_BRIDGE_TOKEN_PIN", PIN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
+}
