@@ -4,6 +4,8 @@
 //! and the credential scope's region reach the domain layer. Verification and authorization
 //! come with the identity work and will plug in here.
 
+pub mod sigv4;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("Missing Authentication Token")]
