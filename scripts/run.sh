@@ -55,5 +55,6 @@ export KMS_BRIDGE_LISTEN="$listen"
 export KMS_BRIDGE_DATA_DIR="$data_dir"
 export KMS_BRIDGE_TOKEN__LABEL=kms-bridge-dev
 export KMS_BRIDGE_TOKEN__PIN_FILE="$data_dir/token-pin"
+export KMS_BRIDGE_BOOTSTRAP_CREDENTIALS="$creds"
 export KMS_BRIDGE_REGIONS="${KMS_BRIDGE_REGIONS:-$region}"
 exec "$root/target/release/kms-bridge" serve

@@ -17,6 +17,7 @@ struct Raw {
     account_id: String,
     regions: Vec<String>,
     max_body_bytes: usize,
+    bootstrap_credentials: Option<PathBuf>,
     token: RawToken,
 }
 
@@ -37,6 +38,8 @@ pub struct Settings {
     pub account_id: String,
     pub regions: Vec<String>,
     pub max_body_bytes: usize,
+    /// Sourceable `AWS_ACCESS_KEY_ID=…`/`AWS_SECRET_ACCESS_KEY=…` file: the dev admin's key.
+    pub bootstrap_credentials: Option<PathBuf>,
     pub token: TokenSettings,
 }
 
@@ -129,6 +132,7 @@ impl Settings {
             account_id: raw.account_id,
             regions: raw.regions,
             max_body_bytes: raw.max_body_bytes,
+            bootstrap_credentials: raw.bootstrap_credentials,
             token: TokenSettings {
                 module: raw.token.module,
                 label: raw.token.label,

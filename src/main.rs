@@ -23,6 +23,13 @@ enum Command {
         #[arg(long, env = "KMS_BRIDGE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Manage principals, access keys and identity policies.
+    Admin {
+        #[arg(long, env = "KMS_BRIDGE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: kms_bridge::admin::AdminCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -33,32 +40,35 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { config } => {
-            let settings = match kms_bridge::config::Settings::load(config.as_deref()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("kms-bridge: configuration error: {e:#}");
-                    return ExitCode::from(2);
-                }
-            };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("kms-bridge: cannot start runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(kms_bridge::serve(settings, shutdown_signal())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("kms-bridge: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+    let config = match &cli.command {
+        Command::Serve { config } | Command::Admin { config, .. } => config.clone(),
+    };
+    let settings = match kms_bridge::config::Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kms-bridge: configuration error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kms-bridge: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve { .. } => rt.block_on(kms_bridge::serve(settings, shutdown_signal())),
+        Command::Admin { command, .. } => rt.block_on(kms_bridge::admin::run(settings, command)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kms-bridge: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -131,7 +131,7 @@ fn unfinished_key(id: uuid::Uuid) -> (KeyRecord, VersionRecord) {
         rotation_period_days: None,
         rotation_base: None,
         current_version: 1,
-        policy: "{}".into(),
+        policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#.into(),
         revision: 0,
     };
     let version = VersionRecord {

@@ -6,16 +6,7 @@ use common::*;
 const JSON: &str = "application/x-amz-json-1.1";
 
 fn call(server: &Server, target: &str, body: &str) -> RawResponse {
-    let auth = fake_authorization(REGION);
-    server.raw(
-        &[
-            ("X-Amz-Target", target),
-            ("Content-Type", JSON),
-            ("X-Amz-Date", "20260102T030405Z"),
-            ("Authorization", &auth),
-        ],
-        body.as_bytes(),
-    )
+    server.signed(target, body)
 }
 
 fn assert_error(r: &RawResponse, status: u16, name: &str) {
@@ -120,7 +111,14 @@ fn protocol_errors() {
         "ValidationException",
     );
     let big = format!(r#"{{"Description":"{}"}}"#, "x".repeat(300 * 1024));
-    let r = call(&server, "TrentService.CreateKey", &big);
+    let auth = fake_authorization(REGION);
+    let r = server.raw(
+        &[
+            ("X-Amz-Target", "TrentService.CreateKey"),
+            ("Authorization", &auth),
+        ],
+        big.as_bytes(),
+    );
     assert_eq!(r.error_type(), "ValidationException", "{r:?}");
     assert_eq!(r.status, 413);
 }

@@ -54,10 +54,21 @@ impl ApiError {
                     a.to_string(),
                 ),
                 AuthError::Incomplete(s) => (bad, "IncompleteSignatureException", m(s)),
-                AuthError::InvalidSignature(s) => (bad, "InvalidSignatureException", m(s)),
+                AuthError::InvalidSignature(s) | AuthError::Expired(s) => {
+                    (bad, "InvalidSignatureException", m(s))
+                }
+                AuthError::Unrecognized => (bad, "UnrecognizedClientException", a.to_string()),
+                AuthError::Backend(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "KMSInternalException",
+                    INTERNAL_MESSAGE.into(),
+                ),
             },
             ApiError::Kms(k) => match k {
                 K::NotFound(s) => (bad, "NotFoundException", m(s)),
+                K::AccessDenied(s) => (bad, "AccessDeniedException", m(s)),
+                K::InvalidGrantToken(s) => (bad, "InvalidGrantTokenException", m(s)),
+                K::InvalidGrantId(s) => (bad, "InvalidGrantIdException", m(s)),
                 K::InvalidArn(s) => (bad, "InvalidArnException", m(s)),
                 K::AlreadyExists(s) => (bad, "AlreadyExistsException", m(s)),
                 K::InvalidAliasName(s) => (bad, "InvalidAliasNameException", m(s)),

@@ -9,9 +9,11 @@ pub use ops::Operation;
 
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -19,17 +21,20 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use zeroize::Zeroize;
 
-use crate::auth;
+use crate::auth::sigv4::RequestParts;
+use crate::auth::Authenticator;
 use crate::kms::{Kms, RequestContext};
 
 /// What every request handler shares.
 pub struct AppState {
     pub kms: Kms,
-    pub account_id: String,
-    pub regions: Vec<String>,
+    pub auth: Authenticator,
     pub max_body_bytes: usize,
+    /// True when the listener terminates TLS (the `aws:SecureTransport` condition key).
+    pub secure_transport: bool,
 }
 
+/// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", post(handle))
@@ -37,9 +42,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+/// The parts of one HTTP request the handler needs.
+struct Incoming {
+    peer: SocketAddr,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    match serve(&state, &headers, body, &request_id).await {
+    let incoming = Incoming {
+        peer,
+        method,
+        uri,
+        headers,
+    };
+    match serve(&state, &incoming, body, &request_id).await {
         Ok(resp) => resp,
         Err(e) => error::error_response(&e, &request_id),
     }
@@ -47,26 +73,45 @@ async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
 
 async fn serve(
     state: &AppState,
-    headers: &HeaderMap,
+    req: &Incoming,
     body: Body,
     request_id: &str,
 ) -> Result<Response, ApiError> {
-    let target = headers
+    let target = req
+        .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let op = Operation::from_target(target)
         .ok_or_else(|| ProtocolError::UnknownOperation(format!("Unknown operation {target:?}")))?;
-    let authz = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let caller = auth::parse_authorization(authz, &state.regions)?;
     let body = read_body(body, state.max_body_bytes).await?;
+    let header_pairs: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("")))
+        .collect();
+    let parts = RequestParts {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        query: req.uri.query().unwrap_or(""),
+        headers: &header_pairs,
+        body: &body,
+    };
+    let now_ms = state.kms.clock().now_millis();
+    let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+        .map_err(|e| ApiError::Auth(crate::auth::AuthError::Backend(e.to_string())))?;
+    let caller = state.auth.authenticate(&parts, now).await?;
     let ctx = RequestContext {
         region: caller.region,
-        account: state.account_id.clone(),
+        account: caller.principal.account.clone(),
         access_key_id: caller.access_key_id,
         request_id: request_id.to_owned(),
+        principal: caller.principal,
+        identity_policies: caller.identity_policies,
+        source_ip: Some(req.peer.ip().to_string()),
+        secure_transport: state.secure_transport,
     };
-    tracing::debug!(request_id, operation = op.name(), access_key_id = %ctx.access_key_id, "request");
+    tracing::debug!(request_id, operation = op.name(), principal = %ctx.principal.arn, "request");
     let out = ops::dispatch(&state.kms, &ctx, op, &body).await?;
     Ok(success(out, request_id))
 }

@@ -7,7 +7,9 @@ use super::wire::{self, *};
 use super::ApiError;
 use crate::kms::blob::EncryptionContext;
 use crate::kms::ids::AliasName;
-use crate::kms::{CreateKeyInput, KeyInfo, Kms, RequestContext};
+use crate::kms::{
+    CreateGrantInput, CreateKeyInput, GrantConstraints, GrantInfo, KeyInfo, Kms, RequestContext,
+};
 use crate::model::{DataKeySpec, EncryptionAlgorithm, KeySpec, KeyUsage, Origin};
 use crate::store::TagRecord;
 
@@ -62,6 +64,11 @@ operations!(
     GetKeyRotationStatus,
     RotateKeyOnDemand,
     ListKeyRotations,
+    CreateGrant,
+    ListGrants,
+    ListRetirableGrants,
+    RetireGrant,
+    RevokeGrant,
 );
 
 type Out = Result<Option<Value>, ApiError>;
@@ -133,6 +140,21 @@ fn alias_name(v: Option<String>) -> Result<AliasName, ApiError> {
     Ok(AliasName::parse(&s)?)
 }
 
+fn grant_entry(g: &GrantInfo) -> Value {
+    let r = &g.record;
+    json!({
+        "KeyId": g.key_arn,
+        "GrantId": r.grant_id,
+        "Name": r.name,
+        "CreationDate": ts(r.created_at),
+        "GranteePrincipal": r.grantee_principal,
+        "RetiringPrincipal": r.retiring_principal,
+        "IssuingAccount": r.issuing_account,
+        "Operations": r.operations,
+        "Constraints": g.constraints().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)),
+    })
+}
+
 fn page(items: Vec<Value>, list: &str, next: Option<String>) -> Value {
     let mut out = serde_json::Map::new();
     out.insert(list.to_owned(), Value::Array(items));
@@ -172,6 +194,9 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 .into());
             }
             let input = CreateKeyInput {
+                bypass_policy_lockout_safety_check: r
+                    .bypass_policy_lockout_safety_check
+                    .unwrap_or(false),
                 description: r.description,
                 key_usage: enum_member(
                     r.key_usage,
@@ -320,7 +345,8 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             let key = key_ref(r.key_id, "keyId")?;
             let policy = required(r.policy, "policy")?;
             length(&policy, "policy", 1, 131_072)?;
-            kms.put_key_policy(ctx, &key, r.policy_name.as_deref(), policy)
+            let bypass = r.bypass_policy_lockout_safety_check.unwrap_or(false);
+            kms.put_key_policy(ctx, &key, r.policy_name.as_deref(), policy, bypass)
                 .await?;
             Ok(None)
         }
@@ -437,7 +463,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         O::GenerateRandom => {
             let r: RandomReq = parse(body)?;
             let bytes = kms
-                .generate_random(r.number_of_bytes, r.custom_key_store_id.as_deref())
+                .generate_random(ctx, r.number_of_bytes, r.custom_key_store_id.as_deref())
                 .await?;
             let pt = secret_b64(&bytes);
             done(json!({ "Plaintext": pt.as_str() }))
@@ -505,6 +531,99 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 })
                 .collect();
             done(page(items, "Rotations", p.next_marker))
+        }
+        O::CreateGrant => {
+            let r: GrantReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            grant_tokens(&r.grant_tokens)?;
+            if r.grantee_service_principal.is_some() || r.retiring_service_principal.is_some() {
+                return Err(crate::kms::KmsError::UnsupportedOperation(
+                    "Service principals are not supported by this server".into(),
+                )
+                .into());
+            }
+            let grantee = required(r.grantee_principal, "granteePrincipal")?;
+            length(&grantee, "granteePrincipal", 1, 256)?;
+            let operations = required(r.operations, "operations")?;
+            let constraints = match r.constraints {
+                Some(c) if c.source_arn.is_some() => {
+                    return Err(crate::kms::KmsError::UnsupportedOperation(
+                        "The SourceArn grant constraint is not supported".into(),
+                    )
+                    .into())
+                }
+                Some(c) => Some(GrantConstraints {
+                    subset: c.encryption_context_subset,
+                    equals: c.encryption_context_equals,
+                }),
+                None => None,
+            };
+            let (grant_id, grant_token) = kms
+                .create_grant(
+                    ctx,
+                    CreateGrantInput {
+                        key,
+                        grantee_principal: grantee,
+                        retiring_principal: r.retiring_principal,
+                        operations,
+                        constraints,
+                        name: r.name,
+                    },
+                )
+                .await?;
+            done(json!({ "GrantToken": grant_token, "GrantId": grant_id }))
+        }
+        O::ListGrants => {
+            let r: GrantReq = parse(body)?;
+            marker(&r.marker)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let p = kms
+                .list_grants(
+                    ctx,
+                    &key,
+                    r.grant_id.as_deref(),
+                    r.grantee_principal.as_deref(),
+                    r.limit,
+                    r.marker.as_deref(),
+                )
+                .await?;
+            done(page(
+                p.items.iter().map(grant_entry).collect(),
+                "Grants",
+                p.next_marker,
+            ))
+        }
+        O::ListRetirableGrants => {
+            let r: GrantReq = parse(body)?;
+            marker(&r.marker)?;
+            let retiring = required(r.retiring_principal, "retiringPrincipal")?;
+            let p = kms
+                .list_retirable_grants(ctx, &retiring, r.limit, r.marker.as_deref())
+                .await?;
+            done(page(
+                p.items.iter().map(grant_entry).collect(),
+                "Grants",
+                p.next_marker,
+            ))
+        }
+        O::RetireGrant => {
+            let r: GrantReq = parse(body)?;
+            let key = opt_key_ref(r.key_id, "keyId")?;
+            kms.retire_grant(
+                ctx,
+                r.grant_token.as_deref(),
+                key.as_ref(),
+                r.grant_id.as_deref(),
+            )
+            .await?;
+            Ok(None)
+        }
+        O::RevokeGrant => {
+            let r: GrantReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let id = required(r.grant_id, "grantId")?;
+            kms.revoke_grant(ctx, &key, &id).await?;
+            Ok(None)
         }
     }
 }

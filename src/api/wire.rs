@@ -140,6 +140,32 @@ pub struct RandomReq {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
+pub struct GrantReq {
+    pub key_id: Option<String>,
+    pub grantee_principal: Option<String>,
+    pub retiring_principal: Option<String>,
+    pub operations: Option<Vec<String>>,
+    pub constraints: Option<ConstraintsWire>,
+    pub grant_tokens: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub grant_id: Option<String>,
+    pub grant_token: Option<String>,
+    pub limit: Option<i64>,
+    pub marker: Option<String>,
+    pub grantee_service_principal: Option<String>,
+    pub retiring_service_principal: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConstraintsWire {
+    pub encryption_context_subset: Option<BTreeMap<String, String>>,
+    pub encryption_context_equals: Option<BTreeMap<String, String>>,
+    pub source_arn: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
 pub struct ListAliasesReq {
     pub key_id: Option<String>,
     pub limit: Option<i64>,
@@ -238,13 +264,15 @@ pub fn opt_key_ref(v: Option<String>, member: &str) -> Result<Option<KeyRef>, su
     }
 }
 
-pub fn grant_tokens(v: &Option<Vec<String>>) -> Res<()> {
+pub fn grant_tokens(v: &Option<Vec<String>>) -> Result<(), super::ApiError> {
     if let Some(t) = v {
         if t.len() > 10 {
             return Err(validation(
                 "Value at 'grantTokens' failed to satisfy constraint: Member must have length less than or equal to 10".into(),
-            ));
+            )
+            .into());
         }
+        crate::kms::validate_grant_tokens(t)?;
     }
     Ok(())
 }

@@ -1,12 +1,24 @@
-//! Authentication: who sent the request and for which region.
+//! Authentication: SigV4 verification of every request against stored credentials.
 //!
-//! For now the SigV4 `Authorization` header is parsed (not yet verified): the access key id
-//! and the credential scope's region reach the domain layer. Verification and authorization
-//! come with the identity work and will plug in here.
+//! The result is a [`Caller`]: the verified principal, the region of the credential scope and
+//! the principal's identity policies. Authorization happens in the domain (`kms::authz`).
 
+pub mod principals;
 pub mod sigv4;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+pub use principals::{Principal, Principals};
+
+use crate::store::IdentityPolicyRecord;
+use sigv4::{RequestParts, SigV4Error, VerifyOptions};
+
+/// The clock skew AWS KMS allows between `X-Amz-Date` and the server.
+pub const MAX_SKEW: Duration = Duration::minutes(5);
+
+#[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("Missing Authentication Token")]
     Missing,
@@ -14,118 +26,103 @@ pub enum AuthError {
     Incomplete(String),
     #[error("{0}")]
     InvalidSignature(String),
+    #[error("{0}")]
+    Expired(String),
+    /// Unknown access key or an unsupported session token.
+    #[error("The security token included in the request is invalid.")]
+    Unrecognized,
+    /// The credential store or token failed; detail logged, not sent.
+    #[error("authentication backend failed: {0}")]
+    Backend(String),
 }
 
-/// The caller as far as the request's credential scope tells.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl From<SigV4Error> for AuthError {
+    fn from(e: SigV4Error) -> Self {
+        match e {
+            SigV4Error::Missing => AuthError::Missing,
+            SigV4Error::Incomplete(m) => AuthError::Incomplete(m),
+            SigV4Error::InvalidSignature(m) => AuthError::InvalidSignature(m),
+            SigV4Error::Expired(m) => AuthError::Expired(m),
+            SigV4Error::UnknownAccessKey => AuthError::Unrecognized,
+        }
+    }
+}
+
+/// A verified caller.
+#[derive(Debug, Clone)]
 pub struct Caller {
+    pub principal: Principal,
     pub access_key_id: String,
     pub region: String,
+    pub identity_policies: Arc<Vec<IdentityPolicyRecord>>,
 }
 
-/// Parse `AWS4-HMAC-SHA256 Credential=AKID/20260102/us-east-1/kms/aws4_request, SignedHeaders=…, Signature=…`.
-pub fn parse_authorization(header: Option<&str>, regions: &[String]) -> Result<Caller, AuthError> {
-    let header = header.ok_or(AuthError::Missing)?;
-    let rest = header.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(|| {
-        AuthError::Incomplete("Authorization header requires the AWS4-HMAC-SHA256 algorithm".into())
-    })?;
-    let mut credential = None;
-    let mut signed_headers = None;
-    let mut signature = None;
-    for part in rest.split(',') {
-        let part = part.trim();
-        if let Some(v) = part.strip_prefix("Credential=") {
-            credential = Some(v);
-        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
-            signed_headers = Some(v);
-        } else if let Some(v) = part.strip_prefix("Signature=") {
-            signature = Some(v);
-        }
-    }
-    let missing = |what: &str| {
-        AuthError::Incomplete(format!(
-            "Authorization header requires '{what}' parameter. Authorization={header}"
-        ))
-    };
-    let credential = credential.ok_or_else(|| missing("Credential"))?;
-    signed_headers.ok_or_else(|| missing("SignedHeaders"))?;
-    let signature = signature.ok_or_else(|| missing("Signature"))?;
-    if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(AuthError::Incomplete(
-            "Signature must be 64 hex characters".into(),
-        ));
-    }
-    let scope: Vec<&str> = credential.split('/').collect();
-    let [akid, date, region, service, terminator] = scope[..] else {
-        return Err(AuthError::Incomplete(format!(
-            "Credential should be of the form <access key>/<date>/<region>/kms/aws4_request, not '{credential}'"
-        )));
-    };
-    if akid.is_empty() || date.len() != 8 || terminator != "aws4_request" {
-        return Err(AuthError::Incomplete(format!(
-            "Credential should be of the form <access key>/<date>/<region>/kms/aws4_request, not '{credential}'"
-        )));
-    }
-    if service != "kms" {
-        return Err(AuthError::InvalidSignature(format!(
-            "Credential should be scoped to correct service: 'kms', not '{service}'."
-        )));
-    }
-    if !regions.iter().any(|r| r == region) {
-        return Err(AuthError::InvalidSignature(format!(
-            "Credential should be scoped to a valid region, not '{region}'. This endpoint serves {}.",
-            regions.join(", ")
-        )));
-    }
-    Ok(Caller {
-        access_key_id: akid.to_owned(),
-        region: region.to_owned(),
-    })
+pub struct Authenticator {
+    principals: Arc<Principals>,
+    regions: Vec<String>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn regions() -> Vec<String> {
-        vec!["us-east-1".into(), "eu-west-1".into()]
-    }
-
-    const SIG: &str = "0c793d12b58abca81668eb9ffc12338e52fffb146a8f46d479a7a1a3305ef28b";
-
-    #[test]
-    fn parses_sdk_header() {
-        let h = format!("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260102/eu-west-1/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature={SIG}");
-        assert_eq!(
-            parse_authorization(Some(&h), &regions()).unwrap(),
-            Caller {
-                access_key_id: "AKIDEXAMPLE".into(),
-                region: "eu-west-1".into()
-            }
-        );
-    }
-
-    #[test]
-    fn rejects_bad_headers() {
-        assert_eq!(
-            parse_authorization(None, &regions()),
-            Err(AuthError::Missing)
-        );
-        let cases = [
-            ("Basic abc".to_owned(), "Incomplete"),
-            (format!("AWS4-HMAC-SHA256 SignedHeaders=host, Signature={SIG}"), "Incomplete"),
-            ("AWS4-HMAC-SHA256 Credential=A/20260102/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=zz".to_owned(), "Incomplete"),
-            (format!("AWS4-HMAC-SHA256 Credential=A/20260102/us-east-1/s3/aws4_request, SignedHeaders=host, Signature={SIG}"), "InvalidSignature"),
-            (format!("AWS4-HMAC-SHA256 Credential=A/20260102/ap-south-9/kms/aws4_request, SignedHeaders=host, Signature={SIG}"), "InvalidSignature"),
-        ];
-        for (h, want) in cases {
-            let got = parse_authorization(Some(&h), &regions()).unwrap_err();
-            let name = match got {
-                AuthError::Missing => "Missing",
-                AuthError::Incomplete(_) => "Incomplete",
-                AuthError::InvalidSignature(_) => "InvalidSignature",
-            };
-            assert_eq!(name, want, "{h}");
+impl Authenticator {
+    pub fn new(principals: Arc<Principals>, regions: Vec<String>) -> Authenticator {
+        Authenticator {
+            principals,
+            regions,
         }
+    }
+
+    pub fn principals(&self) -> &Arc<Principals> {
+        &self.principals
+    }
+
+    /// Verify the request's SigV4 signature at time `now` and identify the caller.
+    pub async fn authenticate(
+        &self,
+        req: &RequestParts<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Caller, AuthError> {
+        let header = req
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| *v)
+            .ok_or(AuthError::Missing)?;
+        if req
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("x-amz-security-token"))
+        {
+            // No STS here: temporary credentials cannot be valid.
+            return Err(AuthError::Unrecognized);
+        }
+        let parsed = sigv4::parse_authorization(header)?;
+        let found = self
+            .principals
+            .lookup(&parsed.access_key_id)
+            .await
+            .map_err(|e| AuthError::Backend(e.to_string()))?;
+        let (principal, secret) = match found {
+            Some((p, s)) => (Some(p), Some(s)),
+            None => (None, None),
+        };
+        let opts = VerifyOptions {
+            service: "kms",
+            regions: &self.regions,
+            now,
+            max_skew: MAX_SKEW,
+            normalize: true,
+        };
+        let auth = sigv4::verify(req, &opts, |_| secret)?;
+        let principal = principal.ok_or(AuthError::Unrecognized)?;
+        let identity_policies = self
+            .principals
+            .identity_policies(&principal.arn)
+            .await
+            .map_err(|e| AuthError::Backend(e.to_string()))?;
+        Ok(Caller {
+            principal,
+            access_key_id: auth.access_key_id,
+            region: auth.region,
+            identity_policies,
+        })
     }
 }

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{Duration, OffsetDateTime, PrimitiveDateTime, UtcOffset};
+use zeroize::Zeroizing;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const TERMINATOR: &str = "aws4_request";
@@ -233,7 +234,7 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
 /// kSigning = HMAC chain over ("AWS4"+secret, date, region, service, "aws4_request").
 /// A caller may cache it per (access key, date, region, service).
 pub fn signing_key(secret: &[u8], date: &str, region: &str, service: &str) -> [u8; 32] {
-    let mut k_secret = Vec::with_capacity(4 + secret.len());
+    let mut k_secret = Zeroizing::new(Vec::with_capacity(4 + secret.len()));
     k_secret.extend_from_slice(b"AWS4");
     k_secret.extend_from_slice(secret);
     let k_date = hmac_sha256(&k_secret, date.as_bytes());
@@ -272,7 +273,7 @@ pub fn verify<F>(
     secret_for: F,
 ) -> Result<ParsedAuth, SigV4Error>
 where
-    F: FnOnce(&str) -> Option<Vec<u8>>,
+    F: FnOnce(&str) -> Option<Zeroizing<Vec<u8>>>,
 {
     let Some(auth_value) = single_header(req.headers, "authorization")? else {
         if query_has(req.query, "X-Amz-Algorithm") {
@@ -585,8 +586,8 @@ mod tests {
         dir
     }
 
-    fn secrets(id: &str) -> Option<Vec<u8>> {
-        (id == AKID).then(|| SECRET.as_bytes().to_vec())
+    fn secrets(id: &str) -> Option<Zeroizing<Vec<u8>>> {
+        (id == AKID).then(|| Zeroizing::new(SECRET.as_bytes().to_vec()))
     }
 
     fn us_east_1() -> Vec<String> {
@@ -833,7 +834,8 @@ mod tests {
         let req = vanilla();
         let regions = us_east_1();
         let o = suite_opts(&regions);
-        let wrong = req.with(|r| verify(r, &o, |_| Some(b"not-the-secret".to_vec())));
+        let wrong =
+            req.with(|r| verify(r, &o, |_| Some(Zeroizing::new(b"not-the-secret".to_vec()))));
         assert_eq!(
             wrong,
             Err(SigV4Error::InvalidSignature(MISMATCH.to_owned()))

@@ -1,5 +1,6 @@
 //! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases.
 
+use super::authz::Op;
 use super::ids::{alias_arn, AliasName, KeyRef};
 use super::{
     page_limit, require_not_pending_deletion, Kms, KmsError, Page, RequestContext, Result,
@@ -33,8 +34,18 @@ impl Kms {
         target: &KeyRef,
     ) -> Result<()> {
         reserved(alias)?;
-        let key = self.resolve(ctx, target, false).await?;
-        require_not_pending_deletion(ctx, &key)?;
+        let alias_arn_s = alias_arn(&ctx.region, &ctx.account, alias.as_str());
+        self.authorize_account(ctx, "kms:CreateAlias", &alias_arn_s, Default::default())?;
+        let key = self
+            .resolve(ctx, target, Op::new("kms:CreateAlias"))
+            .await?;
+        require_not_pending_deletion(&key)?;
+        if key.account != ctx.account {
+            return Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                key.arn()
+            )));
+        }
         if self.store.count_aliases_for_key(key.key_id).await? >= MAX_ALIASES_PER_KEY {
             return Err(KmsError::LimitExceeded(format!(
                 "A key can have at most {MAX_ALIASES_PER_KEY} aliases"
@@ -66,14 +77,20 @@ impl Kms {
         target: &KeyRef,
     ) -> Result<()> {
         reserved(alias)?;
+        let alias_arn_s = alias_arn(&ctx.region, &ctx.account, alias.as_str());
+        self.authorize_account(ctx, "kms:UpdateAlias", &alias_arn_s, Default::default())?;
         let mut rec = self
             .store
             .get_alias(&ctx.region, &ctx.account, alias.as_str())
             .await?
             .ok_or_else(|| not_found(ctx, alias))?;
-        let new_key = self.resolve(ctx, target, false).await?;
-        require_not_pending_deletion(ctx, &new_key)?;
+        let new_key = self
+            .resolve(ctx, target, Op::new("kms:UpdateAlias"))
+            .await?;
+        require_not_pending_deletion(&new_key)?;
         if let Some(old) = self.store.get_key(rec.key_id).await? {
+            self.authorize(ctx, old.clone(), Op::new("kms:UpdateAlias"))
+                .await?;
             if old.key_spec != new_key.key_spec || old.key_usage != new_key.key_usage {
                 return Err(KmsError::Validation(format!(
                     "Alias {} points to a {} {} key; the new target must have the same key spec \
@@ -95,6 +112,16 @@ impl Kms {
 
     pub async fn delete_alias(&self, ctx: &RequestContext, alias: &AliasName) -> Result<()> {
         reserved(alias)?;
+        let alias_arn_s = alias_arn(&ctx.region, &ctx.account, alias.as_str());
+        self.authorize_account(ctx, "kms:DeleteAlias", &alias_arn_s, Default::default())?;
+        let rec = self
+            .store
+            .get_alias(&ctx.region, &ctx.account, alias.as_str())
+            .await?
+            .ok_or_else(|| not_found(ctx, alias))?;
+        if let Some(key) = self.store.get_key(rec.key_id).await? {
+            self.authorize(ctx, key, Op::new("kms:DeleteAlias")).await?;
+        }
         if self
             .store
             .delete_alias(&ctx.region, &ctx.account, alias.as_str())
@@ -114,8 +141,9 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<AliasInfo>> {
         let limit = page_limit(limit, 100, 50)?;
+        self.authorize_account(ctx, "kms:ListAliases", "*", Default::default())?;
         let key_id = match key {
-            Some(k) => Some(self.resolve(ctx, k, false).await?.key_id),
+            Some(k) => Some(self.lookup(ctx, k, false).await?.key_id),
             None => None,
         };
         if let Some(m) = marker {

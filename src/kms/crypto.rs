@@ -3,6 +3,7 @@
 
 use zeroize::Zeroizing;
 
+use super::authz::{Op, Permitted};
 use super::blob::{Blob, EncryptionContext, Header};
 use super::ids::KeyRef;
 use super::{material_id, require_enabled, token_object_id, Kms, KmsError, RequestContext, Result};
@@ -42,15 +43,11 @@ pub struct DataKey {
 
 /// Symmetric encryption needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key and, if given, the
 /// SYMMETRIC_DEFAULT algorithm.
-fn require_symmetric(
-    ctx: &RequestContext,
-    key: &KeyRecord,
-    alg: Option<EncryptionAlgorithm>,
-) -> Result<()> {
+fn require_symmetric(key: &KeyRecord, alg: Option<EncryptionAlgorithm>) -> Result<()> {
     if key.key_spec != KeySpec::SymmetricDefault || key.key_usage != KeyUsage::EncryptDecrypt {
         return Err(KmsError::InvalidKeyUsage(format!(
             "{} key usage is {} and key spec is {}; this operation needs a symmetric encryption key",
-            ctx.key_arn(&key.key_id),
+            key.arn(),
             key.key_usage,
             key.key_spec
         )));
@@ -59,7 +56,7 @@ fn require_symmetric(
         None | Some(EncryptionAlgorithm::SymmetricDefault) => Ok(()),
         Some(other) => Err(KmsError::InvalidKeyUsage(format!(
             "Encryption algorithm {other} is not valid for {}; it supports SYMMETRIC_DEFAULT",
-            ctx.key_arn(&key.key_id)
+            key.arn()
         ))),
     }
 }
@@ -93,7 +90,7 @@ impl Kms {
     /// Encrypt under the key's current version.
     async fn seal(
         &self,
-        key: &KeyRecord,
+        key: &Permitted,
         enc_ctx: &EncryptionContext,
         plaintext: Zeroizing<Vec<u8>>,
     ) -> Result<(Vec<u8>, String)> {
@@ -116,7 +113,8 @@ impl Kms {
         ))
     }
 
-    /// Decrypt a blob: find its key, check the named key and state, open it in the token.
+    /// Decrypt a blob: find its key, check the named key, authorize `action`, check the
+    /// state, open it in the token.
     async fn open(
         &self,
         ctx: &RequestContext,
@@ -124,7 +122,8 @@ impl Kms {
         named_key: Option<&KeyRef>,
         alg: Option<EncryptionAlgorithm>,
         enc_ctx: &EncryptionContext,
-    ) -> Result<(KeyRecord, Zeroizing<Vec<u8>>, String)> {
+        action: &'static str,
+    ) -> Result<(Permitted, Zeroizing<Vec<u8>>, String)> {
         let invalid = || KmsError::InvalidCiphertext(String::new());
         let parsed = Blob::parse(blob).ok_or_else(invalid)?;
         let key = self
@@ -132,7 +131,7 @@ impl Kms {
             .await?
             .ok_or_else(invalid)?;
         if let Some(named) = named_key {
-            let k = self.resolve(ctx, named, true).await?;
+            let k = self.lookup(ctx, named, true).await?;
             if k.key_id != key.key_id {
                 return Err(KmsError::IncorrectKey(
                     "The key ID in the request does not identify a KMS key that can perform \
@@ -141,8 +140,17 @@ impl Kms {
                 ));
             }
         }
-        require_symmetric(ctx, &key, alg)?;
-        require_enabled(ctx, &key)?;
+        let key = self
+            .authorize(
+                ctx,
+                key,
+                Op::new(action)
+                    .with_context(enc_ctx)
+                    .fact("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
+            )
+            .await?;
+        require_symmetric(&key, alg)?;
+        require_enabled(&key)?;
         let version = parsed.header.key_version;
         if i64::from(version) > key.current_version {
             return Err(invalid());
@@ -161,7 +169,8 @@ impl Kms {
                 FaultKind::BadInput => invalid(),
                 _ => e.into(),
             })?;
-        Ok((key, pt, material_id(&parsed.header.key_id, version)))
+        let material = material_id(&parsed.header.key_id, version);
+        Ok((key, pt, material))
     }
 
     pub async fn encrypt(
@@ -172,12 +181,17 @@ impl Kms {
         enc_ctx: &EncryptionContext,
         alg: Option<EncryptionAlgorithm>,
     ) -> Result<Encrypted> {
-        let k = self.resolve(ctx, key, true).await?;
-        require_symmetric(ctx, &k, alg)?;
-        require_enabled(ctx, &k)?;
+        let op = Op::new("kms:Encrypt").with_context(enc_ctx).fact(
+            "kms:EncryptionAlgorithm",
+            alg.unwrap_or(EncryptionAlgorithm::SymmetricDefault)
+                .as_str(),
+        );
+        let k = self.resolve(ctx, key, op).await?;
+        require_symmetric(&k, alg)?;
+        require_enabled(&k)?;
         let (blob, material_id) = self.seal(&k, enc_ctx, plaintext).await?;
         Ok(Encrypted {
-            key_arn: ctx.key_arn(&k.key_id),
+            key_arn: k.arn(),
             ciphertext_blob: blob,
             material_id,
         })
@@ -191,9 +205,11 @@ impl Kms {
         enc_ctx: &EncryptionContext,
         alg: Option<EncryptionAlgorithm>,
     ) -> Result<Decrypted> {
-        let (k, plaintext, material_id) = self.open(ctx, blob, key, alg, enc_ctx).await?;
+        let (k, plaintext, material_id) = self
+            .open(ctx, blob, key, alg, enc_ctx, "kms:Decrypt")
+            .await?;
         Ok(Decrypted {
-            key_arn: ctx.key_arn(&k.key_id),
+            key_arn: k.arn(),
             plaintext,
             material_id,
         })
@@ -211,17 +227,27 @@ impl Kms {
         destination_ctx: &EncryptionContext,
         destination_alg: Option<EncryptionAlgorithm>,
     ) -> Result<ReEncrypted> {
-        let dest = self.resolve(ctx, destination_key, true).await?;
-        require_symmetric(ctx, &dest, destination_alg)?;
-        require_enabled(ctx, &dest)?;
+        let op = Op::new("kms:ReEncryptTo")
+            .with_context(destination_ctx)
+            .fact("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+        let dest = self.resolve(ctx, destination_key, op).await?;
+        require_symmetric(&dest, destination_alg)?;
+        require_enabled(&dest)?;
         let (src, plaintext, source_material_id) = self
-            .open(ctx, blob, source_key, source_alg, source_ctx)
+            .open(
+                ctx,
+                blob,
+                source_key,
+                source_alg,
+                source_ctx,
+                "kms:ReEncryptFrom",
+            )
             .await?;
         let (ciphertext_blob, destination_material_id) =
             self.seal(&dest, destination_ctx, plaintext).await?;
         Ok(ReEncrypted {
-            source_key_arn: ctx.key_arn(&src.key_id),
-            key_arn: ctx.key_arn(&dest.key_id),
+            source_key_arn: src.arn(),
+            key_arn: dest.arn(),
             ciphertext_blob,
             source_material_id,
             destination_material_id,
@@ -238,14 +264,21 @@ impl Kms {
         with_plaintext: bool,
     ) -> Result<DataKey> {
         let len = data_key_len(spec, number_of_bytes)?;
-        let k = self.resolve(ctx, key, true).await?;
-        require_symmetric(ctx, &k, None)?;
-        require_enabled(ctx, &k)?;
+        let action = if with_plaintext {
+            "kms:GenerateDataKey"
+        } else {
+            "kms:GenerateDataKeyWithoutPlaintext"
+        };
+        let k = self
+            .resolve(ctx, key, Op::new(action).with_context(enc_ctx))
+            .await?;
+        require_symmetric(&k, None)?;
+        require_enabled(&k)?;
         let data_key = self.token.random(len).await?;
         let plaintext = with_plaintext.then(|| data_key.clone());
         let (ciphertext_blob, material_id) = self.seal(&k, enc_ctx, data_key).await?;
         Ok(DataKey {
-            key_arn: ctx.key_arn(&k.key_id),
+            key_arn: k.arn(),
             ciphertext_blob,
             plaintext,
             material_id,
@@ -254,9 +287,11 @@ impl Kms {
 
     pub async fn generate_random(
         &self,
+        ctx: &RequestContext,
         number_of_bytes: Option<i64>,
         custom_key_store_id: Option<&str>,
     ) -> Result<Zeroizing<Vec<u8>>> {
+        self.authorize_account(ctx, "kms:GenerateRandom", "*", Default::default())?;
         if let Some(id) = custom_key_store_id {
             return Err(KmsError::CustomKeyStoreNotFound(format!(
                 "Custom key store {id} does not exist"

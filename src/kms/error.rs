@@ -8,6 +8,12 @@ pub enum KmsError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    AccessDenied(String),
+    #[error("{0}")]
+    InvalidGrantToken(String),
+    #[error("{0}")]
+    InvalidGrantId(String),
+    #[error("{0}")]
     InvalidArn(String),
     #[error("{0}")]
     AlreadyExists(String),

@@ -3,12 +3,14 @@
 
 use uuid::Uuid;
 
+use super::authz::Op;
 use super::ids::KeyRef;
 use super::{
     material_id, page_limit, require_not_pending_deletion, state_error, token_object_id,
     token_object_label, Kms, KmsError, RequestContext, Result, MS_PER_DAY,
 };
 use crate::model::{KeySpec, KeyState, KeyUsage, Origin};
+use crate::policy::{Context, Policy, PolicyKind};
 use crate::store::{KeyRecord, TagRecord, VersionRecord};
 
 /// Maximum tags on one key.
@@ -18,6 +20,7 @@ pub const MAX_POLICY_BYTES: usize = 32_768;
 
 #[derive(Debug, Default)]
 pub struct CreateKeyInput {
+    pub bypass_policy_lockout_safety_check: bool,
     pub description: Option<String>,
     pub key_usage: Option<KeyUsage>,
     pub key_spec: Option<KeySpec>,
@@ -37,9 +40,9 @@ pub struct KeyInfo {
 }
 
 impl KeyInfo {
-    fn new(ctx: &RequestContext, record: KeyRecord) -> KeyInfo {
+    fn new(record: KeyRecord) -> KeyInfo {
         KeyInfo {
-            arn: ctx.key_arn(&record.key_id),
+            arn: record.arn(),
             current_material_id: material_id(&record.key_id, record.current_version as u32),
             record,
         }
@@ -66,27 +69,18 @@ pub fn default_policy(account: &str) -> String {
     )
 }
 
-fn validate_policy(policy: &str) -> Result<()> {
+fn validate_policy(policy: &str) -> Result<Policy> {
     if policy.len() > MAX_POLICY_BYTES {
         return Err(KmsError::LimitExceeded(format!(
             "Key policy is larger than {MAX_POLICY_BYTES} bytes"
         )));
     }
-    let doc: serde_json::Value = serde_json::from_str(policy).map_err(|e| {
-        KmsError::MalformedPolicyDocument(format!("The policy is not valid JSON: {e}"))
-    })?;
-    let ok = doc
-        .as_object()
-        .and_then(|o| o.get("Statement"))
-        .map(|s| s.is_array() || s.is_object())
-        .unwrap_or(false);
-    if !ok {
-        return Err(KmsError::MalformedPolicyDocument(
-            "The policy must be a JSON object with a Statement".into(),
-        ));
-    }
-    Ok(())
+    Policy::parse(policy, PolicyKind::Key)
+        .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))
 }
+
+const LOCKOUT: &str =
+    "The new key policy will not allow you to update the key policy in the future.";
 
 fn validate_tags(tags: &[TagRecord]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
@@ -121,6 +115,25 @@ impl Kms {
         let spec = input.key_spec.unwrap_or(KeySpec::SymmetricDefault);
         let usage = input.key_usage.unwrap_or(KeyUsage::EncryptDecrypt);
         let origin = input.origin.unwrap_or(Origin::AwsKms);
+        let mut facts = Context::new();
+        facts.set("kms:KeySpec", spec.as_str());
+        facts.set("kms:CustomerMasterKeySpec", spec.as_str());
+        facts.set("kms:KeyUsage", usage.as_str());
+        facts.set("kms:CustomerMasterKeyUsage", usage.as_str());
+        facts.set("kms:KeyOrigin", origin.as_str());
+        facts.set_bool("kms:MultiRegion", input.multi_region);
+        facts.set_bool(
+            "kms:BypassPolicyLockoutSafetyCheck",
+            input.bypass_policy_lockout_safety_check,
+        );
+        facts.set_multi(
+            "aws:TagKeys",
+            input.tags.iter().map(|t| t.key.clone()).collect(),
+        );
+        for t in &input.tags {
+            facts.set(&format!("aws:RequestTag/{}", t.key), t.value.clone());
+        }
+        self.authorize_account(ctx, "kms:CreateKey", "*", facts)?;
         let description = input.description.unwrap_or_default();
         if description.chars().count() > 8192 {
             return Err(KmsError::Validation(
@@ -154,12 +167,12 @@ impl Kms {
                 "Origin {origin} is not supported yet; use AWS_KMS"
             )));
         }
-        let policy = match input.policy {
+        let (policy, parsed) = match input.policy {
             Some(p) => {
-                validate_policy(&p)?;
-                p
+                let parsed = validate_policy(&p)?;
+                (p, Some(parsed))
             }
-            None => default_policy(&ctx.account),
+            None => (default_policy(&ctx.account), None),
         };
         validate_tags(&input.tags)?;
         if input.tags.len() > MAX_TAGS {
@@ -189,6 +202,13 @@ impl Kms {
             policy,
             revision: 0,
         };
+        if let Some(parsed) = &parsed {
+            if !input.bypass_policy_lockout_safety_check
+                && !self.policy_allows_put_key_policy(ctx, &key, parsed)?
+            {
+                return Err(KmsError::MalformedPolicyDocument(LOCKOUT.into()));
+            }
+        }
         let object_id = token_object_id(&key_id, 1);
         let version = VersionRecord {
             key_id,
@@ -214,12 +234,12 @@ impl Kms {
         key.state = KeyState::Enabled;
         self.store.activate_version(&key, 1).await?;
         key.revision += 1;
-        Ok(KeyInfo::new(ctx, key))
+        Ok(KeyInfo::new(key))
     }
 
     pub async fn describe_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<KeyInfo> {
-        let k = self.resolve(ctx, key, true).await?;
-        Ok(KeyInfo::new(ctx, k))
+        let k = self.resolve(ctx, key, Op::new("kms:DescribeKey")).await?;
+        Ok(KeyInfo::new(k.into_record()))
     }
 
     pub async fn list_keys(
@@ -229,6 +249,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<KeyInfo>> {
         let limit = page_limit(limit, 1000, 100)?;
+        self.authorize_account(ctx, "kms:ListKeys", "*", Context::new())?;
         let after = match marker {
             Some(m) => Some(
                 Uuid::parse_str(m)
@@ -247,32 +268,32 @@ impl Kms {
             None
         };
         Ok(Page {
-            items: rows.into_iter().map(|k| KeyInfo::new(ctx, k)).collect(),
+            items: rows.into_iter().map(KeyInfo::new).collect(),
             next_marker,
         })
     }
 
     pub async fn enable_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
-        let k = self.resolve(ctx, key, false).await?;
+        let k = self.resolve(ctx, key, Op::new("kms:EnableKey")).await?;
         self.update_key(ctx, k, |k| match k.state {
             KeyState::Enabled | KeyState::Disabled => {
                 k.state = KeyState::Enabled;
                 Ok(())
             }
-            s => Err(state_error(&ctx.key_arn(&k.key_id), s)),
+            s => Err(state_error(&k.arn(), s)),
         })
         .await?;
         Ok(())
     }
 
     pub async fn disable_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
-        let k = self.resolve(ctx, key, false).await?;
+        let k = self.resolve(ctx, key, Op::new("kms:DisableKey")).await?;
         self.update_key(ctx, k, |k| match k.state {
             KeyState::Enabled | KeyState::Disabled => {
                 k.state = KeyState::Disabled;
                 Ok(())
             }
-            s => Err(state_error(&ctx.key_arn(&k.key_id), s)),
+            s => Err(state_error(&k.arn(), s)),
         })
         .await?;
         Ok(())
@@ -291,13 +312,17 @@ impl Kms {
                  satisfy constraint: Member must have value between 7 and 30"
             )));
         }
-        let k = self.resolve(ctx, key, false).await?;
+        let op = Op::new("kms:ScheduleKeyDeletion").fact(
+            "kms:ScheduleKeyDeletionPendingWindowInDays",
+            days.to_string(),
+        );
+        let k = self.resolve(ctx, key, op).await?;
         let deletion_date = self.now() + days * MS_PER_DAY;
         let k = self
             .update_key(ctx, k, |k| {
-                require_not_pending_deletion(ctx, k)?;
+                require_not_pending_deletion(k)?;
                 if k.state == KeyState::Creating {
-                    return Err(state_error(&ctx.key_arn(&k.key_id), k.state));
+                    return Err(state_error(&k.arn(), k.state));
                 }
                 k.state = KeyState::PendingDeletion;
                 k.deletion_date = Some(deletion_date);
@@ -306,20 +331,22 @@ impl Kms {
             })
             .await?;
         Ok(ScheduledDeletion {
-            arn: ctx.key_arn(&k.key_id),
+            arn: k.arn(),
             deletion_date,
             pending_window_days: days,
         })
     }
 
     pub async fn cancel_key_deletion(&self, ctx: &RequestContext, key: &KeyRef) -> Result<String> {
-        let k = self.resolve(ctx, key, false).await?;
+        let k = self
+            .resolve(ctx, key, Op::new("kms:CancelKeyDeletion"))
+            .await?;
         let k = self
             .update_key(ctx, k, |k| {
                 if k.state != KeyState::PendingDeletion {
                     return Err(KmsError::InvalidState(format!(
                         "{} is not pending deletion.",
-                        ctx.key_arn(&k.key_id)
+                        k.arn()
                     )));
                 }
                 k.state = KeyState::Disabled;
@@ -328,7 +355,7 @@ impl Kms {
                 Ok(())
             })
             .await?;
-        Ok(ctx.key_arn(&k.key_id))
+        Ok(k.arn())
     }
 
     pub async fn update_key_description(
@@ -344,9 +371,11 @@ impl Kms {
                     .into(),
             ));
         }
-        let k = self.resolve(ctx, key, false).await?;
+        let k = self
+            .resolve(ctx, key, Op::new("kms:UpdateKeyDescription"))
+            .await?;
         self.update_key(ctx, k, |k| {
-            require_not_pending_deletion(ctx, k)?;
+            require_not_pending_deletion(k)?;
             k.description = description.clone();
             Ok(())
         })
@@ -361,8 +390,8 @@ impl Kms {
         tags: Vec<TagRecord>,
     ) -> Result<()> {
         validate_tags(&tags)?;
-        let k = self.resolve(ctx, key, false).await?;
-        require_not_pending_deletion(ctx, &k)?;
+        let k = self.resolve(ctx, key, Op::new("kms:TagResource")).await?;
+        require_not_pending_deletion(&k)?;
         let existing = self.store.list_tags(k.key_id).await?;
         let new_keys = tags
             .iter()
@@ -383,8 +412,8 @@ impl Kms {
         key: &KeyRef,
         tag_keys: Vec<String>,
     ) -> Result<()> {
-        let k = self.resolve(ctx, key, false).await?;
-        require_not_pending_deletion(ctx, &k)?;
+        let k = self.resolve(ctx, key, Op::new("kms:UntagResource")).await?;
+        require_not_pending_deletion(&k)?;
         self.store.remove_tags(k.key_id, &tag_keys).await?;
         Ok(())
     }
@@ -397,7 +426,9 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<TagRecord>> {
         let limit = page_limit(limit, 50, 50)? as usize;
-        let k = self.resolve(ctx, key, false).await?;
+        let k = self
+            .resolve(ctx, key, Op::new("kms:ListResourceTags"))
+            .await?;
         let tags = self.store.list_tags(k.key_id).await?;
         let start = match marker {
             Some(m) => tags
@@ -420,9 +451,9 @@ impl Kms {
         key: &KeyRef,
         policy_name: Option<&str>,
     ) -> Result<String> {
-        let k = self.resolve(ctx, key, false).await?;
+        let k = self.resolve(ctx, key, Op::new("kms:GetKeyPolicy")).await?;
         match policy_name.unwrap_or("default") {
-            "default" => Ok(k.policy),
+            "default" => Ok(k.into_record().policy),
             other => Err(KmsError::NotFound(format!("Policy {other} does not exist"))),
         }
     }
@@ -433,14 +464,22 @@ impl Kms {
         key: &KeyRef,
         policy_name: Option<&str>,
         policy: String,
+        bypass_lockout_check: bool,
     ) -> Result<()> {
         if let Some(name) = policy_name.filter(|n| *n != "default") {
             return Err(KmsError::Validation(format!(
                 "Policy name {name:?} is not supported; only 'default' can be set"
             )));
         }
-        validate_policy(&policy)?;
-        let k = self.resolve(ctx, key, false).await?;
+        let parsed = validate_policy(&policy)?;
+        let op = Op::new("kms:PutKeyPolicy").fact(
+            "kms:BypassPolicyLockoutSafetyCheck",
+            bypass_lockout_check.to_string(),
+        );
+        let k = self.resolve(ctx, key, op).await?;
+        if !bypass_lockout_check && !self.policy_allows_put_key_policy(ctx, &k, &parsed)? {
+            return Err(KmsError::MalformedPolicyDocument(LOCKOUT.into()));
+        }
         self.update_key(ctx, k, |k| {
             k.policy = policy.clone();
             Ok(())
@@ -454,7 +493,8 @@ impl Kms {
         ctx: &RequestContext,
         key: &KeyRef,
     ) -> Result<Vec<String>> {
-        self.resolve(ctx, key, false).await?;
+        self.resolve(ctx, key, Op::new("kms:ListKeyPolicies"))
+            .await?;
         Ok(vec!["default".to_owned()])
     }
 }

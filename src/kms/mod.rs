@@ -7,19 +7,23 @@
 //! - A token object is created only after the store holds the intent to create it
 //!   (`Creating` key / pending version), so start-up reconciliation can finish or undo it.
 
+pub mod authz;
 pub mod blob;
 pub mod error;
 pub mod ids;
 
 mod aliases;
 mod crypto;
+mod grants;
 mod keys;
 mod reconcile;
 mod rotation;
 
 pub use aliases::AliasInfo;
+pub use authz::{AccountPermit, Permitted};
 pub use crypto::{DataKey, Decrypted, Encrypted, ReEncrypted};
 pub use error::{KmsError, Result};
+pub use grants::{validate_grant_tokens, CreateGrantInput, GrantConstraints, GrantInfo};
 pub use keys::{CreateKeyInput, KeyInfo, Page, ScheduledDeletion};
 pub use reconcile::ReconcileReport;
 pub use rotation::{RotationEntry, RotationStatus};
@@ -29,8 +33,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::model::KeyState;
-use crate::store::{KeyRecord, MetadataStore, Millis};
+use crate::store::{IdentityPolicyRecord, KeyRecord, MetadataStore, Millis};
 use crate::token::Token;
 use ids::KeyRef;
 
@@ -55,12 +60,18 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub region: String,
+    /// The caller's account: where keys it creates live and whose keys it lists.
     pub account: String,
     pub access_key_id: String,
     pub request_id: String,
+    pub principal: Principal,
+    pub identity_policies: Arc<Vec<IdentityPolicyRecord>>,
+    pub source_ip: Option<String>,
+    pub secure_transport: bool,
 }
 
 impl RequestContext {
+    /// ARN of a key id in the caller's account and region.
     pub fn key_arn(&self, id: &Uuid) -> String {
         ids::key_arn(&self.region, &self.account, id)
     }
@@ -71,6 +82,7 @@ pub struct Kms {
     token: Token,
     store: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
+    policies: authz::PolicyCache,
 }
 
 /// Prefix of every token object label this service creates.
@@ -84,6 +96,7 @@ impl Kms {
             token,
             store,
             clock,
+            policies: authz::PolicyCache::default(),
         }
     }
 
@@ -91,40 +104,42 @@ impl Kms {
         &self.store
     }
 
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     fn now(&self) -> Millis {
         self.clock.now_millis()
     }
 
-    /// Look up the key a request names. `allow_alias` is false for operations that AWS
-    /// only lets you call with a key id or key ARN.
-    async fn resolve(
+    /// Find the key a request names (no authorization: see `authz::resolve`). Keys of other
+    /// accounts are found by ARN only, and only when `cross_account` is true.
+    async fn lookup(
         &self,
         ctx: &RequestContext,
         key: &KeyRef,
-        allow_alias: bool,
+        cross_account: bool,
     ) -> Result<KeyRecord> {
         let scoped = |region: &str, account: &str, what: &str| -> Result<()> {
-            if region != ctx.region || account != ctx.account {
+            if region != ctx.region || (account != ctx.account && !cross_account) {
                 return Err(KmsError::NotFound(format!("Invalid arn {what}")));
             }
             Ok(())
         };
-        let id = match key {
-            KeyRef::Id(id) => *id,
+        let (account, id) = match key {
+            KeyRef::Id(id) => (ctx.account.clone(), *id),
             KeyRef::KeyArn {
                 region,
                 account,
                 id,
             } => {
                 scoped(region, account, &ids::key_arn(region, account, id))?;
-                *id
+                (account.clone(), *id)
             }
-            KeyRef::Alias(_) | KeyRef::AliasArn { .. } if !allow_alias => {
-                return Err(KmsError::NotFound(
-                    "This operation requires a key ID or key ARN, not an alias".into(),
-                ));
-            }
-            KeyRef::Alias(alias) => self.alias_target(ctx, alias.as_str()).await?,
+            KeyRef::Alias(alias) => (
+                ctx.account.clone(),
+                self.alias_target(ctx, &ctx.account, alias.as_str()).await?,
+            ),
             KeyRef::AliasArn {
                 region,
                 account,
@@ -135,36 +150,58 @@ impl Kms {
                     account,
                     &ids::alias_arn(region, account, alias.as_str()),
                 )?;
-                self.alias_target(ctx, alias.as_str()).await?
+                (
+                    account.clone(),
+                    self.alias_target(ctx, account, alias.as_str()).await?,
+                )
             }
         };
-        self.load_key(ctx, id)
-            .await?
-            .ok_or_else(|| KmsError::NotFound(format!("Key '{}' does not exist", ctx.key_arn(&id))))
-    }
-
-    /// A key visible to this caller (right region and account, creation finished).
-    async fn load_key(&self, ctx: &RequestContext, id: Uuid) -> Result<Option<KeyRecord>> {
-        Ok(self.store.get_key(id).await?.filter(|k| {
-            k.region == ctx.region && k.account == ctx.account && k.state != KeyState::Creating
-        }))
-    }
-
-    async fn alias_target(&self, ctx: &RequestContext, alias: &str) -> Result<Uuid> {
         self.store
-            .get_alias(&ctx.region, &ctx.account, alias)
+            .get_key(id)
+            .await?
+            .filter(|k| {
+                k.region == ctx.region && k.account == account && k.state != KeyState::Creating
+            })
+            .ok_or_else(|| {
+                KmsError::NotFound(format!(
+                    "Key '{}' does not exist",
+                    ids::key_arn(&ctx.region, &account, &id)
+                ))
+            })
+    }
+
+    /// A key in the caller's region (any account: authorization decides), creation finished.
+    async fn load_key(&self, ctx: &RequestContext, id: Uuid) -> Result<Option<KeyRecord>> {
+        Ok(self
+            .store
+            .get_key(id)
+            .await?
+            .filter(|k| k.region == ctx.region && k.state != KeyState::Creating))
+    }
+
+    async fn alias_target(&self, ctx: &RequestContext, account: &str, alias: &str) -> Result<Uuid> {
+        self.store
+            .get_alias(&ctx.region, account, alias)
             .await?
             .map(|a| a.key_id)
             .ok_or_else(|| {
                 KmsError::NotFound(format!(
                     "Alias {} is not found.",
-                    ids::alias_arn(&ctx.region, &ctx.account, alias)
+                    ids::alias_arn(&ctx.region, account, alias)
                 ))
             })
     }
 
     /// Re-read, change and compare-and-swap a key, retrying on concurrent updates.
-    async fn update_key<F>(
+    async fn update_key<F>(&self, ctx: &RequestContext, key: Permitted, f: F) -> Result<KeyRecord>
+    where
+        F: FnMut(&mut KeyRecord) -> Result<()>,
+    {
+        self.update_record(ctx, key.into_record(), f).await
+    }
+
+    /// `update_key` for a record whose operation was authorized already.
+    async fn update_record<F>(
         &self,
         ctx: &RequestContext,
         mut key: KeyRecord,
@@ -182,10 +219,7 @@ impl Kms {
                 }
                 Err(crate::store::StoreError::Conflict) => {
                     key = self.load_key(ctx, key.key_id).await?.ok_or_else(|| {
-                        KmsError::NotFound(format!(
-                            "Key '{}' does not exist",
-                            ctx.key_arn(&key.key_id)
-                        ))
+                        KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
                     })?;
                 }
                 Err(e) => return Err(e.into()),
@@ -231,18 +265,18 @@ fn state_error(arn: &str, state: KeyState) -> KmsError {
 }
 
 /// Cryptographic operations need an enabled key.
-fn require_enabled(ctx: &RequestContext, key: &KeyRecord) -> Result<()> {
+fn require_enabled(key: &KeyRecord) -> Result<()> {
     if key.state == KeyState::Enabled {
         Ok(())
     } else {
-        Err(state_error(&ctx.key_arn(&key.key_id), key.state))
+        Err(state_error(&key.arn(), key.state))
     }
 }
 
 /// Management operations that are refused while a key is pending deletion.
-fn require_not_pending_deletion(ctx: &RequestContext, key: &KeyRecord) -> Result<()> {
+fn require_not_pending_deletion(key: &KeyRecord) -> Result<()> {
     if key.state == KeyState::PendingDeletion {
-        Err(state_error(&ctx.key_arn(&key.key_id), key.state))
+        Err(state_error(&key.arn(), key.state))
     } else {
         Ok(())
     }

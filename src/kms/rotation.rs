@@ -2,6 +2,7 @@
 //! ListKeyRotations. A rotation adds a key version (a new token object); old versions stay in
 //! the token and keep decrypting what they encrypted.
 
+use super::authz::{Op, Permitted};
 use super::ids::KeyRef;
 use super::{
     material_id, page_limit, require_enabled, state_error, token_object_id, token_object_label,
@@ -31,12 +32,12 @@ pub struct RotationEntry {
     pub current: bool,
 }
 
-fn require_rotatable(ctx: &RequestContext, key: &KeyRecord) -> Result<()> {
+fn require_rotatable(key: &KeyRecord) -> Result<()> {
     if key.key_spec != KeySpec::SymmetricDefault || key.origin != Origin::AwsKms {
         return Err(KmsError::UnsupportedOperation(format!(
             "{} does not support rotation: only symmetric encryption keys with origin AWS_KMS \
              can be rotated",
-            ctx.key_arn(&key.key_id)
+            key.arn()
         )));
     }
     Ok(())
@@ -62,11 +63,13 @@ impl Kms {
         period_days: Option<i64>,
     ) -> Result<()> {
         let period = validate_period(period_days)?;
-        let k = self.resolve(ctx, key, false).await?;
+        let op =
+            Op::new("kms:EnableKeyRotation").fact("kms:RotationPeriodInDays", period.to_string());
+        let k = self.resolve(ctx, key, op).await?;
         let now = self.now();
         self.update_key(ctx, k, |k| {
-            require_rotatable(ctx, k)?;
-            require_enabled(ctx, k)?;
+            require_rotatable(k)?;
+            require_enabled(k)?;
             k.rotation_enabled = true;
             k.rotation_period_days = Some(period);
             k.rotation_base = Some(now);
@@ -77,10 +80,12 @@ impl Kms {
     }
 
     pub async fn disable_key_rotation(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
-        let k = self.resolve(ctx, key, false).await?;
+        let k = self
+            .resolve(ctx, key, Op::new("kms:DisableKeyRotation"))
+            .await?;
         self.update_key(ctx, k, |k| {
-            require_rotatable(ctx, k)?;
-            require_enabled(ctx, k)?;
+            require_rotatable(k)?;
+            require_enabled(k)?;
             k.rotation_enabled = false;
             k.rotation_period_days = None;
             k.rotation_base = None;
@@ -95,8 +100,10 @@ impl Kms {
         ctx: &RequestContext,
         key: &KeyRef,
     ) -> Result<RotationStatus> {
-        let k = self.resolve(ctx, key, false).await?;
-        require_rotatable(ctx, &k)?;
+        let k = self
+            .resolve(ctx, key, Op::new("kms:GetKeyRotationStatus"))
+            .await?;
+        require_rotatable(&k)?;
         // A key pending deletion reports rotation off; the setting returns on cancel.
         let enabled = k.rotation_enabled && k.state != KeyState::PendingDeletion;
         let next_rotation = match (enabled, k.rotation_base, k.rotation_period_days) {
@@ -104,7 +111,7 @@ impl Kms {
             _ => None,
         };
         Ok(RotationStatus {
-            arn: ctx.key_arn(&k.key_id),
+            arn: k.arn(),
             enabled,
             period_days: if enabled {
                 k.rotation_period_days
@@ -116,9 +123,11 @@ impl Kms {
     }
 
     pub async fn rotate_key_on_demand(&self, ctx: &RequestContext, key: &KeyRef) -> Result<String> {
-        let k = self.resolve(ctx, key, false).await?;
-        require_rotatable(ctx, &k)?;
-        require_enabled(ctx, &k)?;
+        let k = self
+            .resolve(ctx, key, Op::new("kms:RotateKeyOnDemand"))
+            .await?;
+        require_rotatable(&k)?;
+        require_enabled(&k)?;
         let versions = self.store.versions(k.key_id).await?;
         let on_demand = versions
             .iter()
@@ -127,20 +136,21 @@ impl Kms {
         if on_demand >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::LimitExceeded(format!(
                 "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations",
-                ctx.key_arn(&k.key_id)
+                k.arn()
             )));
         }
         let k = self.rotate(ctx, k, RotationType::OnDemand).await?;
-        Ok(ctx.key_arn(&k.key_id))
+        Ok(k.arn())
     }
 
     /// Add a version: record the intent, create the token object, then make it current.
     pub(crate) async fn rotate(
         &self,
         ctx: &RequestContext,
-        mut key: KeyRecord,
+        key: Permitted,
         rotation_type: RotationType,
     ) -> Result<KeyRecord> {
+        let mut key = key.into_record();
         let version = key.current_version + 1;
         let v32 = u32::try_from(version)
             .map_err(|_| KmsError::LimitExceeded("Too many key versions".into()))?;
@@ -160,7 +170,7 @@ impl Kms {
             Err(StoreError::AlreadyExists) => {
                 return Err(KmsError::Conflict(format!(
                     "{} is already being rotated",
-                    ctx.key_arn(&key.key_id)
+                    key.arn()
                 )))
             }
             Err(e) => return Err(e.into()),
@@ -187,14 +197,14 @@ impl Kms {
             // Someone else changed the key meanwhile: retry the switch on a fresh copy.
             Err(StoreError::Conflict) => {
                 let fresh = self.load_key(ctx, key.key_id).await?.ok_or_else(|| {
-                    KmsError::NotFound(format!("Key '{}' does not exist", ctx.key_arn(&key.key_id)))
+                    KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
                 })?;
                 if fresh.state != KeyState::Enabled {
-                    return Err(state_error(&ctx.key_arn(&fresh.key_id), fresh.state));
+                    return Err(state_error(&fresh.arn(), fresh.state));
                 }
                 let base = key.rotation_base;
                 let k = self
-                    .update_key(ctx, fresh, |k| {
+                    .update_record(ctx, fresh, |k| {
                         k.current_version = k.current_version.max(version);
                         if rotation_type == RotationType::Automatic {
                             k.rotation_base = base;
@@ -224,8 +234,10 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<RotationEntry>> {
         let limit = page_limit(limit, 1000, 100)? as usize;
-        let k = self.resolve(ctx, key, false).await?;
-        require_rotatable(ctx, &k)?;
+        let k = self
+            .resolve(ctx, key, Op::new("kms:ListKeyRotations"))
+            .await?;
+        require_rotatable(&k)?;
         let after: i64 = match marker {
             Some(m) => m
                 .parse()

@@ -56,6 +56,16 @@ pub struct KeyRecord {
     pub revision: i64,
 }
 
+impl KeyRecord {
+    /// `arn:aws:kms:<region>:<account>:key/<id>`.
+    pub fn arn(&self) -> String {
+        format!(
+            "arn:aws:kms:{}:{}:key/{}",
+            self.region, self.account, self.key_id
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionRecord {
     pub key_id: Uuid,
@@ -84,6 +94,73 @@ pub struct AliasRecord {
 pub struct TagRecord {
     pub key: String,
     pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    User,
+    Role,
+    Root,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Role => "role",
+            PrincipalKind::Root => "root",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PrincipalKind> {
+        match s {
+            "user" => Some(PrincipalKind::User),
+            "role" => Some(PrincipalKind::Role),
+            "root" => Some(PrincipalKind::Root),
+            _ => None,
+        }
+    }
+}
+
+/// An IAM-style principal (`arn:aws:iam::<account>:user/<name>`, `…:role/<name>`, `…:root`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrincipalRecord {
+    pub arn: String,
+    pub account: String,
+    pub kind: PrincipalKind,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+/// An access key; the secret is sealed by a key in the token, never stored in plaintext.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessKeyRecord {
+    pub access_key_id: String,
+    pub principal_arn: String,
+    pub sealed_secret: Vec<u8>,
+    pub active: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityPolicyRecord {
+    pub principal_arn: String,
+    pub name: String,
+    pub document: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantRecord {
+    pub grant_id: String,
+    pub key_id: Uuid,
+    pub name: Option<String>,
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    pub issuing_account: String,
+    pub operations: Vec<String>,
+    /// JSON of the grant constraints (`EncryptionContextEquals` / `EncryptionContextSubset`).
+    pub constraints: Option<String>,
+    pub created_at: Millis,
 }
 
 #[async_trait]
@@ -143,6 +220,25 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn put_tags(&self, key_id: Uuid, tags: &[TagRecord]) -> Result<()>;
     async fn remove_tags(&self, key_id: Uuid, tag_keys: &[String]) -> Result<()>;
     async fn list_tags(&self, key_id: Uuid) -> Result<Vec<TagRecord>>;
+
+    async fn insert_principal(&self, p: &PrincipalRecord) -> Result<()>;
+    async fn get_principal(&self, arn: &str) -> Result<Option<PrincipalRecord>>;
+    async fn list_principals(&self) -> Result<Vec<PrincipalRecord>>;
+    async fn insert_access_key(&self, k: &AccessKeyRecord) -> Result<()>;
+    async fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<bool>;
+    async fn put_identity_policy(&self, p: &IdentityPolicyRecord) -> Result<()>;
+    async fn delete_identity_policy(&self, principal_arn: &str, name: &str) -> Result<bool>;
+    async fn identity_policies(&self, principal_arn: &str) -> Result<Vec<IdentityPolicyRecord>>;
+
+    async fn insert_grant(&self, g: &GrantRecord) -> Result<()>;
+    async fn get_grant(&self, grant_id: &str) -> Result<Option<GrantRecord>>;
+    /// Grants of a key, ordered by grant id, optionally for one grantee.
+    async fn grants_for_key(&self, key_id: Uuid, grantee: Option<&str>)
+        -> Result<Vec<GrantRecord>>;
+    async fn grants_retirable_by(&self, retiring_principal: &str) -> Result<Vec<GrantRecord>>;
+    async fn delete_grant(&self, grant_id: &str) -> Result<bool>;
+    async fn count_grants_for_key(&self, key_id: Uuid) -> Result<i64>;
 
     /// Is the store reachable?
     async fn ping(&self) -> Result<()>;

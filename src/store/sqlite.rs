@@ -12,7 +12,10 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{AliasRecord, KeyRecord, MetadataStore, Result, StoreError, TagRecord, VersionRecord};
+use super::{
+    AccessKeyRecord, AliasRecord, GrantRecord, IdentityPolicyRecord, KeyRecord, MetadataStore,
+    PrincipalKind, PrincipalRecord, Result, StoreError, TagRecord, VersionRecord,
+};
 use crate::model::{KeySpec, KeyState, KeyUsage, Origin, RotationType};
 
 const SCHEMA: &str = r#"
@@ -56,6 +59,39 @@ CREATE TABLE IF NOT EXISTS aliases (
     PRIMARY KEY (region, account, name)
 );
 CREATE INDEX IF NOT EXISTS aliases_by_key ON aliases(key_id);
+CREATE TABLE IF NOT EXISTS principals (
+    arn TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    principal_arn TEXT NOT NULL REFERENCES principals(arn),
+    sealed_secret BLOB NOT NULL,
+    active INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_policies (
+    principal_arn TEXT NOT NULL REFERENCES principals(arn),
+    name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    PRIMARY KEY (principal_arn, name)
+);
+CREATE TABLE IF NOT EXISTS grants (
+    grant_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL REFERENCES keys(key_id),
+    name TEXT,
+    grantee_principal TEXT NOT NULL,
+    retiring_principal TEXT,
+    issuing_account TEXT NOT NULL,
+    operations TEXT NOT NULL,
+    constraints TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grants_by_key ON grants(key_id, grantee_principal);
+CREATE INDEX IF NOT EXISTS grants_by_retiring ON grants(retiring_principal);
 CREATE TABLE IF NOT EXISTS tags (
     key_id TEXT NOT NULL REFERENCES keys(key_id),
     tag_key TEXT NOT NULL,
@@ -155,6 +191,32 @@ fn alias_from_row(row: &SqliteRow) -> Result<AliasRecord> {
         key_id: uuid_col(row, "key_id")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn principal_from_row(row: &SqliteRow) -> Result<PrincipalRecord> {
+    Ok(PrincipalRecord {
+        arn: row.try_get("arn")?,
+        account: row.try_get("account")?,
+        kind: parse(row.try_get("kind")?, "kind", PrincipalKind::parse)?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn grant_from_row(row: &SqliteRow) -> Result<GrantRecord> {
+    let ops: String = row.try_get("operations")?;
+    Ok(GrantRecord {
+        grant_id: row.try_get("grant_id")?,
+        key_id: uuid_col(row, "key_id")?,
+        name: row.try_get("name")?,
+        grantee_principal: row.try_get("grantee_principal")?,
+        retiring_principal: row.try_get("retiring_principal")?,
+        issuing_account: row.try_get("issuing_account")?,
+        operations: serde_json::from_str(&ops)
+            .map_err(|_| StoreError::Corrupt(format!("grant operations {ops:?}")))?,
+        constraints: row.try_get("constraints")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
@@ -494,6 +556,190 @@ impl MetadataStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn insert_principal(&self, p: &PrincipalRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO principals (arn, account, kind, name, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&p.arn)
+        .bind(&p.account)
+        .bind(p.kind.as_str())
+        .bind(&p.name)
+        .bind(p.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        Ok(())
+    }
+
+    async fn get_principal(&self, arn: &str) -> Result<Option<PrincipalRecord>> {
+        let row = sqlx::query("SELECT * FROM principals WHERE arn = ?")
+            .bind(arn)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(principal_from_row).transpose()
+    }
+
+    async fn list_principals(&self) -> Result<Vec<PrincipalRecord>> {
+        let rows = sqlx::query("SELECT * FROM principals ORDER BY arn")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(principal_from_row).collect()
+    }
+
+    async fn insert_access_key(&self, k: &AccessKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, principal_arn, sealed_secret, active, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&k.access_key_id)
+        .bind(&k.principal_arn)
+        .bind(&k.sealed_secret)
+        .bind(k.active as i64)
+        .bind(k.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        Ok(())
+    }
+
+    async fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM access_keys WHERE access_key_id = ?")
+            .bind(access_key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(AccessKeyRecord {
+                access_key_id: r.try_get("access_key_id")?,
+                principal_arn: r.try_get("principal_arn")?,
+                sealed_secret: r.try_get("sealed_secret")?,
+                active: r.try_get::<i64, _>("active")? != 0,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?")
+            .bind(access_key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_identity_policy(&self, p: &IdentityPolicyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO identity_policies (principal_arn, name, document) VALUES (?, ?, ?) \
+             ON CONFLICT (principal_arn, name) DO UPDATE SET document = excluded.document",
+        )
+        .bind(&p.principal_arn)
+        .bind(&p.name)
+        .bind(&p.document)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_identity_policy(&self, principal_arn: &str, name: &str) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM identity_policies WHERE principal_arn = ? AND name = ?")
+                .bind(principal_arn)
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn identity_policies(&self, principal_arn: &str) -> Result<Vec<IdentityPolicyRecord>> {
+        let rows = sqlx::query(
+            "SELECT principal_arn, name, document FROM identity_policies WHERE principal_arn = ? ORDER BY name",
+        )
+        .bind(principal_arn)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IdentityPolicyRecord {
+                    principal_arn: r.try_get("principal_arn")?,
+                    name: r.try_get("name")?,
+                    document: r.try_get("document")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_grant(&self, g: &GrantRecord) -> Result<()> {
+        let ops =
+            serde_json::to_string(&g.operations).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, \
+             issuing_account, operations, constraints, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&g.grant_id)
+        .bind(g.key_id.to_string())
+        .bind(&g.name)
+        .bind(&g.grantee_principal)
+        .bind(&g.retiring_principal)
+        .bind(&g.issuing_account)
+        .bind(ops)
+        .bind(&g.constraints)
+        .bind(g.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        Ok(())
+    }
+
+    async fn get_grant(&self, grant_id: &str) -> Result<Option<GrantRecord>> {
+        let row = sqlx::query("SELECT * FROM grants WHERE grant_id = ?")
+            .bind(grant_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(grant_from_row).transpose()
+    }
+
+    async fn grants_for_key(
+        &self,
+        key_id: Uuid,
+        grantee: Option<&str>,
+    ) -> Result<Vec<GrantRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM grants WHERE key_id = ? AND (? IS NULL OR grantee_principal = ?) \
+             ORDER BY grant_id",
+        )
+        .bind(key_id.to_string())
+        .bind(grantee)
+        .bind(grantee)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    async fn grants_retirable_by(&self, retiring_principal: &str) -> Result<Vec<GrantRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM grants WHERE retiring_principal = ? ORDER BY grant_id")
+                .bind(retiring_principal)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    async fn delete_grant(&self, grant_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM grants WHERE grant_id = ?")
+            .bind(grant_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_grants_for_key(&self, key_id: Uuid) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM grants WHERE key_id = ?")
+            .bind(key_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 
     async fn ping(&self) -> Result<()> {

@@ -77,6 +77,115 @@ impl TestDir {
     pub fn data_dir(&self) -> PathBuf {
         self.path.join("data")
     }
+
+    /// Environment for a `kms-bridge` process on this directory's token and data.
+    pub fn configure(&self, cmd: &mut Command) {
+        let creds = self.path.join("bootstrap.env");
+        if !creds.exists() {
+            std::fs::write(
+                &creds,
+                format!("AWS_ACCESS_KEY_ID={ACCESS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={SECRET_ACCESS_KEY}\nAWS_DEFAULT_REGION={REGION}\n"),
+            )
+            .expect("write bootstrap credentials");
+        }
+        cmd.env("SOFTHSM2_CONF", self.softhsm_conf())
+            .env("KMS_BRIDGE_LISTEN", "127.0.0.1:0")
+            .env("KMS_BRIDGE_DATA_DIR", self.data_dir())
+            .env("KMS_BRIDGE_TOKEN__LABEL", TOKEN_LABEL)
+            .env("KMS_BRIDGE_TOKEN__MODULE", softhsm_module())
+            .env("KMS_BRIDGE_TOKEN_PIN", PIN)
+            .env("KMS_BRIDGE_REGIONS", format!("{REGION},{OTHER_REGION}"))
+            .env("KMS_BRIDGE_ACCOUNT_ID", ACCOUNT)
+            .env("KMS_BRIDGE_BOOTSTRAP_CREDENTIALS", creds);
+    }
+
+    /// Run `kms-bridge admin <args>`; returns stdout (panics on failure).
+    pub fn admin(&self, args: &[&str]) -> String {
+        self.admin_with_stdin(args, None)
+    }
+
+    pub fn admin_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kms-bridge"));
+        cmd.arg("admin").args(args);
+        self.configure(&mut cmd);
+        cmd.env("KMS_BRIDGE_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn kms-bridge admin");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        } else {
+            drop(child.stdin.take());
+        }
+        let out = child.wait_with_output().expect("admin output");
+        assert!(
+            out.status.success(),
+            "kms-bridge admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Create a user with an access key; returns (arn, credentials).
+    pub fn user(&self, name: &str) -> (String, Creds) {
+        let arn = self
+            .admin(&["create-user", "--name", name])
+            .trim()
+            .to_owned();
+        let creds = Creds::parse(&self.admin(&["create-access-key", "--principal", &arn]));
+        (arn, creds)
+    }
+
+    /// Attach an identity policy to a principal.
+    pub fn attach(&self, arn: &str, name: &str, document: &str) {
+        self.admin_with_stdin(
+            &[
+                "put-identity-policy",
+                "--principal",
+                arn,
+                "--name",
+                name,
+                "--document",
+                "-",
+            ],
+            Some(document),
+        );
+    }
+}
+
+/// An access key pair as `kms-bridge admin create-access-key` prints it.
+#[derive(Debug, Clone)]
+pub struct Creds {
+    pub access_key_id: String,
+    pub secret: String,
+}
+
+impl Creds {
+    pub fn parse(out: &str) -> Creds {
+        let get = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k} in {out}"))
+                .to_owned()
+        };
+        Creds {
+            access_key_id: get("AWS_ACCESS_KEY_ID"),
+            secret: get("AWS_SECRET_ACCESS_KEY"),
+        }
+    }
+
+    pub fn admin() -> Creds {
+        Creds {
+            access_key_id: ACCESS_KEY_ID.into(),
+            secret: SECRET_ACCESS_KEY.into(),
+        }
+    }
 }
 
 impl Drop for TestDir {
@@ -107,16 +216,9 @@ impl Server {
             .path
             .join(format!("server-{}.log", uuid::Uuid::new_v4()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kms-bridge"));
-        cmd.arg("serve")
-            .env("SOFTHSM2_CONF", dir.softhsm_conf())
-            .env("KMS_BRIDGE_LISTEN", "127.0.0.1:0")
-            .env("KMS_BRIDGE_DATA_DIR", dir.data_dir())
-            .env("KMS_BRIDGE_TOKEN__LABEL", TOKEN_LABEL)
-            .env("KMS_BRIDGE_TOKEN__MODULE", softhsm_module())
-            .env("KMS_BRIDGE_TOKEN_PIN", PIN)
-            .env("KMS_BRIDGE_REGIONS", format!("{REGION},{OTHER_REGION}"))
-            .env("KMS_BRIDGE_ACCOUNT_ID", ACCOUNT)
-            .env("KMS_BRIDGE_LOG", "info,kms_bridge=debug")
+        cmd.arg("serve");
+        dir.configure(&mut cmd);
+        cmd.env("KMS_BRIDGE_LOG", "info,kms_bridge=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")));
         for (k, v) in env {
@@ -156,13 +258,22 @@ impl Server {
     }
 
     pub fn client_in(&self, region: &str) -> aws_sdk_kms::Client {
+        self.client_as(&Creds::admin(), region)
+    }
+
+    /// A client signing with the given credentials.
+    pub fn client_for(&self, creds: &Creds) -> aws_sdk_kms::Client {
+        self.client_as(creds, REGION)
+    }
+
+    pub fn client_as(&self, creds: &Creds, region: &str) -> aws_sdk_kms::Client {
         let conf = aws_sdk_kms::Config::builder()
             .behavior_version_latest()
             .region(Region::new(region.to_owned()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(Credentials::new(
-                ACCESS_KEY_ID,
-                SECRET_ACCESS_KEY,
+                &creds.access_key_id,
+                &creds.secret,
                 None,
                 None,
                 "kms-bridge-tests",
@@ -240,6 +351,112 @@ pub fn fake_authorization(region: &str) -> String {
         "AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/20260102/{region}/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}",
         "0".repeat(64)
     )
+}
+
+/// How to sign a raw request.
+pub struct Signing<'a> {
+    pub creds: &'a Creds,
+    pub region: &'a str,
+    /// Seconds to add to the current time for X-Amz-Date.
+    pub skew_secs: i64,
+}
+
+impl Default for Signing<'static> {
+    fn default() -> Self {
+        static ADMIN: std::sync::OnceLock<Creds> = std::sync::OnceLock::new();
+        Signing {
+            creds: ADMIN.get_or_init(Creds::admin),
+            region: REGION,
+            skew_secs: 0,
+        }
+    }
+}
+
+/// Headers of a correctly SigV4-signed KMS request for `target` and `body`.
+pub fn signed_headers(addr: &str, target: &str, body: &[u8], s: &Signing) -> Vec<(String, String)> {
+    use kms_bridge::auth::sigv4::{canonical_request, signing_key, string_to_sign, RequestParts};
+    use sha2::Digest;
+    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(s.skew_secs);
+    let amz_date = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let date = &amz_date[..8];
+    let headers = vec![
+        (
+            "content-type".to_owned(),
+            "application/x-amz-json-1.1".to_owned(),
+        ),
+        ("host".to_owned(), addr.to_owned()),
+        ("x-amz-date".to_owned(), amz_date.clone()),
+        ("x-amz-target".to_owned(), target.to_owned()),
+    ];
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
+    let req = RequestParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &pairs,
+        body,
+    };
+    let payload = hex::encode(sha2::Sha256::digest(body));
+    let creq = canonical_request(&req, &signed, &payload, true);
+    let scope = format!("{date}/{}/kms/aws4_request", s.region);
+    let sts = string_to_sign(&amz_date, &scope, &creq);
+    let key = signing_key(s.creds.secret.as_bytes(), date, s.region, "kms");
+    let sig = {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac key");
+        mac.update(sts.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let mut out: Vec<(String, String)> = headers.into_iter().filter(|(k, _)| k != "host").collect();
+    out.push((
+        "authorization".to_owned(),
+        format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={sig}",
+            s.creds.access_key_id,
+            signed.join(";")
+        ),
+    ));
+    out
+}
+
+impl Server {
+    /// A correctly signed raw request.
+    pub fn signed(&self, target: &str, body: &str) -> RawResponse {
+        self.signed_with(
+            target,
+            body.as_bytes(),
+            body.as_bytes(),
+            &Signing::default(),
+        )
+    }
+
+    /// Sign `signed_body` but send `sent_body` (to test tampering).
+    pub fn signed_with(
+        &self,
+        target: &str,
+        signed_body: &[u8],
+        sent_body: &[u8],
+        s: &Signing,
+    ) -> RawResponse {
+        let headers = signed_headers(&self.addr, target, signed_body, s);
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.raw(&refs, sent_body)
+    }
 }
 
 pub fn raw_request(addr: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {

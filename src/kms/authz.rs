@@ -1,0 +1,437 @@
+//! Authorization: every operation obtains a [`Permitted`] key (or an [`AccountPermit`]) before it
+//! touches key state or material, and only this module can construct one.
+//!
+//! Decision, as in AWS KMS:
+//! 1. An explicit `Deny` in the key policy or in any identity policy of the caller → denied.
+//! 2. The key policy allows the caller by name (ARN, or `*`) → allowed (same account).
+//! 3. The key policy allows the caller's account root → delegated: the caller's identity
+//!    policies must allow too (the account root itself needs nothing more).
+//! 4. Cross-account (key in another account): the key policy must allow the caller or its
+//!    account, and the caller's identity policies must allow.
+//! 5. A grant on the key for the caller whose operations include the action and whose
+//!    constraints the request satisfies → allowed.
+//! 6. Otherwise → `AccessDeniedException`.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
+
+use super::blob::EncryptionContext;
+use super::grants::constraints_hold;
+use super::ids::KeyRef;
+use super::{Kms, KmsError, RequestContext, Result};
+use crate::policy::{Context, Evaluation, Policy, PolicyKind, Request};
+use crate::store::{KeyRecord, PrincipalKind};
+
+/// A key the caller has been authorized to use for one action.
+#[derive(Debug, Clone)]
+pub struct Permitted {
+    key: KeyRecord,
+    /// True when the permission came from a grant only (CreateGrant delegation limits apply).
+    pub(crate) via_grant: Option<Vec<String>>,
+}
+
+impl Deref for Permitted {
+    type Target = KeyRecord;
+    fn deref(&self) -> &KeyRecord {
+        &self.key
+    }
+}
+
+impl Permitted {
+    pub(crate) fn into_record(self) -> KeyRecord {
+        self.key
+    }
+}
+
+/// Permission for an action that is not scoped to a key (CreateKey, ListKeys, …).
+#[derive(Debug)]
+pub struct AccountPermit {
+    _private: (),
+}
+
+/// What an operation asks for: the action plus the request's condition facts.
+pub(crate) struct Op<'a> {
+    pub action: &'static str,
+    pub facts: Context,
+    pub enc_ctx: Option<&'a EncryptionContext>,
+}
+
+/// Actions whose KeyId may be an alias name or alias ARN.
+const ALIAS_OK: &[&str] = &[
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GenerateDataKeyPair",
+    "kms:GenerateDataKeyPairWithoutPlaintext",
+    "kms:Sign",
+    "kms:Verify",
+    "kms:GetPublicKey",
+    "kms:DescribeKey",
+    "kms:GenerateMac",
+    "kms:VerifyMac",
+    "kms:DeriveSharedSecret",
+];
+
+/// Actions that may name a key of another account (by ARN).
+const CROSS_ACCOUNT_OK: &[&str] = &[
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GenerateDataKeyPair",
+    "kms:GenerateDataKeyPairWithoutPlaintext",
+    "kms:GenerateMac",
+    "kms:VerifyMac",
+    "kms:Sign",
+    "kms:Verify",
+    "kms:GetPublicKey",
+    "kms:DescribeKey",
+    "kms:DeriveSharedSecret",
+    "kms:CreateGrant",
+    "kms:ListGrants",
+    "kms:RevokeGrant",
+    "kms:RetireGrant",
+    "kms:GetKeyRotationStatus",
+];
+
+/// Operations a grant can allow (`GrantOperation` in the service model).
+pub const GRANT_OPERATIONS: &[&str] = &[
+    "Decrypt",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "Sign",
+    "Verify",
+    "GetPublicKey",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateMac",
+    "VerifyMac",
+    "DeriveSharedSecret",
+];
+
+impl<'a> Op<'a> {
+    pub fn new(action: &'static str) -> Op<'a> {
+        Op {
+            action,
+            facts: Context::new(),
+            enc_ctx: None,
+        }
+    }
+
+    /// Bind the request's encryption context (condition keys and grant constraints).
+    pub fn with_context(mut self, ctx: &'a EncryptionContext) -> Op<'a> {
+        for (k, v) in ctx {
+            self.facts
+                .set(&format!("kms:EncryptionContext:{k}"), v.clone());
+        }
+        self.facts
+            .set_multi("kms:EncryptionContextKeys", ctx.keys().cloned().collect());
+        self.enc_ctx = Some(ctx);
+        self
+    }
+
+    pub fn fact(mut self, key: &str, value: impl Into<String>) -> Op<'a> {
+        self.facts.set(key, value);
+        self
+    }
+
+    pub fn facts_multi(mut self, key: &str, values: Vec<String>) -> Op<'a> {
+        self.facts.set_multi(key, values);
+        self
+    }
+
+    fn alias_ok(&self) -> bool {
+        ALIAS_OK.contains(&self.action)
+    }
+
+    fn cross_account_ok(&self) -> bool {
+        CROSS_ACCOUNT_OK.contains(&self.action)
+    }
+}
+
+/// Parsed key policies, reused while the key's revision is unchanged.
+#[derive(Default)]
+pub(crate) struct PolicyCache {
+    keys: Mutex<HashMap<Uuid, (i64, Arc<Policy>)>>,
+    identity: Mutex<HashMap<String, Arc<Policy>>>,
+}
+
+fn principal_type(kind: PrincipalKind) -> &'static str {
+    match kind {
+        PrincipalKind::User => "User",
+        PrincipalKind::Role => "AssumedRole",
+        PrincipalKind::Root => "Account",
+    }
+}
+
+fn denied(ctx: &RequestContext, action: &str, resource: &str, why: &str) -> KmsError {
+    KmsError::AccessDenied(format!(
+        "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
+        ctx.principal.arn
+    ))
+}
+
+impl Kms {
+    /// Facts every request carries.
+    fn base_facts(&self, ctx: &RequestContext, facts: &mut Context) {
+        let p = &ctx.principal;
+        facts.set("aws:PrincipalArn", p.arn.clone());
+        facts.set("aws:PrincipalAccount", p.account.clone());
+        facts.set("aws:PrincipalType", principal_type(p.kind));
+        if p.kind != PrincipalKind::Root {
+            facts.set("aws:username", p.name.clone());
+        }
+        facts.set("kms:CallerAccount", p.account.clone());
+        let now_ms = self.now();
+        facts.set("aws:EpochTime", (now_ms / 1000).to_string());
+        if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(now_ms / 1000) {
+            if let Ok(s) = t.format(&time::format_description::well_known::Rfc3339) {
+                facts.set("aws:CurrentTime", s);
+            }
+        }
+        facts.set_bool("aws:SecureTransport", ctx.secure_transport);
+        if let Some(ip) = &ctx.source_ip {
+            facts.set("aws:SourceIp", ip.clone());
+        }
+    }
+
+    fn identity_policies(&self, ctx: &RequestContext) -> Result<Vec<Arc<Policy>>> {
+        let mut cache = self
+            .policies
+            .identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        let mut out = Vec::with_capacity(ctx.identity_policies.len());
+        for rec in ctx.identity_policies.iter() {
+            let p = match cache.get(&rec.document) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = Arc::new(Policy::parse(&rec.document, PolicyKind::Identity).map_err(
+                        |e| {
+                            KmsError::Internal(format!(
+                                "stored identity policy {} of {} is invalid: {e}",
+                                rec.name, rec.principal_arn
+                            ))
+                        },
+                    )?);
+                    cache.insert(rec.document.clone(), p.clone());
+                    p
+                }
+            };
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    fn key_policy(&self, key: &KeyRecord) -> Result<Arc<Policy>> {
+        let mut cache = self.policies.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((rev, p)) = cache.get(&key.key_id) {
+            if *rev == key.revision {
+                return Ok(p.clone());
+            }
+        }
+        let p = Arc::new(Policy::parse(&key.policy, PolicyKind::Key).map_err(|e| {
+            KmsError::Internal(format!(
+                "stored key policy of {} is invalid: {e}",
+                key.key_id
+            ))
+        })?);
+        cache.insert(key.key_id, (key.revision, p.clone()));
+        Ok(p)
+    }
+
+    /// Evaluate the caller's identity policies for an action on a resource.
+    fn evaluate_identity(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        resource: &str,
+        facts: &Context,
+    ) -> Result<Evaluation> {
+        let req = Request {
+            principal_arn: &ctx.principal.arn,
+            principal_account: &ctx.principal.account,
+            action,
+            resource,
+            context: facts,
+        };
+        Ok(self
+            .identity_policies(ctx)?
+            .iter()
+            .fold(Evaluation::default(), |acc, p| acc.merge(p.evaluate(&req))))
+    }
+
+    /// Look up the key a request names and authorize the operation on it.
+    pub(crate) async fn resolve(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        mut op: Op<'_>,
+    ) -> Result<Permitted> {
+        if key.is_alias() {
+            if !op.alias_ok() {
+                return Err(KmsError::NotFound(
+                    "This operation requires a key ID or key ARN, not an alias".into(),
+                ));
+            }
+            let name = match key {
+                KeyRef::Alias(a) | KeyRef::AliasArn { alias: a, .. } => a.as_str().to_owned(),
+                _ => String::new(),
+            };
+            op.facts.set("kms:RequestAlias", name);
+        }
+        let record = self.lookup(ctx, key, op.cross_account_ok()).await?;
+        self.authorize(ctx, record, op).await
+    }
+
+    /// Authorize an operation on a key already looked up (e.g. from a ciphertext blob).
+    pub(crate) async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        key: KeyRecord,
+        mut op: Op<'_>,
+    ) -> Result<Permitted> {
+        let arn = super::ids::key_arn(&key.region, &key.account, &key.key_id);
+        self.base_facts(ctx, &mut op.facts);
+        op.facts.set("kms:KeySpec", key.key_spec.as_str());
+        op.facts
+            .set("kms:CustomerMasterKeySpec", key.key_spec.as_str());
+        op.facts.set("kms:KeyUsage", key.key_usage.as_str());
+        op.facts
+            .set("kms:CustomerMasterKeyUsage", key.key_usage.as_str());
+        op.facts.set("kms:KeyOrigin", key.origin.as_str());
+        let lower = key.policy.to_ascii_lowercase();
+        if lower.contains("kms:resourcealiases") {
+            let aliases = self
+                .store
+                .list_aliases(&key.region, &key.account, Some(key.key_id), None, 1000)
+                .await?;
+            op.facts.set_multi(
+                "kms:ResourceAliases",
+                aliases.into_iter().map(|a| a.name).collect(),
+            );
+        }
+        if lower.contains("aws:resourcetag/") {
+            for t in self.store.list_tags(key.key_id).await? {
+                op.facts.set(&format!("aws:ResourceTag/{}", t.key), t.value);
+            }
+        }
+
+        let req = Request {
+            principal_arn: &ctx.principal.arn,
+            principal_account: &ctx.principal.account,
+            action: op.action,
+            resource: &arn,
+            context: &op.facts,
+        };
+        let key_eval = self.key_policy(&key)?.evaluate(&req);
+        let id_eval = self.evaluate_identity(ctx, op.action, &arn, &op.facts)?;
+        if key_eval.explicit_deny || id_eval.explicit_deny {
+            return Err(denied(ctx, op.action, &arn, "with an explicit deny"));
+        }
+        let same_account = key.account == ctx.principal.account;
+        let is_root = ctx.principal.kind == PrincipalKind::Root;
+        let identity_ok = is_root || id_eval.allow_direct;
+        let allowed = if same_account {
+            key_eval.allow_direct || (key_eval.allow_via_account && identity_ok)
+        } else {
+            (key_eval.allow_direct || key_eval.allow_via_account) && identity_ok
+        };
+        if allowed {
+            return Ok(Permitted {
+                key,
+                via_grant: None,
+            });
+        }
+        if let Some(op_name) = op.action.strip_prefix("kms:") {
+            if GRANT_OPERATIONS.contains(&op_name) {
+                let grants = self
+                    .store
+                    .grants_for_key(key.key_id, Some(&ctx.principal.arn))
+                    .await?;
+                if let Some(g) = grants.iter().find(|g| {
+                    g.operations.iter().any(|o| o == op_name)
+                        && constraints_hold(g.constraints.as_deref(), op.enc_ctx)
+                }) {
+                    return Ok(Permitted {
+                        key,
+                        via_grant: Some(g.operations.clone()),
+                    });
+                }
+            }
+        }
+        let why = if same_account {
+            "because no resource-based policy allows the action"
+        } else {
+            "because no resource-based policy and identity-based policy both allow the action"
+        };
+        Err(denied(ctx, op.action, &arn, why))
+    }
+
+    /// Authorize an action that is not scoped to a key: identity policies only.
+    pub(crate) fn authorize_account(
+        &self,
+        ctx: &RequestContext,
+        action: &'static str,
+        resource: &str,
+        mut facts: Context,
+    ) -> Result<AccountPermit> {
+        self.base_facts(ctx, &mut facts);
+        let eval = self.evaluate_identity(ctx, action, resource, &facts)?;
+        if eval.explicit_deny {
+            return Err(denied(ctx, action, resource, "with an explicit deny"));
+        }
+        if ctx.principal.kind == PrincipalKind::Root || eval.allow_direct {
+            return Ok(AccountPermit { _private: () });
+        }
+        Err(denied(
+            ctx,
+            action,
+            resource,
+            "because no identity-based policy allows the action",
+        ))
+    }
+
+    /// Would `policy` let `ctx`'s caller call PutKeyPolicy on `key` later? (Lockout check.)
+    pub(crate) fn policy_allows_put_key_policy(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRecord,
+        policy: &Policy,
+    ) -> Result<bool> {
+        let arn = super::ids::key_arn(&key.region, &key.account, &key.key_id);
+        let mut facts = Context::new();
+        self.base_facts(ctx, &mut facts);
+        let req = Request {
+            principal_arn: &ctx.principal.arn,
+            principal_account: &ctx.principal.account,
+            action: "kms:PutKeyPolicy",
+            resource: &arn,
+            context: &facts,
+        };
+        let e = policy.evaluate(&req);
+        if e.explicit_deny {
+            return Ok(false);
+        }
+        let id = self.evaluate_identity(ctx, "kms:PutKeyPolicy", &arn, &facts)?;
+        let identity_ok = ctx.principal.kind == PrincipalKind::Root || id.allow_direct;
+        Ok(e.allow_direct || (e.allow_via_account && identity_ok))
+    }
+}

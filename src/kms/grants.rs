@@ -1,0 +1,529 @@
+//! Grants: CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant.
+//!
+//! A grant allows one grantee principal exactly its operations on one key, under optional
+//! encryption-context constraints. This server is strongly consistent, so a grant works (and a
+//! retired or revoked one stops working) at once; grant tokens are still issued and validated.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::authz::{Op, GRANT_OPERATIONS};
+use super::blob::EncryptionContext;
+use super::ids::KeyRef;
+use super::{page_limit, state_error, Kms, KmsError, Page, RequestContext, Result};
+use crate::model::{KeySpec, KeyState};
+use crate::store::{GrantRecord, PrincipalKind};
+
+pub const MAX_GRANTS_PER_KEY: i64 = 50_000;
+const TOKEN_MAGIC: &[u8] = b"KBGT1";
+
+/// `EncryptionContextEquals` / `EncryptionContextSubset`, stored as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrantConstraints {
+    #[serde(
+        rename = "EncryptionContextSubset",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub subset: Option<BTreeMap<String, String>>,
+    #[serde(
+        rename = "EncryptionContextEquals",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub equals: Option<BTreeMap<String, String>>,
+}
+
+pub struct CreateGrantInput {
+    pub key: KeyRef,
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    pub operations: Vec<String>,
+    pub constraints: Option<GrantConstraints>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GrantInfo {
+    pub key_arn: String,
+    pub record: GrantRecord,
+}
+
+impl GrantInfo {
+    pub fn constraints(&self) -> Option<GrantConstraints> {
+        self.record
+            .constraints
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+    }
+}
+
+fn lower_keys(m: &BTreeMap<String, String>) -> BTreeMap<String, &str> {
+    m.iter()
+        .map(|(k, v)| (k.to_lowercase(), v.as_str()))
+        .collect()
+}
+
+/// Do a grant's constraints allow a request with this encryption context? Constraint keys
+/// compare case-insensitively, values exactly. Operations without an encryption context
+/// (`enc_ctx` None) are not constrained.
+pub(crate) fn constraints_hold(
+    constraints: Option<&str>,
+    enc_ctx: Option<&EncryptionContext>,
+) -> bool {
+    let Some(json) = constraints else {
+        return true;
+    };
+    let Ok(c) = serde_json::from_str::<GrantConstraints>(json) else {
+        return false;
+    };
+    let Some(ctx) = enc_ctx else {
+        return true;
+    };
+    let req = lower_keys(ctx);
+    if let Some(eq) = &c.equals {
+        if lower_keys(eq) != req {
+            return false;
+        }
+    }
+    if let Some(sub) = &c.subset {
+        if !lower_keys(sub).iter().all(|(k, v)| req.get(k) == Some(v)) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Reject malformed grant tokens (`InvalidGrantTokenException`).
+pub fn validate_grant_tokens(tokens: &[String]) -> Result<()> {
+    for t in tokens {
+        grant_id_from_token(t)?;
+    }
+    Ok(())
+}
+
+fn grant_id_from_token(token: &str) -> Result<String> {
+    let invalid = || KmsError::InvalidGrantToken("The grant token is not valid.".into());
+    let raw = B64.decode(token.as_bytes()).map_err(|_| invalid())?;
+    if raw.len() != TOKEN_MAGIC.len() + 32 + 16 || !raw.starts_with(TOKEN_MAGIC) {
+        return Err(invalid());
+    }
+    Ok(hex::encode(&raw[TOKEN_MAGIC.len()..TOKEN_MAGIC.len() + 32]))
+}
+
+/// A grantee or retiring principal: an account id or an IAM principal ARN.
+fn validate_principal(p: &str, member: &str) -> Result<()> {
+    let account = |s: &str| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit());
+    let ok = account(p)
+        || p.strip_prefix("arn:aws:iam::")
+            .and_then(|r| r.split_once(':'))
+            .is_some_and(|(acct, res)| {
+                account(acct)
+                    && (res == "root"
+                        || res.strip_prefix("user/").is_some_and(|n| !n.is_empty())
+                        || res.strip_prefix("role/").is_some_and(|n| !n.is_empty())
+                        || res
+                            .strip_prefix("assumed-role/")
+                            .is_some_and(|n| !n.is_empty()))
+            });
+    if ok {
+        Ok(())
+    } else {
+        Err(KmsError::Validation(format!(
+            "{member} {p:?} is not a valid principal: use an account id or an IAM user, role or root ARN"
+        )))
+    }
+}
+
+fn operations_for(spec: KeySpec) -> &'static [&'static str] {
+    match spec {
+        KeySpec::SymmetricDefault => &[
+            "Decrypt",
+            "Encrypt",
+            "GenerateDataKey",
+            "GenerateDataKeyWithoutPlaintext",
+            "ReEncryptFrom",
+            "ReEncryptTo",
+            "CreateGrant",
+            "RetireGrant",
+            "DescribeKey",
+            "GenerateDataKeyPair",
+            "GenerateDataKeyPairWithoutPlaintext",
+        ],
+        _ => GRANT_OPERATIONS,
+    }
+}
+
+impl Kms {
+    pub async fn create_grant(
+        &self,
+        ctx: &RequestContext,
+        input: CreateGrantInput,
+    ) -> Result<(String, String)> {
+        if input.operations.is_empty() {
+            return Err(KmsError::Validation("Operations must not be empty".into()));
+        }
+        for op in &input.operations {
+            if !GRANT_OPERATIONS.contains(&op.as_str()) {
+                return Err(KmsError::Validation(format!(
+                    "1 validation error detected: Value '{op}' at 'operations' failed to satisfy \
+                     constraint: Member must satisfy enum value set: [{}]",
+                    GRANT_OPERATIONS.join(", ")
+                )));
+            }
+        }
+        validate_principal(&input.grantee_principal, "GranteePrincipal")?;
+        if let Some(r) = &input.retiring_principal {
+            validate_principal(r, "RetiringPrincipal")?;
+        }
+        if let Some(name) = &input.name {
+            if name.is_empty()
+                || name.len() > 256
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
+            {
+                return Err(KmsError::Validation(format!(
+                    "Grant name {name:?} must be 1-256 characters of [a-zA-Z0-9:/_-]"
+                )));
+            }
+        }
+        let constraint_type = match &input.constraints {
+            Some(c) => {
+                for m in [&c.equals, &c.subset].into_iter().flatten() {
+                    if m.len() > 8 || m.values().any(|v| v.chars().count() > 384) {
+                        return Err(KmsError::Validation(
+                            "A grant constraint can have at most 8 pairs of at most 384 characters"
+                                .into(),
+                        ));
+                    }
+                }
+                match (&c.equals, &c.subset) {
+                    (Some(_), _) => Some("EncryptionContextEquals"),
+                    (None, Some(_)) => Some("EncryptionContextSubset"),
+                    (None, None) => None,
+                }
+            }
+            None => None,
+        };
+        let mut op = Op::new("kms:CreateGrant")
+            .facts_multi("kms:GrantOperations", input.operations.clone())
+            .fact("kms:GranteePrincipal", input.grantee_principal.clone())
+            .fact("kms:GrantIsForAWSResource", "false");
+        if let Some(r) = &input.retiring_principal {
+            op = op.fact("kms:RetiringPrincipal", r.clone());
+        }
+        if let Some(t) = constraint_type {
+            op = op.fact("kms:GrantConstraintType", t);
+        }
+        let key = self.resolve(ctx, &input.key, op).await?;
+        if let Some(parent_ops) = &key.via_grant {
+            if !input.operations.iter().all(|o| parent_ops.contains(o)) {
+                return Err(KmsError::AccessDenied(format!(
+                    "User: {} may only delegate the operations of its own grant ({})",
+                    ctx.principal.arn,
+                    parent_ops.join(", ")
+                )));
+            }
+        }
+        match key.state {
+            KeyState::Enabled | KeyState::Unavailable => {}
+            s => return Err(state_error(&key.arn(), s)),
+        }
+        let allowed = operations_for(key.key_spec);
+        if let Some(bad) = input
+            .operations
+            .iter()
+            .find(|o| !allowed.contains(&o.as_str()))
+        {
+            return Err(KmsError::Validation(format!(
+                "Grant operation {bad} is not valid for a {} key",
+                key.key_spec
+            )));
+        }
+        let constraints = input
+            .constraints
+            .as_ref()
+            .filter(|c| c.equals.is_some() || c.subset.is_some())
+            .map(|c| serde_json::to_string(c).map_err(|e| KmsError::Internal(e.to_string())))
+            .transpose()?;
+        let mut ops = input.operations.clone();
+        ops.sort();
+        ops.dedup();
+
+        if let Some(name) = &input.name {
+            let existing = self.store.grants_for_key(key.key_id, None).await?;
+            if let Some(g) = existing.iter().find(|g| {
+                g.name.as_deref() == Some(name.as_str())
+                    && g.grantee_principal == input.grantee_principal
+                    && g.retiring_principal == input.retiring_principal
+                    && g.operations == ops
+                    && g.constraints == constraints
+            }) {
+                let token = self.grant_token(&g.grant_id).await?;
+                return Ok((g.grant_id.clone(), token));
+            }
+        }
+        if self.store.count_grants_for_key(key.key_id).await? >= MAX_GRANTS_PER_KEY {
+            return Err(KmsError::LimitExceeded(format!(
+                "{} has reached the limit of {MAX_GRANTS_PER_KEY} grants",
+                key.arn()
+            )));
+        }
+        let grant_id = hex::encode(self.token.random(32).await?.as_slice());
+        let rec = GrantRecord {
+            grant_id: grant_id.clone(),
+            key_id: key.key_id,
+            name: input.name,
+            grantee_principal: input.grantee_principal,
+            retiring_principal: input.retiring_principal,
+            issuing_account: format!("arn:aws:iam::{}:root", ctx.principal.account),
+            operations: ops,
+            constraints,
+            created_at: self.now(),
+        };
+        self.store.insert_grant(&rec).await?;
+        let token = self.grant_token(&grant_id).await?;
+        Ok((grant_id, token))
+    }
+
+    async fn grant_token(&self, grant_id: &str) -> Result<String> {
+        let id = hex::decode(grant_id).map_err(|e| KmsError::Internal(e.to_string()))?;
+        let mut raw = TOKEN_MAGIC.to_vec();
+        raw.extend_from_slice(&id);
+        raw.extend_from_slice(&self.token.random(16).await?);
+        Ok(B64.encode(raw))
+    }
+
+    pub async fn list_grants(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        grant_id: Option<&str>,
+        grantee: Option<&str>,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<GrantInfo>> {
+        let limit = page_limit(limit, 100, 50)? as usize;
+        let k = self.resolve(ctx, key, Op::new("kms:ListGrants")).await?;
+        let mut grants = self.store.grants_for_key(k.key_id, grantee).await?;
+        if let Some(id) = grant_id {
+            grants.retain(|g| g.grant_id == id);
+            if grants.is_empty() {
+                return Err(KmsError::InvalidGrantId(format!(
+                    "Grant {id} does not exist"
+                )));
+            }
+        }
+        let arn = k.arn();
+        page_grants(grants, limit, marker, &arn)
+    }
+
+    pub async fn list_retirable_grants(
+        &self,
+        ctx: &RequestContext,
+        retiring_principal: &str,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<GrantInfo>> {
+        let limit = page_limit(limit, 100, 50)? as usize;
+        validate_principal(retiring_principal, "RetiringPrincipal")?;
+        self.authorize_account(ctx, "kms:ListRetirableGrants", "*", Default::default())?;
+        let grants = self.store.grants_retirable_by(retiring_principal).await?;
+        let mut items = Vec::new();
+        for g in grants {
+            if let Some(k) = self.store.get_key(g.key_id).await? {
+                items.push(GrantInfo {
+                    key_arn: k.arn(),
+                    record: g,
+                });
+            }
+        }
+        page_items(items, limit, marker)
+    }
+
+    /// RetireGrant by token, or by key ARN and grant id.
+    pub async fn retire_grant(
+        &self,
+        ctx: &RequestContext,
+        grant_token: Option<&str>,
+        key: Option<&KeyRef>,
+        grant_id: Option<&str>,
+    ) -> Result<()> {
+        let id = match (grant_token, key, grant_id) {
+            (Some(t), _, _) => grant_id_from_token(t)?,
+            (None, Some(_), Some(id)) => id.to_owned(),
+            _ => {
+                return Err(KmsError::Validation(
+                    "Specify GrantToken, or KeyId and GrantId".into(),
+                ))
+            }
+        };
+        let grant = self
+            .store
+            .get_grant(&id)
+            .await?
+            .ok_or_else(|| KmsError::NotFound(format!("Grant {id} does not exist")))?;
+        let key_rec = self
+            .store
+            .get_key(grant.key_id)
+            .await?
+            .ok_or_else(|| KmsError::NotFound(format!("Grant {id} does not exist")))?;
+        if let Some(k) = key {
+            let named = self.lookup(ctx, k, true).await?;
+            if named.key_id != grant.key_id {
+                return Err(KmsError::NotFound(format!(
+                    "Grant {id} does not exist for {}",
+                    named.arn()
+                )));
+            }
+        }
+        let me = &ctx.principal;
+        let may = grant.retiring_principal.as_deref() == Some(me.arn.as_str())
+            || (grant.grantee_principal == me.arn
+                && grant.operations.iter().any(|o| o == "RetireGrant"))
+            || (me.kind == PrincipalKind::Root && grant.issuing_account == me.arn);
+        if !may {
+            // kms:RetireGrant in the caller's identity policies also allows it.
+            let facts = Default::default();
+            self.authorize_account(ctx, "kms:RetireGrant", &key_rec.arn(), facts)?;
+        }
+        self.store.delete_grant(&id).await?;
+        Ok(())
+    }
+
+    pub async fn revoke_grant(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        grant_id: &str,
+    ) -> Result<()> {
+        let k = self.resolve(ctx, key, Op::new("kms:RevokeGrant")).await?;
+        match self.store.get_grant(grant_id).await? {
+            Some(g) if g.key_id == k.key_id => {
+                self.store.delete_grant(grant_id).await?;
+                Ok(())
+            }
+            _ => Err(KmsError::NotFound(format!(
+                "Grant {grant_id} does not exist for {}",
+                k.arn()
+            ))),
+        }
+    }
+}
+
+fn page_grants(
+    grants: Vec<GrantRecord>,
+    limit: usize,
+    marker: Option<&str>,
+    key_arn: &str,
+) -> Result<Page<GrantInfo>> {
+    let items = grants
+        .into_iter()
+        .map(|g| GrantInfo {
+            key_arn: key_arn.to_owned(),
+            record: g,
+        })
+        .collect();
+    page_items(items, limit, marker)
+}
+
+fn page_items(
+    items: Vec<GrantInfo>,
+    limit: usize,
+    marker: Option<&str>,
+) -> Result<Page<GrantInfo>> {
+    let start = match marker {
+        Some(m) => {
+            if m.len() != 64 || !m.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(KmsError::InvalidMarker(format!("Invalid marker {m:?}")));
+            }
+            items
+                .iter()
+                .position(|g| g.record.grant_id.as_str() > m)
+                .unwrap_or(items.len())
+        }
+        None => 0,
+    };
+    let rest = &items[start..];
+    let page: Vec<GrantInfo> = rest.iter().take(limit).cloned().collect();
+    let next_marker = (rest.len() > limit)
+        .then(|| page.last().map(|g| g.record.grant_id.clone()))
+        .flatten();
+    Ok(Page {
+        items: page,
+        next_marker,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn constraints() {
+        let eq = r#"{"EncryptionContextEquals":{"Dept":"finance"}}"#;
+        assert!(constraints_hold(
+            Some(eq),
+            Some(&ctx(&[("dept", "finance")]))
+        ));
+        assert!(!constraints_hold(
+            Some(eq),
+            Some(&ctx(&[("dept", "Finance")]))
+        ));
+        assert!(!constraints_hold(
+            Some(eq),
+            Some(&ctx(&[("dept", "finance"), ("x", "y")]))
+        ));
+        assert!(!constraints_hold(Some(eq), Some(&ctx(&[]))));
+        let sub = r#"{"EncryptionContextSubset":{"dept":"finance"}}"#;
+        assert!(constraints_hold(
+            Some(sub),
+            Some(&ctx(&[("dept", "finance"), ("x", "y")]))
+        ));
+        assert!(!constraints_hold(Some(sub), Some(&ctx(&[("x", "y")]))));
+        assert!(
+            constraints_hold(Some(sub), None),
+            "ops without context are not constrained"
+        );
+        assert!(constraints_hold(None, Some(&ctx(&[("a", "b")]))));
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(validate_grant_tokens(&["bm9wZQ==".into()]).is_err());
+        assert!(validate_grant_tokens(&["***".into()]).is_err());
+        let mut raw = TOKEN_MAGIC.to_vec();
+        raw.extend_from_slice(&[7u8; 48]);
+        let t = B64.encode(raw);
+        assert_eq!(grant_id_from_token(&t).unwrap(), hex::encode([7u8; 32]));
+    }
+
+    #[test]
+    fn principals() {
+        for ok in [
+            "111122223333",
+            "arn:aws:iam::111122223333:root",
+            "arn:aws:iam::111122223333:user/alice",
+            "arn:aws:iam::111122223333:role/app",
+        ] {
+            assert!(validate_principal(ok, "p").is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "alice",
+            "arn:aws:iam::1:user/a",
+            "arn:aws:iam::111122223333:group/x",
+        ] {
+            assert!(validate_principal(bad, "p").is_err(), "{bad}");
+        }
+    }
+}
