@@ -9,6 +9,8 @@ use anyhow::{bail, Context};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use crate::kms::quota::QuotaSettings;
+
 #[derive(Debug, Deserialize)]
 struct Raw {
     listen: String,
@@ -18,7 +20,26 @@ struct Raw {
     regions: Vec<String>,
     max_body_bytes: usize,
     bootstrap_credentials: Option<PathBuf>,
+    metrics_listen: Option<String>,
+    allow_insecure_http: bool,
+    audit: RawAudit,
+    #[serde(default)]
+    quotas: QuotaSettings,
+    tls: Option<RawTls>,
     token: RawToken,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAudit {
+    dir: Option<PathBuf>,
+    max_file_bytes: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,7 +61,22 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Sourceable `AWS_ACCESS_KEY_ID=…`/`AWS_SECRET_ACCESS_KEY=…` file: the dev admin's key.
     pub bootstrap_credentials: Option<PathBuf>,
+    /// Listener for /metrics, /healthz and /readyz (none = not served).
+    pub metrics_listen: Option<SocketAddr>,
+    pub audit_dir: PathBuf,
+    pub audit_max_file_bytes: u64,
+    pub quotas: QuotaSettings,
+    pub tls: Option<TlsSettings>,
     pub token: TokenSettings,
+}
+
+/// TLS for the API listener: certificate chain and key (PEM); with `client_ca`, clients must
+/// present a certificate signed by it (mTLS).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 pub struct TokenSettings {
@@ -70,6 +106,8 @@ impl Settings {
             .set_default("account_id", "111122223333")?
             .set_default("regions", vec!["us-east-1"])?
             .set_default("max_body_bytes", 262_144)?
+            .set_default("allow_insecure_http", false)?
+            .set_default("audit.max_file_bytes", 64 * 1024 * 1024)?
             .set_default("token.module", DEFAULT_MODULE)?
             .set_default("token.label", "kms-bridge")?;
         if let Some(f) = file {
@@ -121,6 +159,60 @@ impl Settings {
                 raw.token.module.display()
             );
         }
+        let tls = match raw.tls {
+            Some(t) => {
+                for (what, p) in [
+                    ("tls.cert", Some(&t.cert)),
+                    ("tls.key", Some(&t.key)),
+                    ("tls.client_ca", t.client_ca.as_ref()),
+                ] {
+                    if let Some(p) = p {
+                        if !p.is_file() {
+                            bail!("{what}: {} does not exist", p.display());
+                        }
+                    }
+                }
+                Some(TlsSettings {
+                    cert: t.cert,
+                    key: t.key,
+                    client_ca: t.client_ca,
+                })
+            }
+            None => None,
+        };
+        if tls.is_none() && !listen.ip().is_loopback() && !raw.allow_insecure_http {
+            bail!(
+                "listen: {listen} is not a loopback address; configure tls (tls.cert, tls.key) or set allow_insecure_http = true"
+            );
+        }
+        let metrics_listen = match raw.metrics_listen.as_deref() {
+            None | Some("") => None,
+            Some(m) => Some(
+                m.parse::<SocketAddr>()
+                    .with_context(|| format!("metrics_listen: {m:?} is not an address"))?,
+            ),
+        };
+        let q = &raw.quotas;
+        for (name, v) in [
+            ("symmetric", q.symmetric),
+            ("rsa", q.rsa),
+            ("ecc", q.ecc),
+            ("generate_random", q.generate_random),
+            ("create_key", q.create_key),
+            ("management", q.management),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                bail!("quotas.{name}: {v} must be a non-negative number of requests per second");
+            }
+        }
+        if raw.audit.max_file_bytes < 4096 {
+            bail!("audit.max_file_bytes: must be at least 4096");
+        }
+        let audit_dir = raw
+            .audit
+            .dir
+            .clone()
+            .unwrap_or_else(|| raw.data_dir.join("audit"));
         let pin = read_pin(&raw.token)?;
         let database = raw
             .database
@@ -133,6 +225,11 @@ impl Settings {
             regions: raw.regions,
             max_body_bytes: raw.max_body_bytes,
             bootstrap_credentials: raw.bootstrap_credentials,
+            metrics_listen,
+            audit_dir,
+            audit_max_file_bytes: raw.audit.max_file_bytes,
+            quotas: raw.quotas,
+            tls,
             token: TokenSettings {
                 module: raw.token.module,
                 label: raw.token.label,

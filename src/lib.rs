@@ -7,9 +7,11 @@
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod kms;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod store;
@@ -86,11 +88,53 @@ pub fn read_credentials_file(path: &Path) -> anyhow::Result<(String, Zeroizing<S
     }
 }
 
+/// Build the rustls server configuration (with client-certificate verification for mTLS).
+fn tls_config(tls: &crate::config::TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
+        .with_context(|| format!("reading {}", tls.cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", tls.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .with_context(|| format!("reading the private key {}", tls.key.display()))?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match &tls.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("reading {}", ca.display()))?
+            {
+                roots
+                    .add(c.with_context(|| format!("parsing {}", ca.display()))?)
+                    .context("adding the client CA")?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .context("client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not match")?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
 /// Open the token and the store, reconcile them, and serve until `shutdown` resolves.
 pub async fn serve(
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    metrics::init();
     let Backends { token, store } = open_backends(&settings).await?;
     tracing::info!(label = token.label(), "token logged in");
     let principals = Arc::new(
@@ -106,32 +150,78 @@ pub async fn serve(
             .context("bootstrapping the dev admin")?;
         tracing::info!(%arn, access_key_id = %id, "bootstrap administrator ready");
     }
-    let kms = Kms::new(token, store, Arc::new(SystemClock));
+    let audit = audit::AuditLog::open(settings.audit_dir.clone(), settings.audit_max_file_bytes)
+        .with_context(|| {
+            format!(
+                "opening the audit trail in {}",
+                settings.audit_dir.display()
+            )
+        })?;
+    let kms = Kms::new(token, store, Arc::new(SystemClock), settings.quotas.clone());
     let report = kms
         .reconcile()
         .await
         .context("reconciling store and token")?;
     tracing::info!(?report, "reconciled metadata store with token");
 
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
+    let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("binding {}", settings.listen))?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let state = Arc::new(api::AppState {
         kms,
         auth: Authenticator::new(principals, settings.regions.clone()),
+        audit,
         max_body_bytes: settings.max_body_bytes,
-        secure_transport: false,
+        secure_transport: settings.tls.is_some(),
     });
-    // Tests and scripts read this line to learn the bound address.
-    println!("kms-bridge listening on http://{addr}");
-    axum::serve(
-        listener,
-        api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving")?;
+
+    let handle = axum_server::Handle::new();
+    if let Some(m) = settings.metrics_listen {
+        let ml = tokio::net::TcpListener::bind(m)
+            .await
+            .with_context(|| format!("binding metrics listener {m}"))?;
+        // Scripts and tests read this line to learn the metrics address.
+        println!("kms-bridge metrics on http://{}", ml.local_addr()?);
+        let router = api::ops_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(ml, router).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            handle.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+        });
+    }
+    match &settings.tls {
+        Some(tls) => {
+            let cfg =
+                axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config(tls)?));
+            // Tests and scripts read this line to learn the bound address.
+            println!("kms-bridge listening on https://{addr}");
+            axum_server::from_tcp_rustls(listener, cfg)
+                .handle(handle)
+                .serve(app)
+                .await
+                .context("serving")?;
+        }
+        None => {
+            println!("kms-bridge listening on http://{addr}");
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(app)
+                .await
+                .context("serving")?;
+        }
+    }
+    // The audit writer fsyncs every batch before acknowledging it, so nothing is pending here;
+    // token sessions close when the last handle drops.
     tracing::info!("shut down");
     Ok(())
 }

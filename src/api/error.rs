@@ -67,6 +67,7 @@ impl ApiError {
             ApiError::Kms(k) => match k {
                 K::NotFound(s) => (bad, "NotFoundException", m(s)),
                 K::AccessDenied(s) => (bad, "AccessDeniedException", m(s)),
+                K::Throttling(s) => (bad, "ThrottlingException", m(s)),
                 K::InvalidGrantToken(s) => (bad, "InvalidGrantTokenException", m(s)),
                 K::InvalidGrantId(s) => (bad, "InvalidGrantIdException", m(s)),
                 K::InvalidArn(s) => (bad, "InvalidArnException", m(s)),

@@ -21,14 +21,16 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use zeroize::Zeroize;
 
+use crate::audit::AuditLog;
 use crate::auth::sigv4::RequestParts;
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Principal};
 use crate::kms::{Kms, RequestContext};
 
 /// What every request handler shares.
 pub struct AppState {
     pub kms: Kms,
     pub auth: Authenticator,
+    pub audit: AuditLog,
     pub max_body_bytes: usize,
     /// True when the listener terminates TLS (the `aws:SecureTransport` condition key).
     pub secure_transport: bool,
@@ -42,12 +44,38 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The metrics listener: `/metrics`, `/healthz` (alive) and `/readyz` (token and store usable).
+pub fn ops_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(|| async { crate::metrics::render() }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.kms.ready().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
+    }
+}
+
 /// The parts of one HTTP request the handler needs.
 struct Incoming {
     peer: SocketAddr,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+}
+
+/// What the audit record of a request needs, filled in as the request progresses.
+#[derive(Default)]
+struct Seen {
+    op: Option<Operation>,
+    body: Bytes,
+    principal: Option<Principal>,
+    access_key_id: Option<String>,
+    region: Option<String>,
 }
 
 async fn handle(
@@ -58,6 +86,7 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let incoming = Incoming {
         peer,
@@ -65,10 +94,137 @@ async fn handle(
         uri,
         headers,
     };
-    match serve(&state, &incoming, body, &request_id).await {
-        Ok(resp) => resp,
+    let mut seen = Seen::default();
+    let result = serve(&state, &incoming, body, &request_id, &mut seen).await;
+    let op_name = seen.op.map(|o| o.name()).unwrap_or("Unknown");
+    let record = audit_record(&state, &incoming, &request_id, &seen, &result);
+    // Fail closed: nothing is answered before its record is durable.
+    if let Err(e) = state.audit.append(record).await {
+        crate::metrics::AUDIT_FAILURES.inc();
+        tracing::error!(request_id, error = %e, "refusing to answer: audit record not written");
+        let err = ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()));
+        crate::metrics::REQUESTS
+            .with_label_values(&[op_name, "audit_failure"])
+            .inc();
+        return error::error_response(&err, &request_id);
+    }
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(e) if e.wire().0.is_server_error() => "server_error",
+        Err(_) => "client_error",
+    };
+    crate::metrics::REQUESTS
+        .with_label_values(&[op_name, outcome])
+        .inc();
+    crate::metrics::REQUEST_SECONDS
+        .with_label_values(&[op_name])
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(out) => success(out, &request_id),
         Err(e) => error::error_response(&e, &request_id),
     }
+}
+
+/// The CloudTrail-shaped record of one request.
+fn audit_record(
+    state: &AppState,
+    req: &Incoming,
+    request_id: &str,
+    seen: &Seen,
+    result: &Result<Option<Value>, ApiError>,
+) -> serde_json::Map<String, Value> {
+    use serde_json::json;
+    let now = state.kms.clock().now_millis();
+    let op = seen.op.map(|o| o.name());
+    let region = seen.region.clone().unwrap_or_else(|| {
+        // Unauthenticated: take the region from the credential scope if there is one.
+        req.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| crate::auth::sigv4::parse_authorization(h).ok())
+            .map(|a| a.region)
+            .unwrap_or_default()
+    });
+    let unverified_akid = || {
+        req.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| crate::auth::sigv4::parse_authorization(h).ok())
+            .map(|a| a.access_key_id)
+    };
+    let user_identity = match &seen.principal {
+        Some(p) => json!({
+            "type": match p.kind {
+                crate::store::PrincipalKind::User => "IAMUser",
+                crate::store::PrincipalKind::Role => "AssumedRole",
+                crate::store::PrincipalKind::Root => "Root",
+            },
+            "arn": p.arn,
+            "accountId": p.account,
+            "accessKeyId": seen.access_key_id,
+            "userName": (p.kind != crate::store::PrincipalKind::Root).then(|| p.name.clone()),
+        }),
+        None => json!({ "type": "Unknown", "accessKeyId": unverified_akid() }),
+    };
+    let request_parameters = crate::audit::request_parameters(&seen.body);
+    let (response_elements, error_code, error_message) = match result {
+        Ok(v) => (crate::audit::response_elements(v.as_ref()), None, None),
+        Err(e) => {
+            let (_, name, message) = e.wire();
+            (Value::Null, Some(name), Some(message))
+        }
+    };
+    let mut resources = Vec::new();
+    let mut add_arn = |v: Option<&str>| {
+        if let Some(a) = v.filter(|a| a.starts_with("arn:") && a.contains(":key/")) {
+            if !resources.iter().any(|r: &Value| r["ARN"] == a) {
+                let account = a.split(':').nth(4).unwrap_or("");
+                resources.push(json!({"accountId": account, "type": "AWS::KMS::Key", "ARN": a}));
+            }
+        }
+    };
+    if let Ok(Some(v)) = result {
+        add_arn(v["KeyId"].as_str());
+        add_arn(v["SourceKeyId"].as_str());
+        add_arn(v["KeyMetadata"]["Arn"].as_str());
+    }
+    add_arn(request_parameters["keyId"].as_str());
+    let read_only = op.is_some_and(|o| {
+        o.starts_with("Describe") || o.starts_with("List") || o.starts_with("Get")
+    });
+    let mut rec = serde_json::Map::new();
+    rec.insert("eventVersion".into(), json!("1.08"));
+    rec.insert("userIdentity".into(), user_identity);
+    rec.insert("eventTime".into(), json!(crate::audit::event_time(now)));
+    rec.insert("eventSource".into(), json!("kms.amazonaws.com"));
+    rec.insert("eventName".into(), json!(op.unwrap_or("Unknown")));
+    rec.insert("awsRegion".into(), json!(region));
+    rec.insert("sourceIPAddress".into(), json!(req.peer.ip().to_string()));
+    rec.insert(
+        "userAgent".into(),
+        json!(req
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")),
+    );
+    if let Some(code) = error_code {
+        rec.insert("errorCode".into(), json!(code));
+        rec.insert("errorMessage".into(), json!(error_message));
+    }
+    rec.insert("requestParameters".into(), request_parameters);
+    rec.insert("responseElements".into(), response_elements);
+    rec.insert("requestID".into(), json!(request_id));
+    rec.insert("eventID".into(), json!(uuid::Uuid::new_v4().to_string()));
+    rec.insert("readOnly".into(), json!(read_only));
+    rec.insert("resources".into(), Value::Array(resources));
+    rec.insert("eventType".into(), json!("AwsApiCall"));
+    rec.insert("managementEvent".into(), json!(true));
+    rec.insert(
+        "recipientAccountId".into(),
+        json!(seen.principal.as_ref().map(|p| p.account.clone())),
+    );
+    rec
 }
 
 async fn serve(
@@ -76,7 +232,8 @@ async fn serve(
     req: &Incoming,
     body: Body,
     request_id: &str,
-) -> Result<Response, ApiError> {
+    seen: &mut Seen,
+) -> Result<Option<Value>, ApiError> {
     let target = req
         .headers
         .get("x-amz-target")
@@ -84,7 +241,9 @@ async fn serve(
         .unwrap_or("");
     let op = Operation::from_target(target)
         .ok_or_else(|| ProtocolError::UnknownOperation(format!("Unknown operation {target:?}")))?;
+    seen.op = Some(op);
     let body = read_body(body, state.max_body_bytes).await?;
+    seen.body = body.clone();
     let header_pairs: Vec<(&str, &str)> = req
         .headers
         .iter()
@@ -101,6 +260,9 @@ async fn serve(
     let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
         .map_err(|e| ApiError::Auth(crate::auth::AuthError::Backend(e.to_string())))?;
     let caller = state.auth.authenticate(&parts, now).await?;
+    seen.principal = Some(caller.principal.clone());
+    seen.access_key_id = Some(caller.access_key_id.clone());
+    seen.region = Some(caller.region.clone());
     let ctx = RequestContext {
         region: caller.region,
         account: caller.principal.account.clone(),
@@ -110,10 +272,10 @@ async fn serve(
         identity_policies: caller.identity_policies,
         source_ip: Some(req.peer.ip().to_string()),
         secure_transport: state.secure_transport,
+        quota_charged: Default::default(),
     };
     tracing::debug!(request_id, operation = op.name(), principal = %ctx.principal.arn, "request");
-    let out = ops::dispatch(&state.kms, &ctx, op, &body).await?;
-    Ok(success(out, request_id))
+    ops::dispatch(&state.kms, &ctx, op, &body).await
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {

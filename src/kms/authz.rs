@@ -186,6 +186,28 @@ fn denied(ctx: &RequestContext, action: &str, resource: &str, why: &str) -> KmsE
 }
 
 impl Kms {
+    /// Count the request against its quota group (once per request).
+    fn charge(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        spec: Option<crate::model::KeySpec>,
+    ) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if ctx.quota_charged.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let group = super::quota::QuotaGroup::of(action, spec);
+        if self.quotas.take(&ctx.principal.account, group) {
+            Ok(())
+        } else {
+            Err(KmsError::Throttling(
+                "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
+                    .into(),
+            ))
+        }
+    }
+
     /// Facts every request carries.
     fn base_facts(&self, ctx: &RequestContext, facts: &mut Context) {
         let p = &ctx.principal;
@@ -308,6 +330,7 @@ impl Kms {
         key: KeyRecord,
         mut op: Op<'_>,
     ) -> Result<Permitted> {
+        self.charge(ctx, op.action, Some(key.key_spec))?;
         let arn = super::ids::key_arn(&key.region, &key.account, &key.key_id);
         self.base_facts(ctx, &mut op.facts);
         op.facts.set("kms:KeySpec", key.key_spec.as_str());
@@ -393,6 +416,7 @@ impl Kms {
         resource: &str,
         mut facts: Context,
     ) -> Result<AccountPermit> {
+        self.charge(ctx, action, None)?;
         self.base_facts(ctx, &mut facts);
         let eval = self.evaluate_identity(ctx, action, resource, &facts)?;
         if eval.explicit_deny {

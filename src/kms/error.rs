@@ -10,6 +10,8 @@ pub enum KmsError {
     #[error("{0}")]
     AccessDenied(String),
     #[error("{0}")]
+    Throttling(String),
+    #[error("{0}")]
     InvalidGrantToken(String),
     #[error("{0}")]
     InvalidGrantId(String),

@@ -16,6 +16,7 @@ mod aliases;
 mod crypto;
 mod grants;
 mod keys;
+pub mod quota;
 mod reconcile;
 mod rotation;
 
@@ -57,7 +58,7 @@ impl Clock for SystemClock {
 }
 
 /// Who is calling, where: built by the protocol/authentication layers for each request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RequestContext {
     pub region: String,
     /// The caller's account: where keys it creates live and whose keys it lists.
@@ -68,6 +69,8 @@ pub struct RequestContext {
     pub identity_policies: Arc<Vec<IdentityPolicyRecord>>,
     pub source_ip: Option<String>,
     pub secure_transport: bool,
+    /// Set once the request has been counted against a quota.
+    pub quota_charged: std::sync::atomic::AtomicBool,
 }
 
 impl RequestContext {
@@ -83,6 +86,7 @@ pub struct Kms {
     store: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
     policies: authz::PolicyCache,
+    quotas: quota::Quotas,
 }
 
 /// Prefix of every token object label this service creates.
@@ -91,13 +95,28 @@ pub const LABEL_PREFIX: &str = "kms-bridge/";
 const MS_PER_DAY: Millis = 86_400_000;
 
 impl Kms {
-    pub fn new(token: Token, store: Arc<dyn MetadataStore>, clock: Arc<dyn Clock>) -> Kms {
+    pub fn new(
+        token: Token,
+        store: Arc<dyn MetadataStore>,
+        clock: Arc<dyn Clock>,
+        quotas: quota::QuotaSettings,
+    ) -> Kms {
         Kms {
             token,
             store,
             clock,
             policies: authz::PolicyCache::default(),
+            quotas: quota::Quotas::new(quotas),
         }
+    }
+
+    /// Is the service able to serve: token session usable and store reachable?
+    pub async fn ready(&self) -> std::result::Result<(), String> {
+        self.token
+            .check()
+            .await
+            .map_err(|e| format!("token: {e}"))?;
+        self.store.ping().await.map_err(|e| format!("store: {e}"))
     }
 
     pub fn store(&self) -> &Arc<dyn MetadataStore> {

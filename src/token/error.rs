@@ -36,6 +36,8 @@ pub enum TokenError {
     ObjectNotFound(String),
     #[error("blocking token task failed: {0}")]
     Join(String),
+    #[error("the token session is not logged in")]
+    NotLoggedIn,
 }
 
 impl TokenError {
@@ -50,6 +52,7 @@ impl TokenError {
             TokenError::TokenNotFound(_) => FaultKind::Config,
             TokenError::ObjectNotFound(_) => FaultKind::ObjectMissing,
             TokenError::Join(_) => FaultKind::Other,
+            TokenError::NotLoggedIn => FaultKind::SessionFatal,
         }
     }
 

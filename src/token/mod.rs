@@ -129,20 +129,48 @@ impl Token {
     }
 
     /// Run `f` with a pooled session on a blocking thread.
+    #[allow(dead_code)] // for calls that need no metric name of their own
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Inner, &Session) -> Result<T> + Send + 'static,
     {
+        self.run_named("other", f).await
+    }
+
+    /// `run`, timing the call under `call` in the token-call latency metric.
+    async fn run_named<T, F>(&self, call: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &Session) -> Result<T> + Send + 'static,
+    {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.with_session(|s| f(&inner, s)))
+        tokio::task::spawn_blocking(move || inner.with_session(call, |s| f(&inner, s)))
             .await
             .map_err(|e| TokenError::Join(e.to_string()))?
     }
 
+    /// Is the logged-in anchor session still usable?
+    pub async fn check(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let anchor = inner._anchor.lock().unwrap_or_else(|p| p.into_inner());
+            let info = anchor
+                .get_session_info()
+                .map_err(|e| TokenError::ck("C_GetSessionInfo", e))?;
+            match info.session_state() {
+                cryptoki::session::SessionState::RwUser
+                | cryptoki::session::SessionState::RoUser => Ok(()),
+                _ => Err(TokenError::NotLoggedIn),
+            }
+        })
+        .await
+        .map_err(|e| TokenError::Join(e.to_string()))?
+    }
+
     /// Scan the token once for secret-key objects and fill the handle cache.
     pub async fn load_objects(&self) -> Result<Vec<FoundObject>> {
-        self.run(|inner, s| {
+        self.run_named("find_objects", |inner, s| {
             let handles = s
                 .find_objects(&[
                     Attribute::Class(ObjectClass::SECRET_KEY),
@@ -176,7 +204,7 @@ impl Token {
 
     /// Generate a persistent, non-extractable AES-256 key with the given `CKA_ID` and label.
     pub async fn generate_aes_key(&self, id: Vec<u8>, label: String) -> Result<()> {
-        self.run(move |inner, s| {
+        self.run_named("generate_key", move |inner, s| {
             let template = [
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::AES),
@@ -211,7 +239,7 @@ impl Token {
         plaintext: Zeroizing<Vec<u8>>,
     ) -> Result<([u8; GCM_IV_LEN], Vec<u8>)> {
         debug_assert!(!aad.is_empty());
-        self.run(move |inner, s| {
+        self.run_named("encrypt_aes_gcm", move |inner, s| {
             let key = inner.handle(s, &id)?;
             let mut iv = [0u8; GCM_IV_LEN];
             s.generate_random_slice(&mut iv)
@@ -237,7 +265,7 @@ impl Token {
         ciphertext: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>> {
         debug_assert!(!aad.is_empty());
-        self.run(move |inner, s| {
+        self.run_named("decrypt_aes_gcm", move |inner, s| {
             let key = inner.handle(s, &id)?;
             let mut iv = iv;
             let params = GcmParams::new(&mut iv, &aad, ((GCM_TAG_LEN * 8) as u64).into())
@@ -257,7 +285,7 @@ impl Token {
 
     /// Random bytes from the token's RNG.
     pub async fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>> {
-        self.run(move |_, s| {
+        self.run_named("generate_random", move |_, s| {
             let mut buf = Zeroizing::new(vec![0u8; len]);
             s.generate_random_slice(&mut buf)
                 .map_err(|e| TokenError::ck("C_GenerateRandom", e))?;
@@ -268,7 +296,7 @@ impl Token {
 
     /// Does an object with this `CKA_ID` exist? (Used by start-up reconciliation.)
     pub async fn exists(&self, id: Vec<u8>) -> Result<bool> {
-        self.run(move |inner, s| match inner.handle(s, &id) {
+        self.run_named("find_objects", move |inner, s| match inner.handle(s, &id) {
             Ok(_) => Ok(true),
             Err(TokenError::ObjectNotFound(_)) => Ok(false),
             Err(e) => Err(e),
@@ -278,7 +306,7 @@ impl Token {
 
     /// Destroy the object with this `CKA_ID` (no error if it is already gone).
     pub async fn destroy(&self, id: Vec<u8>) -> Result<()> {
-        self.run(move |inner, s| {
+        self.run_named("destroy_object", move |inner, s| {
             let h = match inner.handle(s, &id) {
                 Ok(h) => h,
                 Err(TokenError::ObjectNotFound(_)) => return Ok(()),
@@ -298,7 +326,7 @@ impl Token {
 
     /// Read back the protection attributes of a key (and whether its value can be read).
     pub async fn key_protection(&self, id: Vec<u8>) -> Result<KeyProtection> {
-        self.run(move |inner, s| {
+        self.run_named("get_attribute_value", move |inner, s| {
             let h = inner.handle(s, &id)?;
             let attrs = s
                 .get_attributes(
@@ -330,8 +358,17 @@ impl Token {
 }
 
 impl Inner {
-    fn with_session<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
+    fn with_session<T>(
+        &self,
+        call: &'static str,
+        f: impl FnOnce(&Session) -> Result<T>,
+    ) -> Result<T> {
+        let sessions = &crate::metrics::TOKEN_SESSIONS;
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if pooled.is_some() {
+            sessions.with_label_values(&["idle"]).dec();
+        }
+        sessions.with_label_values(&["in_use"]).inc();
         let session = match pooled {
             Some(s) => s,
             None => self
@@ -339,7 +376,12 @@ impl Inner {
                 .open_rw_session(self.slot)
                 .map_err(|e| TokenError::ck("C_OpenSession", e))?,
         };
+        let started = std::time::Instant::now();
         let result = f(&session);
+        crate::metrics::TOKEN_CALL_SECONDS
+            .with_label_values(&[call])
+            .observe(started.elapsed().as_secs_f64());
+        sessions.with_label_values(&["in_use"]).dec();
         let keep = !matches!(
             &result,
             Err(e) if matches!(e.kind(), FaultKind::SessionFatal | FaultKind::Device)
@@ -349,6 +391,7 @@ impl Inner {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(session);
+            sessions.with_label_values(&["idle"]).inc();
         }
         result
     }

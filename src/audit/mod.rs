@@ -1,0 +1,388 @@
+//! The audit trail: one CloudTrail-shaped JSON record per request (success or failure,
+//! authentication failures included) and per background action, appended to JSON-lines files.
+//!
+//! - Tamper-evident: every record carries `sequence`, `previousHash` and `hash` =
+//!   SHA-256(previousHash ‖ record without `hash`); `kms-bridge audit verify` walks the chain
+//!   across files and reports the first altered, removed or reordered record.
+//! - Fail closed: a request's answer is released only after its record is durable (written and
+//!   fsync'ed). Records are group-committed: one writer task writes every record that is
+//!   waiting, fsyncs once, then acknowledges them all.
+//! - Files rotate by size (`audit-000001.jsonl`, `audit-000002.jsonl`, …) without breaking the
+//!   chain; after a restart the chain continues from the last record on disk.
+
+mod verify;
+
+pub use verify::{verify_path, VerifyReport};
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit trail unavailable: {0}")]
+    Io(String),
+    #[error("audit writer stopped")]
+    Stopped,
+}
+
+type Ack = oneshot::Sender<Result<(), AuditError>>;
+
+/// Handle to the audit writer. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<(Map<String, Value>, Ack)>,
+}
+
+struct Writer {
+    dir: PathBuf,
+    max_file_bytes: u64,
+    file: Option<File>,
+    file_index: u64,
+    file_bytes: u64,
+    sequence: u64,
+    last_hash: String,
+}
+
+fn file_name(index: u64) -> String {
+    format!("audit-{index:06}.jsonl")
+}
+
+/// Audit files in a directory, in order.
+pub fn audit_files(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name
+            .strip_prefix("audit-")
+            .and_then(|r| r.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            files.push((n, entry.path()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The hash of a record: SHA-256 over the previous hash and the record's JSON without `hash`.
+pub fn record_hash(previous: &str, record: &Map<String, Value>) -> String {
+    let mut without = record.clone();
+    without.remove("hash");
+    let mut h = Sha256::new();
+    h.update(previous.as_bytes());
+    h.update(b"\n");
+    h.update(Value::Object(without).to_string().as_bytes());
+    hex::encode(h.finalize())
+}
+
+impl Writer {
+    fn open(dir: PathBuf, max_file_bytes: u64) -> Result<Writer, AuditError> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| AuditError::Io(format!("{}: {e}", dir.display())))?;
+        let files = audit_files(&dir).map_err(|e| AuditError::Io(e.to_string()))?;
+        let mut w = Writer {
+            dir,
+            max_file_bytes,
+            file: None,
+            file_index: files.last().map(|(n, _)| *n).unwrap_or(1),
+            file_bytes: 0,
+            sequence: 0,
+            last_hash: GENESIS_HASH.to_owned(),
+        };
+        // Continue the chain from the newest record on disk.
+        for (_, path) in files.iter().rev() {
+            let Ok(f) = File::open(path) else { continue };
+            let last = BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| !l.trim().is_empty())
+                .last();
+            if let Some(line) = last {
+                let v: Value = serde_json::from_str(&line).map_err(|e| {
+                    AuditError::Io(format!("{}: last record unreadable: {e}", path.display()))
+                })?;
+                w.sequence = v["sequence"].as_u64().unwrap_or(0);
+                w.last_hash = v["hash"].as_str().unwrap_or(GENESIS_HASH).to_owned();
+                break;
+            }
+        }
+        Ok(w)
+    }
+
+    fn current(&mut self) -> Result<&mut File, AuditError> {
+        if self.file.is_some() && self.file_bytes >= self.max_file_bytes {
+            self.file = None;
+            self.file_index += 1;
+        }
+        if self.file.is_none() {
+            let path = self.dir.join(file_name(self.file_index));
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| AuditError::Io(format!("{}: {e}", path.display())))?;
+            self.file_bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+            self.file = Some(f);
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| AuditError::Io("no audit file".into()))
+    }
+
+    /// Chain, write and fsync a batch. On failure nothing of the batch counts as written.
+    fn write_batch(&mut self, batch: &mut [Map<String, Value>]) -> Result<(), AuditError> {
+        let (seq0, hash0) = (self.sequence, self.last_hash.clone());
+        let mut buf = Vec::new();
+        let mut seq = seq0;
+        let mut prev = hash0.clone();
+        for rec in batch.iter_mut() {
+            seq += 1;
+            rec.insert("sequence".into(), json!(seq));
+            rec.insert("previousHash".into(), json!(prev));
+            let h = record_hash(&prev, rec);
+            rec.insert("hash".into(), json!(h));
+            buf.extend_from_slice(Value::Object(rec.clone()).to_string().as_bytes());
+            buf.push(b'\n');
+            prev = h;
+        }
+        let result = (|| {
+            let f = self.current()?;
+            f.write_all(&buf)
+                .map_err(|e| AuditError::Io(e.to_string()))?;
+            f.sync_data().map_err(|e| AuditError::Io(e.to_string()))
+        })();
+        match result {
+            Ok(()) => {
+                self.file_bytes += buf.len() as u64;
+                self.sequence = seq;
+                self.last_hash = prev;
+                Ok(())
+            }
+            Err(e) => {
+                // Reopen next time; the chain continues from the last durable record.
+                self.file = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl AuditLog {
+    /// Start the writer on a dedicated thread.
+    pub fn open(dir: PathBuf, max_file_bytes: u64) -> Result<AuditLog, AuditError> {
+        let mut writer = Writer::open(dir, max_file_bytes.max(4096))?;
+        let (tx, mut rx) = mpsc::channel::<(Map<String, Value>, Ack)>(65_536);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut records = vec![first.0];
+                    let mut acks = vec![first.1];
+                    while let Ok((r, a)) = rx.try_recv() {
+                        records.push(r);
+                        acks.push(a);
+                        if records.len() >= 4096 {
+                            break;
+                        }
+                    }
+                    let started = Instant::now();
+                    let result = writer.write_batch(&mut records);
+                    crate::metrics::AUDIT_WRITE_SECONDS.observe(started.elapsed().as_secs_f64());
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, records = records.len(), "audit write failed");
+                    }
+                    for ack in acks {
+                        let _ = ack.send(match &result {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(AuditError::Io(e.to_string())),
+                        });
+                    }
+                }
+            })
+            .map_err(|e| AuditError::Io(e.to_string()))?;
+        Ok(AuditLog { tx })
+    }
+
+    /// Append a record and wait until it is durable.
+    pub async fn append(&self, record: Map<String, Value>) -> Result<(), AuditError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send((record, ack))
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        done.await.map_err(|_| AuditError::Stopped)?
+    }
+}
+
+/// Request members that may appear in `requestParameters` (allow-list: never plaintext,
+/// ciphertext, messages, signatures, MACs, grant tokens, key material or passwords).
+const REQUEST_FIELDS: &[&str] = &[
+    "KeyId",
+    "EncryptionContext",
+    "EncryptionAlgorithm",
+    "KeySpec",
+    "NumberOfBytes",
+    "KeyUsage",
+    "Description",
+    "Origin",
+    "CustomerMasterKeySpec",
+    "MultiRegion",
+    "BypassPolicyLockoutSafetyCheck",
+    "Policy",
+    "PolicyName",
+    "Tags",
+    "TagKeys",
+    "AliasName",
+    "TargetKeyId",
+    "PendingWindowInDays",
+    "RotationPeriodInDays",
+    "IncludeKeyMaterial",
+    "Limit",
+    "Marker",
+    "SourceKeyId",
+    "DestinationKeyId",
+    "SourceEncryptionContext",
+    "DestinationEncryptionContext",
+    "SourceEncryptionAlgorithm",
+    "DestinationEncryptionAlgorithm",
+    "GrantId",
+    "GranteePrincipal",
+    "RetiringPrincipal",
+    "Operations",
+    "Constraints",
+    "Name",
+    "SigningAlgorithm",
+    "MessageType",
+    "MacAlgorithm",
+    "KeyPairSpec",
+    "WrappingAlgorithm",
+    "WrappingKeySpec",
+    "ExpirationModel",
+    "ValidTo",
+    "CustomKeyStoreId",
+    "CustomKeyStoreName",
+];
+
+/// Response members that may appear in `responseElements`.
+const RESPONSE_FIELDS: &[&str] = &[
+    "KeyId",
+    "KeyMetadata",
+    "DeletionDate",
+    "KeyState",
+    "PendingWindowInDays",
+    "GrantId",
+    "CustomKeyStoreId",
+];
+
+/// Keep only allow-listed members of a request or response object.
+pub fn filter_members(v: Option<&Value>, allowed: &[&str]) -> Value {
+    match v.and_then(|v| v.as_object()) {
+        Some(m) => {
+            let kept: Map<String, Value> = m
+                .iter()
+                .filter(|(k, _)| allowed.contains(&k.as_str()))
+                .map(|(k, v)| (lower_first(k), v.clone()))
+                .collect();
+            if kept.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(kept)
+            }
+        }
+        None => Value::Null,
+    }
+}
+
+pub fn request_parameters(body: &[u8]) -> Value {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    filter_members(parsed.as_ref(), REQUEST_FIELDS)
+}
+
+pub fn response_elements(resp: Option<&Value>) -> Value {
+    filter_members(resp, RESPONSE_FIELDS)
+}
+
+/// CloudTrail spells members lowerCamelCase (`keyId`, `encryptionContext`).
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// ISO 8601 UTC with seconds, as CloudTrail writes `eventTime`.
+pub fn event_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_parameters_never_carry_secrets() {
+        let body = br#"{"KeyId":"alias/x","Plaintext":"c2VjcmV0","CiphertextBlob":"AAAA","EncryptionContext":{"a":"b"},"GrantTokens":["t"],"Message":"bQ==","GrantToken":"g"}"#;
+        let p = request_parameters(body);
+        assert_eq!(p["keyId"], "alias/x");
+        assert_eq!(p["encryptionContext"]["a"], "b");
+        let s = p.to_string();
+        for secret in ["c2VjcmV0", "AAAA", "bQ==", "\"t\"", "\"g\""] {
+            assert!(!s.contains(secret), "{s}");
+        }
+        assert_eq!(request_parameters(b"not json"), Value::Null);
+    }
+
+    #[test]
+    fn response_elements_are_filtered() {
+        let v = json!({"KeyId": "arn", "Plaintext": "x", "CiphertextBlob": "y", "GrantToken": "z"});
+        let r = response_elements(Some(&v));
+        assert_eq!(r, json!({"keyId": "arn"}));
+    }
+
+    #[test]
+    fn chain_across_rotation_and_restart() {
+        let dir = std::env::temp_dir().join(format!("audit-unit-{}", uuid::Uuid::new_v4()));
+        {
+            let mut w = Writer::open(dir.clone(), 4096).unwrap();
+            for i in 0..50 {
+                let mut batch = vec![
+                    json!({"eventName": "Encrypt", "i": i, "pad": "x".repeat(200)})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                ];
+                w.write_batch(&mut batch).unwrap();
+            }
+        }
+        {
+            let mut w = Writer::open(dir.clone(), 4096).unwrap();
+            assert_eq!(w.sequence, 50);
+            let mut batch = vec![json!({"eventName": "Decrypt"}).as_object().unwrap().clone()];
+            w.write_batch(&mut batch).unwrap();
+        }
+        assert!(audit_files(&dir).unwrap().len() > 1, "rotated");
+        let report = verify_path(&dir).unwrap();
+        assert_eq!(report.records, 51);
+        assert!(report.problem.is_none(), "{:?}", report.problem);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
