@@ -23,6 +23,11 @@ enum Command {
         #[arg(long, env = "KMS_BRIDGE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Manage principals, access keys and identity policies.
     Admin {
         #[arg(long, env = "KMS_BRIDGE_CONFIG")]
@@ -30,6 +35,12 @@ enum Command {
         #[command(subcommand)]
         command: kms_bridge::admin::AdminCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of an audit file or directory; report the first bad record.
+    Verify { path: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +53,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match &cli.command {
         Command::Serve { config } | Command::Admin { config, .. } => config.clone(),
+        Command::Audit {
+            command: AuditCommand::Verify { path },
+        } => return audit_verify(path),
     };
     let settings = match kms_bridge::config::Settings::load(config.as_deref()) {
         Ok(s) => s,
@@ -63,12 +77,35 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { .. } => rt.block_on(kms_bridge::serve(settings, shutdown_signal())),
         Command::Admin { command, .. } => rt.block_on(kms_bridge::admin::run(settings, command)),
+        Command::Audit { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kms-bridge: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit_verify(path: &std::path::Path) -> ExitCode {
+    match kms_bridge::audit::verify_path(path) {
+        Ok(r) => match r.problem {
+            None => {
+                println!(
+                    "ok: {} records in {} file(s), chain intact",
+                    r.records, r.files
+                );
+                ExitCode::SUCCESS
+            }
+            Some(p) => {
+                println!("TAMPERED: {p} ({} records verified before it)", r.records);
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("kms-bridge: cannot read {}: {e}", path.display());
+            ExitCode::from(2)
         }
     }
 }

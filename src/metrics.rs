@@ -125,7 +125,16 @@ pub fn init() {
     LazyLock::force(&REQUEST_SECONDS);
     LazyLock::force(&TOKEN_CALL_SECONDS);
     LazyLock::force(&TOKEN_SESSIONS);
-    LazyLock::force(&THROTTLED);
+    for quota in [
+        "symmetric",
+        "rsa",
+        "ecc",
+        "generate_random",
+        "create_key",
+        "management",
+    ] {
+        THROTTLED.with_label_values(&[quota]);
+    }
     LazyLock::force(&AUDIT_WRITE_SECONDS);
     LazyLock::force(&AUDIT_FAILURES);
     LazyLock::force(&SCHEDULER_RUNS);

@@ -101,6 +101,13 @@ impl Writer {
         };
         // Continue the chain from the newest record on disk.
         for (_, path) in files.iter().rev() {
+            // Only regular files hold records (a device or other special file is never read).
+            if !std::fs::metadata(path)
+                .map(|m| m.is_file())
+                .unwrap_or(false)
+            {
+                continue;
+            }
             let Ok(f) = File::open(path) else { continue };
             let last = BufReader::new(f)
                 .lines()

@@ -1,5 +1,6 @@
 //! `kms-bridge audit verify`: walk the hash chain of an audit file or directory.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
@@ -10,9 +11,17 @@ use super::{audit_files, record_hash, GENESIS_HASH};
 #[derive(Debug, Default)]
 pub struct VerifyReport {
     pub files: usize,
+    /// Records verified before the first problem (all of them when there is none).
     pub records: u64,
     /// The first problem found: where and what.
     pub problem: Option<String>,
+}
+
+struct Entry {
+    at: String,
+    seq: u64,
+    previous: String,
+    hash: String,
 }
 
 /// Verify one file or every `audit-*.jsonl` file of a directory, in order.
@@ -23,7 +32,7 @@ pub fn verify_path(path: &Path) -> std::io::Result<VerifyReport> {
         vec![path.to_path_buf()]
     };
     let mut report = VerifyReport::default();
-    let mut prev: Option<(u64, String)> = None;
+    let mut entries = Vec::new();
     for file in files {
         report.files += 1;
         let reader = BufReader::new(std::fs::File::open(&file)?);
@@ -33,51 +42,68 @@ pub fn verify_path(path: &Path) -> std::io::Result<VerifyReport> {
                 continue;
             }
             let at = format!("{}:{}", file.display(), i + 1);
-            let fail = |what: String| Some(format!("{at}: {what}"));
             let Ok(Value::Object(rec)) = serde_json::from_str::<Value>(&line) else {
-                report.problem = fail("not a JSON record (altered)".into());
+                report.problem = Some(format!("{at}: not a JSON record (altered)"));
                 return Ok(report);
             };
             let seq = rec.get("sequence").and_then(Value::as_u64).unwrap_or(0);
             let previous = rec
                 .get("previousHash")
                 .and_then(Value::as_str)
-                .unwrap_or("");
-            let hash = rec.get("hash").and_then(Value::as_str).unwrap_or("");
-            if record_hash(previous, &rec) != hash {
-                report.problem = fail(format!("record {seq} was altered (hash mismatch)"));
+                .unwrap_or("")
+                .to_owned();
+            let hash = rec
+                .get("hash")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            if record_hash(&previous, &rec) != hash {
+                report.problem = Some(format!("{at}: record {seq} was altered (hash mismatch)"));
                 return Ok(report);
             }
-            match &prev {
-                None => {
-                    // The first record seen may start the chain or continue an older file.
-                    if seq == 1 && previous != GENESIS_HASH {
-                        report.problem = fail("the first record does not start the chain".into());
-                        return Ok(report);
-                    }
-                }
-                Some((pseq, phash)) => {
-                    if previous != phash {
-                        let what = if seq <= *pseq {
-                            format!("record {seq} is out of order (after {pseq})")
-                        } else if seq > pseq + 1 {
-                            format!("records {}..{} are missing (removed)", pseq + 1, seq - 1)
-                        } else {
-                            format!("record {seq} does not follow record {pseq}")
-                        };
-                        report.problem = fail(what);
-                        return Ok(report);
-                    }
-                    if seq != pseq + 1 {
-                        report.problem =
-                            fail(format!("record {seq} follows {pseq}: sequence broken"));
-                        return Ok(report);
-                    }
-                }
-            }
-            prev = Some((seq, hash.to_owned()));
-            report.records += 1;
+            entries.push(Entry {
+                at,
+                seq,
+                previous,
+                hash,
+            });
         }
+    }
+    // The first file (`audit-000001.jsonl`) must hold the start of the chain; a later file
+    // given on its own may continue one that was rotated away.
+    let starts_chain = entries
+        .first()
+        .is_some_and(|e| e.at.contains(&format!("audit-{:06}.jsonl:", 1)));
+    let all: HashSet<u64> = entries.iter().map(|e| e.seq).collect();
+    for (i, e) in entries.iter().enumerate() {
+        let problem = match i.checked_sub(1).map(|p| &entries[p]) {
+            // The first record may start the chain or continue a file that was rotated away.
+            None if e.seq == 1 && e.previous != GENESIS_HASH => {
+                Some("the first record does not start the chain".to_owned())
+            }
+            None if e.seq != 1 && (e.previous == GENESIS_HASH || starts_chain) => Some(format!(
+                "records 1..{} are missing (removed): the chain starts at record {}",
+                e.seq - 1,
+                e.seq
+            )),
+            None => None,
+            Some(p) if e.seq == p.seq + 1 && e.previous == p.hash => None,
+            Some(p) if all.contains(&(p.seq + 1)) => Some(format!(
+                "records are out of order: {} follows {} (reordered)",
+                e.seq, p.seq
+            )),
+            Some(p) if e.seq > p.seq + 1 => Some(format!(
+                "records {}..{} are missing (removed)",
+                p.seq + 1,
+                e.seq - 1
+            )),
+            Some(p) => Some(format!("record {} does not follow record {}", e.seq, p.seq)),
+        };
+        if let Some(what) = problem {
+            report.problem = Some(format!("{}: {what}", e.at));
+            return Ok(report);
+        }
+        report.records += 1;
     }
     Ok(report)
 }

@@ -199,6 +199,8 @@ pub struct Server {
     child: Child,
     pub addr: String,
     pub endpoint: String,
+    /// Set when the server was started with KMS_BRIDGE_METRICS_LISTEN.
+    pub metrics_addr: Option<String>,
     log: PathBuf,
 }
 
@@ -230,25 +232,37 @@ impl Server {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
-                if let Some(addr) = line.strip_prefix("kms-bridge listening on http://") {
-                    let _ = tx.send(addr.to_owned());
+                if let Some(addr) = line
+                    .strip_prefix("kms-bridge listening on http://")
+                    .or_else(|| line.strip_prefix("kms-bridge listening on https://"))
+                {
+                    let _ = tx.send(("api", addr.to_owned()));
+                }
+                if let Some(addr) = line.strip_prefix("kms-bridge metrics on http://") {
+                    let _ = tx.send(("metrics", addr.to_owned()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "server did not start; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
+        let mut metrics_addr = None;
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(("api", a)) => break a,
+                Ok((_, m)) => metrics_addr = Some(m),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "server did not start; log:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
             }
         };
+        let tls = env.iter().any(|(k, _)| *k == "KMS_BRIDGE_TLS__CERT");
         Server {
             child,
-            endpoint: format!("http://{addr}"),
+            endpoint: format!("{}://{addr}", if tls { "https" } else { "http" }),
             addr,
+            metrics_addr,
             log,
         }
     }
@@ -459,6 +473,17 @@ impl Server {
     }
 }
 
+/// GET a path on a plain-HTTP listener.
+pub fn http_get(addr: &str, path: &str) -> RawResponse {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
 pub fn raw_request(addr: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
@@ -474,7 +499,11 @@ pub fn raw_request(addr: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResp
     let _ = s.write_all(body);
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
+    parse_response(&buf)
+}
+
+fn parse_response(buf: &[u8]) -> RawResponse {
+    let text = String::from_utf8_lossy(buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines
