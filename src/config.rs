@@ -22,6 +22,8 @@ struct Raw {
     bootstrap_credentials: Option<PathBuf>,
     metrics_listen: Option<String>,
     allow_insecure_http: bool,
+    scheduler_interval_seconds: u64,
+    debug_clock: bool,
     audit: RawAudit,
     #[serde(default)]
     quotas: QuotaSettings,
@@ -63,6 +65,11 @@ pub struct Settings {
     pub bootstrap_credentials: Option<PathBuf>,
     /// Listener for /metrics, /healthz and /readyz (none = not served).
     pub metrics_listen: Option<SocketAddr>,
+    /// How often due rotations and deletions are looked for.
+    pub scheduler_interval_seconds: u64,
+    /// Testing only: `POST /debug/clock/advance?seconds=N` on the metrics listener moves the
+    /// key-lifecycle clock forward and runs the scheduler.
+    pub debug_clock: bool,
     pub audit_dir: PathBuf,
     pub audit_max_file_bytes: u64,
     pub quotas: QuotaSettings,
@@ -107,6 +114,8 @@ impl Settings {
             .set_default("regions", vec!["us-east-1"])?
             .set_default("max_body_bytes", 262_144)?
             .set_default("allow_insecure_http", false)?
+            .set_default("scheduler_interval_seconds", 60)?
+            .set_default("debug_clock", false)?
             .set_default("audit.max_file_bytes", 64 * 1024 * 1024)?
             .set_default("token.module", DEFAULT_MODULE)?
             .set_default("token.label", "kms-bridge")?;
@@ -226,6 +235,8 @@ impl Settings {
             max_body_bytes: raw.max_body_bytes,
             bootstrap_credentials: raw.bootstrap_credentials,
             metrics_listen,
+            scheduler_interval_seconds: raw.scheduler_interval_seconds.max(1),
+            debug_clock: raw.debug_clock,
             audit_dir,
             audit_max_file_bytes: raw.audit.max_file_bytes,
             quotas: raw.quotas,

@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::{Authenticator, Principals};
 use crate::config::Settings;
-use crate::kms::{Kms, SystemClock};
+use crate::kms::{Kms, OffsetClock};
 use crate::store::sqlite::SqliteStore;
 use crate::store::MetadataStore;
 use crate::token::{Token, TokenConfig};
@@ -157,7 +157,8 @@ pub async fn serve(
                 settings.audit_dir.display()
             )
         })?;
-    let kms = Kms::new(token, store, Arc::new(SystemClock), settings.quotas.clone());
+    let clock = Arc::new(OffsetClock::default());
+    let kms = Kms::new(token, store, clock.clone(), settings.quotas.clone());
     let report = kms
         .reconcile()
         .await
@@ -174,7 +175,22 @@ pub async fn serve(
         audit,
         max_body_bytes: settings.max_body_bytes,
         secure_transport: settings.tls.is_some(),
+        debug_clock: settings.debug_clock.then_some(clock),
     });
+    {
+        let state = state.clone();
+        let every = std::time::Duration::from_secs(settings.scheduler_interval_seconds);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let report = state.kms.run_scheduled_jobs(&state.audit).await;
+                if report != Default::default() {
+                    tracing::info!(?report, "scheduled jobs ran");
+                }
+            }
+        });
+    }
 
     let handle = axum_server::Handle::new();
     if let Some(m) = settings.metrics_listen {

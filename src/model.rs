@@ -42,6 +42,8 @@ string_enum!(
         PendingDeletion = "PendingDeletion",
         PendingImport = "PendingImport",
         Unavailable = "Unavailable",
+        // Internal tombstone: never shown; the key id answers NotFoundException forever.
+        Deleted = "Deleted",
     }
 );
 

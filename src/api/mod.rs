@@ -34,6 +34,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// True when the listener terminates TLS (the `aws:SecureTransport` condition key).
     pub secure_transport: bool,
+    /// Testing only (config `debug_clock`): the lifecycle clock the debug endpoint may move.
+    pub debug_clock: Option<Arc<crate::kms::OffsetClock>>,
 }
 
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -46,11 +48,34 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The metrics listener: `/metrics`, `/healthz` (alive) and `/readyz` (token and store usable).
 pub fn ops_router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut r = Router::new()
         .route("/metrics", get(|| async { crate::metrics::render() }))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(state)
+        .route("/readyz", get(readyz));
+    if state.debug_clock.is_some() {
+        r = r.route("/debug/clock/advance", post(advance_clock));
+    }
+    r.with_state(state)
+}
+
+/// Testing only: move the lifecycle clock forward by `?seconds=N`, run the scheduler, and
+/// answer with its report.
+async fn advance_clock(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
+    let Some(clock) = &state.debug_clock else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let seconds: Option<i64> = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("seconds=")))
+        .and_then(|v| v.parse().ok());
+    let Some(seconds) = seconds.filter(|s| *s >= 0) else {
+        return (StatusCode::BAD_REQUEST, "seconds=N (N >= 0) required").into_response();
+    };
+    let offset = clock.advance(seconds * 1000);
+    tracing::warn!(offset_ms = offset, "debug clock advanced");
+    let report = state.kms.run_scheduled_jobs(&state.audit).await;
+    let body = serde_json::json!({ "offsetMillis": offset, "report": report }).to_string();
+    (StatusCode::OK, body).into_response()
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -256,7 +281,8 @@ async fn serve(
         headers: &header_pairs,
         body: &body,
     };
-    let now_ms = state.kms.clock().now_millis();
+    // Signatures are checked against real time, never the (test-movable) lifecycle clock.
+    let now_ms = crate::kms::Clock::now_millis(&crate::kms::SystemClock);
     let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
         .map_err(|e| ApiError::Auth(crate::auth::AuthError::Backend(e.to_string())))?;
     let caller = state.auth.authenticate(&parts, now).await?;

@@ -44,6 +44,15 @@ impl Permitted {
     pub(crate) fn into_record(self) -> KeyRecord {
         self.key
     }
+
+    /// The service itself acting on a key (scheduled rotation and deletion): only the
+    /// scheduler calls this.
+    pub(crate) fn by_service(key: KeyRecord) -> Permitted {
+        Permitted {
+            key,
+            via_grant: None,
+        }
+    }
 }
 
 /// Permission for an action that is not scoped to a key (CreateKey, ListKeys, …).

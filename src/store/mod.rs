@@ -240,6 +240,18 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_grant(&self, grant_id: &str) -> Result<bool>;
     async fn count_grants_for_key(&self, key_id: Uuid) -> Result<i64>;
 
+    /// Keys pending deletion whose deletion date has come.
+    async fn due_deletions(&self, now: Millis) -> Result<Vec<KeyRecord>>;
+    /// Enabled keys with automatic rotation whose period has elapsed since `rotation_base`.
+    async fn due_rotations(&self, now: Millis) -> Result<Vec<KeyRecord>>;
+    /// Tombstoned keys that still have version rows (token objects not yet destroyed).
+    async fn deleted_keys_with_material(&self) -> Result<Vec<Uuid>>;
+    /// The point of no return of a deletion: compare-and-swap `PendingDeletion` → `Deleted`
+    /// on the key's revision, removing its aliases, grants and tags, atomically.
+    async fn tombstone_key(&self, key: &KeyRecord) -> Result<()>;
+    /// Forget a version whose token object has been destroyed.
+    async fn delete_version(&self, key_id: Uuid, version: i64) -> Result<()>;
+
     /// Is the store reachable?
     async fn ping(&self) -> Result<()>;
 }

@@ -333,7 +333,7 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Vec<KeyRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM keys WHERE region = ? AND account = ? AND key_id > ? \
-             AND state != 'Creating' ORDER BY key_id LIMIT ?"
+             AND state NOT IN ('Creating', 'Deleted') ORDER BY key_id LIMIT ?"
         ))
         .bind(region)
         .bind(account)
@@ -740,6 +740,73 @@ impl MetadataStore for SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("n")?)
+    }
+
+    async fn due_deletions(&self, now: super::Millis) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn due_rotations(&self, now: super::Millis) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE state = 'Enabled' AND rotation_enabled = 1 \
+             AND rotation_base + rotation_period_days * 86400000 <= ?"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn deleted_keys_with_material(&self) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT k.key_id FROM keys k JOIN key_versions v ON v.key_id = k.key_id \
+             WHERE k.state = 'Deleted'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| uuid_col(r, "key_id")).collect()
+    }
+
+    async fn tombstone_key(&self, key: &KeyRecord) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE keys SET state = 'Deleted', revision = revision + 1 \
+             WHERE key_id = ? AND revision = ? AND state = 'PendingDeletion'",
+        )
+        .bind(key.key_id.to_string())
+        .bind(key.revision)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        for sql in [
+            "DELETE FROM aliases WHERE key_id = ?",
+            "DELETE FROM grants WHERE key_id = ?",
+            "DELETE FROM tags WHERE key_id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(key.key_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_version(&self, key_id: Uuid, version: i64) -> Result<()> {
+        sqlx::query("DELETE FROM key_versions WHERE key_id = ? AND version = ?")
+            .bind(key_id.to_string())
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<()> {
