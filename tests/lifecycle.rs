@@ -171,16 +171,7 @@ async fn scheduled_deletion_happens_on_time_and_never_early() {
 
     // The material is gone from the token.
     server.stop();
-    std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
-    let cfg = kms_bridge::token::TokenConfig {
-        module: softhsm_module(),
-        label: TOKEN_LABEL.into(),
-        pin: PIN.to_owned().into(),
-    };
-    let token = tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
-        .await
-        .unwrap()
-        .unwrap();
+    let token = dir.open_token().await;
     let id = uuid::Uuid::parse_str(&doomed).unwrap();
     assert!(!token
         .exists(kms_bridge::kms::token_object_id(&id, 1))

@@ -11,7 +11,6 @@ use kms_bridge::kms::{material_id, token_object_id, token_object_label};
 use kms_bridge::model::{KeySpec, KeyState, KeyUsage, Origin};
 use kms_bridge::store::sqlite::SqliteStore;
 use kms_bridge::store::{KeyRecord, MetadataStore, VersionRecord};
-use kms_bridge::token::{Token, TokenConfig};
 
 #[tokio::test]
 async fn state_survives_restart_and_crash() {
@@ -167,16 +166,7 @@ async fn reconciliation_after_interrupted_creation() {
             let (k, v) = unfinished_key(id);
             store.insert_key(&k, &v, &[]).await.unwrap();
         }
-        std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
-        let cfg = TokenConfig {
-            module: softhsm_module(),
-            label: TOKEN_LABEL.into(),
-            pin: PIN.to_owned().into(),
-        };
-        let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
-            .await
-            .unwrap()
-            .unwrap();
+        let token = dir.open_token().await;
         for id in [half_done, orphan] {
             token
                 .generate_aes_key(token_object_id(&id, 1), token_object_label(&id, 1))

@@ -4,7 +4,6 @@ mod common;
 use common::*;
 
 use kms_bridge::kms::{token_object_id, token_object_label};
-use kms_bridge::token::{Token, TokenConfig};
 
 #[tokio::test]
 async fn key_material_is_sensitive_and_never_readable() {
@@ -22,16 +21,7 @@ async fn key_material_is_sensitive_and_never_readable() {
         .key_id;
     server.stop();
 
-    std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
-    let cfg = TokenConfig {
-        module: softhsm_module(),
-        label: TOKEN_LABEL.into(),
-        pin: PIN.to_owned().into(),
-    };
-    let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
-        .await
-        .unwrap()
-        .unwrap();
+    let token = dir.open_token().await;
     token.load_objects().await.unwrap();
     let key_id = uuid::Uuid::parse_str(&id).unwrap();
     let p = token

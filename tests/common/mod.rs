@@ -78,6 +78,21 @@ impl TestDir {
         self.path.join("data")
     }
 
+    /// Open this directory's token in the test process (the server may run too: SoftHSM's
+    /// file store supports several processes). Sets SOFTHSM2_CONF for this process.
+    pub async fn open_token(&self) -> kms_bridge::token::Token {
+        std::env::set_var("SOFTHSM2_CONF", self.softhsm_conf());
+        let cfg = kms_bridge::token::TokenConfig {
+            module: softhsm_module(),
+            label: TOKEN_LABEL.into(),
+            pin: PIN.to_owned().into(),
+        };
+        tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
+            .await
+            .expect("join")
+            .expect("open the test token")
+    }
+
     /// Environment for a `kms-bridge` process on this directory's token and data.
     pub fn configure(&self, cmd: &mut Command) {
         let creds = self.path.join("bootstrap.env");
