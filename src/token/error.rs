@@ -38,6 +38,9 @@ pub enum TokenError {
     Join(String),
     #[error("the token session is not logged in")]
     NotLoggedIn,
+    /// The token went away; reconnection is under way (with backoff).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl TokenError {
@@ -53,6 +56,7 @@ impl TokenError {
             TokenError::ObjectNotFound(_) => FaultKind::ObjectMissing,
             TokenError::Join(_) => FaultKind::Other,
             TokenError::NotLoggedIn => FaultKind::SessionFatal,
+            TokenError::Unavailable(_) => FaultKind::Device,
         }
     }
 

@@ -3,6 +3,9 @@
 //! Architecture invariants:
 //! - One logged-in session stays open for the life of the process (`anchor`), so the token
 //!   never logs the application out and object handles stay valid.
+//! - After a device or session fault the token heals itself: the failing request gets an error,
+//!   the pool and the handle cache are dropped, and the next request reconnects (find the slot
+//!   by label, open the anchor, log in) with exponential backoff while the token stays away.
 //! - Work sessions come from a pool; every call runs on a blocking thread.
 //! - Object handles are cached by `CKA_ID`; the token is searched once at start-up and on a
 //!   cache miss for an object the store says exists, never per request.
@@ -65,12 +68,49 @@ pub struct Token {
 
 struct Inner {
     ctx: Pkcs11,
-    slot: Slot,
     label: String,
-    /// Kept open (and logged in) for the life of the process.
-    _anchor: Mutex<Session>,
+    pin: SecretString,
+    conn: Mutex<Conn>,
     pool: Mutex<Vec<Session>>,
     handles: RwLock<HashMap<Vec<u8>, ObjectHandle>>,
+}
+
+/// The logged-in connection: the anchor session keeps the login for the life of the process.
+struct Conn {
+    slot: Slot,
+    anchor: Option<Session>,
+    next_attempt: std::time::Instant,
+    backoff: std::time::Duration,
+}
+
+const MIN_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Find the token by label, open a session and log in.
+fn connect(ctx: &Pkcs11, label: &str, pin: &SecretString) -> Result<(Slot, Session)> {
+    let slots = ctx
+        .get_slots_with_initialized_token()
+        .map_err(|e| TokenError::ck("C_GetSlotList", e))?;
+    let mut found = None;
+    for slot in slots {
+        let info = ctx
+            .get_token_info(slot)
+            .map_err(|e| TokenError::ck("C_GetTokenInfo", e))?;
+        if info.label().trim_end() == label {
+            found = Some(slot);
+            break;
+        }
+    }
+    let slot = found.ok_or_else(|| TokenError::TokenNotFound(label.to_owned()))?;
+    let anchor = ctx
+        .open_rw_session(slot)
+        .map_err(|e| TokenError::ck("C_OpenSession", e))?;
+    let auth = AuthPin::from(pin.expose_secret().to_owned());
+    match anchor.login(UserType::User, Some(&auth)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => return Err(TokenError::ck("C_Login", e)),
+    }
+    Ok((slot, anchor))
 }
 
 impl std::fmt::Debug for Token {
@@ -90,34 +130,18 @@ impl Token {
             Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(TokenError::ck("C_Initialize", e)),
         }
-        let slots = ctx
-            .get_slots_with_initialized_token()
-            .map_err(|e| TokenError::ck("C_GetSlotList", e))?;
-        let mut found = None;
-        for slot in slots {
-            let info = ctx
-                .get_token_info(slot)
-                .map_err(|e| TokenError::ck("C_GetTokenInfo", e))?;
-            if info.label().trim_end() == cfg.label {
-                found = Some(slot);
-                break;
-            }
-        }
-        let slot = found.ok_or_else(|| TokenError::TokenNotFound(cfg.label.clone()))?;
-        let anchor = ctx
-            .open_rw_session(slot)
-            .map_err(|e| TokenError::ck("C_OpenSession", e))?;
-        let pin = AuthPin::from(cfg.pin.expose_secret().to_owned());
-        match anchor.login(UserType::User, Some(&pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(e) => return Err(TokenError::ck("C_Login", e)),
-        }
+        let (slot, anchor) = connect(&ctx, &cfg.label, &cfg.pin)?;
         Ok(Token {
             inner: Arc::new(Inner {
                 ctx,
-                slot,
                 label: cfg.label.clone(),
-                _anchor: Mutex::new(anchor),
+                pin: cfg.pin.clone(),
+                conn: Mutex::new(Conn {
+                    slot,
+                    anchor: Some(anchor),
+                    next_attempt: std::time::Instant::now(),
+                    backoff: MIN_BACKOFF,
+                }),
                 pool: Mutex::new(Vec::new()),
                 handles: RwLock::new(HashMap::new()),
             }),
@@ -154,14 +178,29 @@ impl Token {
     pub async fn check(&self) -> Result<()> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let anchor = inner._anchor.lock().unwrap_or_else(|p| p.into_inner());
-            let info = anchor
+            inner.ensure_connected()?;
+            let conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let anchor = conn.anchor.as_ref().ok_or(TokenError::NotLoggedIn)?;
+            let state = anchor
                 .get_session_info()
-                .map_err(|e| TokenError::ck("C_GetSessionInfo", e))?;
-            match info.session_state() {
-                cryptoki::session::SessionState::RwUser
-                | cryptoki::session::SessionState::RoUser => Ok(()),
-                _ => Err(TokenError::NotLoggedIn),
+                .map(|i| i.session_state())
+                .map_err(|e| TokenError::ck("C_GetSessionInfo", e));
+            drop(conn);
+            match state {
+                Ok(
+                    cryptoki::session::SessionState::RwUser
+                    | cryptoki::session::SessionState::RoUser,
+                ) => Ok(()),
+                Ok(_) => {
+                    inner.mark_broken("anchor session is not logged in");
+                    Err(TokenError::NotLoggedIn)
+                }
+                Err(e) => {
+                    if matches!(e.kind(), FaultKind::Device | FaultKind::SessionFatal) {
+                        inner.mark_broken("anchor session failed");
+                    }
+                    Err(e)
+                }
             }
         })
         .await
@@ -358,30 +397,117 @@ impl Token {
 }
 
 impl Inner {
+    /// Reconnect if a fault dropped the connection (respecting the backoff); Ok(slot) when
+    /// the token is usable.
+    fn ensure_connected(&self) -> Result<Slot> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if conn.anchor.is_some() {
+            return Ok(conn.slot);
+        }
+        let now = std::time::Instant::now();
+        if now < conn.next_attempt {
+            return Err(TokenError::Unavailable(format!(
+                "token {:?} is unavailable; reconnecting",
+                self.label
+            )));
+        }
+        let attempt = match connect(&self.ctx, &self.label, &self.pin) {
+            Err(TokenError::Pkcs11 {
+                source: CkError::Pkcs11(RvError::CryptokiNotInitialized, _),
+                ..
+            }) => {
+                // The library was finalized underneath us: initialize it again.
+                let _ = self
+                    .ctx
+                    .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+                connect(&self.ctx, &self.label, &self.pin)
+            }
+            other => other,
+        };
+        match attempt {
+            Ok((slot, anchor)) => {
+                conn.slot = slot;
+                conn.anchor = Some(anchor);
+                conn.backoff = MIN_BACKOFF;
+                self.handles
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                tracing::info!(label = %self.label, "token reconnected and logged in");
+                Ok(slot)
+            }
+            Err(e) => {
+                conn.next_attempt = now + conn.backoff;
+                conn.backoff = (conn.backoff * 2).min(MAX_BACKOFF);
+                tracing::warn!(label = %self.label, error = %e, "token reconnect failed; backing off");
+                Err(TokenError::Unavailable(format!(
+                    "token {:?} is unavailable: {e}",
+                    self.label
+                )))
+            }
+        }
+    }
+
+    /// After a device or login fault: drop the anchor, the pooled sessions and the cached
+    /// handles; the next request reconnects.
+    fn mark_broken(&self, why: &str) {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if conn.anchor.take().is_some() {
+            tracing::warn!(label = %self.label, why, "token fault: dropping sessions, will reconnect");
+            conn.next_attempt = std::time::Instant::now();
+        }
+        drop(conn);
+        let drained: Vec<Session> =
+            std::mem::take(&mut *self.pool.lock().unwrap_or_else(|p| p.into_inner()));
+        crate::metrics::TOKEN_SESSIONS
+            .with_label_values(&["idle"])
+            .sub(drained.len() as i64);
+        drop(drained);
+        self.handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     fn with_session<T>(
         &self,
         call: &'static str,
         f: impl FnOnce(&Session) -> Result<T>,
     ) -> Result<T> {
+        let slot = self.ensure_connected()?;
         let sessions = &crate::metrics::TOKEN_SESSIONS;
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         if pooled.is_some() {
             sessions.with_label_values(&["idle"]).dec();
         }
-        sessions.with_label_values(&["in_use"]).inc();
         let session = match pooled {
             Some(s) => s,
-            None => self
-                .ctx
-                .open_rw_session(self.slot)
-                .map_err(|e| TokenError::ck("C_OpenSession", e))?,
+            None => match self.ctx.open_rw_session(slot) {
+                Ok(s) => s,
+                Err(e) => {
+                    let e = TokenError::ck("C_OpenSession", e);
+                    if matches!(e.kind(), FaultKind::Device | FaultKind::SessionFatal) {
+                        self.mark_broken("C_OpenSession failed");
+                    }
+                    return Err(e);
+                }
+            },
         };
+        sessions.with_label_values(&["in_use"]).inc();
         let started = std::time::Instant::now();
         let result = f(&session);
         crate::metrics::TOKEN_CALL_SECONDS
             .with_label_values(&[call])
             .observe(started.elapsed().as_secs_f64());
         sessions.with_label_values(&["in_use"]).dec();
+        if let Err(e) = &result {
+            let logged_out = matches!(e.rv(), Some(RvError::UserNotLoggedIn));
+            if e.kind() == FaultKind::Device || logged_out {
+                drop(session);
+                self.mark_broken(call);
+                return result;
+            }
+        }
         let keep = !matches!(
             &result,
             Err(e) if matches!(e.kind(), FaultKind::SessionFatal | FaultKind::Device)
