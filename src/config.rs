@@ -201,6 +201,9 @@ impl Settings {
                     .with_context(|| format!("metrics_listen: {m:?} is not an address"))?,
             ),
         };
+        if raw.debug_clock && !metrics_listen.is_some_and(|m| m.ip().is_loopback()) {
+            bail!("debug_clock: only for tests, and only with a loopback metrics_listen");
+        }
         let q = &raw.quotas;
         for (name, v) in [
             ("symmetric", q.symmetric),

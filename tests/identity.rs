@@ -710,7 +710,12 @@ fn authentication_failures() {
     );
     // The secret is never stored in plaintext.
     let db = std::fs::read(dir.data_dir().join("kms-bridge.db")).unwrap();
+    // The WAL holds the most recent writes (including the access keys) until a checkpoint.
     let wal = std::fs::read(dir.data_dir().join("kms-bridge.db-wal")).unwrap_or_default();
+    assert!(
+        db.len() + wal.len() > 4096,
+        "the database holds data: the checks below are meaningful"
+    );
     for bytes in [&db, &wal] {
         assert!(!bytes
             .windows(user.secret.len())
@@ -720,4 +725,119 @@ fn authentication_failures() {
             .any(|w| w == SECRET_ACCESS_KEY.as_bytes()));
     }
     assert!(!server.log().contains(&user.secret));
+}
+
+#[tokio::test]
+async fn grant_delegation_never_widens_and_stays_in_the_account() {
+    let dir = TestDir::new();
+    let (p_arn, p) = dir.user("delegator");
+    let other = dir
+        .admin(&[
+            "create-user",
+            "--name",
+            "outsider",
+            "--account",
+            "444455556666",
+        ])
+        .trim()
+        .to_owned();
+    let outsider = Creds::parse(&dir.admin(&["create-access-key", "--principal", &other]));
+    dir.attach(
+        &other,
+        "all",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#,
+    );
+    let server = Server::start(&dir, &[]);
+    let admin = server.client();
+    let key = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    admin
+        .create_grant()
+        .key_id(&key)
+        .grantee_principal(&p_arn)
+        .retiring_principal(&p_arn)
+        .operations(GrantOperation::Decrypt)
+        .operations(GrantOperation::CreateGrant)
+        .constraints(
+            GrantConstraints::builder()
+                .encryption_context_equals("dept", "fin")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let d = server.client_for(&p);
+    // Dropping the parent's constraint would widen the grant.
+    assert_code!(
+        d.create_grant()
+            .key_id(&key)
+            .grantee_principal(&p_arn)
+            .operations(GrantOperation::Decrypt)
+            .send()
+            .await,
+        "AccessDeniedException"
+    );
+    // So would an operation the parent grant does not have.
+    assert_code!(
+        d.create_grant()
+            .key_id(&key)
+            .grantee_principal(&p_arn)
+            .operations(GrantOperation::Encrypt)
+            .constraints(
+                GrantConstraints::builder()
+                    .encryption_context_equals("dept", "fin")
+                    .build()
+            )
+            .send()
+            .await,
+        "AccessDeniedException"
+    );
+    d.create_grant()
+        .key_id(&key)
+        .grantee_principal(&p_arn)
+        .operations(GrantOperation::Decrypt)
+        .constraints(
+            GrantConstraints::builder()
+                .encryption_context_equals("dept", "fin")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Another account can neither list nor retire this account's grants.
+    let o = server.client_for(&outsider);
+    assert_code!(
+        o.list_retirable_grants()
+            .retiring_principal(&p_arn)
+            .send()
+            .await,
+        "AccessDeniedException"
+    );
+    let grants = admin.list_grants().key_id(&key).send().await.unwrap();
+    let arn = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}");
+    assert_code!(
+        o.retire_grant()
+            .key_id(&arn)
+            .grant_id(grants.grants()[0].grant_id().unwrap())
+            .send()
+            .await,
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        admin
+            .list_grants()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .grants()
+            .len(),
+        2
+    );
 }

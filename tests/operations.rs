@@ -87,7 +87,16 @@ async fn audit_trail_records_every_request_without_secrets() {
     let unsigned = server.raw(&[("X-Amz-Target", "TrentService.ListKeys")], b"{}");
     assert_eq!(unsigned.status, 403);
 
-    let records = audit_records(&dir.data_dir().join("audit"));
+    let all = audit_records(&dir.data_dir().join("audit"));
+    // State-changing operations also leave an intent record, written before they run.
+    let intents: Vec<&Value> = all.iter().filter(|r| r["auditPhase"] == "intent").collect();
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0]["eventName"], "CreateKey");
+    let records: Vec<Value> = all
+        .iter()
+        .filter(|r| r.get("auditPhase").is_none())
+        .cloned()
+        .collect();
     let names: Vec<&str> = records
         .iter()
         .map(|r| r["eventName"].as_str().unwrap())
@@ -163,6 +172,11 @@ async fn audit_trail_records_every_request_without_secrets() {
         "MissingAuthenticationTokenException"
     );
     assert_eq!(records[6]["userIdentity"]["type"], "Unknown");
+    assert_eq!(
+        records[6]["requestParameters"],
+        Value::Null,
+        "unauthenticated bodies are not logged"
+    );
 
     // No plaintext, ciphertext or data key anywhere in the trail.
     let text: String = std::fs::read_dir(dir.data_dir().join("audit"))
@@ -183,7 +197,7 @@ async fn audit_trail_records_every_request_without_secrets() {
     }
     let (ok, out) = verify(&dir.data_dir().join("audit"));
     assert!(ok, "{out}");
-    assert!(out.contains("7 records"), "{out}");
+    assert!(out.contains("8 records"), "{out}");
 }
 
 #[tokio::test]
@@ -203,7 +217,11 @@ async fn audit_verify_finds_edits_deletions_and_reordering() {
         .path();
     let original = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = original.lines().collect();
-    assert_eq!(lines.len(), 5);
+    assert_eq!(
+        lines.len(),
+        10,
+        "an intent and an outcome record per CreateKey"
+    );
     let (ok, _) = verify(&file);
     assert!(ok);
 
@@ -263,19 +281,16 @@ async fn requests_fail_when_the_audit_trail_cannot_be_written() {
     let kms = server.client();
     assert_code!(kms.create_key().send().await, "KMSInternalException");
     server.stop();
-    // Nothing was answered, and nothing is left half-done that a later server would serve.
+    // The intent could not be recorded, so the key was never created.
     let server = Server::start(&dir, &[]);
-    assert!(
-        server
-            .client()
-            .list_keys()
-            .send()
-            .await
-            .unwrap()
-            .keys()
-            .len()
-            <= 1
-    );
+    assert!(server
+        .client()
+        .list_keys()
+        .send()
+        .await
+        .unwrap()
+        .keys()
+        .is_empty());
 
     // An unwritable location.
     let dir = TestDir::new();
@@ -357,7 +372,7 @@ async fn metrics_health_and_readiness() {
     assert_eq!(h.status, 200);
     let r = http_get(&m, "/readyz");
     assert_eq!(r.status, 200, "{r:?}");
-    assert!(r.body.contains("ready"));
+    assert_eq!(r.body, "ready");
     // The API listener does not expose metrics.
     assert_ne!(http_get(&server.addr, "/metrics").status, 200);
 }
@@ -579,7 +594,11 @@ async fn tls_through_the_sdk() {
     assert_ne!(server.signed("TrentService.ListKeys", "{}").status, 200);
     // The secure transport condition key sees TLS.
     let records = audit_records(&dir.data_dir().join("audit"));
-    assert_eq!(records.len(), 3);
+    assert_eq!(
+        records.len(),
+        4,
+        "CreateKey intent + outcome, Encrypt, Decrypt"
+    );
 }
 
 /// One signed request over TLS with an optional client certificate; Err if the handshake or

@@ -68,10 +68,17 @@ async fn advance_clock(State(state): State<Arc<AppState>>, uri: Uri) -> Response
         .query()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("seconds=")))
         .and_then(|v| v.parse().ok());
-    let Some(seconds) = seconds.filter(|s| *s >= 0) else {
-        return (StatusCode::BAD_REQUEST, "seconds=N (N >= 0) required").into_response();
+    let Some(ms) = seconds
+        .filter(|s| (0..=100 * 365 * 86_400).contains(s))
+        .and_then(|s| s.checked_mul(1000))
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "seconds=N (0 <= N <= 100 years) required",
+        )
+            .into_response();
     };
-    let offset = clock.advance(seconds * 1000);
+    let offset = clock.advance(ms);
     tracing::warn!(offset_ms = offset, "debug clock advanced");
     let report = state.kms.run_scheduled_jobs(&state.audit).await;
     let body = serde_json::json!({ "offsetMillis": offset, "report": report }).to_string();
@@ -81,7 +88,10 @@ async fn advance_clock(State(state): State<Arc<AppState>>, uri: Uri) -> Response
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.kms.ready().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
+        Err(why) => {
+            tracing::warn!(%why, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        }
     }
 }
 
@@ -119,14 +129,31 @@ async fn handle(
         uri,
         headers,
     };
-    let mut seen = Seen::default();
-    let result = serve(&state, &incoming, body, &request_id, &mut seen).await;
-    let op_name = seen.op.map(|o| o.name()).unwrap_or("Unknown");
-    let record = audit_record(&state, &incoming, &request_id, &seen, &result);
-    // Fail closed: nothing is answered before its record is durable.
-    if let Err(e) = state.audit.append(record).await {
+    // Run to completion even if the client goes away: a change and its audit record must
+    // never be split by a dropped connection.
+    let task = tokio::spawn(async move {
+        let mut seen = Seen::default();
+        let result = serve(&state, &incoming, body, &request_id, &mut seen).await;
+        let record = audit_record(&state, &incoming, &request_id, &seen, &result);
+        // Fail closed: nothing is answered before its record is durable.
+        let audited = state.audit.append(record).await;
+        (request_id, seen.op, result, audited)
+    });
+    let (request_id, op, result, audited) = match task.await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            let err = ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()));
+            return error::error_response(&err, "");
+        }
+    };
+    let op_name = op.map(|o| o.name()).unwrap_or("Unknown");
+    if let Err(e) = audited {
         crate::metrics::AUDIT_FAILURES.inc();
         tracing::error!(request_id, error = %e, "refusing to answer: audit record not written");
+        if let Ok(Some(mut v)) = result {
+            scrub(&mut v);
+        }
         let err = ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()));
         crate::metrics::REQUESTS
             .with_label_values(&[op_name, "audit_failure"])
@@ -191,7 +218,12 @@ fn audit_record(
         }),
         None => json!({ "type": "Unknown", "accessKeyId": unverified_akid() }),
     };
-    let request_parameters = crate::audit::request_parameters(&seen.body);
+    // Unauthenticated bodies are not logged: anyone could otherwise write into the trail.
+    let request_parameters = if seen.principal.is_some() {
+        crate::audit::request_parameters(&seen.body)
+    } else {
+        Value::Null
+    };
     let (response_elements, error_code, error_message) = match result {
         Ok(v) => (crate::audit::response_elements(v.as_ref()), None, None),
         Err(e) => {
@@ -301,6 +333,15 @@ async fn serve(
         quota_charged: Default::default(),
     };
     tracing::debug!(request_id, operation = op.name(), principal = %ctx.principal.arn, "request");
+    if op.changes_state() {
+        // Fail closed before the change: its intent is on disk, or nothing happens.
+        let mut intent = audit_record(state, req, request_id, seen, &Ok(None));
+        intent.insert("auditPhase".into(), Value::String("intent".into()));
+        intent.remove("responseElements");
+        if let Err(e) = state.audit.append(intent).await {
+            return Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string())));
+        }
+    }
     ops::dispatch(&state.kms, &ctx, op, &body).await
 }
 

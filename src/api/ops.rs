@@ -27,8 +27,19 @@ macro_rules! operations {
                 }
             }
 
-            pub fn name(self) -> &'static str {
+                        pub fn name(self) -> &'static str {
                 match self { $(Operation::$name => stringify!($name)),+ }
+            }
+
+            /// Operations that change keys, aliases, tags, policies or grants: their intent is
+            /// audited before they run.
+            pub fn changes_state(self) -> bool {
+                let n = self.name();
+                !(n.starts_with("Describe") || n.starts_with("List") || n.starts_with("Get")
+                    || matches!(n, "Encrypt" | "Decrypt" | "ReEncrypt" | "GenerateDataKey"
+                        | "GenerateDataKeyWithoutPlaintext" | "GenerateRandom" | "Sign" | "Verify"
+                        | "GenerateMac" | "VerifyMac" | "GenerateDataKeyPair"
+                        | "GenerateDataKeyPairWithoutPlaintext"))
             }
         }
     };

@@ -85,6 +85,23 @@ pub fn record_hash(previous: &str, record: &Map<String, Value>) -> String {
     hex::encode(h.finalize())
 }
 
+/// A crash can leave a last line without its newline (a record never acknowledged): cut it off.
+fn repair_torn_tail(path: &Path) -> std::io::Result<()> {
+    let data = std::fs::read(path)?;
+    if data.is_empty() || data.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = data
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    tracing::warn!(file = %path.display(), dropped_bytes = data.len() - keep, "audit file ended in a torn record; removed it");
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)?;
+    f.sync_all()
+}
+
 impl Writer {
     fn open(dir: PathBuf, max_file_bytes: u64) -> Result<Writer, AuditError> {
         std::fs::create_dir_all(&dir)
@@ -108,6 +125,8 @@ impl Writer {
             {
                 continue;
             }
+            repair_torn_tail(path)
+                .map_err(|e| AuditError::Io(format!("{}: {e}", path.display())))?;
             let Ok(f) = File::open(path) else { continue };
             let last = BufReader::new(f)
                 .lines()
@@ -162,11 +181,21 @@ impl Writer {
             buf.push(b'\n');
             prev = h;
         }
+        let before = self.file_bytes;
         let result = (|| {
             let f = self.current()?;
-            f.write_all(&buf)
-                .map_err(|e| AuditError::Io(e.to_string()))?;
-            f.sync_data().map_err(|e| AuditError::Io(e.to_string()))
+            let before = f.metadata().map(|m| m.len()).unwrap_or(before);
+            let written = f
+                .write_all(&buf)
+                .and_then(|()| f.sync_data())
+                .map_err(|e| AuditError::Io(e.to_string()));
+            if written.is_err() {
+                // Take back whatever part of the batch reached the file, so the chain on disk
+                // ends at the last acknowledged record.
+                let _ = f.set_len(before);
+                let _ = f.sync_data();
+            }
+            written
         })();
         match result {
             Ok(()) => {
@@ -310,9 +339,57 @@ pub fn filter_members(v: Option<&Value>, allowed: &[&str]) -> Value {
     }
 }
 
+/// Longest string kept in a logged member; longer ones are cut (the trail must not be a way to
+/// fill the disk).
+const MAX_LOGGED_STRING: usize = 1024;
+
+fn cap(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.len() > MAX_LOGGED_STRING => {
+            let mut end = MAX_LOGGED_STRING;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            Value::String(format!("{}…[{} bytes]", &s[..end], s.len()))
+        }
+        Value::Array(a) => Value::Array(a.into_iter().take(64).map(cap).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().take(64).map(|(k, v)| (k, cap(v))).collect())
+        }
+        other => other,
+    }
+}
+
+/// The allow-listed members of a request body. Other members (plaintext!) are skipped by the
+/// parser without ever being copied into a string.
 pub fn request_parameters(body: &[u8]) -> Value {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    filter_members(parsed.as_ref(), REQUEST_FIELDS)
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Map<String, Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if REQUEST_FIELDS.contains(&key.as_ref()) {
+                    let v: Value = map.next_value()?;
+                    out.insert(lower_first(&key), cap(v));
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde::Deserializer::deserialize_map(&mut de, Visitor) {
+        Ok(m) if !m.is_empty() => Value::Object(m),
+        _ => Value::Null,
+    }
 }
 
 pub fn response_elements(resp: Option<&Value>) -> Value {

@@ -95,6 +95,12 @@ impl Authenticator {
             return Err(AuthError::Unrecognized);
         }
         let parsed = sigv4::parse_authorization(header)?;
+        // The operation comes from X-Amz-Target: an unsigned one could be swapped on replay.
+        if !parsed.signed_headers.iter().any(|h| h == "x-amz-target") {
+            return Err(AuthError::Incomplete(
+                "Signed headers must include x-amz-target".into(),
+            ));
+        }
         let found = self
             .principals
             .lookup(&parsed.access_key_id)

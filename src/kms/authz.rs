@@ -29,8 +29,9 @@ use crate::store::{KeyRecord, PrincipalKind};
 #[derive(Debug, Clone)]
 pub struct Permitted {
     key: KeyRecord,
-    /// True when the permission came from a grant only (CreateGrant delegation limits apply).
-    pub(crate) via_grant: Option<Vec<String>>,
+    /// Set when the permission came from a grant only: that grant's operations and constraints
+    /// (CreateGrant delegation may not widen either).
+    pub(crate) via_grant: Option<(Vec<String>, Option<String>)>,
 }
 
 impl Deref for Permitted {
@@ -349,8 +350,14 @@ impl Kms {
         op.facts
             .set("kms:CustomerMasterKeyUsage", key.key_usage.as_str());
         op.facts.set("kms:KeyOrigin", key.origin.as_str());
-        let lower = key.policy.to_ascii_lowercase();
-        if lower.contains("kms:resourcealiases") {
+        let mentions = |needle: &str| {
+            key.policy.to_ascii_lowercase().contains(needle)
+                || ctx
+                    .identity_policies
+                    .iter()
+                    .any(|p| p.document.to_ascii_lowercase().contains(needle))
+        };
+        if mentions("kms:resourcealiases") {
             let aliases = self
                 .store
                 .list_aliases(&key.region, &key.account, Some(key.key_id), None, 1000)
@@ -360,7 +367,7 @@ impl Kms {
                 aliases.into_iter().map(|a| a.name).collect(),
             );
         }
-        if lower.contains("aws:resourcetag/") {
+        if mentions("aws:resourcetag/") {
             for t in self.store.list_tags(key.key_id).await? {
                 op.facts.set(&format!("aws:ResourceTag/{}", t.key), t.value);
             }
@@ -404,7 +411,7 @@ impl Kms {
                 }) {
                     return Ok(Permitted {
                         key,
-                        via_grant: Some(g.operations.clone()),
+                        via_grant: Some((g.operations.clone(), g.constraints.clone())),
                     });
                 }
             }

@@ -130,16 +130,6 @@ impl Kms {
             .load_key(ctx, parsed.header.key_id)
             .await?
             .ok_or_else(invalid)?;
-        if let Some(named) = named_key {
-            let k = self.lookup(ctx, named, true).await?;
-            if k.key_id != key.key_id {
-                return Err(KmsError::IncorrectKey(
-                    "The key ID in the request does not identify a KMS key that can perform \
-                     this operation."
-                        .into(),
-                ));
-            }
-        }
         let key = self
             .authorize(
                 ctx,
@@ -149,6 +139,21 @@ impl Kms {
                     .fact("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
             )
             .await?;
+        // Only a caller allowed to use the blob's key learns whether the named key matches.
+        if let Some(named) = named_key {
+            let matches = match self.lookup(ctx, named, true).await {
+                Ok(k) => k.key_id == key.key_id,
+                Err(KmsError::NotFound(_)) => false,
+                Err(e) => return Err(e),
+            };
+            if !matches {
+                return Err(KmsError::IncorrectKey(
+                    "The key ID in the request does not identify a KMS key that can perform \
+                     this operation."
+                        .into(),
+                ));
+            }
+        }
         require_symmetric(&key, alg)?;
         require_enabled(&key)?;
         let version = parsed.header.key_version;

@@ -95,6 +95,34 @@ pub(crate) fn constraints_hold(
     true
 }
 
+/// Is a child grant's constraint at least as strict as its parent's? Parent Equals E → child
+/// Equals E; parent Subset S → child Subset ⊇ S or child Equals ⊇ S. (Keys compare
+/// case-insensitively, as in `constraints_hold`.)
+fn at_least_as_strict(child: Option<&GrantConstraints>, parent: Option<&str>) -> bool {
+    let Some(parent) = parent else {
+        return true;
+    };
+    let Ok(parent) = serde_json::from_str::<GrantConstraints>(parent) else {
+        return false;
+    };
+    let child = child.cloned().unwrap_or_default();
+    let contains = |big: &BTreeMap<String, String>, small: &BTreeMap<String, String>| {
+        let big = lower_keys(big);
+        lower_keys(small).iter().all(|(k, v)| big.get(k) == Some(v))
+    };
+    if let Some(pe) = &parent.equals {
+        return child
+            .equals
+            .as_ref()
+            .is_some_and(|ce| lower_keys(ce) == lower_keys(pe));
+    }
+    if let Some(ps) = &parent.subset {
+        return child.equals.as_ref().is_some_and(|ce| contains(ce, ps))
+            || child.subset.as_ref().is_some_and(|cs| contains(cs, ps));
+    }
+    true
+}
+
 /// Reject malformed grant tokens (`InvalidGrantTokenException`).
 pub fn validate_grant_tokens(tokens: &[String]) -> Result<()> {
     for t in tokens {
@@ -134,6 +162,13 @@ fn validate_principal(p: &str, member: &str) -> Result<()> {
             "{member} {p:?} is not a valid principal: use an account id or an IAM user, role or root ARN"
         )))
     }
+}
+
+/// The account of a principal given as an account id or an IAM ARN.
+fn principal_account(p: &str) -> &str {
+    p.strip_prefix("arn:aws:iam::")
+        .and_then(|r| r.split(':').next())
+        .unwrap_or(p)
 }
 
 fn operations_for(spec: KeySpec) -> &'static [&'static str] {
@@ -218,12 +253,18 @@ impl Kms {
             op = op.fact("kms:GrantConstraintType", t);
         }
         let key = self.resolve(ctx, &input.key, op).await?;
-        if let Some(parent_ops) = &key.via_grant {
+        if let Some((parent_ops, parent_constraints)) = &key.via_grant {
             if !input.operations.iter().all(|o| parent_ops.contains(o)) {
                 return Err(KmsError::AccessDenied(format!(
                     "User: {} may only delegate the operations of its own grant ({})",
                     ctx.principal.arn,
                     parent_ops.join(", ")
+                )));
+            }
+            if !at_least_as_strict(input.constraints.as_ref(), parent_constraints.as_deref()) {
+                return Err(KmsError::AccessDenied(format!(
+                    "User: {} may only delegate grants with constraints at least as strict as its own grant's",
+                    ctx.principal.arn
                 )));
             }
         }
@@ -330,6 +371,12 @@ impl Kms {
         let limit = page_limit(limit, 100, 50)? as usize;
         validate_principal(retiring_principal, "RetiringPrincipal")?;
         self.authorize_account(ctx, "kms:ListRetirableGrants", "*", Default::default())?;
+        if principal_account(retiring_principal) != ctx.principal.account {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to list grants retirable by a principal of another account",
+                ctx.principal.arn
+            )));
+        }
         let grants = self.store.grants_retirable_by(retiring_principal).await?;
         let mut items = Vec::new();
         for g in grants {
@@ -385,7 +432,15 @@ impl Kms {
                 && grant.operations.iter().any(|o| o == "RetireGrant"))
             || (me.kind == PrincipalKind::Root && grant.issuing_account == me.arn);
         if !may {
-            // kms:RetireGrant in the caller's identity policies also allows it.
+            // kms:RetireGrant in the caller's identity policies also allows it, for keys of
+            // the caller's own account.
+            if key_rec.account != me.account {
+                return Err(KmsError::AccessDenied(format!(
+                    "User: {} is not authorized to perform: kms:RetireGrant on resource: {}",
+                    me.arn,
+                    key_rec.arn()
+                )));
+            }
             let facts = Default::default();
             self.authorize_account(ctx, "kms:RetireGrant", &key_rec.arn(), facts)?;
         }
@@ -495,6 +550,41 @@ mod tests {
             "ops without context are not constrained"
         );
         assert!(constraints_hold(None, Some(&ctx(&[("a", "b")]))));
+    }
+
+    #[test]
+    fn delegated_constraints_never_widen() {
+        let eq = GrantConstraints {
+            equals: Some([("dept".into(), "fin".into())].into()),
+            subset: None,
+        };
+        let sub = GrantConstraints {
+            subset: Some([("dept".into(), "fin".into())].into()),
+            equals: None,
+        };
+        let wider_sub = GrantConstraints {
+            subset: Some([("dept".into(), "fin".into()), ("app".into(), "x".into())].into()),
+            equals: None,
+        };
+        let p_eq = serde_json::to_string(&eq).unwrap();
+        let p_sub = serde_json::to_string(&sub).unwrap();
+        assert!(at_least_as_strict(None, None));
+        assert!(at_least_as_strict(Some(&eq), None));
+        assert!(!at_least_as_strict(None, Some(&p_eq)));
+        assert!(!at_least_as_strict(None, Some(&p_sub)));
+        assert!(at_least_as_strict(Some(&eq), Some(&p_eq)));
+        assert!(!at_least_as_strict(Some(&sub), Some(&p_eq)));
+        assert!(at_least_as_strict(Some(&sub), Some(&p_sub)));
+        assert!(
+            at_least_as_strict(Some(&wider_sub), Some(&p_sub)),
+            "more pairs are stricter"
+        );
+        assert!(at_least_as_strict(Some(&eq), Some(&p_sub)));
+        assert_eq!(
+            principal_account("arn:aws:iam::444455556666:user/x"),
+            "444455556666"
+        );
+        assert_eq!(principal_account("111122223333"), "111122223333");
     }
 
     #[test]

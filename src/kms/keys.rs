@@ -390,7 +390,12 @@ impl Kms {
         tags: Vec<TagRecord>,
     ) -> Result<()> {
         validate_tags(&tags)?;
-        let k = self.resolve(ctx, key, Op::new("kms:TagResource")).await?;
+        let mut op = Op::new("kms:TagResource")
+            .facts_multi("aws:TagKeys", tags.iter().map(|t| t.key.clone()).collect());
+        for t in &tags {
+            op = op.fact(&format!("aws:RequestTag/{}", t.key), t.value.clone());
+        }
+        let k = self.resolve(ctx, key, op).await?;
         require_not_pending_deletion(&k)?;
         let existing = self.store.list_tags(k.key_id).await?;
         let new_keys = tags
@@ -412,7 +417,8 @@ impl Kms {
         key: &KeyRef,
         tag_keys: Vec<String>,
     ) -> Result<()> {
-        let k = self.resolve(ctx, key, Op::new("kms:UntagResource")).await?;
+        let op = Op::new("kms:UntagResource").facts_multi("aws:TagKeys", tag_keys.clone());
+        let k = self.resolve(ctx, key, op).await?;
         require_not_pending_deletion(&k)?;
         self.store.remove_tags(k.key_id, &tag_keys).await?;
         Ok(())
@@ -431,10 +437,14 @@ impl Kms {
             .await?;
         let tags = self.store.list_tags(k.key_id).await?;
         let start = match marker {
-            Some(m) => tags
-                .iter()
-                .position(|t| t.key.as_str() > m)
-                .unwrap_or(tags.len()),
+            Some(m) => {
+                // Markers are tag keys this server handed out.
+                let at = tags
+                    .iter()
+                    .position(|t| t.key == m)
+                    .ok_or_else(|| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?;
+                at + 1
+            }
             None => 0,
         };
         let rest = &tags[start..];

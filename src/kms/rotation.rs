@@ -5,8 +5,8 @@
 use super::authz::{Op, Permitted};
 use super::ids::KeyRef;
 use super::{
-    material_id, page_limit, require_enabled, state_error, token_object_id, token_object_label,
-    Kms, KmsError, Page, RequestContext, Result, MS_PER_DAY,
+    material_id, page_limit, require_enabled, token_object_id, token_object_label, Kms, KmsError,
+    Page, RequestContext, Result, MS_PER_DAY,
 };
 use crate::model::{KeySpec, KeyState, Origin, RotationType};
 use crate::store::{KeyRecord, Millis, StoreError, VersionRecord};
@@ -194,14 +194,12 @@ impl Kms {
                 key.revision += 1;
                 Ok(key)
             }
-            // Someone else changed the key meanwhile: retry the switch on a fresh copy.
+            // Someone else changed the key meanwhile (even disabled it): the new material exists,
+            // so finish the switch on a fresh copy rather than leave a pending version behind.
             Err(StoreError::Conflict) => {
                 let fresh = self.load_key(ctx, key.key_id).await?.ok_or_else(|| {
                     KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
                 })?;
-                if fresh.state != KeyState::Enabled {
-                    return Err(state_error(&fresh.arn(), fresh.state));
-                }
                 let base = key.rotation_base;
                 let k = self
                     .update_record(ctx, fresh, |k| {
@@ -240,8 +238,10 @@ impl Kms {
         require_rotatable(&k)?;
         let after: i64 = match marker {
             Some(m) => m
-                .parse()
-                .map_err(|_| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?,
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?,
             None => 0,
         };
         let versions = self.store.versions(k.key_id).await?;

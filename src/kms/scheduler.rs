@@ -108,8 +108,11 @@ impl Kms {
                     let error = result.as_ref().err().map(|e| e.to_string());
                     match &result {
                         Ok(_) => report.rotated += 1,
-                        // Another server claimed it first.
-                        Err(super::KmsError::Conflict(_)) => continue,
+                        // Another server claimed it first (or a rotation is still pending).
+                        Err(super::KmsError::Conflict(m)) => {
+                            tracing::warn!(key_id = %key.key_id, reason = %m, "scheduled rotation skipped");
+                            continue;
+                        }
                         Err(e) => {
                             tracing::error!(key_id = %key.key_id, error = %e, "scheduled rotation failed");
                             report.errors += 1;
