@@ -36,6 +36,9 @@ pub enum TokenError {
     ObjectNotFound(String),
     #[error("blocking token task failed: {0}")]
     Join(String),
+    /// The input was rejected by a check made before the token was asked.
+    #[error("input rejected: {0}")]
+    Rejected(&'static str),
 }
 
 impl TokenError {
@@ -50,6 +53,7 @@ impl TokenError {
             TokenError::TokenNotFound(_) => FaultKind::Config,
             TokenError::ObjectNotFound(_) => FaultKind::ObjectMissing,
             TokenError::Join(_) => FaultKind::Other,
+            TokenError::Rejected(_) => FaultKind::BadInput,
         }
     }
 
