@@ -131,7 +131,7 @@ pub(crate) fn plan_material(
     if let Some(alg) = spec.mac_algorithm() {
         return match usage {
             U::GenerateVerifyMac if caps.secret_keygen && caps.hmac(mac_hash(alg)) => {
-                Ok((usage, Material::Hmac(mac_hash(alg).len())))
+                Ok((usage, Material::Hmac(mac_hash(alg).output_len())))
             }
             U::GenerateVerifyMac => Err(unsupported(format!("KeySpec {spec}"))),
             u => Err(invalid(u)),
@@ -197,11 +197,11 @@ fn sign_input(
     }
     let digest = match message_type {
         MessageType::Raw => oaep::hash(hash, &[message]),
-        MessageType::Digest if message.len() == hash.len() => message.to_vec(),
+        MessageType::Digest if message.len() == hash.output_len() => message.to_vec(),
         MessageType::Digest => {
             return Err(KmsError::Validation(format!(
                 "Digest is invalid length for algorithm {alg}: it must be {} bytes",
-                hash.len()
+                hash.output_len()
             )))
         }
         MessageType::ExternalMu => {
@@ -520,7 +520,7 @@ impl Kms {
                 alg.map_or("", |a| a.as_str())
             )));
         }
-        let seed = self.token.random(hash.len()).await?;
+        let seed = self.token.random(hash.output_len()).await?;
         let em = oaep::encode(hash, bytes, &plaintext, &seed)
             .ok_or_else(|| KmsError::Internal("OAEP encoding failed".into()))?;
         let mut ct = self.token.rsa_public_raw(object_id(k), em).await?;

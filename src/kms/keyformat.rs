@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn digest_info_matches_der_lengths() {
         for h in [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
-            let di = digest_info(h, &vec![0; h.len()]);
+            let di = digest_info(h, &vec![0; h.output_len()]);
             assert_eq!(di[1] as usize + 2, di.len());
         }
     }

@@ -33,7 +33,7 @@ pub fn hash(h: HashAlg, parts: &[&[u8]]) -> Vec<u8> {
 
 /// `out ^= MGF1(seed, out.len())`.
 fn mgf1_xor(h: HashAlg, seed: &[u8], out: &mut [u8]) {
-    for (counter, chunk) in out.chunks_mut(h.len()).enumerate() {
+    for (counter, chunk) in out.chunks_mut(h.output_len()).enumerate() {
         let mask = hash(h, &[seed, &(counter as u32).to_be_bytes()]);
         for (o, m) in chunk.iter_mut().zip(mask) {
             *o ^= m;
@@ -43,12 +43,12 @@ fn mgf1_xor(h: HashAlg, seed: &[u8], out: &mut [u8]) {
 
 /// The longest message OAEP can carry in a `k`-byte modulus.
 pub fn max_message_len(h: HashAlg, k: usize) -> usize {
-    k.saturating_sub(2 * h.len() + 2)
+    k.saturating_sub(2 * h.output_len() + 2)
 }
 
 /// EM = 0x00 ‖ maskedSeed ‖ maskedDB for a `k`-byte modulus; `None` if the message is too long.
 pub fn encode(h: HashAlg, k: usize, msg: &[u8], seed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let hl = h.len();
+    let hl = h.output_len();
     if msg.len() > max_message_len(h, k) || seed.len() != hl || k < 2 * hl + 2 {
         return None;
     }
@@ -66,7 +66,7 @@ pub fn encode(h: HashAlg, k: usize, msg: &[u8], seed: &[u8]) -> Option<Zeroizing
 
 /// Decode EM (the raw RSA output, `k` bytes). `None` on any padding failure.
 pub fn decode(h: HashAlg, em: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let hl = h.len();
+    let hl = h.output_len();
     let k = em.len();
     if k < 2 * hl + 2 {
         return None;
@@ -104,7 +104,7 @@ mod tests {
     fn round_trip_and_tamper() {
         for h in [HashAlg::Sha1, HashAlg::Sha256] {
             let k = 256;
-            let seed = vec![7u8; h.len()];
+            let seed = vec![7u8; h.output_len()];
             let max = max_message_len(h, k);
             for msg in [&b""[..], b"hello", &vec![0xaa; max]] {
                 let em = encode(h, k, msg, &seed).unwrap();

@@ -22,7 +22,7 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             HashAlg::Sha1 => 20,
             HashAlg::Sha224 => 28,
@@ -92,7 +92,7 @@ impl SignMech {
             SignMech::RsaPss(h) => Mechanism::RsaPkcsPss(PkcsPssParams {
                 hash_alg: h.mechanism(),
                 mgf: h.mgf(),
-                s_len: (h.len() as u64).into(),
+                s_len: (h.output_len() as u64).into(),
             }),
         }
     }
