@@ -136,7 +136,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     metrics::init();
     let Backends { token, store } = open_backends(&settings).await?;
-    tracing::info!(label = token.label(), "token logged in");
+    tracing::info!(label = token.label(), capabilities = ?token.capabilities(), "token logged in");
     let principals = Arc::new(
         Principals::open(token.clone(), store.clone())
             .await

@@ -113,3 +113,130 @@ string_enum!(
         Sm2Pke = "SM2PKE",
     }
 );
+
+string_enum!(
+    SigningAlgorithm {
+        RsassaPssSha256 = "RSASSA_PSS_SHA_256",
+        RsassaPssSha384 = "RSASSA_PSS_SHA_384",
+        RsassaPssSha512 = "RSASSA_PSS_SHA_512",
+        RsassaPkcs1V15Sha256 = "RSASSA_PKCS1_V1_5_SHA_256",
+        RsassaPkcs1V15Sha384 = "RSASSA_PKCS1_V1_5_SHA_384",
+        RsassaPkcs1V15Sha512 = "RSASSA_PKCS1_V1_5_SHA_512",
+        EcdsaSha256 = "ECDSA_SHA_256",
+        EcdsaSha384 = "ECDSA_SHA_384",
+        EcdsaSha512 = "ECDSA_SHA_512",
+        Sm2dsa = "SM2DSA",
+        MlDsaShake256 = "ML_DSA_SHAKE_256",
+        Ed25519Sha512 = "ED25519_SHA_512",
+        Ed25519PhSha512 = "ED25519_PH_SHA_512",
+    }
+);
+
+string_enum!(
+    MacAlgorithm {
+        HmacSha224 = "HMAC_SHA_224",
+        HmacSha256 = "HMAC_SHA_256",
+        HmacSha384 = "HMAC_SHA_384",
+        HmacSha512 = "HMAC_SHA_512",
+    }
+);
+
+string_enum!(
+    MessageType {
+        Raw = "RAW",
+        Digest = "DIGEST",
+        ExternalMu = "EXTERNAL_MU",
+    }
+);
+
+string_enum!(
+    DataKeyPairSpec {
+        Rsa2048 = "RSA_2048",
+        Rsa3072 = "RSA_3072",
+        Rsa4096 = "RSA_4096",
+        EccNistP256 = "ECC_NIST_P256",
+        EccNistP384 = "ECC_NIST_P384",
+        EccNistP521 = "ECC_NIST_P521",
+        EccSecgP256k1 = "ECC_SECG_P256K1",
+        Sm2 = "SM2",
+        EccNistEdwards25519 = "ECC_NIST_EDWARDS25519",
+        MlKem512 = "ML_KEM_512",
+        MlKem768 = "ML_KEM_768",
+        MlKem1024 = "ML_KEM_1024",
+    }
+);
+
+impl KeySpec {
+    /// RSA modulus size in bits, for RSA specs.
+    pub fn rsa_bits(self) -> Option<u32> {
+        match self {
+            KeySpec::Rsa2048 => Some(2048),
+            KeySpec::Rsa3072 => Some(3072),
+            KeySpec::Rsa4096 => Some(4096),
+            _ => None,
+        }
+    }
+
+    pub fn is_ecc(self) -> bool {
+        matches!(
+            self,
+            KeySpec::EccNistP256
+                | KeySpec::EccNistP384
+                | KeySpec::EccNistP521
+                | KeySpec::EccSecgP256k1
+        )
+    }
+
+    /// The HMAC algorithm of an HMAC spec.
+    pub fn mac_algorithm(self) -> Option<MacAlgorithm> {
+        match self {
+            KeySpec::Hmac224 => Some(MacAlgorithm::HmacSha224),
+            KeySpec::Hmac256 => Some(MacAlgorithm::HmacSha256),
+            KeySpec::Hmac384 => Some(MacAlgorithm::HmacSha384),
+            KeySpec::Hmac512 => Some(MacAlgorithm::HmacSha512),
+            _ => None,
+        }
+    }
+
+    /// `EncryptionAlgorithms` as AWS reports them for a key of this spec and usage.
+    pub fn encryption_algorithms(self, usage: KeyUsage) -> &'static [EncryptionAlgorithm] {
+        use EncryptionAlgorithm as E;
+        match (self, usage) {
+            (KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt) => &[E::SymmetricDefault],
+            (s, KeyUsage::EncryptDecrypt) if s.rsa_bits().is_some() => {
+                &[E::RsaesOaepSha1, E::RsaesOaepSha256]
+            }
+            _ => &[],
+        }
+    }
+
+    /// `SigningAlgorithms` as AWS reports them for a key of this spec and usage.
+    pub fn signing_algorithms(self, usage: KeyUsage) -> &'static [SigningAlgorithm] {
+        use SigningAlgorithm as S;
+        if usage != KeyUsage::SignVerify {
+            return &[];
+        }
+        match self {
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => &[
+                S::RsassaPssSha256,
+                S::RsassaPssSha384,
+                S::RsassaPssSha512,
+                S::RsassaPkcs1V15Sha256,
+                S::RsassaPkcs1V15Sha384,
+                S::RsassaPkcs1V15Sha512,
+            ],
+            KeySpec::EccNistP256 | KeySpec::EccSecgP256k1 => &[S::EcdsaSha256],
+            KeySpec::EccNistP384 => &[S::EcdsaSha384],
+            KeySpec::EccNistP521 => &[S::EcdsaSha512],
+            _ => &[],
+        }
+    }
+
+    /// `MacAlgorithms` as AWS reports them.
+    pub fn mac_algorithms(self, usage: KeyUsage) -> Vec<MacAlgorithm> {
+        match (self.mac_algorithm(), usage) {
+            (Some(a), KeyUsage::GenerateVerifyMac) => vec![a],
+            _ => Vec::new(),
+        }
+    }
+}

@@ -19,10 +19,21 @@ fn aws_cli() -> PathBuf {
 
 #[test]
 fn aws_cli_symmetric_workflow() {
+    run_script("symmetric.sh");
+}
+
+#[test]
+fn aws_cli_asymmetric_workflow() {
+    run_script("asymmetric.sh");
+}
+
+fn run_script(name: &str) {
     let (dir, server) = Server::start_new();
     let work = dir.path.join("cli");
     std::fs::create_dir_all(&work).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cli/symmetric.sh");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cli")
+        .join(name);
     let out = Command::new("bash")
         .arg(script)
         .env("AWS", aws_cli())

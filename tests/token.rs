@@ -19,6 +19,34 @@ async fn key_material_is_sensitive_and_never_readable() {
         .key_metadata
         .unwrap()
         .key_id;
+    // …and asymmetric private keys and HMAC keys too.
+    let mut others = Vec::new();
+    for (spec, usage) in [
+        (
+            aws_sdk_kms::types::KeySpec::EccNistP256,
+            aws_sdk_kms::types::KeyUsageType::SignVerify,
+        ),
+        (
+            aws_sdk_kms::types::KeySpec::Rsa2048,
+            aws_sdk_kms::types::KeyUsageType::EncryptDecrypt,
+        ),
+        (
+            aws_sdk_kms::types::KeySpec::Hmac256,
+            aws_sdk_kms::types::KeyUsageType::GenerateVerifyMac,
+        ),
+    ] {
+        let m = server
+            .client()
+            .create_key()
+            .key_spec(spec)
+            .key_usage(usage)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        others.push(m.key_id);
+    }
     server.stop();
 
     let token = dir.open_token().await;
@@ -31,6 +59,11 @@ async fn key_material_is_sensitive_and_never_readable() {
     assert!(p.sensitive, "CKA_SENSITIVE must be true");
     assert!(!p.extractable, "CKA_EXTRACTABLE must be false");
     assert!(!p.value_readable, "CKA_VALUE must not be readable");
+    for other in &others {
+        let id = uuid::Uuid::parse_str(other).unwrap();
+        let p = token.key_protection(token_object_id(&id, 1)).await.unwrap();
+        assert!(p.sensitive && !p.extractable && !p.value_readable, "{p:?}");
+    }
 
     // …and one created directly by the token layer.
     let other = uuid::Uuid::new_v4();

@@ -78,6 +78,8 @@ impl ApiError {
                 K::InvalidCiphertext(s) => (bad, "InvalidCiphertextException", m(s)),
                 K::IncorrectKey(s) => (bad, "IncorrectKeyException", m(s)),
                 K::InvalidKeyUsage(s) => (bad, "InvalidKeyUsageException", m(s)),
+                K::InvalidSignature(s) => (bad, "KMSInvalidSignatureException", m(s)),
+                K::InvalidMac(s) => (bad, "KMSInvalidMacException", m(s)),
                 K::Validation(s) => (bad, "ValidationException", m(s)),
                 K::UnsupportedOperation(s) => (bad, "UnsupportedOperationException", m(s)),
                 K::LimitExceeded(s) => (bad, "LimitExceededException", m(s)),

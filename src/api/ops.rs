@@ -10,7 +10,10 @@ use crate::kms::ids::AliasName;
 use crate::kms::{
     CreateGrantInput, CreateKeyInput, GrantConstraints, GrantInfo, KeyInfo, Kms, RequestContext,
 };
-use crate::model::{DataKeySpec, EncryptionAlgorithm, KeySpec, KeyUsage, Origin};
+use crate::model::{
+    DataKeyPairSpec, DataKeySpec, EncryptionAlgorithm, KeySpec, KeyUsage, MacAlgorithm,
+    MessageType, Origin, SigningAlgorithm,
+};
 use crate::store::TagRecord;
 
 macro_rules! operations {
@@ -80,6 +83,13 @@ operations!(
     ListRetirableGrants,
     RetireGrant,
     RevokeGrant,
+    Sign,
+    Verify,
+    GetPublicKey,
+    GenerateMac,
+    VerifyMac,
+    GenerateDataKeyPair,
+    GenerateDataKeyPairWithoutPlaintext,
 );
 
 type Out = Result<Option<Value>, ApiError>;
@@ -114,10 +124,48 @@ fn key_metadata(k: &KeyInfo) -> Value {
         "KeyManager": "CUSTOMER",
         "CustomerMasterKeySpec": r.key_spec.as_str(),
         "KeySpec": r.key_spec.as_str(),
-        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+        "EncryptionAlgorithms": algorithms(r.key_spec.encryption_algorithms(r.key_usage), |a| a.as_str()),
+        "SigningAlgorithms": algorithms(r.key_spec.signing_algorithms(r.key_usage), |a| a.as_str()),
+        "MacAlgorithms": algorithms(&r.key_spec.mac_algorithms(r.key_usage), |a| a.as_str()),
         "MultiRegion": false,
-        "CurrentKeyMaterialId": k.current_material_id,
+        "CurrentKeyMaterialId": (r.key_spec == KeySpec::SymmetricDefault).then_some(&k.current_material_id),
     })
+}
+
+/// An algorithm list member, omitted (null) when empty, as AWS does.
+fn algorithms<T: Copy>(list: &[T], name: fn(T) -> &'static str) -> Value {
+    if list.is_empty() {
+        Value::Null
+    } else {
+        list.iter().map(|a| Value::from(name(*a))).collect()
+    }
+}
+
+/// The message of Sign/Verify/GenerateMac/VerifyMac: required, 1..4096 bytes.
+fn message(v: Option<Zeroizing<Vec<u8>>>) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let m = required(v, "message")?;
+    blob_length(&m, "message", 1, crate::kms::MAX_MESSAGE)?;
+    Ok(m)
+}
+
+fn signing_alg(v: Option<String>) -> Result<SigningAlgorithm, ApiError> {
+    let alg = enum_member(
+        v,
+        "signingAlgorithm",
+        SigningAlgorithm::parse,
+        SigningAlgorithm::allowed,
+    )?;
+    Ok(required(alg, "signingAlgorithm")?)
+}
+
+fn mac_alg(v: Option<String>) -> Result<MacAlgorithm, ApiError> {
+    let alg = enum_member(
+        v,
+        "macAlgorithm",
+        MacAlgorithm::parse,
+        MacAlgorithm::allowed,
+    )?;
+    Ok(required(alg, "macAlgorithm")?)
 }
 
 fn enc_ctx(v: WireContext) -> EncryptionContext {
@@ -381,7 +429,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             done(json!({
                 "CiphertextBlob": b64(&e.ciphertext_blob),
                 "KeyId": e.key_arn,
-                "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "EncryptionAlgorithm": e.algorithm.as_str(),
             }))
         }
         O::Decrypt => {
@@ -404,7 +452,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             done(json!({
                 "KeyId": d.key_arn,
                 "Plaintext": pt.as_str(),
-                "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "EncryptionAlgorithm": d.algorithm.as_str(),
                 "KeyMaterialId": d.material_id,
             }))
         }
@@ -635,6 +683,106 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             let id = required(r.grant_id, "grantId")?;
             kms.revoke_grant(ctx, &key, &id).await?;
             Ok(None)
+        }
+        O::Sign | O::Verify => {
+            let r: SignReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let msg = message(r.message)?;
+            grant_tokens(&r.grant_tokens)?;
+            let mt = enum_member(
+                r.message_type,
+                "messageType",
+                MessageType::parse,
+                MessageType::allowed,
+            )?;
+            let alg = signing_alg(r.signing_algorithm)?;
+            if op == O::Sign {
+                let s = kms.sign(ctx, &key, msg, mt, alg).await?;
+                return done(json!({
+                    "KeyId": s.key_arn,
+                    "Signature": b64(&s.signature),
+                    "SigningAlgorithm": alg.as_str(),
+                }));
+            }
+            let sig = required(r.signature, "signature")?;
+            blob_length(&sig, "signature", 1, 6144)?;
+            let arn = kms.verify(ctx, &key, msg, mt, &sig, alg).await?;
+            done(json!({
+                "KeyId": arn,
+                "SignatureValid": true,
+                "SigningAlgorithm": alg.as_str(),
+            }))
+        }
+        O::GetPublicKey => {
+            let r: SignReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            grant_tokens(&r.grant_tokens)?;
+            let p = kms.get_public_key(ctx, &key).await?;
+            done(json!({
+                "KeyId": p.key_arn,
+                "PublicKey": b64(&p.public_key),
+                "CustomerMasterKeySpec": p.key_spec.as_str(),
+                "KeySpec": p.key_spec.as_str(),
+                "KeyUsage": p.key_usage.as_str(),
+                "EncryptionAlgorithms": algorithms(p.key_spec.encryption_algorithms(p.key_usage), |a| a.as_str()),
+                "SigningAlgorithms": algorithms(p.key_spec.signing_algorithms(p.key_usage), |a| a.as_str()),
+            }))
+        }
+        O::GenerateMac | O::VerifyMac => {
+            let r: MacReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let msg = message(r.message)?;
+            grant_tokens(&r.grant_tokens)?;
+            let alg = mac_alg(r.mac_algorithm)?;
+            if op == O::GenerateMac {
+                let (arn, mac) = kms.generate_mac(ctx, &key, msg, alg).await?;
+                return done(json!({
+                    "KeyId": arn,
+                    "Mac": b64(&mac),
+                    "MacAlgorithm": alg.as_str(),
+                }));
+            }
+            let mac = required(r.mac, "mac")?;
+            blob_length(&mac, "mac", 1, 6144)?;
+            let arn = kms.verify_mac(ctx, &key, msg, &mac, alg).await?;
+            done(json!({
+                "KeyId": arn,
+                "MacValid": true,
+                "MacAlgorithm": alg.as_str(),
+            }))
+        }
+        O::GenerateDataKeyPair | O::GenerateDataKeyPairWithoutPlaintext => {
+            let r: DataKeyPairReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            grant_tokens(&r.grant_tokens)?;
+            let spec = required(
+                enum_member(
+                    r.key_pair_spec,
+                    "keyPairSpec",
+                    DataKeyPairSpec::parse,
+                    DataKeyPairSpec::allowed,
+                )?,
+                "keyPairSpec",
+            )?;
+            let with_plaintext = op == O::GenerateDataKeyPair;
+            let p = kms
+                .generate_data_key_pair(
+                    ctx,
+                    &key,
+                    spec,
+                    &enc_ctx(r.encryption_context),
+                    with_plaintext,
+                )
+                .await?;
+            let pt = p.private_key_plaintext.as_ref().map(secret_b64);
+            done(json!({
+                "PrivateKeyCiphertextBlob": b64(&p.private_key_ciphertext),
+                "PrivateKeyPlaintext": pt.as_ref().map(|p| p.as_str()),
+                "PublicKey": b64(&p.public_key),
+                "KeyId": p.key_arn,
+                "KeyPairSpec": spec.as_str(),
+                "KeyMaterialId": p.material_id,
+            }))
         }
     }
 }

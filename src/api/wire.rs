@@ -131,6 +131,42 @@ pub struct DataKeyReq {
     pub grant_tokens: Option<Vec<String>>,
 }
 
+/// Sign, Verify and GetPublicKey.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct SignReq {
+    pub key_id: Option<String>,
+    #[serde(default, deserialize_with = "secret_blob")]
+    pub message: Option<Zeroizing<Vec<u8>>>,
+    pub message_type: Option<String>,
+    pub signing_algorithm: Option<String>,
+    #[serde(default, deserialize_with = "blob")]
+    pub signature: Option<Vec<u8>>,
+    pub grant_tokens: Option<Vec<String>>,
+}
+
+/// GenerateMac and VerifyMac.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct MacReq {
+    pub key_id: Option<String>,
+    #[serde(default, deserialize_with = "secret_blob")]
+    pub message: Option<Zeroizing<Vec<u8>>>,
+    pub mac_algorithm: Option<String>,
+    #[serde(default, deserialize_with = "blob")]
+    pub mac: Option<Vec<u8>>,
+    pub grant_tokens: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct DataKeyPairReq {
+    pub key_id: Option<String>,
+    pub encryption_context: WireContext,
+    pub key_pair_spec: Option<String>,
+    pub grant_tokens: Option<Vec<String>>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct RandomReq {

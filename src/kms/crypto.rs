@@ -15,13 +15,17 @@ use crate::token::FaultKind;
 pub struct Encrypted {
     pub key_arn: String,
     pub ciphertext_blob: Vec<u8>,
-    pub material_id: String,
+    /// Symmetric keys only.
+    pub material_id: Option<String>,
+    pub algorithm: EncryptionAlgorithm,
 }
 
 pub struct Decrypted {
     pub key_arn: String,
     pub plaintext: Zeroizing<Vec<u8>>,
-    pub material_id: String,
+    /// Symmetric keys only.
+    pub material_id: Option<String>,
+    pub algorithm: EncryptionAlgorithm,
 }
 
 #[derive(Debug)]
@@ -43,7 +47,7 @@ pub struct DataKey {
 
 /// Symmetric encryption needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key and, if given, the
 /// SYMMETRIC_DEFAULT algorithm.
-fn require_symmetric(key: &KeyRecord, alg: Option<EncryptionAlgorithm>) -> Result<()> {
+pub(super) fn require_symmetric(key: &KeyRecord, alg: Option<EncryptionAlgorithm>) -> Result<()> {
     if key.key_spec != KeySpec::SymmetricDefault || key.key_usage != KeyUsage::EncryptDecrypt {
         return Err(KmsError::InvalidKeyUsage(format!(
             "{} key usage is {} and key spec is {}; this operation needs a symmetric encryption key",
@@ -88,7 +92,7 @@ fn random_len(n: i64) -> Result<usize> {
 
 impl Kms {
     /// Encrypt under the key's current version.
-    async fn seal(
+    pub(super) async fn seal(
         &self,
         key: &Permitted,
         enc_ctx: &EncryptionContext,
@@ -192,13 +196,17 @@ impl Kms {
                 .as_str(),
         );
         let k = self.resolve(ctx, key, op).await?;
+        if k.key_spec.rsa_bits().is_some() {
+            return self.rsa_encrypt(&k, plaintext, enc_ctx, alg).await;
+        }
         require_symmetric(&k, alg)?;
         require_enabled(&k)?;
         let (blob, material_id) = self.seal(&k, enc_ctx, plaintext).await?;
         Ok(Encrypted {
             key_arn: k.arn(),
             ciphertext_blob: blob,
-            material_id,
+            material_id: Some(material_id),
+            algorithm: EncryptionAlgorithm::SymmetricDefault,
         })
     }
 
@@ -210,13 +218,22 @@ impl Kms {
         enc_ctx: &EncryptionContext,
         alg: Option<EncryptionAlgorithm>,
     ) -> Result<Decrypted> {
+        if matches!(
+            alg,
+            Some(EncryptionAlgorithm::RsaesOaepSha1 | EncryptionAlgorithm::RsaesOaepSha256)
+        ) {
+            return self
+                .rsa_decrypt(ctx, key, blob.to_vec(), enc_ctx, alg)
+                .await;
+        }
         let (k, plaintext, material_id) = self
             .open(ctx, blob, key, alg, enc_ctx, "kms:Decrypt")
             .await?;
         Ok(Decrypted {
             key_arn: k.arn(),
             plaintext,
-            material_id,
+            material_id: Some(material_id),
+            algorithm: EncryptionAlgorithm::SymmetricDefault,
         })
     }
 

@@ -32,6 +32,10 @@ pub enum KmsError {
     #[error("{0}")]
     InvalidKeyUsage(String),
     #[error("{0}")]
+    InvalidSignature(String),
+    #[error("{0}")]
+    InvalidMac(String),
+    #[error("{0}")]
     Validation(String),
     #[error("{0}")]
     UnsupportedOperation(String),

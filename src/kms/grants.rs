@@ -14,7 +14,7 @@ use super::authz::{Op, GRANT_OPERATIONS};
 use super::blob::EncryptionContext;
 use super::ids::KeyRef;
 use super::{page_limit, state_error, Kms, KmsError, Page, RequestContext, Result};
-use crate::model::{KeySpec, KeyState};
+use crate::model::{KeySpec, KeyState, KeyUsage};
 use crate::store::{GrantRecord, PrincipalKind};
 
 pub const MAX_GRANTS_PER_KEY: i64 = 50_000;
@@ -171,22 +171,47 @@ fn principal_account(p: &str) -> &str {
         .unwrap_or(p)
 }
 
-fn operations_for(spec: KeySpec) -> &'static [&'static str] {
-    match spec {
-        KeySpec::SymmetricDefault => &[
-            "Decrypt",
-            "Encrypt",
-            "GenerateDataKey",
-            "GenerateDataKeyWithoutPlaintext",
-            "ReEncryptFrom",
-            "ReEncryptTo",
-            "CreateGrant",
-            "RetireGrant",
-            "DescribeKey",
-            "GenerateDataKeyPair",
-            "GenerateDataKeyPairWithoutPlaintext",
-        ],
-        _ => GRANT_OPERATIONS,
+/// Grant operations valid for a key, as AWS allows them per key type.
+fn operations_for(spec: KeySpec, usage: KeyUsage) -> &'static [&'static str] {
+    const COMMON: [&str; 3] = ["CreateGrant", "RetireGrant", "DescribeKey"];
+    const SYMMETRIC: &[&str] = &[
+        "Decrypt",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "ReEncryptFrom",
+        "ReEncryptTo",
+        COMMON[0],
+        COMMON[1],
+        COMMON[2],
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext",
+    ];
+    const ASYMMETRIC_ENCRYPTION: &[&str] = &[
+        "Decrypt",
+        "Encrypt",
+        "ReEncryptFrom",
+        "ReEncryptTo",
+        "GetPublicKey",
+        COMMON[0],
+        COMMON[1],
+        COMMON[2],
+    ];
+    const SIGNING: &[&str] = &[
+        "Sign",
+        "Verify",
+        "GetPublicKey",
+        COMMON[0],
+        COMMON[1],
+        COMMON[2],
+    ];
+    const MAC: &[&str] = &["GenerateMac", "VerifyMac", COMMON[0], COMMON[1], COMMON[2]];
+    match (spec, usage) {
+        (KeySpec::SymmetricDefault, _) => SYMMETRIC,
+        (_, KeyUsage::EncryptDecrypt) => ASYMMETRIC_ENCRYPTION,
+        (_, KeyUsage::SignVerify) => SIGNING,
+        (_, KeyUsage::GenerateVerifyMac) => MAC,
+        _ => &COMMON,
     }
 }
 
@@ -272,7 +297,7 @@ impl Kms {
             KeyState::Enabled | KeyState::Unavailable => {}
             s => return Err(state_error(&key.arn(), s)),
         }
-        let allowed = operations_for(key.key_spec);
+        let allowed = operations_for(key.key_spec, key.key_usage);
         if let Some(bad) = input
             .operations
             .iter()

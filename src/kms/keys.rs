@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::asymmetric::plan_material;
 use super::authz::Op;
 use super::ids::KeyRef;
 use super::{
@@ -152,16 +153,7 @@ impl Kms {
                 "Multi-Region keys are not supported by this key store".into(),
             ));
         }
-        if spec != KeySpec::SymmetricDefault {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "KeySpec {spec} is not supported yet; use SYMMETRIC_DEFAULT"
-            )));
-        }
-        if usage != KeyUsage::EncryptDecrypt {
-            return Err(KmsError::Validation(format!(
-                "KeyUsage {usage} is not compatible with KeySpec {spec}"
-            )));
-        }
+        let (usage, material) = plan_material(self.capabilities(), spec, input.key_usage)?;
         if origin != Origin::AwsKms {
             return Err(KmsError::UnsupportedOperation(format!(
                 "Origin {origin} is not supported yet; use AWS_KMS"
@@ -222,14 +214,13 @@ impl Kms {
         // Intent first, then material, then completion: see reconcile.rs.
         self.store.insert_key(&key, &version, &input.tags).await?;
         if let Err(e) = self
-            .token
-            .generate_aes_key(object_id, token_object_label(&key_id, 1))
+            .generate_material(material, object_id, token_object_label(&key_id, 1), spec)
             .await
         {
             if let Err(undo) = self.store.delete_unfinished_key(key_id).await {
                 tracing::error!(%key_id, error = %undo, "could not undo unfinished key; reconciliation will");
             }
-            return Err(e.into());
+            return Err(e);
         }
         key.state = KeyState::Enabled;
         self.store.activate_version(&key, 1).await?;

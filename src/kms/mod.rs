@@ -11,17 +11,23 @@ pub mod authz;
 pub mod blob;
 pub mod error;
 pub mod ids;
+pub mod keyformat;
 
 mod aliases;
+mod asymmetric;
 mod crypto;
 mod grants;
 mod keys;
 pub mod quota;
+mod oaep;
 mod reconcile;
 mod rotation;
 pub mod scheduler;
 
 pub use aliases::AliasInfo;
+pub use asymmetric::{
+    verify_mac, verify_signature, DataKeyPair, PublicKeyInfo, Signed, MAX_MESSAGE,
+};
 pub use authz::{AccountPermit, Permitted};
 pub use crypto::{DataKey, Decrypted, Encrypted, ReEncrypted};
 pub use error::{KmsError, Result};

@@ -6,6 +6,10 @@
 //! - intent without a token object → removed (the request never succeeded);
 //! - a completed version whose object is missing → reported (served as KeyUnavailable);
 //! - a token object of ours that no version names → reported as an orphan, never deleted.
+//!
+//! Key material is a secret key (AES, HMAC) or a private key; a key pair's public object shares
+//! the private key's `CKA_ID` and is created with it in one `C_GenerateKeyPair`, so only
+//! material objects count here.
 
 use std::collections::HashSet;
 
@@ -25,7 +29,8 @@ pub struct ReconcileReport {
 
 impl Kms {
     pub async fn reconcile(&self) -> Result<ReconcileReport> {
-        let objects = self.token.load_objects().await?;
+        let mut objects = self.token.load_objects().await?;
+        objects.retain(|o| o.kind.is_material());
         let present: HashSet<Vec<u8>> = objects.iter().map(|o| o.id.clone()).collect();
         let mut report = ReconcileReport {
             token_objects: objects.len(),

@@ -41,6 +41,9 @@ pub enum TokenError {
     /// The token went away; reconnection is under way (with backoff).
     #[error("{0}")]
     Unavailable(String),
+    /// The input was rejected by a check made before the token was asked.
+    #[error("input rejected: {0}")]
+    Rejected(&'static str),
 }
 
 impl TokenError {
@@ -57,6 +60,7 @@ impl TokenError {
             TokenError::Join(_) => FaultKind::Other,
             TokenError::NotLoggedIn => FaultKind::SessionFatal,
             TokenError::Unavailable(_) => FaultKind::Device,
+            TokenError::Rejected(_) => FaultKind::BadInput,
         }
     }
 

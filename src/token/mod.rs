@@ -7,12 +7,20 @@
 //!   the pool and the handle cache are dropped, and the next request reconnects (find the slot
 //!   by label, open the anchor, log in) with exponential backoff while the token stays away.
 //! - Work sessions come from a pool; every call runs on a blocking thread.
-//! - Object handles are cached by `CKA_ID`; the token is searched once at start-up and on a
-//!   cache miss for an object the store says exists, never per request.
-//! - Secret keys are created `CKA_SENSITIVE=true`, `CKA_EXTRACTABLE=false`, `CKA_PRIVATE=true`.
+//! - Object handles are cached by (object class, `CKA_ID`); a key pair's private and public
+//!   objects share one `CKA_ID`. The token is searched once at start-up and on a cache miss for
+//!   an object the store says exists, never per request.
+//! - Secret and private keys are created `CKA_SENSITIVE=true`, `CKA_EXTRACTABLE=false`,
+//!   `CKA_PRIVATE=true`.
+//! - The mechanisms the token offers are probed once at start-up ([`Capabilities`]); the domain
+//!   asks them before choosing how to run an algorithm.
 
+mod asym;
+mod caps;
 mod error;
 
+pub use asym::{ExportedPair, HashAlg, PairSpec, PairUse, PrivateParts, PublicParts, SignMech};
+pub use caps::Capabilities;
 pub use error::{FaultKind, TokenError};
 
 use std::collections::HashMap;
@@ -53,11 +61,41 @@ pub struct KeyProtection {
     pub value_readable: bool,
 }
 
-/// A secret-key object found in the token at start-up.
+/// The classes of key object this service creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    Secret,
+    Private,
+    Public,
+}
+
+impl ObjectKind {
+    fn class(self) -> ObjectClass {
+        match self {
+            ObjectKind::Secret => ObjectClass::SECRET_KEY,
+            ObjectKind::Private => ObjectClass::PRIVATE_KEY,
+            ObjectKind::Public => ObjectClass::PUBLIC_KEY,
+        }
+    }
+
+    fn of(class: ObjectClass) -> Option<ObjectKind> {
+        [ObjectKind::Secret, ObjectKind::Private, ObjectKind::Public]
+            .into_iter()
+            .find(|k| k.class() == class)
+    }
+
+    /// Secret and private keys are key material; public keys are derived from it.
+    pub fn is_material(self) -> bool {
+        self != ObjectKind::Public
+    }
+}
+
+/// A key object found in the token at start-up.
 #[derive(Debug, Clone)]
 pub struct FoundObject {
     pub id: Vec<u8>,
     pub label: String,
+    pub kind: ObjectKind,
 }
 
 /// A logged-in PKCS#11 token. Cheap to clone.
@@ -72,7 +110,8 @@ struct Inner {
     pin: SecretString,
     conn: Mutex<Conn>,
     pool: Mutex<Vec<Session>>,
-    handles: RwLock<HashMap<Vec<u8>, ObjectHandle>>,
+    handles: RwLock<HashMap<(ObjectKind, Vec<u8>), ObjectHandle>>,
+    caps: Capabilities,
 }
 
 /// The logged-in connection: the anchor session keeps the login for the life of the process.
@@ -131,6 +170,7 @@ impl Token {
             Err(e) => return Err(TokenError::ck("C_Initialize", e)),
         }
         let (slot, anchor) = connect(&ctx, &cfg.label, &cfg.pin)?;
+        let caps = Capabilities::probe(&ctx, slot)?;
         Ok(Token {
             inner: Arc::new(Inner {
                 ctx,
@@ -144,12 +184,18 @@ impl Token {
                 }),
                 pool: Mutex::new(Vec::new()),
                 handles: RwLock::new(HashMap::new()),
+                caps,
             }),
         })
     }
 
     pub fn label(&self) -> &str {
         &self.inner.label
+    }
+
+    /// What the token can do, probed at start-up.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
     }
 
     /// Run `f` with a pooled session on a blocking thread.
@@ -207,33 +253,38 @@ impl Token {
         .map_err(|e| TokenError::Join(e.to_string()))?
     }
 
-    /// Scan the token once for secret-key objects and fill the handle cache.
+    /// Scan the token once for key objects (secret, private, public) and fill the handle cache.
     pub async fn load_objects(&self) -> Result<Vec<FoundObject>> {
         self.run_named("find_objects", |inner, s| {
             let handles = s
-                .find_objects(&[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::Token(true),
-                ])
+                .find_objects(&[Attribute::Token(true)])
                 .map_err(|e| TokenError::ck("C_FindObjects", e))?;
             let mut found = Vec::with_capacity(handles.len());
             let mut cache = inner.handles.write().unwrap_or_else(|p| p.into_inner());
             for h in handles {
                 let attrs = s
-                    .get_attributes(h, &[AttributeType::Id, AttributeType::Label])
+                    .get_attributes(
+                        h,
+                        &[
+                            AttributeType::Class,
+                            AttributeType::Id,
+                            AttributeType::Label,
+                        ],
+                    )
                     .map_err(|e| TokenError::ck("C_GetAttributeValue", e))?;
-                let mut id = None;
+                let (mut id, mut kind) = (None, None);
                 let mut label = String::new();
                 for a in attrs {
                     match a {
+                        Attribute::Class(c) => kind = ObjectKind::of(c),
                         Attribute::Id(v) => id = Some(v),
                         Attribute::Label(v) => label = String::from_utf8_lossy(&v).into_owned(),
                         _ => {}
                     }
                 }
-                if let Some(id) = id {
-                    cache.insert(id.clone(), h);
-                    found.push(FoundObject { id, label });
+                if let (Some(id), Some(kind)) = (id, kind) {
+                    cache.insert((kind, id.clone()), h);
+                    found.push(FoundObject { id, label, kind });
                 }
             }
             Ok(found)
@@ -263,7 +314,7 @@ impl Token {
             let h = s
                 .generate_key(&Mechanism::AesKeyGen, &template)
                 .map_err(|e| TokenError::ck("C_GenerateKey", e))?;
-            inner.cache_insert(id, h);
+            inner.cache_insert(ObjectKind::Secret, id, h);
             Ok(())
         })
         .await
@@ -279,7 +330,7 @@ impl Token {
     ) -> Result<([u8; GCM_IV_LEN], Vec<u8>)> {
         debug_assert!(!aad.is_empty());
         self.run_named("encrypt_aes_gcm", move |inner, s| {
-            let key = inner.handle(s, &id)?;
+            let key = inner.handle(s, ObjectKind::Secret, &id)?;
             let mut iv = [0u8; GCM_IV_LEN];
             s.generate_random_slice(&mut iv)
                 .map_err(|e| TokenError::ck("C_GenerateRandom", e))?;
@@ -305,7 +356,7 @@ impl Token {
     ) -> Result<Zeroizing<Vec<u8>>> {
         debug_assert!(!aad.is_empty());
         self.run_named("decrypt_aes_gcm", move |inner, s| {
-            let key = inner.handle(s, &id)?;
+            let key = inner.handle(s, ObjectKind::Secret, &id)?;
             let mut iv = iv;
             let params = GcmParams::new(&mut iv, &aad, ((GCM_TAG_LEN * 8) as u64).into())
                 .map_err(|e| TokenError::ck("GcmParams", e))?;
@@ -333,9 +384,9 @@ impl Token {
         .await
     }
 
-    /// Does an object with this `CKA_ID` exist? (Used by start-up reconciliation.)
+    /// Does key material (a secret or private key) with this `CKA_ID` exist?
     pub async fn exists(&self, id: Vec<u8>) -> Result<bool> {
-        self.run_named("find_objects", move |inner, s| match inner.handle(s, &id) {
+        self.run_named("find_objects", move |inner, s| match inner.material(s, &id) {
             Ok(_) => Ok(true),
             Err(TokenError::ObjectNotFound(_)) => Ok(false),
             Err(e) => Err(e),
@@ -343,51 +394,57 @@ impl Token {
         .await
     }
 
-    /// Destroy the object with this `CKA_ID` (no error if it is already gone).
+    /// Destroy every key object with this `CKA_ID` (no error if there is none).
     pub async fn destroy(&self, id: Vec<u8>) -> Result<()> {
         self.run_named("destroy_object", move |inner, s| {
-            let h = match inner.handle(s, &id) {
-                Ok(h) => h,
-                Err(TokenError::ObjectNotFound(_)) => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            s.destroy_object(h)
-                .map_err(|e| TokenError::ck("C_DestroyObject", e))?;
-            inner
-                .handles
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
+            for kind in [ObjectKind::Secret, ObjectKind::Private, ObjectKind::Public] {
+                let h = match inner.handle(s, kind, &id) {
+                    Ok(h) => h,
+                    Err(TokenError::ObjectNotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                };
+                s.destroy_object(h)
+                    .map_err(|e| TokenError::ck("C_DestroyObject", e))?;
+                inner
+                    .handles
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(kind, id.clone()));
+            }
             Ok(())
         })
         .await
     }
 
-    /// Read back the protection attributes of a key (and whether its value can be read).
+    /// Read back the protection attributes of a secret or private key (and whether its value
+    /// can be read).
     pub async fn key_protection(&self, id: Vec<u8>) -> Result<KeyProtection> {
         self.run_named("get_attribute_value", move |inner, s| {
-            let h = inner.handle(s, &id)?;
-            let attrs = s
-                .get_attributes(
-                    h,
-                    &[
-                        AttributeType::Sensitive,
-                        AttributeType::Extractable,
-                        AttributeType::Value,
-                    ],
-                )
-                .map_err(|e| TokenError::ck("C_GetAttributeValue", e))?;
+            let (kind, h) = inner.material(s, &id)?;
+            let value = match kind {
+                ObjectKind::Private => AttributeType::PrivateExponent,
+                _ => AttributeType::Value,
+            };
             let mut p = KeyProtection {
                 sensitive: false,
                 extractable: true,
                 value_readable: false,
             };
-            for a in attrs {
-                match a {
-                    Attribute::Sensitive(v) => p.sensitive = v,
-                    Attribute::Extractable(v) => p.extractable = v,
-                    Attribute::Value(v) => p.value_readable = !v.is_empty(),
-                    _ => {}
+            for t in [AttributeType::Sensitive, AttributeType::Extractable, value] {
+                // SoftHSM answers CKR_ATTRIBUTE_SENSITIVE for the whole call when one value is
+                // sensitive, so ask one attribute at a time.
+                let Ok(attrs) = s.get_attributes(h, &[t]) else {
+                    continue;
+                };
+                for a in attrs {
+                    match a {
+                        Attribute::Sensitive(v) => p.sensitive = v,
+                        Attribute::Extractable(v) => p.extractable = v,
+                        Attribute::Value(v) | Attribute::PrivateExponent(v) => {
+                            p.value_readable = !v.is_empty()
+                        }
+                        _ => {}
+                    }
                 }
             }
             Ok(p)
@@ -522,30 +579,46 @@ impl Inner {
         result
     }
 
-    fn cache_insert(&self, id: Vec<u8>, h: ObjectHandle) {
+    fn cache_insert(&self, kind: ObjectKind, id: Vec<u8>, h: ObjectHandle) {
         self.handles
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, h);
+            .insert((kind, id), h);
     }
 
-    /// Cached handle for `id`; on a miss, one search (the caller has checked the store first).
-    fn handle(&self, s: &Session, id: &[u8]) -> Result<ObjectHandle> {
+    /// Cached handle for (`kind`, `id`); on a miss, one search (the caller has checked the
+    /// store first).
+    fn handle(&self, s: &Session, kind: ObjectKind, id: &[u8]) -> Result<ObjectHandle> {
         if let Some(h) = self
             .handles
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(id)
+            .get(&(kind, id.to_vec()))
         {
             return Ok(*h);
         }
         let found = s
-            .find_objects(&[Attribute::Token(true), Attribute::Id(id.to_vec())])
+            .find_objects(&[
+                Attribute::Token(true),
+                Attribute::Class(kind.class()),
+                Attribute::Id(id.to_vec()),
+            ])
             .map_err(|e| TokenError::ck("C_FindObjects", e))?;
         let h = *found
             .first()
             .ok_or_else(|| TokenError::ObjectNotFound(hex::encode(id)))?;
-        self.cache_insert(id.to_vec(), h);
+        self.cache_insert(kind, id.to_vec(), h);
         Ok(h)
+    }
+
+    /// The key material object (secret or private key) with this id.
+    fn material(&self, s: &Session, id: &[u8]) -> Result<(ObjectKind, ObjectHandle)> {
+        match self.handle(s, ObjectKind::Secret, id) {
+            Ok(h) => Ok((ObjectKind::Secret, h)),
+            Err(TokenError::ObjectNotFound(_)) => self
+                .handle(s, ObjectKind::Private, id)
+                .map(|h| (ObjectKind::Private, h)),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -1,0 +1,280 @@
+//! Key and signature encodings, with the RustCrypto `der`/`spki`/`pkcs1`/`pkcs8`/`sec1` crates:
+//! SubjectPublicKeyInfo from token attributes, PKCS#8 private keys for data key pairs, DER
+//! ECDSA signatures ↔ the token's raw r‖s, PKCS#1 v1.5 DigestInfo and the curves' OIDs.
+
+use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, OctetStringRef, UintRef};
+use der::{Decode, Encode};
+use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
+use zeroize::Zeroizing;
+
+use super::{KmsError, Result};
+use crate::token::{ExportedPair, HashAlg, PrivateParts, PublicParts};
+
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
+/// The elliptic curves of the ECC key specs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+    P521,
+    Secp256k1,
+}
+
+impl Curve {
+    fn oid(self) -> ObjectIdentifier {
+        ObjectIdentifier::new_unwrap(match self {
+            Curve::P256 => "1.2.840.10045.3.1.7",
+            Curve::P384 => "1.3.132.0.34",
+            Curve::P521 => "1.3.132.0.35",
+            Curve::Secp256k1 => "1.3.132.0.10",
+        })
+    }
+
+    /// Bytes of a field element / scalar.
+    pub fn field_len(self) -> usize {
+        match self {
+            Curve::P256 | Curve::Secp256k1 => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+
+    /// `CKA_EC_PARAMS`: the DER of the curve's OID.
+    pub fn ec_params(self) -> Result<Vec<u8>> {
+        self.oid().to_der().map_err(internal)
+    }
+
+    fn from_params(params: &[u8]) -> Option<Curve> {
+        let oid = ObjectIdentifier::from_der(params).ok()?;
+        [Curve::P256, Curve::P384, Curve::P521, Curve::Secp256k1]
+            .into_iter()
+            .find(|c| c.oid() == oid)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> KmsError {
+    KmsError::Internal(format!("key encoding: {e}"))
+}
+
+/// Encode into an exactly-sized zeroizing buffer (no reallocation copies left behind).
+fn encode_secret(v: &impl Encode) -> Result<Zeroizing<Vec<u8>>> {
+    let len = usize::try_from(v.encoded_len().map_err(internal)?).map_err(internal)?;
+    let mut out = Zeroizing::new(vec![0u8; len]);
+    v.encode_to_slice(&mut out).map_err(internal)?;
+    Ok(out)
+}
+
+/// The uncompressed point inside `CKA_EC_POINT` (a DER OCTET STRING; some tokens give it raw).
+fn ec_point(curve: Curve, attr: &[u8]) -> Result<&[u8]> {
+    let point = OctetStringRef::from_der(attr)
+        .map(|o| o.as_bytes())
+        .unwrap_or(attr);
+    if point.len() != 1 + 2 * curve.field_len() || point[0] != 4 {
+        return Err(internal(
+            "CKA_EC_POINT is not an uncompressed point of its curve",
+        ));
+    }
+    Ok(point)
+}
+
+/// `CKA_EC_POINT` for an uncompressed point (used to import test keys).
+pub fn ec_point_attribute(point: &[u8]) -> Result<Vec<u8>> {
+    OctetStringRef::new(point)
+        .and_then(|o| o.to_der())
+        .map_err(internal)
+}
+
+/// DER SubjectPublicKeyInfo (RFC 5280) of a public key as the token holds it.
+pub fn spki_der(key: &PublicParts) -> Result<Vec<u8>> {
+    match key {
+        PublicParts::Rsa { modulus, exponent } => {
+            let pkcs1 = pkcs1::RsaPublicKey {
+                modulus: UintRef::new(modulus).map_err(internal)?,
+                public_exponent: UintRef::new(exponent).map_err(internal)?,
+            }
+            .to_der()
+            .map_err(internal)?;
+            SubjectPublicKeyInfoRef {
+                algorithm: AlgorithmIdentifierRef {
+                    oid: RSA_ENCRYPTION,
+                    parameters: Some(AnyRef::NULL),
+                },
+                subject_public_key: BitStringRef::from_bytes(&pkcs1).map_err(internal)?,
+            }
+            .to_der()
+            .map_err(internal)
+        }
+        PublicParts::Ec { params, point } => {
+            let curve = Curve::from_params(params).ok_or_else(|| internal("unknown curve"))?;
+            let oid = curve.oid();
+            SubjectPublicKeyInfoRef {
+                algorithm: AlgorithmIdentifierRef {
+                    oid: EC_PUBLIC_KEY,
+                    parameters: Some(AnyRef::from(&oid)),
+                },
+                subject_public_key: BitStringRef::from_bytes(ec_point(curve, point)?)
+                    .map_err(internal)?,
+            }
+            .to_der()
+            .map_err(internal)
+        }
+    }
+}
+
+/// DER PKCS#8 PrivateKeyInfo (RFC 5958) of an exported key pair: RSAPrivateKey (RFC 8017) or
+/// ECPrivateKey (RFC 5915, with the curve and public key) inside.
+pub fn pkcs8_der(pair: &ExportedPair) -> Result<Zeroizing<Vec<u8>>> {
+    fn uint(b: &[u8]) -> Result<UintRef<'_>> {
+        UintRef::new(b).map_err(internal)
+    }
+    match (&pair.public, &pair.private) {
+        (
+            PublicParts::Rsa { modulus, exponent },
+            PrivateParts::Rsa {
+                d,
+                p,
+                q,
+                dp,
+                dq,
+                qinv,
+            },
+        ) => {
+            let inner = encode_secret(&pkcs1::RsaPrivateKey {
+                modulus: uint(modulus)?,
+                public_exponent: uint(exponent)?,
+                private_exponent: uint(d)?,
+                prime1: uint(p)?,
+                prime2: uint(q)?,
+                exponent1: uint(dp)?,
+                exponent2: uint(dq)?,
+                coefficient: uint(qinv)?,
+                other_prime_infos: None,
+            })?;
+            encode_secret(&pkcs8::PrivateKeyInfo {
+                algorithm: AlgorithmIdentifierRef {
+                    oid: RSA_ENCRYPTION,
+                    parameters: Some(AnyRef::NULL),
+                },
+                private_key: &inner,
+                public_key: None,
+            })
+        }
+        (PublicParts::Ec { params, point }, PrivateParts::Ec { scalar }) => {
+            let curve = Curve::from_params(params).ok_or_else(|| internal("unknown curve"))?;
+            let n = curve.field_len();
+            if scalar.len() > n {
+                return Err(internal("EC private value longer than the curve's scalars"));
+            }
+            let mut fixed = Zeroizing::new(vec![0u8; n]);
+            fixed[n - scalar.len()..].copy_from_slice(scalar);
+            let oid = curve.oid();
+            let inner = encode_secret(&sec1::EcPrivateKey {
+                private_key: &fixed,
+                parameters: Some(sec1::EcParameters::NamedCurve(oid)),
+                public_key: Some(ec_point(curve, point)?),
+            })?;
+            encode_secret(&pkcs8::PrivateKeyInfo {
+                algorithm: AlgorithmIdentifierRef {
+                    oid: EC_PUBLIC_KEY,
+                    parameters: Some(AnyRef::from(&oid)),
+                },
+                private_key: &inner,
+                public_key: None,
+            })
+        }
+        _ => Err(internal("mismatched key pair components")),
+    }
+}
+
+/// Ecdsa-Sig-Value (RFC 3279 §2.2.3).
+#[derive(der::Sequence)]
+struct EcdsaSig<'a> {
+    r: UintRef<'a>,
+    s: UintRef<'a>,
+}
+
+/// The token's raw r‖s → DER, as KMS returns ECDSA signatures.
+pub fn ecdsa_to_der(raw: &[u8]) -> Result<Vec<u8>> {
+    if raw.is_empty() || raw.len() % 2 != 0 {
+        return Err(internal("ECDSA signature from the token has an odd length"));
+    }
+    let (r, s) = raw.split_at(raw.len() / 2);
+    EcdsaSig {
+        r: UintRef::new(r).map_err(internal)?,
+        s: UintRef::new(s).map_err(internal)?,
+    }
+    .to_der()
+    .map_err(internal)
+}
+
+/// Strict DER (no BER, no trailing bytes, minimal non-negative integers) → fixed-width r‖s for
+/// the token. `None` if the signature is malformed or an integer is zero or too long.
+pub fn ecdsa_from_der(der: &[u8], field_len: usize) -> Option<Vec<u8>> {
+    let sig = EcdsaSig::from_der(der).ok()?;
+    let mut raw = vec![0u8; 2 * field_len];
+    for (i, v) in [sig.r.as_bytes(), sig.s.as_bytes()].into_iter().enumerate() {
+        if v.len() > field_len || v.iter().all(|b| *b == 0) {
+            return None;
+        }
+        let end = (i + 1) * field_len;
+        raw[end - v.len()..end].copy_from_slice(v);
+    }
+    Some(raw)
+}
+
+/// DER DigestInfo (RFC 8017 §9.2) for RSASSA-PKCS1-v1_5: the fixed prefix ‖ digest.
+pub fn digest_info(hash: HashAlg, digest: &[u8]) -> Vec<u8> {
+    let prefix: &[u8] = match hash {
+        HashAlg::Sha1 => &[
+            0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+            0x14,
+        ],
+        HashAlg::Sha224 => &[
+            0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x04, 0x05, 0x00, 0x04, 0x1c,
+        ],
+        HashAlg::Sha256 => &[
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+        HashAlg::Sha384 => &[
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+        HashAlg::Sha512 => &[
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    };
+    [prefix, digest].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecdsa_der_round_trip_and_strictness() {
+        let mut raw = vec![0u8; 64];
+        raw[0] = 0x80; // r needs a leading 0x00 in DER
+        raw[63] = 1;
+        let der = ecdsa_to_der(&raw).unwrap();
+        assert_eq!(ecdsa_from_der(&der, 32).unwrap(), raw);
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert!(ecdsa_from_der(&trailing, 32).is_none());
+        // r = 0 and a BER long-form length are rejected.
+        assert!(ecdsa_from_der(&[0x30, 0x06, 2, 1, 0, 2, 1, 1], 32).is_none());
+        assert!(ecdsa_from_der(&[0x30, 0x81, 0x06, 2, 1, 1, 2, 1, 1], 32).is_none());
+    }
+
+    #[test]
+    fn digest_info_matches_der_lengths() {
+        for h in [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
+            let di = digest_info(h, &vec![0; h.output_len()]);
+            assert_eq!(di[1] as usize + 2, di.len());
+        }
+    }
+}

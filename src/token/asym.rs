@@ -1,0 +1,507 @@
+//! Asymmetric and HMAC keys in the token: key-pair and HMAC key generation, signatures over
+//! host-computed digests, raw RSA (OAEP is done on the host, see `kms::oaep`), HMAC, public
+//! key attributes, and exportable data key pairs (session objects destroyed after reading).
+
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use zeroize::Zeroizing;
+
+use super::{ObjectKind, Result, Token, TokenError};
+
+/// Hash functions, as used by PSS parameters and HMAC mechanisms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlg {
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlg {
+    pub fn output_len(self) -> usize {
+        match self {
+            HashAlg::Sha1 => 20,
+            HashAlg::Sha224 => 28,
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+
+    fn mechanism(self) -> MechanismType {
+        match self {
+            HashAlg::Sha1 => MechanismType::SHA1,
+            HashAlg::Sha224 => MechanismType::SHA224,
+            HashAlg::Sha256 => MechanismType::SHA256,
+            HashAlg::Sha384 => MechanismType::SHA384,
+            HashAlg::Sha512 => MechanismType::SHA512,
+        }
+    }
+
+    fn mgf(self) -> PkcsMgfType {
+        match self {
+            HashAlg::Sha1 => PkcsMgfType::MGF1_SHA1,
+            HashAlg::Sha224 => PkcsMgfType::MGF1_SHA224,
+            HashAlg::Sha256 => PkcsMgfType::MGF1_SHA256,
+            HashAlg::Sha384 => PkcsMgfType::MGF1_SHA384,
+            HashAlg::Sha512 => PkcsMgfType::MGF1_SHA512,
+        }
+    }
+
+    pub(super) fn hmac_mechanism(self) -> MechanismType {
+        match self {
+            HashAlg::Sha1 => MechanismType::SHA1_HMAC,
+            HashAlg::Sha224 => MechanismType::SHA224_HMAC,
+            HashAlg::Sha256 => MechanismType::SHA256_HMAC,
+            HashAlg::Sha384 => MechanismType::SHA384_HMAC,
+            HashAlg::Sha512 => MechanismType::SHA512_HMAC,
+        }
+    }
+
+    fn hmac(self) -> Mechanism<'static> {
+        match self {
+            HashAlg::Sha1 => Mechanism::Sha1Hmac,
+            HashAlg::Sha224 => Mechanism::Sha224Hmac,
+            HashAlg::Sha256 => Mechanism::Sha256Hmac,
+            HashAlg::Sha384 => Mechanism::Sha384Hmac,
+            HashAlg::Sha512 => Mechanism::Sha512Hmac,
+        }
+    }
+}
+
+/// A signature mechanism over a digest computed (and, for PKCS#1, DER-wrapped) on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignMech {
+    /// `CKM_ECDSA`: the signature is raw r‖s.
+    Ecdsa,
+    /// `CKM_RSA_PKCS` over a DigestInfo.
+    RsaPkcs1,
+    /// `CKM_RSA_PKCS_PSS` with MGF1 of the same hash and salt length = hash length.
+    RsaPss(HashAlg),
+}
+
+impl SignMech {
+    fn mechanism(self) -> Mechanism<'static> {
+        match self {
+            SignMech::Ecdsa => Mechanism::Ecdsa,
+            SignMech::RsaPkcs1 => Mechanism::RsaPkcs,
+            SignMech::RsaPss(h) => Mechanism::RsaPkcsPss(PkcsPssParams {
+                hash_alg: h.mechanism(),
+                mgf: h.mgf(),
+                s_len: (h.output_len() as u64).into(),
+            }),
+        }
+    }
+}
+
+/// What kind of key pair to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairSpec {
+    Rsa {
+        bits: u32,
+    },
+    /// `params` = DER of the named curve's OID (`CKA_EC_PARAMS`).
+    Ec {
+        params: Vec<u8>,
+    },
+}
+
+/// What a key pair is for; the token objects only allow that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairUse {
+    Sign,
+    Encrypt,
+}
+
+/// Public key attributes as the token holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicParts {
+    Rsa {
+        modulus: Vec<u8>,
+        exponent: Vec<u8>,
+    },
+    /// `point` is `CKA_EC_POINT`: the DER OCTET STRING around the uncompressed point.
+    Ec {
+        params: Vec<u8>,
+        point: Vec<u8>,
+    },
+}
+
+/// Private key components of an exportable (data) key pair.
+pub enum PrivateParts {
+    Rsa {
+        d: Zeroizing<Vec<u8>>,
+        p: Zeroizing<Vec<u8>>,
+        q: Zeroizing<Vec<u8>>,
+        dp: Zeroizing<Vec<u8>>,
+        dq: Zeroizing<Vec<u8>>,
+        qinv: Zeroizing<Vec<u8>>,
+    },
+    Ec {
+        scalar: Zeroizing<Vec<u8>>,
+    },
+}
+
+pub struct ExportedPair {
+    pub public: PublicParts,
+    pub private: PrivateParts,
+}
+
+fn pair_templates(
+    spec: &PairSpec,
+    usage: PairUse,
+    persistent: bool,
+) -> (Mechanism<'static>, Vec<Attribute>, Vec<Attribute>) {
+    let sign = usage == PairUse::Sign;
+    let mut public = vec![
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::Token(persistent),
+        Attribute::Private(false),
+        Attribute::Verify(sign),
+        Attribute::Encrypt(!sign),
+        Attribute::Wrap(false),
+    ];
+    let mut private = vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Token(persistent),
+        Attribute::Private(true),
+        Attribute::Sensitive(persistent),
+        Attribute::Extractable(!persistent),
+        Attribute::Sign(sign),
+        Attribute::Decrypt(!sign),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+    ];
+    let mech = match spec {
+        PairSpec::Rsa { bits } => {
+            public.push(Attribute::KeyType(KeyType::RSA));
+            public.push(Attribute::ModulusBits(u64::from(*bits).into()));
+            public.push(Attribute::PublicExponent(vec![1, 0, 1]));
+            private.push(Attribute::KeyType(KeyType::RSA));
+            Mechanism::RsaPkcsKeyPairGen
+        }
+        PairSpec::Ec { params } => {
+            public.push(Attribute::KeyType(KeyType::EC));
+            public.push(Attribute::EcParams(params.clone()));
+            private.push(Attribute::KeyType(KeyType::EC));
+            Mechanism::EccKeyPairGen
+        }
+    };
+    (mech, public, private)
+}
+
+fn read_public(s: &Session, h: ObjectHandle) -> Result<PublicParts> {
+    let attrs = s
+        .get_attributes(
+            h,
+            &[
+                AttributeType::KeyType,
+                AttributeType::Modulus,
+                AttributeType::PublicExponent,
+                AttributeType::EcParams,
+                AttributeType::EcPoint,
+            ],
+        )
+        .map_err(|e| TokenError::ck("C_GetAttributeValue", e))?;
+    let (mut n, mut e, mut params, mut point) = (None, None, None, None);
+    for a in attrs {
+        match a {
+            Attribute::Modulus(v) => n = Some(v),
+            Attribute::PublicExponent(v) => e = Some(v),
+            Attribute::EcParams(v) => params = Some(v),
+            Attribute::EcPoint(v) => point = Some(v),
+            _ => {}
+        }
+    }
+    match (n, e, params, point) {
+        (Some(modulus), Some(exponent), _, _) => Ok(PublicParts::Rsa { modulus, exponent }),
+        (_, _, Some(params), Some(point)) => Ok(PublicParts::Ec { params, point }),
+        _ => Err(TokenError::Rejected(
+            "public key object has no RSA or EC attributes",
+        )),
+    }
+}
+
+fn read_private(s: &Session, h: ObjectHandle) -> Result<PrivateParts> {
+    let attrs = s
+        .get_attributes(
+            h,
+            &[
+                AttributeType::KeyType,
+                AttributeType::PrivateExponent,
+                AttributeType::Prime1,
+                AttributeType::Prime2,
+                AttributeType::Exponent1,
+                AttributeType::Exponent2,
+                AttributeType::Coefficient,
+                AttributeType::Value,
+            ],
+        )
+        .map_err(|e| TokenError::ck("C_GetAttributeValue", e))?;
+    let mut parts: [Option<Zeroizing<Vec<u8>>>; 7] = Default::default();
+    for a in attrs {
+        let (i, v) = match a {
+            Attribute::PrivateExponent(v) => (0, v),
+            Attribute::Prime1(v) => (1, v),
+            Attribute::Prime2(v) => (2, v),
+            Attribute::Exponent1(v) => (3, v),
+            Attribute::Exponent2(v) => (4, v),
+            Attribute::Coefficient(v) => (5, v),
+            Attribute::Value(v) => (6, v),
+            _ => continue,
+        };
+        parts[i] = Some(Zeroizing::new(v));
+    }
+    let [d, p, q, dp, dq, qinv, value] = parts;
+    match (d, p, q, dp, dq, qinv, value) {
+        (Some(d), Some(p), Some(q), Some(dp), Some(dq), Some(qinv), _) => Ok(PrivateParts::Rsa {
+            d,
+            p,
+            q,
+            dp,
+            dq,
+            qinv,
+        }),
+        (.., Some(scalar)) => Ok(PrivateParts::Ec { scalar }),
+        _ => Err(TokenError::Rejected(
+            "private key components are not readable",
+        )),
+    }
+}
+
+/// Verification failures the token reports as a rejected signature.
+fn is_bad_signature(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::SignatureInvalid
+                | RvError::SignatureLenRange
+                | RvError::DataInvalid
+                | RvError::DataLenRange,
+            _
+        )
+    )
+}
+
+impl Token {
+    /// Generate a persistent key pair with this `CKA_ID` and label on both objects. The private
+    /// key is sensitive and non-extractable; each object allows only `usage`.
+    pub async fn generate_key_pair(
+        &self,
+        id: Vec<u8>,
+        label: String,
+        spec: PairSpec,
+        usage: PairUse,
+    ) -> Result<()> {
+        self.run(move |inner, s| {
+            let (mech, mut public, mut private) = pair_templates(&spec, usage, true);
+            for t in [&mut public, &mut private] {
+                t.push(Attribute::Id(id.clone()));
+                t.push(Attribute::Label(label.clone().into_bytes()));
+            }
+            let (pub_h, priv_h) = s
+                .generate_key_pair(&mech, &public, &private)
+                .map_err(|e| TokenError::ck("C_GenerateKeyPair", e))?;
+            inner.cache_insert(ObjectKind::Public, id.clone(), pub_h);
+            inner.cache_insert(ObjectKind::Private, id, priv_h);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Generate a persistent, non-extractable generic secret of `len` bytes for HMAC.
+    pub async fn generate_hmac_key(&self, id: Vec<u8>, label: String, len: usize) -> Result<()> {
+        self.run(move |inner, s| {
+            let template = [
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::ValueLen((len as u64).into()),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+                Attribute::Verify(true),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+                Attribute::Derive(false),
+                Attribute::Id(id.clone()),
+                Attribute::Label(label.into_bytes()),
+            ];
+            let h = s
+                .generate_key(&Mechanism::GenericSecretKeyGen, &template)
+                .map_err(|e| TokenError::ck("C_GenerateKey", e))?;
+            inner.cache_insert(ObjectKind::Secret, id, h);
+            Ok(())
+        })
+        .await
+    }
+
+    /// The public attributes of a key pair.
+    pub async fn public_key(&self, id: Vec<u8>) -> Result<PublicParts> {
+        self.run(move |inner, s| read_public(s, inner.handle(s, ObjectKind::Public, &id)?))
+            .await
+    }
+
+    /// Sign `input` (a digest, or a DigestInfo for PKCS#1) with the private key.
+    pub async fn sign(&self, id: Vec<u8>, mech: SignMech, input: Vec<u8>) -> Result<Vec<u8>> {
+        self.run(move |inner, s| {
+            let key = inner.handle(s, ObjectKind::Private, &id)?;
+            s.sign(&mech.mechanism(), key, &input)
+                .map_err(|e| TokenError::ck("C_Sign", e))
+        })
+        .await
+    }
+
+    /// Verify a signature over `input` with the public key: `Ok(false)` when the token rejects
+    /// the signature.
+    pub async fn verify(
+        &self,
+        id: Vec<u8>,
+        mech: SignMech,
+        input: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Result<bool> {
+        self.run(move |inner, s| {
+            let key = inner.handle(s, ObjectKind::Public, &id)?;
+            match s.verify(&mech.mechanism(), key, &input, &signature) {
+                Ok(()) => Ok(true),
+                Err(e) if is_bad_signature(&e) => Ok(false),
+                Err(e) => Err(TokenError::ck("C_Verify", e)),
+            }
+        })
+        .await
+    }
+
+    /// Raw RSA with the private key (`CKM_RSA_X_509`): `block` must be exactly the modulus
+    /// length and numerically below the modulus, else `Rejected`.
+    pub async fn rsa_private_raw(&self, id: Vec<u8>, block: Vec<u8>) -> Result<Zeroizing<Vec<u8>>> {
+        self.run(move |inner, s| {
+            let key = inner.handle(s, ObjectKind::Private, &id)?;
+            let modulus = match s.get_attributes(key, &[AttributeType::Modulus]) {
+                Ok(attrs) => attrs.into_iter().find_map(|a| match a {
+                    Attribute::Modulus(n) => Some(n),
+                    _ => None,
+                }),
+                Err(e) => return Err(TokenError::ck("C_GetAttributeValue", e)),
+            }
+            .ok_or(TokenError::Rejected("RSA private key has no modulus"))?;
+            if block.len() != modulus.len() || block.as_slice() >= modulus.as_slice() {
+                return Err(TokenError::Rejected(
+                    "ciphertext is not an RSA block of this key",
+                ));
+            }
+            s.decrypt(&Mechanism::RsaX509, key, &block)
+                .map(Zeroizing::new)
+                .map_err(|e| TokenError::ck("C_Decrypt", e))
+        })
+        .await
+    }
+
+    /// Raw RSA with the public key (`CKM_RSA_X_509`).
+    pub async fn rsa_public_raw(&self, id: Vec<u8>, block: Zeroizing<Vec<u8>>) -> Result<Vec<u8>> {
+        self.run(move |inner, s| {
+            let key = inner.handle(s, ObjectKind::Public, &id)?;
+            s.encrypt(&Mechanism::RsaX509, key, &block)
+                .map_err(|e| TokenError::ck("C_Encrypt", e))
+        })
+        .await
+    }
+
+    /// HMAC of `message` with a secret key.
+    pub async fn hmac(&self, id: Vec<u8>, hash: HashAlg, message: Vec<u8>) -> Result<Vec<u8>> {
+        self.run(move |inner, s| {
+            let key = inner.handle(s, ObjectKind::Secret, &id)?;
+            s.sign(&hash.hmac(), key, &message)
+                .map_err(|e| TokenError::ck("C_Sign", e))
+        })
+        .await
+    }
+
+    /// Generate a key pair in the token as extractable session objects, read its components and
+    /// destroy the objects: the token's key generation for data key pairs.
+    pub async fn generate_exportable_pair(&self, spec: PairSpec) -> Result<ExportedPair> {
+        self.run(move |_, s| {
+            let (mech, public, private) = pair_templates(&spec, PairUse::Sign, false);
+            let (pub_h, priv_h) = s
+                .generate_key_pair(&mech, &public, &private)
+                .map_err(|e| TokenError::ck("C_GenerateKeyPair", e))?;
+            let pair = read_public(s, pub_h).and_then(|public| {
+                Ok(ExportedPair {
+                    public,
+                    private: read_private(s, priv_h)?,
+                })
+            });
+            for h in [priv_h, pub_h] {
+                if let Err(e) = s.destroy_object(h) {
+                    tracing::warn!(error = %e, "could not destroy a data key pair session object");
+                }
+            }
+            pair
+        })
+        .await
+    }
+
+    /// Test support: import a public key as a session object with this `CKA_ID`, so tests can
+    /// run the production verification path (`kms::verify_signature`) over published test
+    /// vectors. Never used by the server.
+    pub async fn import_public_key_for_tests(&self, id: Vec<u8>, key: PublicParts) -> Result<()> {
+        self.run(move |inner, s| {
+            let mut t = vec![
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::Token(false),
+                Attribute::Verify(true),
+                Attribute::Encrypt(true),
+                Attribute::Id(id.clone()),
+            ];
+            match key {
+                PublicParts::Rsa { modulus, exponent } => t.extend([
+                    Attribute::KeyType(KeyType::RSA),
+                    Attribute::Modulus(modulus),
+                    Attribute::PublicExponent(exponent),
+                ]),
+                PublicParts::Ec { params, point } => t.extend([
+                    Attribute::KeyType(KeyType::EC),
+                    Attribute::EcParams(params),
+                    Attribute::EcPoint(point),
+                ]),
+            }
+            let h = s
+                .create_object(&t)
+                .map_err(|e| TokenError::ck("C_CreateObject", e))?;
+            inner.cache_insert(ObjectKind::Public, id, h);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Test support: import an HMAC key as a session object with this `CKA_ID`, so tests can
+    /// run the production MAC verification path (`kms::verify_mac`). Never used by the server.
+    pub async fn import_hmac_key_for_tests(
+        &self,
+        id: Vec<u8>,
+        key: Zeroizing<Vec<u8>>,
+    ) -> Result<()> {
+        self.run(move |inner, s| {
+            let t = [
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::Token(false),
+                Attribute::Sign(true),
+                Attribute::Verify(true),
+                Attribute::Value(key.to_vec()),
+                Attribute::Id(id.clone()),
+            ];
+            let h = s
+                .create_object(&t)
+                .map_err(|e| TokenError::ck("C_CreateObject", e))?;
+            inner.cache_insert(ObjectKind::Secret, id, h);
+            Ok(())
+        })
+        .await
+    }
+}
