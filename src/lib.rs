@@ -158,12 +158,21 @@ pub async fn serve(
             )
         })?;
     let clock = Arc::new(OffsetClock::default());
-    let kms = Kms::new(token, store, clock.clone(), settings.quotas.clone());
+    let kms = Kms::new(
+        token,
+        store,
+        clock.clone(),
+        settings.quotas.clone(),
+        settings.token.module.clone(),
+    );
     let report = kms
         .reconcile()
         .await
         .context("reconciling store and token")?;
     tracing::info!(?report, "reconciled metadata store with token");
+    kms.restore_key_stores()
+        .await
+        .context("reconnecting custom key stores")?;
 
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("binding {}", settings.listen))?;

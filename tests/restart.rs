@@ -131,7 +131,8 @@ fn unfinished_key(id: uuid::Uuid) -> (KeyRecord, VersionRecord) {
         rotation_base: None,
         current_version: 1,
         policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#.into(),
-        revision: 0,
+                revision: 0,
+        custom_key_store_id: None,
     };
     let version = VersionRecord {
         key_id: id,

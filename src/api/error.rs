@@ -87,6 +87,16 @@ impl ApiError {
                 K::Tag(s) => (bad, "TagException", m(s)),
                 K::MalformedPolicyDocument(s) => (bad, "MalformedPolicyDocumentException", m(s)),
                 K::CustomKeyStoreNotFound(s) => (bad, "CustomKeyStoreNotFoundException", m(s)),
+                K::CustomKeyStoreInvalidState(s) => {
+                    (bad, "CustomKeyStoreInvalidStateException", m(s))
+                }
+                K::CustomKeyStoreNameInUse(s) => (bad, "CustomKeyStoreNameInUseException", m(s)),
+                K::CustomKeyStoreHasCMKs(s) => (bad, "CustomKeyStoreHasCMKsException", m(s)),
+                K::CloudHsmClusterInUse(s) => (bad, "CloudHsmClusterInUseException", m(s)),
+                K::CloudHsmClusterNotFound(s) => (bad, "CloudHsmClusterNotFoundException", m(s)),
+                K::CloudHsmClusterNotRelated(s) => {
+                    (bad, "CloudHsmClusterNotRelatedException", m(s))
+                }
                 K::Conflict(s) => (bad, "ConflictException", m(s)),
                 K::KeyUnavailable(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,

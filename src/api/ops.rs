@@ -83,6 +83,12 @@ operations!(
     ListRetirableGrants,
     RetireGrant,
     RevokeGrant,
+    CreateCustomKeyStore,
+    DescribeCustomKeyStores,
+    ConnectCustomKeyStore,
+    DisconnectCustomKeyStore,
+    UpdateCustomKeyStore,
+    DeleteCustomKeyStore,
     Sign,
     Verify,
     GetPublicKey,
@@ -115,10 +121,10 @@ fn key_metadata(k: &KeyInfo) -> Value {
         "KeyId": r.key_id.to_string(),
         "Arn": k.arn,
         "CreationDate": ts(r.created_at),
-        "Enabled": r.state == crate::model::KeyState::Enabled,
+                "Enabled": k.state == crate::model::KeyState::Enabled,
         "Description": r.description,
         "KeyUsage": r.key_usage.as_str(),
-        "KeyState": r.state.as_str(),
+                "KeyState": k.state.as_str(),
         "DeletionDate": r.deletion_date.map(ts),
         "Origin": r.origin.as_str(),
         "KeyManager": "CUSTOMER",
@@ -127,7 +133,9 @@ fn key_metadata(k: &KeyInfo) -> Value {
         "EncryptionAlgorithms": algorithms(r.key_spec.encryption_algorithms(r.key_usage), |a| a.as_str()),
         "SigningAlgorithms": algorithms(r.key_spec.signing_algorithms(r.key_usage), |a| a.as_str()),
         "MacAlgorithms": algorithms(&r.key_spec.mac_algorithms(r.key_usage), |a| a.as_str()),
-        "MultiRegion": false,
+                "MultiRegion": false,
+        "CustomKeyStoreId": r.custom_key_store_id,
+        "CloudHsmClusterId": k.cluster_id,
         "CurrentKeyMaterialId": (r.key_spec == KeySpec::SymmetricDefault).then_some(&k.current_material_id),
     })
 }
@@ -783,6 +791,76 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 "KeyPairSpec": spec.as_str(),
                 "KeyMaterialId": p.material_id,
             }))
+        }
+        O::CreateCustomKeyStore => {
+            let r: KeyStoreReq = parse(body)?;
+            let name = required(r.custom_key_store_name, "customKeyStoreName")?;
+            let id = kms
+                .create_custom_key_store(
+                    ctx,
+                    crate::kms::keystores::CreateKeyStoreInput {
+                        name,
+                        cluster_id: r.cloud_hsm_cluster_id,
+                        trust_anchor: r.trust_anchor_certificate,
+                        password: r.key_store_password,
+                        store_type: r.custom_key_store_type,
+                    },
+                )
+                .await?;
+            done(json!({ "CustomKeyStoreId": id }))
+        }
+        O::DescribeCustomKeyStores => {
+            let r: KeyStoreReq = parse(body)?;
+            marker(&r.marker)?;
+            let p = kms
+                .describe_custom_key_stores(
+                    ctx,
+                    r.custom_key_store_id.as_deref(),
+                    r.custom_key_store_name.as_deref(),
+                    r.limit,
+                    r.marker.as_deref(),
+                )
+                .await?;
+            let items = p
+                .items
+                .iter()
+                .map(|s| {
+                    json!({
+                        "CustomKeyStoreId": s.id,
+                        "CustomKeyStoreName": s.name,
+                        "CloudHsmClusterId": s.cluster_id,
+                        "TrustAnchorCertificate": s.trust_anchor,
+                        "ConnectionState": s.connection_state,
+                        "ConnectionErrorCode": s.connection_error,
+                        "CreationDate": ts(s.created_at),
+                        "CustomKeyStoreType": "AWS_CLOUDHSM",
+                    })
+                })
+                .collect();
+            done(page(items, "CustomKeyStores", p.next_marker))
+        }
+        O::ConnectCustomKeyStore | O::DisconnectCustomKeyStore | O::DeleteCustomKeyStore => {
+            let r: KeyStoreReq = parse(body)?;
+            let id = required(r.custom_key_store_id, "customKeyStoreId")?;
+            match op {
+                O::ConnectCustomKeyStore => kms.connect_custom_key_store(ctx, &id).await?,
+                O::DisconnectCustomKeyStore => kms.disconnect_custom_key_store(ctx, &id).await?,
+                _ => kms.delete_custom_key_store(ctx, &id).await?,
+            }
+            done(json!({}))
+        }
+        O::UpdateCustomKeyStore => {
+            let r: KeyStoreReq = parse(body)?;
+            let id = required(r.custom_key_store_id, "customKeyStoreId")?;
+            kms.update_custom_key_store(
+                ctx,
+                &id,
+                r.new_custom_key_store_name,
+                r.key_store_password,
+                r.cloud_hsm_cluster_id,
+            )
+            .await?;
+            done(json!({}))
         }
     }
 }

@@ -200,6 +200,26 @@ pub struct ConstraintsWire {
     pub source_arn: Option<String>,
 }
 
+/// The custom key store operations' members (KeyStorePassword decoded into a zeroizing string).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyStoreReq {
+    pub custom_key_store_id: Option<String>,
+    pub custom_key_store_name: Option<String>,
+    pub new_custom_key_store_name: Option<String>,
+    pub cloud_hsm_cluster_id: Option<String>,
+    pub trust_anchor_certificate: Option<String>,
+    #[serde(default, deserialize_with = "secret_string")]
+    pub key_store_password: Option<Zeroizing<String>>,
+    pub custom_key_store_type: Option<String>,
+    pub limit: Option<i64>,
+    pub marker: Option<String>,
+}
+
+fn secret_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<String>>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(Zeroizing::new))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListAliasesReq {

@@ -104,7 +104,7 @@ impl Kms {
             key_version: version,
         };
         let (iv, ct) = self
-            .token
+            .token_for(key)?
             .encrypt_gcm(
                 token_object_id(&key.key_id, version),
                 header.aad(enc_ctx),
@@ -166,7 +166,7 @@ impl Kms {
         }
         let aad = parsed.header.aad(enc_ctx);
         let pt = self
-            .token
+            .token_for(&key)?
             .decrypt_gcm(
                 token_object_id(&key.key_id, version),
                 parsed.iv,
@@ -314,15 +314,15 @@ impl Kms {
         custom_key_store_id: Option<&str>,
     ) -> Result<Zeroizing<Vec<u8>>> {
         self.authorize_account(ctx, "kms:GenerateRandom", "*", Default::default())?;
-        if let Some(id) = custom_key_store_id {
-            return Err(KmsError::CustomKeyStoreNotFound(format!(
-                "Custom key store {id} does not exist"
-            )));
-        }
         let n = number_of_bytes.ok_or_else(|| {
             KmsError::Validation("NumberOfBytes is required for GenerateRandom".into())
         })?;
-        Ok(self.token.random(random_len(n)?).await?)
+        let len = random_len(n)?;
+        let token = match custom_key_store_id {
+            Some(id) => self.connected_store(ctx, id).await?,
+            None => self.token.clone(),
+        };
+        Ok(token.random(len).await?)
     }
 }
 

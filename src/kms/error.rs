@@ -50,6 +50,18 @@ pub enum KmsError {
     #[error("{0}")]
     CustomKeyStoreNotFound(String),
     #[error("{0}")]
+    CustomKeyStoreInvalidState(String),
+    #[error("{0}")]
+    CustomKeyStoreNameInUse(String),
+    #[error("{0}")]
+    CustomKeyStoreHasCMKs(String),
+    #[error("{0}")]
+    CloudHsmClusterInUse(String),
+    #[error("{0}")]
+    CloudHsmClusterNotFound(String),
+    #[error("{0}")]
+    CloudHsmClusterNotRelated(String),
+    #[error("{0}")]
     Conflict(String),
     /// The token could not serve the key right now (device or session failure).
     #[error("token unavailable: {0}")]

@@ -38,6 +38,10 @@ pub struct KeyInfo {
     pub arn: String,
     pub record: KeyRecord,
     pub current_material_id: String,
+    /// The state as callers see it (Unavailable while the key's custom key store is disconnected).
+    pub state: KeyState,
+    /// For keys in a custom key store: the token label (CloudHsmClusterId).
+    pub cluster_id: Option<String>,
 }
 
 impl KeyInfo {
@@ -45,6 +49,8 @@ impl KeyInfo {
         KeyInfo {
             arn: record.arn(),
             current_material_id: material_id(&record.key_id, record.current_version as u32),
+            state: record.state,
+            cluster_id: None,
             record,
         }
     }
@@ -143,18 +149,44 @@ impl Kms {
                     .into(),
             ));
         }
-        if let Some(id) = &input.custom_key_store_id {
-            return Err(KmsError::CustomKeyStoreNotFound(format!(
-                "Custom key store {id} does not exist"
-            )));
-        }
+        let store_token = match &input.custom_key_store_id {
+            Some(id) => {
+                if spec != KeySpec::SymmetricDefault
+                    || input
+                        .key_usage
+                        .is_some_and(|u| u != KeyUsage::EncryptDecrypt)
+                {
+                    return Err(KmsError::UnsupportedOperation(
+                        "Keys in a custom key store must be SYMMETRIC_DEFAULT ENCRYPT_DECRYPT keys"
+                            .into(),
+                    ));
+                }
+                if input.origin.is_some_and(|o| o != Origin::AwsCloudHsm) {
+                    return Err(KmsError::Validation(
+                        "Keys in a custom key store must have Origin AWS_CLOUDHSM".into(),
+                    ));
+                }
+                Some(self.connected_store(ctx, id).await?)
+            }
+            None if origin == Origin::AwsCloudHsm => {
+                return Err(KmsError::Validation(
+                    "Origin AWS_CLOUDHSM needs a CustomKeyStoreId".into(),
+                ))
+            }
+            None => None,
+        };
+        let origin = if store_token.is_some() {
+            Origin::AwsCloudHsm
+        } else {
+            origin
+        };
         if input.multi_region {
             return Err(KmsError::UnsupportedOperation(
                 "Multi-Region keys are not supported by this key store".into(),
             ));
         }
         let (usage, material) = plan_material(self.capabilities(), spec, input.key_usage)?;
-        if origin != Origin::AwsKms {
+        if !matches!(origin, Origin::AwsKms | Origin::AwsCloudHsm) {
             return Err(KmsError::UnsupportedOperation(format!(
                 "Origin {origin} is not supported yet; use AWS_KMS"
             )));
@@ -193,6 +225,7 @@ impl Kms {
             current_version: 1,
             policy,
             revision: 0,
+            custom_key_store_id: input.custom_key_store_id.clone(),
         };
         if let Some(parsed) = &parsed {
             if !input.bypass_policy_lockout_safety_check
@@ -213,10 +246,17 @@ impl Kms {
         };
         // Intent first, then material, then completion: see reconcile.rs.
         self.store.insert_key(&key, &version, &input.tags).await?;
-        if let Err(e) = self
-            .generate_material(material, object_id, token_object_label(&key_id, 1), spec)
-            .await
-        {
+        let made = match &store_token {
+            Some(t) => t
+                .generate_aes_key(object_id, token_object_label(&key_id, 1))
+                .await
+                .map_err(KmsError::from),
+            None => {
+                self.generate_material(material, object_id, token_object_label(&key_id, 1), spec)
+                    .await
+            }
+        };
+        if let Err(e) = made {
             if let Err(undo) = self.store.delete_unfinished_key(key_id).await {
                 tracing::error!(%key_id, error = %undo, "could not undo unfinished key; reconciliation will");
             }
@@ -225,12 +265,28 @@ impl Kms {
         key.state = KeyState::Enabled;
         self.store.activate_version(&key, 1).await?;
         key.revision += 1;
-        Ok(KeyInfo::new(key))
+        self.key_info(key).await
+    }
+
+    /// KeyInfo with the state callers see and, for custom key store keys, the cluster id.
+    async fn key_info(&self, record: KeyRecord) -> Result<KeyInfo> {
+        let mut info = KeyInfo::new(record);
+        info.state = self.visible_state(&info.record);
+        if let Some(id) = &info.record.custom_key_store_id {
+            info.cluster_id = self
+                .store
+                .key_stores()
+                .await?
+                .into_iter()
+                .find(|s| &s.id == id)
+                .map(|s| s.cluster_id);
+        }
+        Ok(info)
     }
 
     pub async fn describe_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<KeyInfo> {
         let k = self.resolve(ctx, key, Op::new("kms:DescribeKey")).await?;
-        Ok(KeyInfo::new(k.into_record()))
+        self.key_info(k.into_record()).await
     }
 
     pub async fn list_keys(

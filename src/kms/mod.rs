@@ -18,8 +18,9 @@ mod asymmetric;
 mod crypto;
 mod grants;
 mod keys;
-pub mod quota;
+pub mod keystores;
 mod oaep;
+pub mod quota;
 mod reconcile;
 mod rotation;
 pub mod scheduler;
@@ -115,6 +116,7 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     policies: authz::PolicyCache,
     quotas: quota::Quotas,
+    key_stores: keystores::KeyStores,
 }
 
 /// Prefix of every token object label this service creates.
@@ -128,6 +130,7 @@ impl Kms {
         store: Arc<dyn MetadataStore>,
         clock: Arc<dyn Clock>,
         quotas: quota::QuotaSettings,
+        module: std::path::PathBuf,
     ) -> Kms {
         Kms {
             token,
@@ -135,6 +138,7 @@ impl Kms {
             clock,
             policies: authz::PolicyCache::default(),
             quotas: quota::Quotas::new(quotas),
+            key_stores: keystores::KeyStores::new(module),
         }
     }
 

@@ -185,12 +185,15 @@ impl Kms {
     }
 
     async fn destroy_material(&self, key_id: Uuid) -> super::Result<usize> {
+        let Some(key) = self.store.get_key(key_id).await? else {
+            return Ok(0);
+        };
+        // A disconnected custom key store keeps the material until it is connected again.
+        let token = self.token_for(&key)?;
         let mut n = 0;
         for v in self.store.versions(key_id).await? {
             let version = u32::try_from(v.version).unwrap_or(u32::MAX);
-            self.token
-                .destroy(token_object_id(&key_id, version))
-                .await?;
+            token.destroy(token_object_id(&key_id, version)).await?;
             self.store.delete_version(key_id, v.version).await?;
             n += 1;
         }

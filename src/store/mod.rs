@@ -54,6 +54,8 @@ pub struct KeyRecord {
     pub policy: String,
     /// Incremented on every update; updates are compare-and-swap on it.
     pub revision: i64,
+    /// The custom key store (another token) holding the material; None = the default token.
+    pub custom_key_store_id: Option<String>,
 }
 
 impl KeyRecord {
@@ -163,6 +165,23 @@ pub struct GrantRecord {
     pub created_at: Millis,
 }
 
+/// A custom key store: another PKCS#11 token (AWS_CLOUDHSM semantics mapped onto a token:
+/// the cluster id is the token label, the key store password is its user PIN, sealed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomKeyStoreRecord {
+    pub id: String,
+    pub region: String,
+    pub account: String,
+    pub name: String,
+    pub cluster_id: String,
+    pub trust_anchor: String,
+    pub sealed_password: Vec<u8>,
+    /// DISCONNECTED, CONNECTED or FAILED (the desired/last state, restored at start-up).
+    pub connection_state: String,
+    pub connection_error: Option<String>,
+    pub created_at: Millis,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Insert a new key in state `Creating` with its first (pending) version and tags, atomically.
@@ -251,6 +270,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn tombstone_key(&self, key: &KeyRecord) -> Result<()>;
     /// Forget a version whose token object has been destroyed.
     async fn delete_version(&self, key_id: Uuid, version: i64) -> Result<()>;
+
+    async fn insert_key_store(&self, s: &CustomKeyStoreRecord) -> Result<()>;
+    async fn update_key_store(&self, s: &CustomKeyStoreRecord) -> Result<()>;
+    async fn delete_key_store(&self, id: &str) -> Result<bool>;
+    async fn key_stores(&self) -> Result<Vec<CustomKeyStoreRecord>>;
+    /// Keys (not yet deleted) whose material lives in a custom key store.
+    async fn count_keys_in_store(&self, id: &str) -> Result<i64>;
 
     /// Is the store reachable?
     async fn ping(&self) -> Result<()>;

@@ -13,8 +13,9 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{
-    AccessKeyRecord, AliasRecord, GrantRecord, IdentityPolicyRecord, KeyRecord, MetadataStore,
-    PrincipalKind, PrincipalRecord, Result, StoreError, TagRecord, VersionRecord,
+    AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord, IdentityPolicyRecord,
+    KeyRecord, MetadataStore, PrincipalKind, PrincipalRecord, Result, StoreError, TagRecord,
+    VersionRecord,
 };
 use crate::model::{KeySpec, KeyState, KeyUsage, Origin, RotationType};
 
@@ -39,6 +40,20 @@ CREATE TABLE IF NOT EXISTS keys (
     revision INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS keys_by_scope ON keys(region, account, key_id);
+CREATE TABLE IF NOT EXISTS custom_key_stores (
+    id TEXT PRIMARY KEY,
+    region TEXT NOT NULL,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    cluster_id TEXT NOT NULL,
+    trust_anchor TEXT NOT NULL,
+    sealed_password BLOB NOT NULL,
+    connection_state TEXT NOT NULL,
+    connection_error TEXT,
+    created_at INTEGER NOT NULL,
+    UNIQUE (region, account, name),
+    UNIQUE (cluster_id)
+);
 CREATE TABLE IF NOT EXISTS key_versions (
     key_id TEXT NOT NULL REFERENCES keys(key_id),
     version INTEGER NOT NULL,
@@ -102,7 +117,7 @@ CREATE TABLE IF NOT EXISTS tags (
 
 const KEY_COLUMNS: &str = "key_id, region, account, description, key_spec, key_usage, origin, \
      state, created_at, deletion_date, pending_window_days, rotation_enabled, \
-     rotation_period_days, rotation_base, current_version, policy, revision";
+     rotation_period_days, rotation_base, current_version, policy, revision, custom_key_store_id";
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -123,6 +138,18 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        // Columns added after the first release of the schema.
+        let cols: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('keys')")
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>("name").ok())
+            .collect();
+        if !cols.iter().any(|c| c == "custom_key_store_id") {
+            sqlx::query("ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT")
+                .execute(&pool)
+                .await?;
+        }
         Ok(SqliteStore { pool })
     }
 }
@@ -164,6 +191,7 @@ fn key_from_row(row: &SqliteRow) -> Result<KeyRecord> {
         current_version: row.try_get("current_version")?,
         policy: row.try_get("policy")?,
         revision: row.try_get("revision")?,
+        custom_key_store_id: row.try_get("custom_key_store_id")?,
     })
 }
 
@@ -280,7 +308,7 @@ impl MetadataStore for SqliteStore {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(k.key_id.to_string())
         .bind(&k.region)
@@ -298,7 +326,8 @@ impl MetadataStore for SqliteStore {
         .bind(k.rotation_base)
         .bind(k.current_version)
         .bind(&k.policy)
-        .bind(k.revision)
+                .bind(k.revision)
+        .bind(&k.custom_key_store_id)
         .execute(&mut *tx)
         .await
         .map_err(map_unique)?;
@@ -412,9 +441,12 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn all_token_object_ids(&self) -> Result<Vec<Vec<u8>>> {
-        let rows = sqlx::query("SELECT token_object_id FROM key_versions")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT v.token_object_id FROM key_versions v JOIN keys k ON k.key_id = v.key_id \
+             WHERE k.custom_key_store_id IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| r.try_get("token_object_id").map_err(StoreError::from))
             .collect()
@@ -807,6 +839,89 @@ impl MetadataStore for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn insert_key_store(&self, s: &CustomKeyStoreRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO custom_key_stores (id, region, account, name, cluster_id, trust_anchor, \
+             sealed_password, connection_state, connection_error, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.region)
+        .bind(&s.account)
+        .bind(&s.name)
+        .bind(&s.cluster_id)
+        .bind(&s.trust_anchor)
+        .bind(&s.sealed_password)
+        .bind(&s.connection_state)
+        .bind(&s.connection_error)
+        .bind(s.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        Ok(())
+    }
+
+    async fn update_key_store(&self, s: &CustomKeyStoreRecord) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE custom_key_stores SET name = ?, cluster_id = ?, sealed_password = ?, \
+             connection_state = ?, connection_error = ? WHERE id = ?",
+        )
+        .bind(&s.name)
+        .bind(&s.cluster_id)
+        .bind(&s.sealed_password)
+        .bind(&s.connection_state)
+        .bind(&s.connection_error)
+        .bind(&s.id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    async fn delete_key_store(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM custom_key_stores WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn key_stores(&self) -> Result<Vec<CustomKeyStoreRecord>> {
+        let rows = sqlx::query("SELECT * FROM custom_key_stores ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CustomKeyStoreRecord {
+                    id: r.try_get("id")?,
+                    region: r.try_get("region")?,
+                    account: r.try_get("account")?,
+                    name: r.try_get("name")?,
+                    cluster_id: r.try_get("cluster_id")?,
+                    trust_anchor: r.try_get("trust_anchor")?,
+                    sealed_password: r.try_get("sealed_password")?,
+                    connection_state: r.try_get("connection_state")?,
+                    connection_error: r.try_get("connection_error")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn count_keys_in_store(&self, id: &str) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM keys WHERE custom_key_store_id = ? AND state != 'Deleted'",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
     }
 
     async fn ping(&self) -> Result<()> {

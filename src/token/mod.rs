@@ -189,6 +189,27 @@ impl Token {
         })
     }
 
+    /// Is an initialized token with this label reachable through `module`? (Blocking.)
+    pub fn label_exists(module: &std::path::Path, label: &str) -> Result<bool> {
+        let ctx = Pkcs11::new(module).map_err(|e| TokenError::ck("C_LoadModule", e))?;
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(TokenError::ck("C_Initialize", e)),
+        }
+        let slots = ctx
+            .get_slots_with_initialized_token()
+            .map_err(|e| TokenError::ck("C_GetSlotList", e))?;
+        for slot in slots {
+            let info = ctx
+                .get_token_info(slot)
+                .map_err(|e| TokenError::ck("C_GetTokenInfo", e))?;
+            if info.label().trim_end() == label {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub fn label(&self) -> &str {
         &self.inner.label
     }
@@ -386,10 +407,12 @@ impl Token {
 
     /// Does key material (a secret or private key) with this `CKA_ID` exist?
     pub async fn exists(&self, id: Vec<u8>) -> Result<bool> {
-        self.run_named("find_objects", move |inner, s| match inner.material(s, &id) {
-            Ok(_) => Ok(true),
-            Err(TokenError::ObjectNotFound(_)) => Ok(false),
-            Err(e) => Err(e),
+        self.run_named("find_objects", move |inner, s| {
+            match inner.material(s, &id) {
+                Ok(_) => Ok(true),
+                Err(TokenError::ObjectNotFound(_)) => Ok(false),
+                Err(e) => Err(e),
+            }
         })
         .await
     }

@@ -93,6 +93,29 @@ impl TestDir {
             .expect("open the test token")
     }
 
+    /// Initialize another token (another "cluster") in this directory's SoftHSM store.
+    pub fn add_token(&self, label: &str, pin: &str) {
+        let out = Command::new("softhsm2-util")
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                pin,
+            ])
+            .env("SOFTHSM2_CONF", self.softhsm_conf())
+            .output()
+            .expect("run softhsm2-util");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Environment for a `kms-bridge` process on this directory's token and data.
     pub fn configure(&self, cmd: &mut Command) {
         let creds = self.path.join("bootstrap.env");

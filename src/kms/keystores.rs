@@ -1,0 +1,487 @@
+//! Custom key stores: further PKCS#11 tokens, managed with the AWS custom key store API using
+//! AWS_CLOUDHSM semantics mapped onto a token — `CloudHsmClusterId` is the token label,
+//! `KeyStorePassword` the token user PIN (stored sealed by the token-held credential key),
+//! `TrustAnchorCertificate` accepted and stored. Keys created with `CustomKeyStoreId` live in
+//! that token; while the store is disconnected they are `Unavailable`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::{page_limit, Kms, KmsError, Page, RequestContext, Result};
+use crate::store::{CustomKeyStoreRecord, KeyRecord, StoreError};
+use crate::token::{Token, TokenConfig, TokenError, GCM_IV_LEN};
+
+pub const MAX_KEY_STORES: usize = 10;
+const CONNECTED: &str = "CONNECTED";
+const DISCONNECTED: &str = "DISCONNECTED";
+const FAILED: &str = "FAILED";
+
+/// Connected custom key stores and the module their tokens are reached through.
+pub struct KeyStores {
+    module: PathBuf,
+    tokens: RwLock<HashMap<String, Token>>,
+}
+
+impl KeyStores {
+    pub fn new(module: PathBuf) -> KeyStores {
+        KeyStores {
+            module,
+            tokens: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Token> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+}
+
+pub struct CreateKeyStoreInput {
+    pub name: String,
+    pub cluster_id: Option<String>,
+    pub trust_anchor: Option<String>,
+    pub password: Option<Zeroizing<String>>,
+    pub store_type: Option<String>,
+}
+
+fn valid_cluster_id(s: &str) -> bool {
+    s.strip_prefix("cluster-").is_some_and(|r| {
+        (11..=16).contains(&r.len())
+            && r.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)
+            })
+    })
+}
+
+fn seal_aad(id: &str) -> Vec<u8> {
+    let mut aad = b"kms-bridge key store password\0".to_vec();
+    aad.extend_from_slice(id.as_bytes());
+    aad
+}
+
+fn not_found(id: &str) -> KmsError {
+    KmsError::CustomKeyStoreNotFound(format!("Custom key store {id} does not exist"))
+}
+
+impl Kms {
+    /// The token holding a key's material: the default one, or its connected custom store.
+    pub(crate) fn token_for(&self, key: &KeyRecord) -> Result<Token> {
+        match &key.custom_key_store_id {
+            None => Ok(self.token.clone()),
+            Some(id) => self
+                .key_stores
+                .get(id)
+                .ok_or_else(|| KmsError::InvalidState(format!("{} is unavailable.", key.arn()))),
+        }
+    }
+
+    /// The key state as the caller sees it: keys of a disconnected store are Unavailable.
+    pub fn visible_state(&self, key: &KeyRecord) -> crate::model::KeyState {
+        use crate::model::KeyState;
+        match (&key.custom_key_store_id, key.state) {
+            (Some(id), s)
+                if s != KeyState::PendingDeletion && self.key_stores.get(id).is_none() =>
+            {
+                KeyState::Unavailable
+            }
+            (_, s) => s,
+        }
+    }
+
+    async fn store_record(&self, ctx: &RequestContext, id: &str) -> Result<CustomKeyStoreRecord> {
+        self.store
+            .key_stores()
+            .await?
+            .into_iter()
+            .find(|s| s.id == id && s.region == ctx.region && s.account == ctx.account)
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// A connected custom key store's token, for CreateKey / GenerateRandom.
+    pub(crate) async fn connected_store(&self, ctx: &RequestContext, id: &str) -> Result<Token> {
+        let rec = self.store_record(ctx, id).await?;
+        self.key_stores.get(&rec.id).ok_or_else(|| {
+            KmsError::CustomKeyStoreInvalidState(format!(
+                "Custom key store {id} is not connected (state {})",
+                rec.connection_state
+            ))
+        })
+    }
+
+    async fn seal_password(&self, id: &str, password: &str) -> Result<Vec<u8>> {
+        let (iv, ct) = self
+            .token
+            .encrypt_gcm(
+                crate::auth::principals::SEAL_KEY_ID.to_vec(),
+                seal_aad(id),
+                Zeroizing::new(password.as_bytes().to_vec()),
+            )
+            .await?;
+        let mut out = iv.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    async fn unseal_password(&self, id: &str, sealed: &[u8]) -> Result<SecretString> {
+        if sealed.len() <= GCM_IV_LEN {
+            return Err(KmsError::Internal(format!(
+                "sealed password of {id} is corrupt"
+            )));
+        }
+        let mut iv = [0u8; GCM_IV_LEN];
+        iv.copy_from_slice(&sealed[..GCM_IV_LEN]);
+        let pt = self
+            .token
+            .decrypt_gcm(
+                crate::auth::principals::SEAL_KEY_ID.to_vec(),
+                iv,
+                seal_aad(id),
+                sealed[GCM_IV_LEN..].to_vec(),
+            )
+            .await?;
+        let s = String::from_utf8(pt.to_vec())
+            .map_err(|_| KmsError::Internal(format!("sealed password of {id} is corrupt")))?;
+        Ok(SecretString::from(s))
+    }
+
+    /// Open the store's token; on failure the AWS connection error code.
+    async fn connect_token(
+        &self,
+        rec: &CustomKeyStoreRecord,
+    ) -> std::result::Result<Token, &'static str> {
+        let pin = self
+            .unseal_password(&rec.id, &rec.sealed_password)
+            .await
+            .map_err(|_| "INTERNAL_ERROR")?;
+        let cfg = TokenConfig {
+            module: self.key_stores.module.clone(),
+            label: rec.cluster_id.clone(),
+            pin,
+        };
+        let opened = tokio::task::spawn_blocking(move || Token::open(&cfg))
+            .await
+            .map_err(|_| "INTERNAL_ERROR")?;
+        match opened {
+            Ok(t) => {
+                t.load_objects().await.map_err(|_| "INTERNAL_ERROR")?;
+                Ok(t)
+            }
+            Err(TokenError::TokenNotFound(_)) => Err("CLUSTER_NOT_FOUND"),
+            Err(e) => match e.rv() {
+                Some(cryptoki::error::RvError::PinIncorrect) => Err("INVALID_CREDENTIALS"),
+                Some(cryptoki::error::RvError::PinLocked) => Err("USER_LOCKED_OUT"),
+                Some(_) => Err("NETWORK_ERRORS"),
+                None => Err("INTERNAL_ERROR"),
+            },
+        }
+    }
+
+    /// Does a token with this label exist (cluster found)?
+    async fn token_label_exists(&self, label: &str) -> Result<bool> {
+        let module = self.key_stores.module.clone();
+        let label = label.to_owned();
+        tokio::task::spawn_blocking(move || Token::label_exists(&module, &label))
+            .await
+            .map_err(|e| KmsError::Internal(e.to_string()))?
+            .map_err(KmsError::from)
+    }
+
+    /// Reconnect the stores that were connected before a restart.
+    pub async fn restore_key_stores(&self) -> Result<()> {
+        for rec in self.store.key_stores().await? {
+            if rec.connection_state == CONNECTED {
+                match self.connect_token(&rec).await {
+                    Ok(t) => {
+                        self.key_stores
+                            .tokens
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(rec.id.clone(), t);
+                    }
+                    Err(code) => {
+                        tracing::warn!(store = %rec.id, code, "custom key store did not reconnect");
+                        let mut r = rec.clone();
+                        r.connection_state = FAILED.into();
+                        r.connection_error = Some(code.into());
+                        self.store.update_key_store(&r).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_custom_key_store(
+        &self,
+        ctx: &RequestContext,
+        input: CreateKeyStoreInput,
+    ) -> Result<String> {
+        self.authorize_account(ctx, "kms:CreateCustomKeyStore", "*", Default::default())?;
+        match input.store_type.as_deref() {
+            None | Some("AWS_CLOUDHSM") => {}
+            Some(other) => {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "Custom key store type {other} is not supported; this server maps AWS_CLOUDHSM key stores onto PKCS#11 tokens"
+                )))
+            }
+        }
+        if input.name.is_empty() || input.name.chars().count() > 256 {
+            return Err(KmsError::Validation(
+                "CustomKeyStoreName must be 1 to 256 characters".into(),
+            ));
+        }
+        let cluster = input.cluster_id.ok_or_else(|| {
+            KmsError::Validation("CloudHsmClusterId is required for AWS_CLOUDHSM key stores".into())
+        })?;
+        if !valid_cluster_id(&cluster) {
+            return Err(KmsError::Validation(format!(
+                "CloudHsmClusterId {cluster:?} must match cluster-[2-7a-zA-Z]{{11,16}} (it names the token label)"
+            )));
+        }
+        let password = input.password.ok_or_else(|| {
+            KmsError::Validation("KeyStorePassword is required for AWS_CLOUDHSM key stores".into())
+        })?;
+        if !(7..=32).contains(&password.chars().count()) {
+            return Err(KmsError::Validation(
+                "KeyStorePassword must be 7 to 32 characters".into(),
+            ));
+        }
+        let trust_anchor = input.trust_anchor.ok_or_else(|| {
+            KmsError::Validation(
+                "TrustAnchorCertificate is required for AWS_CLOUDHSM key stores".into(),
+            )
+        })?;
+        let existing = self.store.key_stores().await?;
+        if existing
+            .iter()
+            .any(|s| s.name == input.name && s.region == ctx.region && s.account == ctx.account)
+        {
+            return Err(KmsError::CustomKeyStoreNameInUse(format!(
+                "A custom key store named {} already exists",
+                input.name
+            )));
+        }
+        if existing.iter().any(|s| s.cluster_id == cluster) {
+            return Err(KmsError::CloudHsmClusterInUse(format!(
+                "Cluster {cluster} is already used by another custom key store"
+            )));
+        }
+        if existing
+            .iter()
+            .filter(|s| s.region == ctx.region && s.account == ctx.account)
+            .count()
+            >= MAX_KEY_STORES
+        {
+            return Err(KmsError::LimitExceeded(format!(
+                "An account can have at most {MAX_KEY_STORES} custom key stores"
+            )));
+        }
+        if !self.token_label_exists(&cluster).await? {
+            return Err(KmsError::CloudHsmClusterNotFound(format!(
+                "No token labelled {cluster} is present"
+            )));
+        }
+        let id = format!(
+            "cks-{}",
+            &hex::encode(self.token.random(9).await?.as_slice())[..17]
+        );
+        let rec = CustomKeyStoreRecord {
+            id: id.clone(),
+            region: ctx.region.clone(),
+            account: ctx.account.clone(),
+            name: input.name,
+            cluster_id: cluster,
+            trust_anchor,
+            sealed_password: self.seal_password(&id, &password).await?,
+            connection_state: DISCONNECTED.into(),
+            connection_error: None,
+            created_at: self.now(),
+        };
+        match self.store.insert_key_store(&rec).await {
+            Ok(()) => Ok(id),
+            Err(StoreError::AlreadyExists) => Err(KmsError::CustomKeyStoreNameInUse(
+                "The name or cluster is already used by another custom key store".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn describe_custom_key_stores(
+        &self,
+        ctx: &RequestContext,
+        id: Option<&str>,
+        name: Option<&str>,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<CustomKeyStoreRecord>> {
+        self.authorize_account(ctx, "kms:DescribeCustomKeyStores", "*", Default::default())?;
+        if id.is_some() && name.is_some() {
+            return Err(KmsError::Validation(
+                "Specify CustomKeyStoreId or CustomKeyStoreName, not both".into(),
+            ));
+        }
+        let limit = page_limit(limit, 1000, 100)? as usize;
+        let mut all: Vec<CustomKeyStoreRecord> = self
+            .store
+            .key_stores()
+            .await?
+            .into_iter()
+            .filter(|s| s.region == ctx.region && s.account == ctx.account)
+            .filter(|s| id.is_none_or(|i| s.id == i) && name.is_none_or(|n| s.name == n))
+            .collect();
+        if all.is_empty() {
+            if let Some(missing) = id.or(name) {
+                return Err(not_found(missing));
+            }
+        }
+        for s in &mut all {
+            // The live connection decides; FAILED keeps its error code.
+            if self.key_stores.get(&s.id).is_some() {
+                s.connection_state = CONNECTED.into();
+            } else if s.connection_state == CONNECTED {
+                s.connection_state = DISCONNECTED.into();
+            }
+        }
+        let start = match marker {
+            Some(m) => {
+                all.iter()
+                    .position(|s| s.id == m)
+                    .ok_or_else(|| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?
+                    + 1
+            }
+            None => 0,
+        };
+        let rest = &all[start.min(all.len())..];
+        let items: Vec<CustomKeyStoreRecord> = rest.iter().take(limit).cloned().collect();
+        let next_marker = (rest.len() > limit)
+            .then(|| items.last().map(|s| s.id.clone()))
+            .flatten();
+        Ok(Page { items, next_marker })
+    }
+
+    pub async fn connect_custom_key_store(&self, ctx: &RequestContext, id: &str) -> Result<()> {
+        self.authorize_account(ctx, "kms:ConnectCustomKeyStore", "*", Default::default())?;
+        let mut rec = self.store_record(ctx, id).await?;
+        if self.key_stores.get(id).is_some() {
+            return Ok(());
+        }
+        if rec.connection_state == FAILED {
+            return Err(KmsError::CustomKeyStoreInvalidState(format!(
+                "Custom key store {id} is FAILED ({}); disconnect it before connecting again",
+                rec.connection_error.as_deref().unwrap_or("unknown error")
+            )));
+        }
+        match self.connect_token(&rec).await {
+            Ok(t) => {
+                self.key_stores
+                    .tokens
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(rec.id.clone(), t);
+                rec.connection_state = CONNECTED.into();
+                rec.connection_error = None;
+            }
+            Err(code) => {
+                tracing::warn!(store = %id, code, "custom key store connection failed");
+                rec.connection_state = FAILED.into();
+                rec.connection_error = Some(code.into());
+            }
+        }
+        self.store.update_key_store(&rec).await?;
+        Ok(())
+    }
+
+    pub async fn disconnect_custom_key_store(&self, ctx: &RequestContext, id: &str) -> Result<()> {
+        self.authorize_account(ctx, "kms:DisconnectCustomKeyStore", "*", Default::default())?;
+        let mut rec = self.store_record(ctx, id).await?;
+        let was = self
+            .key_stores
+            .tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        if was.is_none() && rec.connection_state != FAILED {
+            return Err(KmsError::CustomKeyStoreInvalidState(format!(
+                "Custom key store {id} is already disconnected"
+            )));
+        }
+        rec.connection_state = DISCONNECTED.into();
+        rec.connection_error = None;
+        self.store.update_key_store(&rec).await?;
+        Ok(())
+    }
+
+    pub async fn update_custom_key_store(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        new_name: Option<String>,
+        password: Option<Zeroizing<String>>,
+        cluster_id: Option<String>,
+    ) -> Result<()> {
+        self.authorize_account(ctx, "kms:UpdateCustomKeyStore", "*", Default::default())?;
+        let mut rec = self.store_record(ctx, id).await?;
+        let connected = self.key_stores.get(id).is_some();
+        if connected && (password.is_some() || cluster_id.is_some()) {
+            return Err(KmsError::CustomKeyStoreInvalidState(format!(
+                "Disconnect custom key store {id} before changing its password or cluster"
+            )));
+        }
+        if let Some(n) = new_name {
+            if n.is_empty() || n.chars().count() > 256 {
+                return Err(KmsError::Validation(
+                    "NewCustomKeyStoreName must be 1 to 256 characters".into(),
+                ));
+            }
+            rec.name = n;
+        }
+        if let Some(p) = password {
+            if !(7..=32).contains(&p.chars().count()) {
+                return Err(KmsError::Validation(
+                    "KeyStorePassword must be 7 to 32 characters".into(),
+                ));
+            }
+            rec.sealed_password = self.seal_password(id, &p).await?;
+        }
+        if let Some(c) = cluster_id {
+            if c != rec.cluster_id {
+                // A different token cannot hold this store's keys (AWS: not related).
+                return Err(KmsError::CloudHsmClusterNotRelated(format!(
+                    "Cluster {c} is not related to {}: it does not hold this store's keys",
+                    rec.cluster_id
+                )));
+            }
+        }
+        match self.store.update_key_store(&rec).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists) => Err(KmsError::CustomKeyStoreNameInUse(
+                "Another custom key store has that name".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn delete_custom_key_store(&self, ctx: &RequestContext, id: &str) -> Result<()> {
+        self.authorize_account(ctx, "kms:DeleteCustomKeyStore", "*", Default::default())?;
+        let rec = self.store_record(ctx, id).await?;
+        if self.key_stores.get(id).is_some() {
+            return Err(KmsError::CustomKeyStoreInvalidState(format!(
+                "Disconnect custom key store {id} before deleting it"
+            )));
+        }
+        if self.store.count_keys_in_store(id).await? > 0 {
+            return Err(KmsError::CustomKeyStoreHasCMKs(format!(
+                "Custom key store {id} still has KMS keys; delete them first"
+            )));
+        }
+        self.store.delete_key_store(&rec.id).await?;
+        Ok(())
+    }
+}
