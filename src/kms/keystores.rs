@@ -334,7 +334,7 @@ impl Kms {
             .await?
             .into_iter()
             .filter(|s| s.region == ctx.region && s.account == ctx.account)
-            .filter(|s| id.is_none_or(|i| s.id == i) && name.is_none_or(|n| s.name == n))
+            .filter(|s| id.map_or(true, |i| s.id == i) && name.map_or(true, |n| s.name == n))
             .collect();
         if all.is_empty() {
             if let Some(missing) = id.or(name) {
