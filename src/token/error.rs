@@ -36,6 +36,9 @@ pub enum TokenError {
     ObjectNotFound(String),
     #[error("blocking token task failed: {0}")]
     Join(String),
+    /// A ceiling measurement (`token::ceiling`) could not run or record.
+    #[error("token ceiling measurement: {0}")]
+    Ceiling(&'static str),
 }
 
 impl TokenError {
@@ -49,7 +52,7 @@ impl TokenError {
             TokenError::Pkcs11 { kind, .. } => *kind,
             TokenError::TokenNotFound(_) => FaultKind::Config,
             TokenError::ObjectNotFound(_) => FaultKind::ObjectMissing,
-            TokenError::Join(_) => FaultKind::Other,
+            TokenError::Join(_) | TokenError::Ceiling(_) => FaultKind::Other,
         }
     }
 

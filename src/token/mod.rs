@@ -8,8 +8,10 @@
 //!   cache miss for an object the store says exists, never per request.
 //! - Secret keys are created `CKA_SENSITIVE=true`, `CKA_EXTRACTABLE=false`, `CKA_PRIVATE=true`.
 
+mod ceiling;
 mod error;
 
+pub use ceiling::{CeilingOp, CeilingResult};
 pub use error::{FaultKind, TokenError};
 
 use std::collections::HashMap;
