@@ -3,9 +3,11 @@
 //! Layers (each the only one that touches its concern):
 //! `api` (HTTP/JSON protocol) → `auth` (who is calling) → `kms` (the domain) →
 //! `token` (every cryptoki call) and `store` (metadata, never key material).
+//! `bench` is a client of the API (the load generator) beside the token's raw ceiling.
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod kms;
 pub mod model;

@@ -23,6 +23,8 @@ enum Command {
         #[arg(long, env = "KMS_BRIDGE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Drive a KMS endpoint with signed requests and compare with the raw token ceiling.
+    Bench(Box<kms_bridge::bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,29 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(args) => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("kms-bridge bench: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(kms_bridge::bench::cli(&args)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("kms-bridge bench: errors on supported operations (see above)");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("kms-bridge bench: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config } => {
             let settings = match kms_bridge::config::Settings::load(config.as_deref()) {
                 Ok(s) => s,
