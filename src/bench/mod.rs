@@ -210,8 +210,16 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     };
 
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     for op in ops {
-        let raw_figure = raw.figure(op).await?;
+        let raw_figure = match raw.figure(op).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(op = op.label(), error = %format!("{e:#}"), "raw ceiling failed");
+                notes.push(format!("{}: raw ceiling failed: {e:#}", op.label()));
+                None
+            }
+        };
         tracing::info!(op = op.label(), "driving the server");
         let outcome = match fixtures.workload(op).await {
             Ok(Some(w)) => {
@@ -269,6 +277,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         peers,
         settings,
         machine: report::Machine::describe(),
+        notes,
     })
 }
 

@@ -49,6 +49,8 @@ pub struct Report {
     pub peers: Vec<PeerRow>,
     pub settings: Vec<(String, String)>,
     pub machine: Machine,
+    /// Problems outside the server runs (e.g. a raw measurement that failed).
+    pub notes: Vec<String>,
 }
 
 impl Outcome {
@@ -92,20 +94,23 @@ impl Report {
     }
 
     fn main_table(&self) -> Table {
-        let mut t = Table::new(&[
-            "Operation",
-            "ops/s",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "max ms",
-            "errors",
-            "raw ops/s (thr)",
-            "raw p50 ms",
-            "server/raw",
-            "server CPU µs/op",
-            "bench CPU µs/op",
-        ]);
+        let mut t = Table::new(
+            &[
+                "Operation",
+                "ops/s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+                "errors",
+                "raw ops/s (thr)",
+                "raw p50 ms",
+                "server/raw",
+                "server CPU µs/op",
+                "bench CPU µs/op",
+            ],
+            1,
+        );
         for r in &self.rows {
             let mut cells = vec![r.op.label().to_owned()];
             cells.extend(outcome_cells(&r.outcome));
@@ -134,18 +139,21 @@ impl Report {
         if self.peers.is_empty() {
             return None;
         }
-        let mut t = Table::new(&[
-            "Peer",
-            "Operation",
-            "ops/s",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "max ms",
-            "errors",
-            "kms-bridge ops/s",
-            "kms-bridge ÷ peer",
-        ]);
+        let mut t = Table::new(
+            &[
+                "Peer",
+                "Operation",
+                "ops/s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+                "errors",
+                "kms-bridge ops/s",
+                "kms-bridge ÷ peer",
+            ],
+            2,
+        );
         for p in &self.peers {
             let mut cells = vec![p.name.clone(), p.op.label().to_owned()];
             cells.extend(outcome_cells(&p.outcome));
@@ -175,6 +183,7 @@ impl Report {
             .map(|p| (format!("{} @ {}", p.op.label(), p.name), &p.outcome));
         rows.chain(peers)
             .filter_map(|(name, o)| o.problem().map(|p| format!("{name}: {p}")))
+            .chain(self.notes.iter().cloned())
             .collect()
     }
 
@@ -310,17 +319,19 @@ fn cpu_per_op(
     }
 }
 
-/// A table: first column left-aligned, the rest right-aligned.
+/// A table: the first `left` columns left-aligned (names), the rest right-aligned (numbers).
 struct Table {
     head: Vec<String>,
     rows: Vec<Vec<String>>,
+    left: usize,
 }
 
 impl Table {
-    fn new(head: &[&str]) -> Table {
+    fn new(head: &[&str], left: usize) -> Table {
         Table {
             head: head.iter().map(|h| (*h).to_owned()).collect(),
             rows: Vec::new(),
+            left,
         }
     }
 
@@ -345,7 +356,7 @@ impl Table {
                 .enumerate()
                 .map(|(i, (c, w))| {
                     let pad = " ".repeat(w.saturating_sub(c.chars().count()));
-                    if i == 0 {
+                    if i < self.left {
                         format!("{c}{pad}")
                     } else {
                         format!("{pad}{c}")
@@ -369,7 +380,7 @@ impl Table {
         let row = |r: &Vec<String>| format!("| {} |\n", r.join(" | "));
         let mut out = row(&self.head);
         let align: Vec<&str> = (0..self.head.len())
-            .map(|i| if i == 0 { "---" } else { "---:" })
+            .map(|i| if i < self.left { "---" } else { "---:" })
             .collect();
         out.push_str(&format!("|{}|\n", align.join("|")));
         for r in &self.rows {
@@ -454,6 +465,7 @@ mod tests {
             peers: Vec::new(),
             settings: vec![("connections".into(), "2".into())],
             machine: Machine::describe(),
+            notes: Vec::new(),
         };
         report.write_markdown(&path).unwrap();
         let first = std::fs::read_to_string(&path).unwrap();
