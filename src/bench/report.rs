@@ -117,7 +117,7 @@ impl Report {
             let server = r.outcome.stats().map(Stats::ops_per_sec);
             match &r.raw {
                 Some(raw) => {
-                    let mark = if raw.derived { "*" } else { "" };
+                    let mark = if raw.derived { "†" } else { "" };
                     cells.push(format!("{:.0}{mark} ({})", raw.ops_per_sec, raw.threads));
                     cells.push(raw.p50_ms.map_or("—".into(), |p| format!("{p:.3}")));
                     cells.push(match server {
@@ -201,7 +201,7 @@ impl Report {
             .any(|r| r.raw.as_ref().is_some_and(|f| f.derived))
         {
             notes.push(
-                "* computed from the raw rates of the mix's parts: 1 / Σ(share / raw rate); DescribeKey costs no token call."
+                "† computed from the raw rates of the mix's parts: 1 / Σ(share / raw rate); DescribeKey costs no token call."
                     .to_owned(),
             );
         }
