@@ -34,10 +34,13 @@ pub struct BenchArgs {
     /// KMS endpoint to drive.
     #[arg(long, env = "BENCH_ENDPOINT", default_value = "http://127.0.0.1:4599")]
     pub endpoint: String,
+    /// Access key id every request is signed with.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     pub access_key_id: Option<String>,
+    /// Secret access key (never printed).
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub secret_access_key: Option<String>,
+    /// Region of the credential scope.
     #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
     pub region: String,
     /// Concurrent connections (one request in flight on each).
@@ -49,7 +52,8 @@ pub struct BenchArgs {
     /// Unmeasured warm-up seconds before each operation's timed run.
     #[arg(long, env = "BENCH_WARMUP", default_value_t = 1.0)]
     pub warmup: f64,
-    /// Operations to run, comma-separated (default: all, CreateKey last as it adds keys).
+    /// Operations to run, comma-separated (default: all). create-key leaves the keys it
+    /// creates on the server, so it runs last by default.
     #[arg(long, env = "BENCH_OPS", value_delimiter = ',', num_args = 1..)]
     pub ops: Vec<Op>,
     /// PKCS#11 module for the raw ceiling (SOFTHSM2_CONF must name the same token directory).
