@@ -4,11 +4,13 @@
 //! `api` (HTTP/JSON protocol) → `auth` (SigV4, principals) → `kms` (the domain, with
 //! authorization in `kms::authz` using `policy`) → `token` (every cryptoki call) and `store`
 //! (metadata, never key material).
+//! `bench` is a client of the API (the load generator) beside the token's raw ceiling.
 
 pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod kms;
 pub mod metrics;

@@ -23,6 +23,8 @@ enum Command {
         #[arg(long, env = "KMS_BRIDGE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Drive a KMS endpoint with signed requests and compare with the raw token ceiling.
+    Bench(Box<kms_bridge::bench::BenchArgs>),
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -51,8 +53,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Bench(args) = &cli.command {
+        return bench(args);
+    }
     let config = match &cli.command {
         Command::Serve { config } | Command::Admin { config, .. } => config.clone(),
+        Command::Bench(_) => None,
         Command::Audit {
             command: AuditCommand::Verify { path },
         } => return audit_verify(path),
@@ -77,12 +83,36 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { .. } => rt.block_on(kms_bridge::serve(settings, shutdown_signal())),
         Command::Admin { command, .. } => rt.block_on(kms_bridge::admin::run(settings, command)),
-        Command::Audit { .. } => Ok(()),
+        Command::Audit { .. } | Command::Bench(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kms-bridge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(args: &kms_bridge::bench::BenchArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kms-bridge bench: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(kms_bridge::bench::cli(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("kms-bridge bench: errors on supported operations (see above)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("kms-bridge bench: {e:#}");
             ExitCode::FAILURE
         }
     }

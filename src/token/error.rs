@@ -44,6 +44,9 @@ pub enum TokenError {
     /// The input was rejected by a check made before the token was asked.
     #[error("input rejected: {0}")]
     Rejected(&'static str),
+    /// A ceiling measurement (`token::ceiling`) could not run or record.
+    #[error("token ceiling measurement: {0}")]
+    Ceiling(&'static str),
 }
 
 impl TokenError {
@@ -57,7 +60,7 @@ impl TokenError {
             TokenError::Pkcs11 { kind, .. } => *kind,
             TokenError::TokenNotFound(_) => FaultKind::Config,
             TokenError::ObjectNotFound(_) => FaultKind::ObjectMissing,
-            TokenError::Join(_) => FaultKind::Other,
+            TokenError::Join(_) | TokenError::Ceiling(_) => FaultKind::Other,
             TokenError::NotLoggedIn => FaultKind::SessionFatal,
             TokenError::Unavailable(_) => FaultKind::Device,
             TokenError::Rejected(_) => FaultKind::BadInput,

@@ -17,10 +17,12 @@
 
 mod asym;
 mod caps;
+mod ceiling;
 mod error;
 
 pub use asym::{ExportedPair, HashAlg, PairSpec, PairUse, PrivateParts, PublicParts, SignMech};
 pub use caps::Capabilities;
+pub use ceiling::{CeilingOp, CeilingResult};
 pub use error::{FaultKind, TokenError};
 
 use std::collections::HashMap;

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Measure kms-bridge beside its token's raw ceiling (issue 5): installs what is missing,
+# builds release, starts a server on a fresh SoftHSM token on tmpfs, runs `kms-bridge bench`
+# against it, prints the table and writes it to docs/PERFORMANCE.md (between the bench
+# markers, so the analysis around them stays), then stops the server and removes the token.
+#   BENCH_SECONDS      measured seconds per operation (default 10)
+#   BENCH_CONNECTIONS  concurrent connections (default 16)
+#   BENCH_OPS          comma-separated operations (default all; see `kms-bridge bench --help`)
+#   BENCH_MOTO=1       also measure moto_server (pip install 'moto[server]' into .venv); or --moto
+#   BENCH_OUTPUT       Markdown file to write (default docs/PERFORMANCE.md; "-" for none)
+# Other arguments go to `kms-bridge bench` (e.g. --raw-threads 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+source scripts/lib.sh
+ensure_packages
+
+moto=${BENCH_MOTO:-0}
+extra=()
+for a in "$@"; do
+  case "$a" in
+    --moto) moto=1 ;;
+    *) extra+=("$a") ;;
+  esac
+done
+seconds=${BENCH_SECONDS:-10}
+connections=${BENCH_CONNECTIONS:-16}
+output=${BENCH_OUTPUT:-docs/PERFORMANCE.md}
+
+cargo build --release --quiet
+bin=$root/target/release/kms-bridge
+
+base=/dev/shm
+[ -d "$base" ] || base=${TMPDIR:-/tmp}
+work=$(mktemp -d "$base/kms-bridge-bench.XXXXXX")
+server_pid=""
+moto_pid=""
+stop() {
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+cleanup() {
+  stop "$server_pid"
+  stop "$moto_pid"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+label=kms-bridge-bench
+softhsm/init-token.sh "$work" "$label" >/dev/null
+export SOFTHSM2_CONF="$work/softhsm2.conf"
+
+# Bootstrap credentials in the sourceable format the server will read from
+# KMS_BRIDGE_BOOTSTRAP_CREDENTIALS once it verifies signatures; the bench signs with them.
+region=${AWS_DEFAULT_REGION:-us-east-1}
+akid="AKIA$(od -An -N10 -tx1 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F' | cut -c1-16)"
+secret=$(head -c 30 /dev/urandom | base64 | tr '+/' 'Ab' | cut -c1-40)
+creds=$work/bootstrap-credentials.env
+(
+  umask 077
+  printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\nAWS_DEFAULT_REGION=%s\n' \
+    "$akid" "$secret" "$region" > "$creds"
+)
+
+KMS_BRIDGE_LISTEN=127.0.0.1:0 \
+  KMS_BRIDGE_DATA_DIR="$work" \
+  KMS_BRIDGE_TOKEN__LABEL="$label" \
+  KMS_BRIDGE_TOKEN__PIN_FILE="$work/token-pin" \
+  KMS_BRIDGE_REGIONS="$region" \
+  KMS_BRIDGE_BOOTSTRAP_CREDENTIALS="$creds" \
+  "$bin" serve > "$work/server.out" 2> "$work/server.log" &
+server_pid=$!
+addr=""
+for _ in $(seq 1 300); do
+  addr=$(sed -n 's|^kms-bridge listening on http://||p' "$work/server.out" | head -n 1)
+  [ -n "$addr" ] && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "bench.sh: the server did not start:" >&2
+    cat "$work/server.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "bench.sh: no listening line from the server" >&2; exit 1; }
+echo "bench.sh: kms-bridge on http://$addr (pid $server_pid), token in $work" >&2
+
+if [ "$moto" = 1 ]; then
+  venv=$root/.venv
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+      rm -rf "$venv"
+      _apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+    echo "installing moto[server] into $venv (pip)" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]'
+  fi
+  moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$work/moto.log" 2>&1 &
+  moto_pid=$!
+  for _ in $(seq 1 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $moto_port), 1)" 2>/dev/null && break
+    sleep 0.2
+  done
+  extra+=(--moto-endpoint "http://127.0.0.1:$moto_port")
+fi
+
+markdown=()
+[ "$output" = "-" ] || markdown=(--markdown "$output")
+rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
+set +e
+AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=$region \
+  "$bin" bench \
+  --endpoint "http://$addr" \
+  --token-label "$label" \
+  --pin-file "$work/token-pin" \
+  --server-pid "$server_pid" \
+  --seconds "$seconds" \
+  --connections "$connections" \
+  ${BENCH_OPS:+--ops "$BENCH_OPS"} \
+  --note "scripts/bench.sh at $rev: release build, fresh token and data dir on tmpfs ($base)" \
+  --note "load generator, server and raw loops share the machine; raw and server runs alternate" \
+  "${markdown[@]}" "${extra[@]}"
+rc=$?
+set -e
+if grep -q "ERROR" "$work/server.log"; then
+  echo "bench.sh: the server logged errors:" >&2
+  grep "ERROR" "$work/server.log" | tail -n 20 >&2
+fi
+exit "$rc"

@@ -1,0 +1,129 @@
+//! CI smoke run of `kms-bridge bench`: a second per operation on two connections against a
+//! real server, plus raw token ceilings. Checks that it measures and reports, never speed.
+
+mod common;
+use common::*;
+
+use clap::Parser;
+use kms_bridge::bench::{BenchArgs, Op, Outcome};
+use kms_bridge::token::{Token, TokenConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_measures_server_and_raw_ceiling() {
+    let (dir, server) = Server::start_new();
+    let pin_file = dir.path.join("pin");
+    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+    std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
+    let markdown = dir.path.join("PERFORMANCE.md");
+    let module = softhsm_module();
+    let args = BenchArgs::try_parse_from([
+        "bench",
+        "--endpoint",
+        &server.endpoint,
+        "--access-key-id",
+        ACCESS_KEY_ID,
+        "--secret-access-key",
+        SECRET_ACCESS_KEY,
+        "--region",
+        REGION,
+        "--connections",
+        "2",
+        "--seconds",
+        "1",
+        "--warmup",
+        "0.2",
+        "--ops",
+        "encrypt-32,decrypt-4k,describe-key,sign-ecdsa-p256",
+        "--token-module",
+        module.to_str().unwrap(),
+        "--token-label",
+        TOKEN_LABEL,
+        "--pin-file",
+        pin_file.to_str().unwrap(),
+    ])
+    .unwrap();
+
+    let report = kms_bridge::bench::run(&args).await.unwrap();
+    let text = report.text();
+    println!("{text}");
+
+    for op in [Op::Encrypt32, Op::Decrypt4k, Op::DescribeKey] {
+        let row = report.row(op).unwrap();
+        let Outcome::Measured(s) = &row.outcome else {
+            panic!("{op:?} was not measured:\n{text}");
+        };
+        assert!(s.ops > 0 && s.ops_per_sec() > 0.0, "{op:?}:\n{text}");
+        assert_eq!(s.errors, 0, "{op:?}: {:?}", s.first_error);
+        assert!(!s.latency_ns.is_empty() && s.ms(0.99) > 0.0);
+    }
+    // The raw ceiling ran for the token primitives (DescribeKey has none).
+    let raw = report.row(Op::Encrypt32).unwrap().raw.clone().unwrap();
+    assert!(raw.ops_per_sec > 0.0 && raw.threads == 1, "{text}");
+    assert!(report.row(Op::DescribeKey).unwrap().raw.is_none());
+    let ecdsa = report.row(Op::SignEcdsaP256).unwrap();
+    assert!(ecdsa.raw.as_ref().unwrap().ops_per_sec > 0.0, "{text}");
+    // Unsupported until the server has asymmetric keys; then it must run cleanly.
+    match &ecdsa.outcome {
+        Outcome::Unsupported => assert!(text.contains("unsupported (not implemented yet)")),
+        Outcome::Measured(s) => assert_eq!(s.errors, 0, "{:?}", s.first_error),
+        Outcome::Failed(e) => panic!("ECDSA setup failed: {e}"),
+    }
+    assert!(!report.has_errors(), "{text}");
+    report.write_markdown(&markdown).unwrap();
+    let md = std::fs::read_to_string(&markdown).unwrap();
+    assert!(
+        md.contains("| Encrypt 32 B |") && md.contains("SoftHSM"),
+        "{md}"
+    );
+
+    // The ceiling's own keys are gone from the token afterwards.
+    let cfg = TokenConfig {
+        module,
+        label: TOKEN_LABEL.into(),
+        pin: PIN.to_owned().into(),
+    };
+    let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
+    let objects = token.load_objects().await.unwrap();
+    assert!(
+        objects
+            .iter()
+            .all(|o| !o.label.starts_with("kms-bridge-bench/")),
+        "{objects:?}"
+    );
+    server.stop();
+}
+
+#[test]
+fn bench_exits_non_zero_when_requests_fail() {
+    let (dir, server) = Server::start_new();
+    // A region the server does not serve: every request is answered 400.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kms-bridge"))
+        .args([
+            "bench",
+            "--endpoint",
+            &server.endpoint,
+            "--region",
+            "ap-south-9",
+            "--ops",
+            "describe-key",
+            "--seconds",
+            "0.2",
+            "--warmup",
+            "0",
+        ])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env("SOFTHSM2_CONF", dir.softhsm_conf())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("InvalidSignatureException"), "{err}");
+    assert!(
+        !err.contains(SECRET_ACCESS_KEY),
+        "the secret must not be printed"
+    );
+}
