@@ -248,7 +248,10 @@ mod tests {
         let parsed = verify(&req, &opts, secret).unwrap();
         assert_eq!(parsed.access_key_id, "AKIDEXAMPLE");
         // A wrong secret is rejected (the check above is not vacuous).
-        assert!(verify(&req, &opts, |_| Some(b"other".to_vec())).is_err());
+        assert!(verify(&req, &opts, |_| Some(zeroize::Zeroizing::new(
+            b"other".to_vec()
+        )))
+        .is_err());
         // The derived key is cached for the day.
         assert!(c.key.is_some());
     }
