@@ -27,8 +27,29 @@ fn aws_cli_asymmetric_workflow() {
     run_script("asymmetric.sh");
 }
 
+#[test]
+fn aws_cli_custom_key_store_workflow() {
+    run_script_with(
+        "keystores.sh",
+        &[
+            ("CLUSTER", "cluster-clitesttoken"),
+            ("CLUSTER_PIN", "cli-store-pin"),
+        ],
+    );
+}
+
 fn run_script(name: &str) {
-    let (dir, server) = Server::start_new();
+    run_script_with(name, &[]);
+}
+
+/// Run a CLI script; `CLUSTER`/`CLUSTER_PIN` in `env` also create that extra token first.
+fn run_script_with(name: &str, env: &[(&str, &str)]) {
+    let dir = TestDir::new();
+    let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    if let (Some(label), Some(pin)) = (get("CLUSTER"), get("CLUSTER_PIN")) {
+        dir.add_token(label, pin);
+    }
+    let server = Server::start(&dir, &[]);
     let work = dir.path.join("cli");
     std::fs::create_dir_all(&work).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -47,6 +68,7 @@ fn run_script(name: &str) {
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ENDPOINT_URL_KMS")
         .env_remove("AWS_PROFILE")
+        .envs(env.iter().copied())
         .output()
         .expect("run bash");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -131,14 +131,18 @@ async fn handle(
     };
     // Run to completion even if the client goes away: a change and its audit record must
     // never be split by a dropped connection.
-    let task = tokio::spawn(async move {
-        let mut seen = Seen::default();
-        let result = serve(&state, &incoming, body, &request_id, &mut seen).await;
-        let record = audit_record(&state, &incoming, &request_id, &seen, &result);
-        // Fail closed: nothing is answered before its record is durable.
-        let audited = state.audit.append(record).await;
-        (request_id, seen.op, result, audited)
-    });
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let mut seen = Seen::default();
+            let result = serve(&state, &incoming, body, &request_id, &mut seen).await;
+            let record = audit_record(&state, &incoming, &request_id, &seen, &result);
+            // Fail closed: nothing is answered before its record is durable.
+            let audited = state.audit.append(record).await;
+            (request_id, seen.op, result, audited)
+        },
+        span,
+    ));
     let (request_id, op, result, audited) = match task.await {
         Ok(t) => t,
         Err(e) => {
