@@ -841,3 +841,82 @@ async fn grant_delegation_never_widens_and_stays_in_the_account() {
         2
     );
 }
+
+#[tokio::test]
+async fn grant_listings_page() {
+    let (_d, server) = Server::start_new();
+    let admin = server.client();
+    let key = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let retiree = "arn:aws:iam::111122223333:user/retiree";
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let g = admin
+            .create_grant()
+            .key_id(&key)
+            .grantee_principal("arn:aws:iam::111122223333:user/app")
+            .retiring_principal(retiree)
+            .operations(GrantOperation::Encrypt)
+            .send()
+            .await
+            .unwrap();
+        ids.push(g.grant_id.unwrap());
+    }
+    ids.sort();
+    for retirable in [false, true] {
+        let mut seen = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let (grants, truncated, next) = if retirable {
+                let p = admin
+                    .list_retirable_grants()
+                    .retiring_principal(retiree)
+                    .limit(1)
+                    .set_marker(marker.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    p.grants().to_vec(),
+                    p.truncated(),
+                    p.next_marker().map(str::to_owned),
+                )
+            } else {
+                let p = admin
+                    .list_grants()
+                    .key_id(&key)
+                    .limit(1)
+                    .set_marker(marker.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    p.grants().to_vec(),
+                    p.truncated(),
+                    p.next_marker().map(str::to_owned),
+                )
+            };
+            assert!(grants.len() <= 1);
+            seen.extend(
+                grants
+                    .iter()
+                    .filter_map(|g| g.grant_id().map(str::to_owned)),
+            );
+            if !truncated {
+                break;
+            }
+            marker = next;
+        }
+        assert_eq!(seen, ids, "retirable={retirable}");
+    }
+    assert_code!(
+        admin.list_grants().key_id(&key).marker("nope").send().await,
+        "InvalidMarkerException"
+    );
+}

@@ -319,7 +319,7 @@ impl Kms {
         ops.dedup();
 
         if let Some(name) = &input.name {
-            let existing = self.store.grants_for_key(key.key_id, None).await?;
+            let existing = self.store.grants_named(key.key_id, name).await?;
             if let Some(g) = existing.iter().find(|g| {
                 g.name.as_deref() == Some(name.as_str())
                     && g.grantee_principal == input.grantee_principal
@@ -373,17 +373,24 @@ impl Kms {
     ) -> Result<Page<GrantInfo>> {
         let limit = page_limit(limit, 100, 50)? as usize;
         let k = self.resolve(ctx, key, Op::new("kms:ListGrants")).await?;
-        let mut grants = self.store.grants_for_key(k.key_id, grantee).await?;
-        if let Some(id) = grant_id {
-            grants.retain(|g| g.grant_id == id);
-            if grants.is_empty() {
-                return Err(KmsError::InvalidGrantId(format!(
-                    "Grant {id} does not exist"
-                )));
-            }
-        }
+        let after = valid_marker(marker)?;
         let arn = k.arn();
-        page_grants(grants, limit, marker, &arn)
+        if let Some(id) = grant_id {
+            let g = self
+                .store
+                .get_grant(id)
+                .await?
+                .filter(|g| {
+                    g.key_id == k.key_id && grantee.map_or(true, |p| g.grantee_principal == p)
+                })
+                .ok_or_else(|| KmsError::InvalidGrantId(format!("Grant {id} does not exist")))?;
+            return page_grants(vec![g], limit, &arn);
+        }
+        let grants = self
+            .store
+            .grants_page(k.key_id, grantee, after, limit as i64 + 1)
+            .await?;
+        page_grants(grants, limit, &arn)
     }
 
     pub async fn list_retirable_grants(
@@ -402,9 +409,14 @@ impl Kms {
                 ctx.principal.arn
             )));
         }
-        let grants = self.store.grants_retirable_by(retiring_principal).await?;
-        let mut items = Vec::new();
-        for g in grants {
+        let after = valid_marker(marker)?;
+        let grants = self
+            .store
+            .grants_retirable_by(retiring_principal, after, limit as i64 + 1)
+            .await?;
+        let more = grants.len() > limit;
+        let mut items = Vec::with_capacity(limit);
+        for g in grants.into_iter().take(limit) {
             if let Some(k) = self.store.get_key(g.key_id).await? {
                 items.push(GrantInfo {
                     key_arn: k.arn(),
@@ -412,7 +424,10 @@ impl Kms {
                 });
             }
         }
-        page_items(items, limit, marker)
+        let next_marker = more
+            .then(|| items.last().map(|g| g.record.grant_id.clone()))
+            .flatten();
+        Ok(Page { items, next_marker })
     }
 
     /// RetireGrant by token, or by key ARN and grant id.
@@ -493,12 +508,27 @@ impl Kms {
     }
 }
 
+/// Markers are grant ids (64 hex digits) this server handed out.
+fn valid_marker(marker: Option<&str>) -> Result<Option<&str>> {
+    match marker {
+        Some(m) if m.len() != 64 || !m.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Err(KmsError::InvalidMarker(format!("Invalid marker {m:?}")))
+        }
+        m => Ok(m),
+    }
+}
+
+/// One page from up to `limit + 1` grants of a key, ordered by id.
 fn page_grants(
-    grants: Vec<GrantRecord>,
+    mut grants: Vec<GrantRecord>,
     limit: usize,
-    marker: Option<&str>,
     key_arn: &str,
 ) -> Result<Page<GrantInfo>> {
+    let more = grants.len() > limit;
+    grants.truncate(limit);
+    let next_marker = more
+        .then(|| grants.last().map(|g| g.grant_id.clone()))
+        .flatten();
     let items = grants
         .into_iter()
         .map(|g| GrantInfo {
@@ -506,35 +536,7 @@ fn page_grants(
             record: g,
         })
         .collect();
-    page_items(items, limit, marker)
-}
-
-fn page_items(
-    items: Vec<GrantInfo>,
-    limit: usize,
-    marker: Option<&str>,
-) -> Result<Page<GrantInfo>> {
-    let start = match marker {
-        Some(m) => {
-            if m.len() != 64 || !m.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(KmsError::InvalidMarker(format!("Invalid marker {m:?}")));
-            }
-            items
-                .iter()
-                .position(|g| g.record.grant_id.as_str() > m)
-                .unwrap_or(items.len())
-        }
-        None => 0,
-    };
-    let rest = &items[start..];
-    let page: Vec<GrantInfo> = rest.iter().take(limit).cloned().collect();
-    let next_marker = (rest.len() > limit)
-        .then(|| page.last().map(|g| g.record.grant_id.clone()))
-        .flatten();
-    Ok(Page {
-        items: page,
-        next_marker,
-    })
+    Ok(Page { items, next_marker })
 }
 
 #[cfg(test)]

@@ -255,7 +255,23 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Grants of a key, ordered by grant id, optionally for one grantee.
     async fn grants_for_key(&self, key_id: Uuid, grantee: Option<&str>)
         -> Result<Vec<GrantRecord>>;
-    async fn grants_retirable_by(&self, retiring_principal: &str) -> Result<Vec<GrantRecord>>;
+    /// Up to `limit` grants a principal may retire, ordered by grant id, after `after`.
+    async fn grants_retirable_by(
+        &self,
+        retiring_principal: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<GrantRecord>>;
+    /// Up to `limit` grants of a key (optionally of one grantee), ordered by id, after `after`.
+    async fn grants_page(
+        &self,
+        key_id: Uuid,
+        grantee: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<GrantRecord>>;
+    /// Grants of a key with this name (CreateGrant idempotency).
+    async fn grants_named(&self, key_id: Uuid, name: &str) -> Result<Vec<GrantRecord>>;
     async fn delete_grant(&self, grant_id: &str) -> Result<bool>;
     async fn count_grants_for_key(&self, key_id: Uuid) -> Result<i64>;
 

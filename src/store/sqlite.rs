@@ -749,12 +749,51 @@ impl MetadataStore for SqliteStore {
         rows.iter().map(grant_from_row).collect()
     }
 
-    async fn grants_retirable_by(&self, retiring_principal: &str) -> Result<Vec<GrantRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM grants WHERE retiring_principal = ? ORDER BY grant_id")
-                .bind(retiring_principal)
-                .fetch_all(&self.pool)
-                .await?;
+    async fn grants_retirable_by(
+        &self,
+        retiring_principal: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<GrantRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM grants WHERE retiring_principal = ? AND grant_id > ? \
+             ORDER BY grant_id LIMIT ?",
+        )
+        .bind(retiring_principal)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    async fn grants_page(
+        &self,
+        key_id: Uuid,
+        grantee: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<GrantRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM grants WHERE key_id = ? AND (? IS NULL OR grantee_principal = ?) \
+             AND grant_id > ? ORDER BY grant_id LIMIT ?",
+        )
+        .bind(key_id.to_string())
+        .bind(grantee)
+        .bind(grantee)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    async fn grants_named(&self, key_id: Uuid, name: &str) -> Result<Vec<GrantRecord>> {
+        let rows = sqlx::query("SELECT * FROM grants WHERE key_id = ? AND name = ?")
+            .bind(key_id.to_string())
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(grant_from_row).collect()
     }
 
