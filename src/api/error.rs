@@ -88,6 +88,9 @@ impl ApiError {
                 K::MalformedPolicyDocument(s) => (bad, "MalformedPolicyDocumentException", m(s)),
                 K::CustomKeyStoreNotFound(s) => (bad, "CustomKeyStoreNotFoundException", m(s)),
                 K::Conflict(s) => (bad, "ConflictException", m(s)),
+                K::ExpiredImportToken(s) => (bad, "ExpiredImportTokenException", m(s)),
+                K::InvalidImportToken(s) => (bad, "InvalidImportTokenException", m(s)),
+                K::IncorrectKeyMaterial(s) => (bad, "IncorrectKeyMaterialException", m(s)),
                 K::KeyUnavailable(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "KeyUnavailableException",

@@ -18,10 +18,12 @@
 mod asym;
 mod caps;
 mod error;
+mod import;
 
 pub use asym::{ExportedPair, HashAlg, PairSpec, PairUse, PrivateParts, PublicParts, SignMech};
 pub use caps::Capabilities;
 pub use error::{FaultKind, TokenError};
+pub use import::{ImportWrap, ImportedKind};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -386,10 +388,12 @@ impl Token {
 
     /// Does key material (a secret or private key) with this `CKA_ID` exist?
     pub async fn exists(&self, id: Vec<u8>) -> Result<bool> {
-        self.run_named("find_objects", move |inner, s| match inner.material(s, &id) {
-            Ok(_) => Ok(true),
-            Err(TokenError::ObjectNotFound(_)) => Ok(false),
-            Err(e) => Err(e),
+        self.run_named("find_objects", move |inner, s| {
+            match inner.material(s, &id) {
+                Ok(_) => Ok(true),
+                Err(TokenError::ObjectNotFound(_)) => Ok(false),
+                Err(e) => Err(e),
+            }
         })
         .await
     }
