@@ -27,6 +27,11 @@ fn aws_cli_asymmetric_workflow() {
     run_script("asymmetric.sh");
 }
 
+#[test]
+fn aws_cli_import_workflow() {
+    run_script("import.sh");
+}
+
 fn run_script(name: &str) {
     let (dir, server) = Server::start_new();
     let work = dir.path.join("cli");
