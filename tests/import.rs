@@ -524,3 +524,85 @@ async fn expired_parameters_and_expiring_material() {
         "expired material is destroyed in the token"
     );
 }
+
+#[tokio::test]
+async fn imported_hmac_key_is_the_key_in_use() {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType, MacAlgorithmSpec};
+    use hmac::Mac;
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+    let key = kms
+        .create_key()
+        .origin(OriginType::External)
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let p = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    // Too short for HMAC_256 (at least 32 bytes).
+    assert_code!(
+        import(&kms, &key, &p, oaep_sha1(&p.public_key, &[1u8; 16])).await,
+        "InvalidCiphertextException"
+    );
+    let material: [u8; 48] = std::array::from_fn(|i| i as u8 ^ 0x5c);
+    import(&kms, &key, &p, oaep_sha1(&p.public_key, &material))
+        .await
+        .unwrap();
+    let mac = kms
+        .generate_mac()
+        .key_id(&key)
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .message(Blob::new(b"message".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .mac
+        .unwrap()
+        .into_inner();
+    let mut expected = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&material).unwrap();
+    expected.update(b"message");
+    assert_eq!(mac, expected.finalize().into_bytes().to_vec());
+
+    // Asymmetric material is not importable here (yet).
+    assert_code!(
+        kms.create_key()
+            .origin(OriginType::External)
+            .key_spec(KeySpec::EccNistP256)
+            .key_usage(KeyUsageType::SignVerify)
+            .send()
+            .await,
+        "UnsupportedOperationException"
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_external_key_destroys_its_wrapping_key() {
+    let dir = TestDir::new();
+    let server = lifecycle_server(&dir);
+    let kms = server.client();
+    let key = create_external(&kms).await;
+    params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    kms.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let report = advance(&server, 8 * DAY);
+    assert_eq!(report["report"]["deleted"], 1, "{report}");
+    server.stop();
+    let token = dir.open_token().await;
+    let prefix = format!("kms-bridge/{key}/");
+    let left: Vec<_> = token
+        .load_objects()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.label.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -571,6 +571,28 @@ impl Kms {
         Ok(n)
     }
 
+    /// Destroy the import wrapping key of a deleted key (a failure leaves an orphan that
+    /// reconciliation reports).
+    pub(crate) async fn destroy_wrapping_key(&self, k: &KeyRecord) {
+        if k.origin != Origin::External {
+            return;
+        }
+        let result = async {
+            if let Some(mut rec) = self.store.get_import(k.key_id).await? {
+                if let Some(id) = rec.wrapping_object_id.take() {
+                    self.token.destroy(id).await?;
+                    rec.nonce = None;
+                    self.store.put_import(&rec).await?;
+                }
+            }
+            Ok::<(), KmsError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(key_id = %k.key_id, error = %e, "could not destroy the wrapping key of a deleted key");
+        }
+    }
+
     /// A key as requests see it: imported material past its `ValidTo` makes the key
     /// `PendingImport` even before the expiry job has destroyed it.
     pub(crate) async fn with_expiry(&self, mut k: KeyRecord) -> Result<KeyRecord> {

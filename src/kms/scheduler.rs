@@ -142,6 +142,7 @@ impl Kms {
                         Ok(()) => {
                             report.deleted += 1;
                             count("delete", true);
+                            self.destroy_wrapping_key(&key).await;
                             tracing::info!(key_id = %key.key_id, "key deleted as scheduled");
                             if let Err(e) = audit
                                 .append(service_event("DeleteKey", &key, now, None))
