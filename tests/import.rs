@@ -606,3 +606,85 @@ async fn deleting_an_external_key_destroys_its_wrapping_key() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test]
+async fn reconciliation_undoes_an_interrupted_import() {
+    use kms_bridge::kms::{token_object_id, token_object_label};
+    use kms_bridge::model::{KeySpec, KeyState as State, KeyUsage, Origin};
+    use kms_bridge::store::{KeyRecord, MetadataStore, VersionRecord};
+    let dir = TestDir::new();
+    // Parameters fetched for one key: its wrapping key must not be reported as an orphan.
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let waiting = create_external(&kms).await;
+    params(&kms, &waiting, AlgorithmSpec::RsaesOaepSha1).await;
+    server.stop();
+
+    // A crash after C_UnwrapKey, before the import was completed.
+    let id = uuid::Uuid::new_v4();
+    {
+        let store =
+            kms_bridge::store::sqlite::SqliteStore::open(&dir.data_dir().join("kms-bridge.db"))
+                .await
+                .unwrap();
+        let key = KeyRecord {
+            key_id: id,
+            region: REGION.into(),
+            account: ACCOUNT.into(),
+            description: String::new(),
+            key_spec: KeySpec::SymmetricDefault,
+            key_usage: KeyUsage::EncryptDecrypt,
+            origin: Origin::External,
+            state: State::PendingImport,
+            created_at: 1,
+            deletion_date: None,
+            pending_window_days: None,
+            rotation_enabled: false,
+            rotation_period_days: None,
+            rotation_base: None,
+            current_version: 1,
+            policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#.into(),
+            revision: 0,
+        };
+        store.insert_external_key(&key, &[]).await.unwrap();
+        store
+            .insert_version(&VersionRecord {
+                key_id: id,
+                version: 1,
+                token_object_id: token_object_id(&id, 1),
+                material_id: kms_bridge::kms::material_id(&id, 1),
+                created_at: 1,
+                rotation_type: None,
+                pending: true,
+            })
+            .await
+            .unwrap();
+        let token = dir.open_token().await;
+        token
+            .generate_aes_key(token_object_id(&id, 1), token_object_label(&id, 1))
+            .await
+            .unwrap();
+    }
+
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let md = kms
+        .describe_key()
+        .key_id(id.to_string())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_state, Some(KeyState::PendingImport));
+    let log = server.log();
+    assert!(
+        log.contains("removed an import interrupted by a crash"),
+        "{log}"
+    );
+    assert!(!log.contains("orphan token object"), "{log}");
+    assert!(!log.contains("key material missing"), "{log}");
+    server.stop();
+    let token = dir.open_token().await;
+    assert!(!token.exists(token_object_id(&id, 1)).await.unwrap());
+}

@@ -57,6 +57,7 @@ impl Kms {
             }
         }
 
+        let mut destroyed = HashSet::new();
         for v in self.store.pending_versions().await? {
             let Some(mut key) = self.store.get_key(v.key_id).await? else {
                 continue;
@@ -66,6 +67,7 @@ impl Kms {
                 // value may not have been compared): undo it; the caller imports again.
                 if present.contains(&v.token_object_id) {
                     self.token.destroy(v.token_object_id.clone()).await?;
+                    destroyed.insert(v.token_object_id.clone());
                 }
                 self.store
                     .delete_pending_version(v.key_id, v.version)
@@ -101,7 +103,10 @@ impl Kms {
             }
         }
         for o in &objects {
-            if o.label.starts_with(LABEL_PREFIX) && !known.contains(&o.id) {
+            if o.label.starts_with(LABEL_PREFIX)
+                && !known.contains(&o.id)
+                && !destroyed.contains(&o.id)
+            {
                 tracing::warn!(object_id = %hex::encode(&o.id), label = %o.label, "orphan token object: no key refers to it");
                 report.orphan_objects.push(o.label.clone());
             }
