@@ -333,3 +333,36 @@ fn check_value(s: &Session, h: ObjectHandle, kind: ImportedKind) -> Result<Vec<u
             .map_err(|e| TokenError::ck("C_Encrypt", e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The import path never decrypts wrapped material on its way in: every step is
+    /// `C_UnwrapKey` into a sensitive object (and `C_WrapKey` of a sensitive copy only to
+    /// measure its length), so no plaintext material can reach host memory.
+    #[test]
+    fn import_code_never_decrypts_material() {
+        let token_side = include_str!("import.rs");
+        let code = token_side
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or(token_side);
+        for forbidden in [
+            ".decrypt(",
+            "decrypt_gcm",
+            "rsa_private_raw",
+            "Attribute::Value(",
+        ] {
+            assert!(
+                !code.contains(forbidden),
+                "token/import.rs uses {forbidden}"
+            );
+        }
+        let domain = include_str!("../kms/import.rs");
+        for forbidden in [".decrypt", "rsa_private_raw", "oaep::"] {
+            assert!(
+                !domain.contains(forbidden),
+                "kms/import.rs uses {forbidden}"
+            );
+        }
+    }
+}
