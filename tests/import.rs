@@ -36,11 +36,20 @@ async fn create_external(kms: &aws_sdk_kms::Client) -> String {
 }
 
 async fn params(kms: &aws_sdk_kms::Client, key: &str, alg: AlgorithmSpec) -> Params {
+    params_with(kms, key, alg, WrappingKeySpec::Rsa2048).await
+}
+
+async fn params_with(
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+    alg: AlgorithmSpec,
+    spec: WrappingKeySpec,
+) -> Params {
     let p = kms
         .get_parameters_for_import()
         .key_id(key)
         .wrapping_algorithm(alg)
-        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .wrapping_key_spec(spec)
         .send()
         .await
         .unwrap();
@@ -237,7 +246,16 @@ async fn rsa_aes_key_wrap_sha1_import() {
     let kms = server.client();
     let key = create_external(&kms).await;
     let material: [u8; 32] = rand::random();
-    let p = params(&kms, &key, AlgorithmSpec::RsaAesKeyWrapSha1).await;
+    // A 3072-bit wrapping key: the RSA part of the ciphertext is 384 bytes.
+    let p = params_with(
+        &kms,
+        &key,
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        WrappingKeySpec::Rsa3072,
+    )
+    .await;
+    let pk = rsa::RsaPublicKey::from_public_key_der(&p.public_key).unwrap();
+    assert_eq!(rsa::traits::PublicKeyParts::size(&pk), 384);
     import(&kms, &key, &p, rsa_aes_kwp_sha1(&p.public_key, &material))
         .await
         .unwrap();
