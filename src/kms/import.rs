@@ -306,7 +306,7 @@ impl Kms {
         let mac = self
             .import_mac(mac_input(&k, &rec, &wrapping_id, &nonce))
             .await?;
-        if let Err(e) = self.store.put_import(&rec).await {
+        if let Err(e) = self.store.set_import_parameters(&rec).await {
             let _ = self.token.destroy(wrapping_id).await;
             return Err(e.into());
         }
@@ -443,10 +443,9 @@ impl Kms {
             if rec.check_value.as_deref() != Some(check_digest(&kcv).as_slice()) {
                 return Err(incorrect_material());
             }
-            let mut rec = self.store.get_import(k.key_id).await?.unwrap_or(rec);
-            rec.expiration_model = Some(model.as_str().into());
-            rec.valid_to = valid_to;
-            self.store.put_import(&rec).await?;
+            self.store
+                .set_import_material(k.key_id, model.as_str(), valid_to, None)
+                .await?;
             return Ok((k.arn(), material_id(&k.key_id, 1)));
         }
 
@@ -508,11 +507,9 @@ impl Kms {
             undo("different material").await;
             return Err(incorrect_material());
         }
-        let mut rec = self.store.get_import(k.key_id).await?.unwrap_or(rec);
-        rec.expiration_model = Some(model.as_str().into());
-        rec.valid_to = valid_to;
-        rec.check_value = Some(kcv);
-        self.store.put_import(&rec).await?;
+        self.store
+            .set_import_material(k.key_id, model.as_str(), valid_to, Some(&kcv))
+            .await?;
         let mut key = k;
         for _ in 0..8 {
             if key.state == KeyState::PendingImport {
@@ -578,11 +575,14 @@ impl Kms {
             return;
         }
         let result = async {
-            if let Some(mut rec) = self.store.get_import(k.key_id).await? {
-                if let Some(id) = rec.wrapping_object_id.take() {
+            if let Some(rec) = self.store.get_import(k.key_id).await? {
+                if let Some(id) = rec.wrapping_object_id.clone() {
                     self.token.destroy(id).await?;
-                    rec.nonce = None;
-                    self.store.put_import(&rec).await?;
+                    let cleared = ImportRecord {
+                        key_id: k.key_id,
+                        ..Default::default()
+                    };
+                    self.store.set_import_parameters(&cleared).await?;
                 }
             }
             Ok::<(), KmsError>(())

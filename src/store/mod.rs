@@ -274,8 +274,18 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// its (empty) import record and tags, atomically.
     async fn insert_external_key(&self, key: &KeyRecord, tags: &[TagRecord]) -> Result<()>;
     async fn get_import(&self, key_id: Uuid) -> Result<Option<ImportRecord>>;
-    /// Replace a key's import record.
-    async fn put_import(&self, rec: &ImportRecord) -> Result<()>;
+    /// Store the import parameters of `rec` (wrapping key, algorithm, spec, nonce, expiry);
+    /// the material columns are left alone.
+    async fn set_import_parameters(&self, rec: &ImportRecord) -> Result<()>;
+    /// Store the expiration of imported material and, if none is stored yet, its key check
+    /// value (the first import's value is never replaced).
+    async fn set_import_material(
+        &self,
+        key_id: Uuid,
+        expiration_model: &str,
+        valid_to: Option<Millis>,
+        check_value: Option<&[u8]>,
+    ) -> Result<()>;
     /// Keys holding imported material that expired at or before `now`.
     async fn due_expirations(&self, now: Millis) -> Result<Vec<KeyRecord>>;
 

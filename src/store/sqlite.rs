@@ -868,21 +868,37 @@ impl MetadataStore for SqliteStore {
         row.as_ref().map(import_from_row).transpose()
     }
 
-    async fn put_import(&self, r: &ImportRecord) -> Result<()> {
+    async fn set_import_parameters(&self, r: &ImportRecord) -> Result<()> {
         sqlx::query(
-            "INSERT OR REPLACE INTO imports (key_id, wrapping_object_id, wrapping_algorithm, \
-             wrapping_key_spec, nonce, parameters_valid_to, expiration_model, valid_to, \
-             check_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "UPDATE imports SET wrapping_object_id = ?, wrapping_algorithm = ?, \
+             wrapping_key_spec = ?, nonce = ?, parameters_valid_to = ? WHERE key_id = ?",
         )
-        .bind(r.key_id.to_string())
         .bind(&r.wrapping_object_id)
         .bind(&r.wrapping_algorithm)
         .bind(&r.wrapping_key_spec)
         .bind(&r.nonce)
         .bind(r.parameters_valid_to)
-        .bind(&r.expiration_model)
-        .bind(r.valid_to)
-        .bind(&r.check_value)
+        .bind(r.key_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_import_material(
+        &self,
+        key_id: Uuid,
+        expiration_model: &str,
+        valid_to: Option<super::Millis>,
+        check_value: Option<&[u8]>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE imports SET expiration_model = ?, valid_to = ?, \
+             check_value = COALESCE(check_value, ?) WHERE key_id = ?",
+        )
+        .bind(expiration_model)
+        .bind(valid_to)
+        .bind(check_value)
+        .bind(key_id.to_string())
         .execute(&self.pool)
         .await?;
         Ok(())
