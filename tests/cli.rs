@@ -38,6 +38,11 @@ fn aws_cli_custom_key_store_workflow() {
     );
 }
 
+#[test]
+fn aws_cli_import_workflow() {
+    run_script("import.sh");
+}
+
 fn run_script(name: &str) {
     run_script_with(name, &[]);
 }

@@ -83,7 +83,17 @@ async fn create_key_rejections() {
         "ValidationException"
     );
     assert_code!(
-        kms.create_key().origin(OriginType::External).send().await,
+        kms.create_key()
+            .origin(OriginType::AwsCloudhsm)
+            .send()
+            .await,
+        "ValidationException"
+    );
+    assert_code!(
+        kms.create_key()
+            .origin(OriginType::ExternalKeyStore)
+            .send()
+            .await,
         "UnsupportedOperationException"
     );
     assert_code!(

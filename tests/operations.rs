@@ -396,7 +396,7 @@ async fn throttling_and_sdk_retry() {
         .key_metadata
         .unwrap()
         .key_id;
-        // 5/s with a burst of 5: a quick burst of 40 is mostly refused however slow the machine
+    // 5/s with a burst of 5: a quick burst of 40 is mostly refused however slow the machine
     // (even at 100 ms a request, at most 5 + 20 of the 40 fit).
     let mut throttled = 0;
     for _ in 0..40 {
@@ -415,7 +415,7 @@ async fn throttling_and_sdk_retry() {
             }
         }
     }
-        assert!(throttled >= 10, "only {throttled} of 40 throttled at 5/s");
+    assert!(throttled >= 10, "only {throttled} of 40 throttled at 5/s");
     // Management operations have their own quota.
     kms.describe_key().key_id(&key).send().await.unwrap();
     // With the SDK's standard retry the same burst goes through.

@@ -98,6 +98,9 @@ impl ApiError {
                     (bad, "CloudHsmClusterNotRelatedException", m(s))
                 }
                 K::Conflict(s) => (bad, "ConflictException", m(s)),
+                K::ExpiredImportToken(s) => (bad, "ExpiredImportTokenException", m(s)),
+                K::InvalidImportToken(s) => (bad, "InvalidImportTokenException", m(s)),
+                K::IncorrectKeyMaterial(s) => (bad, "IncorrectKeyMaterialException", m(s)),
                 K::KeyUnavailable(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "KeyUnavailableException",

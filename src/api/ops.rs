@@ -11,8 +11,8 @@ use crate::kms::{
     CreateGrantInput, CreateKeyInput, GrantConstraints, GrantInfo, KeyInfo, Kms, RequestContext,
 };
 use crate::model::{
-    DataKeyPairSpec, DataKeySpec, EncryptionAlgorithm, KeySpec, KeyUsage, MacAlgorithm,
-    MessageType, Origin, SigningAlgorithm,
+    DataKeyPairSpec, DataKeySpec, EncryptionAlgorithm, ExpirationModel, KeySpec, KeyUsage,
+    MacAlgorithm, MessageType, Origin, SigningAlgorithm, WrappingAlgorithm, WrappingKeySpec,
 };
 use crate::store::TagRecord;
 
@@ -38,7 +38,8 @@ macro_rules! operations {
             /// audited before they run.
             pub fn changes_state(self) -> bool {
                 let n = self.name();
-                !(n.starts_with("Describe") || n.starts_with("List") || n.starts_with("Get")
+                !(n.starts_with("Describe") || n.starts_with("List")
+                    || (n.starts_with("Get") && n != "GetParametersForImport")
                     || matches!(n, "Encrypt" | "Decrypt" | "ReEncrypt" | "GenerateDataKey"
                         | "GenerateDataKeyWithoutPlaintext" | "GenerateRandom" | "Sign" | "Verify"
                         | "GenerateMac" | "VerifyMac" | "GenerateDataKeyPair"
@@ -96,6 +97,9 @@ operations!(
     VerifyMac,
     GenerateDataKeyPair,
     GenerateDataKeyPairWithoutPlaintext,
+    GetParametersForImport,
+    ImportKeyMaterial,
+    DeleteImportedKeyMaterial,
 );
 
 type Out = Result<Option<Value>, ApiError>;
@@ -133,10 +137,13 @@ fn key_metadata(k: &KeyInfo) -> Value {
         "EncryptionAlgorithms": algorithms(r.key_spec.encryption_algorithms(r.key_usage), |a| a.as_str()),
         "SigningAlgorithms": algorithms(r.key_spec.signing_algorithms(r.key_usage), |a| a.as_str()),
         "MacAlgorithms": algorithms(&r.key_spec.mac_algorithms(r.key_usage), |a| a.as_str()),
-                "MultiRegion": false,
+        "MultiRegion": false,
         "CustomKeyStoreId": r.custom_key_store_id,
         "CloudHsmClusterId": k.cluster_id,
-        "CurrentKeyMaterialId": (r.key_spec == KeySpec::SymmetricDefault).then_some(&k.current_material_id),
+        "CurrentKeyMaterialId": (r.key_spec == KeySpec::SymmetricDefault
+            && r.state != crate::model::KeyState::PendingImport).then_some(&k.current_material_id),
+        "ExpirationModel": k.expiration.as_ref().map(|e| e.0.clone()),
+        "ValidTo": k.expiration.as_ref().and_then(|e| e.1).map(ts),
     })
 }
 
@@ -720,6 +727,79 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 "SignatureValid": true,
                 "SigningAlgorithm": alg.as_str(),
             }))
+        }
+        O::GetParametersForImport => {
+            let r: ImportReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let alg = enum_member(
+                r.wrapping_algorithm,
+                "wrappingAlgorithm",
+                WrappingAlgorithm::parse,
+                WrappingAlgorithm::allowed,
+            )?;
+            let alg = required(alg, "wrappingAlgorithm")?;
+            let spec = enum_member(
+                r.wrapping_key_spec,
+                "wrappingKeySpec",
+                WrappingKeySpec::parse,
+                WrappingKeySpec::allowed,
+            )?;
+            let spec = required(spec, "wrappingKeySpec")?;
+            let p = kms.get_parameters_for_import(ctx, &key, alg, spec).await?;
+            done(json!({
+                "KeyId": p.key_arn,
+                "ImportToken": b64(&p.import_token),
+                "PublicKey": b64(&p.public_key),
+                "ParametersValidTo": ts(p.parameters_valid_to),
+            }))
+        }
+        O::ImportKeyMaterial => {
+            let r: ImportReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let token = required(r.import_token, "importToken")?;
+            blob_length(&token, "importToken", 1, 6144)?;
+            let material = required(r.encrypted_key_material, "encryptedKeyMaterial")?;
+            blob_length(&material, "encryptedKeyMaterial", 1, 6144)?;
+            let model = enum_member(
+                r.expiration_model,
+                "expirationModel",
+                ExpirationModel::parse,
+                ExpirationModel::allowed,
+            )?;
+            if let Some(t) = r.import_type.as_deref() {
+                if !matches!(t, "NEW_KEY_MATERIAL" | "EXISTING_KEY_MATERIAL") {
+                    return Err(crate::kms::KmsError::Validation(format!(
+                        "1 validation error detected: Value '{t}' at 'importType' failed to \
+                         satisfy constraint: Member must satisfy enum value set: \
+                         [NEW_KEY_MATERIAL, EXISTING_KEY_MATERIAL]"
+                    ))
+                    .into());
+                }
+            }
+            let valid_to = match r.valid_to {
+                Some(t) if t.is_finite() => Some((t * 1000.0) as i64),
+                Some(_) => {
+                    return Err(crate::kms::KmsError::Validation(
+                        "ValidTo is not a valid timestamp".into(),
+                    )
+                    .into())
+                }
+                None => None,
+            };
+            let input = crate::kms::ImportInput {
+                import_token: token,
+                encrypted_key_material: material,
+                expiration_model: model,
+                valid_to,
+            };
+            let (arn, material_id) = kms.import_key_material(ctx, &key, input).await?;
+            done(json!({ "KeyId": arn, "KeyMaterialId": material_id }))
+        }
+        O::DeleteImportedKeyMaterial => {
+            let r: ImportReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let (arn, material_id) = kms.delete_imported_key_material(ctx, &key).await?;
+            done(json!({ "KeyId": arn, "KeyMaterialId": material_id }))
         }
         O::GetPublicKey => {
             let r: SignReq = parse(body)?;

@@ -222,6 +222,24 @@ fn secret_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<Str
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
+pub struct ImportReq {
+    pub key_id: Option<String>,
+    pub wrapping_algorithm: Option<String>,
+    pub wrapping_key_spec: Option<String>,
+    #[serde(default, deserialize_with = "blob")]
+    pub import_token: Option<Vec<u8>>,
+    #[serde(default, deserialize_with = "blob")]
+    pub encrypted_key_material: Option<Vec<u8>>,
+    /// Epoch seconds.
+    pub valid_to: Option<f64>,
+    pub expiration_model: Option<String>,
+    pub import_type: Option<String>,
+    pub key_material_description: Option<String>,
+    pub key_material_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
 pub struct ListAliasesReq {
     pub key_id: Option<String>,
     pub limit: Option<i64>,

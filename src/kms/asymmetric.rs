@@ -665,6 +665,9 @@ mod tests {
             rsa_raw: true,
             secret_keygen: true,
             hmac: [true; 4],
+            rsa_oaep_unwrap: true,
+            aes_kwp_unwrap: true,
+            aes_ecb: true,
         }
     }
 

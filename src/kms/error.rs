@@ -63,6 +63,12 @@ pub enum KmsError {
     CloudHsmClusterNotRelated(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    #[error("{0}")]
+    InvalidImportToken(String),
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// The token could not serve the key right now (device or session failure).
     #[error("token unavailable: {0}")]
     KeyUnavailable(String),

@@ -42,11 +42,14 @@ pub struct KeyInfo {
     pub state: KeyState,
     /// For keys in a custom key store: the token label (CloudHsmClusterId).
     pub cluster_id: Option<String>,
+    /// Imported keys: the expiration model and `ValidTo` of the current material.
+    pub expiration: Option<(String, Option<i64>)>,
 }
 
 impl KeyInfo {
     fn new(record: KeyRecord) -> KeyInfo {
         KeyInfo {
+            expiration: None,
             arn: record.arn(),
             current_material_id: material_id(&record.key_id, record.current_version as u32),
             state: record.state,
@@ -186,10 +189,20 @@ impl Kms {
             ));
         }
         let (usage, material) = plan_material(self.capabilities(), spec, input.key_usage)?;
-        if !matches!(origin, Origin::AwsKms | Origin::AwsCloudHsm) {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "Origin {origin} is not supported yet; use AWS_KMS"
-            )));
+        match origin {
+            Origin::AwsKms | Origin::AwsCloudHsm => {}
+            Origin::External if super::import::importable(spec) => {}
+            Origin::External => {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "KeySpec {spec} with Origin EXTERNAL is not supported by this key store; \
+                     import is available for SYMMETRIC_DEFAULT and HMAC keys"
+                )))
+            }
+            _ => {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "Origin {origin} is not supported; use AWS_KMS or EXTERNAL"
+                )))
+            }
         }
         let (policy, parsed) = match input.policy {
             Some(p) => {
@@ -233,6 +246,12 @@ impl Kms {
             {
                 return Err(KmsError::MalformedPolicyDocument(LOCKOUT.into()));
             }
+        }
+        if origin == Origin::External {
+            // No material until ImportKeyMaterial; nothing is created in the token.
+            key.state = KeyState::PendingImport;
+            self.store.insert_external_key(&key, &input.tags).await?;
+            return Ok(KeyInfo::new(key));
         }
         let object_id = token_object_id(&key_id, 1);
         let version = VersionRecord {
@@ -286,7 +305,13 @@ impl Kms {
 
     pub async fn describe_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<KeyInfo> {
         let k = self.resolve(ctx, key, Op::new("kms:DescribeKey")).await?;
-        self.key_info(k.into_record()).await
+        let mut info = self.key_info(k.into_record()).await?;
+        if info.record.origin == Origin::External && info.record.state != KeyState::PendingImport {
+            if let Some(rec) = self.store.get_import(info.record.key_id).await? {
+                info.expiration = rec.expiration_model.map(|m| (m, rec.valid_to));
+            }
+        }
+        Ok(info)
     }
 
     pub async fn list_keys(

@@ -17,6 +17,7 @@ mod aliases;
 mod asymmetric;
 mod crypto;
 mod grants;
+mod import;
 mod keys;
 pub mod keystores;
 mod oaep;
@@ -33,6 +34,7 @@ pub use authz::{AccountPermit, Permitted};
 pub use crypto::{DataKey, Decrypted, Encrypted, ReEncrypted};
 pub use error::{KmsError, Result};
 pub use grants::{validate_grant_tokens, CreateGrantInput, GrantConstraints, GrantInfo};
+pub use import::{ImportInput, ImportParameters, IMPORT_MAC_KEY_ID};
 pub use keys::{CreateKeyInput, KeyInfo, Page, ScheduledDeletion};
 pub use reconcile::ReconcileReport;
 pub use rotation::{RotationEntry, RotationStatus};
@@ -117,6 +119,11 @@ pub struct Kms {
     policies: authz::PolicyCache,
     quotas: quota::Quotas,
     key_stores: keystores::KeyStores,
+    /// The import-token MAC key has been checked or created.
+    import_mac: tokio::sync::OnceCell<()>,
+    /// Wrapping algorithms the token turned out not to support (learned by trying).
+    import_unsupported:
+        std::sync::Mutex<std::collections::HashSet<crate::model::WrappingAlgorithm>>,
 }
 
 /// Prefix of every token object label this service creates.
@@ -139,6 +146,8 @@ impl Kms {
             policies: authz::PolicyCache::default(),
             quotas: quota::Quotas::new(quotas),
             key_stores: keystores::KeyStores::new(module),
+            import_mac: tokio::sync::OnceCell::new(),
+            import_unsupported: Default::default(),
         }
     }
 
@@ -207,7 +216,8 @@ impl Kms {
                 )
             }
         };
-        self.store
+        let k = self
+            .store
             .get_key(id)
             .await?
             .filter(|k| {
@@ -220,14 +230,18 @@ impl Kms {
                     "Key '{}' does not exist",
                     ids::key_arn(&ctx.region, &account, &id)
                 ))
-            })
+            })?;
+        self.with_expiry(k).await
     }
 
     /// A key in the caller's region (any account: authorization decides), creation finished.
     async fn load_key(&self, ctx: &RequestContext, id: Uuid) -> Result<Option<KeyRecord>> {
-        Ok(self.store.get_key(id).await?.filter(|k| {
+        match self.store.get_key(id).await?.filter(|k| {
             k.region == ctx.region && !matches!(k.state, KeyState::Creating | KeyState::Deleted)
-        }))
+        }) {
+            Some(k) => Ok(Some(self.with_expiry(k).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn alias_target(&self, ctx: &RequestContext, account: &str, alias: &str) -> Result<Uuid> {

@@ -5,7 +5,9 @@
 //! - intent with its token object present → completed now;
 //! - intent without a token object → removed (the request never succeeded);
 //! - a completed version whose object is missing → reported (served as KeyUnavailable);
-//! - a token object of ours that no version names → reported as an orphan, never deleted.
+//! - a token object of ours that no version names → reported as an orphan, never deleted;
+//! - a pending import (EXTERNAL key) → undone: its object destroyed, the version removed.
+//!   Import wrapping keys count as known objects (the store names them).
 //!
 //! Key material is a secret key (AES, HMAC) or a private key; a key pair's public object shares
 //! the private key's `CKA_ID` and is created with it in one `C_GenerateKeyPair`, so only
@@ -14,7 +16,7 @@
 use std::collections::HashSet;
 
 use super::{Kms, Result, LABEL_PREFIX};
-use crate::model::KeyState;
+use crate::model::{KeyState, Origin};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -55,10 +57,25 @@ impl Kms {
             }
         }
 
+        let mut destroyed = HashSet::new();
         for v in self.store.pending_versions().await? {
             let Some(mut key) = self.store.get_key(v.key_id).await? else {
                 continue;
             };
+            if key.origin == Origin::External {
+                // An import interrupted by a crash never answered success (and its key check
+                // value may not have been compared): undo it; the caller imports again.
+                if present.contains(&v.token_object_id) {
+                    self.token.destroy(v.token_object_id.clone()).await?;
+                    destroyed.insert(v.token_object_id.clone());
+                }
+                self.store
+                    .delete_pending_version(v.key_id, v.version)
+                    .await?;
+                tracing::warn!(key_id = %v.key_id, "removed an import interrupted by a crash");
+                report.removed_versions += 1;
+                continue;
+            }
             if present.contains(&v.token_object_id) {
                 key.current_version = key.current_version.max(v.version);
                 self.store.activate_version(&key, v.version).await?;
@@ -86,7 +103,10 @@ impl Kms {
             }
         }
         for o in &objects {
-            if o.label.starts_with(LABEL_PREFIX) && !known.contains(&o.id) {
+            if o.label.starts_with(LABEL_PREFIX)
+                && !known.contains(&o.id)
+                && !destroyed.contains(&o.id)
+            {
                 tracing::warn!(object_id = %hex::encode(&o.id), label = %o.label, "orphan token object: no key refers to it");
                 report.orphan_objects.push(o.label.clone());
             }

@@ -1,4 +1,5 @@
-//! Background lifecycle jobs: automatic rotation and scheduled deletion.
+//! Background lifecycle jobs: automatic rotation, scheduled deletion and the expiry of
+//! imported key material.
 //!
 //! Claims are compare-and-swaps in the store, so several servers sharing one database run each
 //! due job once: a rotation inserts version N+1 (a second claimant gets a unique-key conflict);
@@ -23,6 +24,7 @@ use crate::store::{KeyRecord, PrincipalKind, StoreError};
 pub struct SchedulerReport {
     pub rotated: usize,
     pub deleted: usize,
+    pub expired: usize,
     pub destroyed_objects: usize,
     pub errors: usize,
 }
@@ -140,6 +142,7 @@ impl Kms {
                         Ok(()) => {
                             report.deleted += 1;
                             count("delete", true);
+                            self.destroy_wrapping_key(&key).await;
                             tracing::info!(key_id = %key.key_id, "key deleted as scheduled");
                             if let Err(e) = audit
                                 .append(service_event("DeleteKey", &key, now, None))
@@ -159,6 +162,38 @@ impl Kms {
             }
             Err(e) => {
                 tracing::error!(error = %e, "listing due deletions failed");
+                report.errors += 1;
+            }
+        }
+
+        // Imported material past its ValidTo: key → PendingImport, material destroyed.
+        match self.store.due_expirations(now).await {
+            Ok(keys) => {
+                for key in keys {
+                    let result = self.expire_material(key.clone()).await;
+                    let error = result.as_ref().err().map(|e| e.to_string());
+                    match &result {
+                        Ok(n) => {
+                            report.expired += 1;
+                            report.destroyed_objects += n;
+                            tracing::info!(key_id = %key.key_id, "imported key material expired and was destroyed");
+                        }
+                        Err(e) => {
+                            tracing::error!(key_id = %key.key_id, error = %e, "expiring imported key material failed; will retry");
+                            report.errors += 1;
+                        }
+                    }
+                    count("expire", error.is_none());
+                    if let Err(e) = audit
+                        .append(service_event("DeleteExpiredKeyMaterial", &key, now, error))
+                        .await
+                    {
+                        tracing::error!(error = %e, "audit record of a material expiry not written");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "listing expired key material failed");
                 report.errors += 1;
             }
         }

@@ -182,6 +182,24 @@ pub struct CustomKeyStoreRecord {
     pub created_at: Millis,
 }
 
+/// The import state of a key with origin `EXTERNAL` (one row per key).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ImportRecord {
+    pub key_id: Uuid,
+    /// `CKA_ID` of the current wrapping key pair (GetParametersForImport), if any.
+    pub wrapping_object_id: Option<Vec<u8>>,
+    pub wrapping_algorithm: Option<String>,
+    pub wrapping_key_spec: Option<String>,
+    /// Nonce of the current import token; older tokens are superseded.
+    pub nonce: Option<Vec<u8>>,
+    pub parameters_valid_to: Option<Millis>,
+    /// `KEY_MATERIAL_EXPIRES` / `KEY_MATERIAL_DOES_NOT_EXPIRE` of the imported material.
+    pub expiration_model: Option<String>,
+    pub valid_to: Option<Millis>,
+    /// Key check value of the first material imported (computed in the token).
+    pub check_value: Option<Vec<u8>>,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Insert a new key in state `Creating` with its first (pending) version and tags, atomically.
@@ -293,6 +311,24 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn key_stores(&self) -> Result<Vec<CustomKeyStoreRecord>>;
     /// Keys (not yet deleted) whose material lives in a custom key store.
     async fn count_keys_in_store(&self, id: &str) -> Result<i64>;
+    /// Insert a key that has no material yet (origin `EXTERNAL`, state `PendingImport`), with
+    /// its (empty) import record and tags, atomically.
+    async fn insert_external_key(&self, key: &KeyRecord, tags: &[TagRecord]) -> Result<()>;
+    async fn get_import(&self, key_id: Uuid) -> Result<Option<ImportRecord>>;
+    /// Store the import parameters of `rec` (wrapping key, algorithm, spec, nonce, expiry);
+    /// the material columns are left alone.
+    async fn set_import_parameters(&self, rec: &ImportRecord) -> Result<()>;
+    /// Store the expiration of imported material and, if none is stored yet, its key check
+    /// value (the first import's value is never replaced).
+    async fn set_import_material(
+        &self,
+        key_id: Uuid,
+        expiration_model: &str,
+        valid_to: Option<Millis>,
+        check_value: Option<&[u8]>,
+    ) -> Result<()>;
+    /// Keys holding imported material that expired at or before `now`.
+    async fn due_expirations(&self, now: Millis) -> Result<Vec<KeyRecord>>;
 
     /// Is the store reachable?
     async fn ping(&self) -> Result<()>;

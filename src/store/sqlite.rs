@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::{
     AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord, IdentityPolicyRecord,
-    KeyRecord, MetadataStore, PrincipalKind, PrincipalRecord, Result, StoreError, TagRecord,
-    VersionRecord,
+    ImportRecord, KeyRecord, MetadataStore, PrincipalKind, PrincipalRecord, Result, StoreError,
+    TagRecord, VersionRecord,
 };
 use crate::model::{KeySpec, KeyState, KeyUsage, Origin, RotationType};
 
@@ -113,6 +113,18 @@ CREATE TABLE IF NOT EXISTS tags (
     tag_value TEXT NOT NULL,
     PRIMARY KEY (key_id, tag_key)
 );
+CREATE TABLE IF NOT EXISTS imports (
+    key_id TEXT PRIMARY KEY REFERENCES keys(key_id),
+    wrapping_object_id BLOB,
+    wrapping_algorithm TEXT,
+    wrapping_key_spec TEXT,
+    nonce BLOB,
+    parameters_valid_to INTEGER,
+    expiration_model TEXT,
+    valid_to INTEGER,
+    check_value BLOB
+);
+CREATE INDEX IF NOT EXISTS imports_by_valid_to ON imports(valid_to);
 "#;
 
 const KEY_COLUMNS: &str = "key_id, region, account, description, key_spec, key_usage, origin, \
@@ -269,6 +281,61 @@ where
     Ok(())
 }
 
+async fn insert_key_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    k: &KeyRecord,
+    tags: &[TagRecord],
+) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(k.key_id.to_string())
+    .bind(&k.region)
+    .bind(&k.account)
+    .bind(&k.description)
+    .bind(k.key_spec.as_str())
+    .bind(k.key_usage.as_str())
+    .bind(k.origin.as_str())
+    .bind(k.state.as_str())
+    .bind(k.created_at)
+    .bind(k.deletion_date)
+    .bind(k.pending_window_days)
+    .bind(k.rotation_enabled as i64)
+    .bind(k.rotation_period_days)
+    .bind(k.rotation_base)
+    .bind(k.current_version)
+    .bind(&k.policy)
+    .bind(k.revision)
+    .bind(&k.custom_key_store_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_unique)?;
+    for t in tags {
+        sqlx::query("INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)")
+            .bind(k.key_id.to_string())
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_unique)?;
+    }
+    Ok(())
+}
+
+fn import_from_row(row: &SqliteRow) -> Result<ImportRecord> {
+    Ok(ImportRecord {
+        key_id: uuid_col(row, "key_id")?,
+        wrapping_object_id: row.try_get("wrapping_object_id")?,
+        wrapping_algorithm: row.try_get("wrapping_algorithm")?,
+        wrapping_key_spec: row.try_get("wrapping_key_spec")?,
+        nonce: row.try_get("nonce")?,
+        parameters_valid_to: row.try_get("parameters_valid_to")?,
+        expiration_model: row.try_get("expiration_model")?,
+        valid_to: row.try_get("valid_to")?,
+        check_value: row.try_get("check_value")?,
+    })
+}
+
 async fn update_key_in<'e, E>(exec: E, k: &KeyRecord) -> Result<()>
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
@@ -307,40 +374,8 @@ impl MetadataStore for SqliteStore {
         tags: &[TagRecord],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-                        "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(k.key_id.to_string())
-        .bind(&k.region)
-        .bind(&k.account)
-        .bind(&k.description)
-        .bind(k.key_spec.as_str())
-        .bind(k.key_usage.as_str())
-        .bind(k.origin.as_str())
-        .bind(k.state.as_str())
-        .bind(k.created_at)
-        .bind(k.deletion_date)
-        .bind(k.pending_window_days)
-        .bind(k.rotation_enabled as i64)
-        .bind(k.rotation_period_days)
-        .bind(k.rotation_base)
-        .bind(k.current_version)
-        .bind(&k.policy)
-                .bind(k.revision)
-        .bind(&k.custom_key_store_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_unique)?;
+        insert_key_in(&mut tx, k, tags).await?;
         insert_version_in(&mut *tx, version).await?;
-        for t in tags {
-            sqlx::query("INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)")
-                .bind(k.key_id.to_string())
-                .bind(&t.key)
-                .bind(&t.value)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_unique)?;
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -443,7 +478,9 @@ impl MetadataStore for SqliteStore {
     async fn all_token_object_ids(&self) -> Result<Vec<Vec<u8>>> {
         let rows = sqlx::query(
             "SELECT v.token_object_id FROM key_versions v JOIN keys k ON k.key_id = v.key_id \
-             WHERE k.custom_key_store_id IS NULL",
+             WHERE k.custom_key_store_id IS NULL UNION ALL \
+             SELECT wrapping_object_id AS token_object_id FROM imports \
+             WHERE wrapping_object_id IS NOT NULL",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -961,6 +998,80 @@ impl MetadataStore for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
+    }
+
+    async fn insert_external_key(&self, k: &KeyRecord, tags: &[TagRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_key_in(&mut tx, k, tags).await?;
+        sqlx::query("INSERT INTO imports (key_id) VALUES (?)")
+            .bind(k.key_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_unique)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_import(&self, key_id: Uuid) -> Result<Option<ImportRecord>> {
+        let row = sqlx::query("SELECT * FROM imports WHERE key_id = ?")
+            .bind(key_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(import_from_row).transpose()
+    }
+
+    async fn set_import_parameters(&self, r: &ImportRecord) -> Result<()> {
+        sqlx::query(
+            "UPDATE imports SET wrapping_object_id = ?, wrapping_algorithm = ?, \
+             wrapping_key_spec = ?, nonce = ?, parameters_valid_to = ? WHERE key_id = ?",
+        )
+        .bind(&r.wrapping_object_id)
+        .bind(&r.wrapping_algorithm)
+        .bind(&r.wrapping_key_spec)
+        .bind(&r.nonce)
+        .bind(r.parameters_valid_to)
+        .bind(r.key_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_import_material(
+        &self,
+        key_id: Uuid,
+        expiration_model: &str,
+        valid_to: Option<super::Millis>,
+        check_value: Option<&[u8]>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE imports SET expiration_model = ?, valid_to = ?, \
+             check_value = COALESCE(check_value, ?) WHERE key_id = ?",
+        )
+        .bind(expiration_model)
+        .bind(valid_to)
+        .bind(check_value)
+        .bind(key_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn due_expirations(&self, now: super::Millis) -> Result<Vec<KeyRecord>> {
+        let cols = KEY_COLUMNS
+            .split(", ")
+            .map(|c| format!("k.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {cols} FROM keys k JOIN imports i ON i.key_id = k.key_id \
+             WHERE k.state NOT IN ('Creating', 'Deleted') \
+             AND i.expiration_model = 'KEY_MATERIAL_EXPIRES' AND i.valid_to <= ? \
+             AND EXISTS (SELECT 1 FROM key_versions v WHERE v.key_id = k.key_id AND v.pending = 0)"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn ping(&self) -> Result<()> {

@@ -32,7 +32,7 @@ impl HashAlg {
         }
     }
 
-    fn mechanism(self) -> MechanismType {
+    pub(super) fn mechanism(self) -> MechanismType {
         match self {
             HashAlg::Sha1 => MechanismType::SHA1,
             HashAlg::Sha224 => MechanismType::SHA224,
@@ -42,7 +42,7 @@ impl HashAlg {
         }
     }
 
-    fn mgf(self) -> PkcsMgfType {
+    pub(super) fn mgf(self) -> PkcsMgfType {
         match self {
             HashAlg::Sha1 => PkcsMgfType::MGF1_SHA1,
             HashAlg::Sha224 => PkcsMgfType::MGF1_SHA224,
@@ -194,7 +194,7 @@ fn pair_templates(
     (mech, public, private)
 }
 
-fn read_public(s: &Session, h: ObjectHandle) -> Result<PublicParts> {
+pub(super) fn read_public(s: &Session, h: ObjectHandle) -> Result<PublicParts> {
     let attrs = s
         .get_attributes(
             h,

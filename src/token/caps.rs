@@ -27,6 +27,12 @@ pub struct Capabilities {
     pub secret_keygen: bool,
     /// `CKM_SHA224_HMAC` … `CKM_SHA512_HMAC`, in that order.
     pub hmac: [bool; 4],
+    /// `CKM_RSA_PKCS_OAEP` unwrap (which hashes it takes is only known by trying).
+    pub rsa_oaep_unwrap: bool,
+    /// `CKM_AES_KEY_WRAP_PAD` (RFC 5649) unwrap.
+    pub aes_kwp_unwrap: bool,
+    /// `CKM_AES_ECB` encrypt: key check values of imported AES keys.
+    pub aes_ecb: bool,
 }
 
 impl Capabilities {
@@ -54,6 +60,9 @@ impl Capabilities {
             rsa_raw: info(MechanismType::RSA_X_509).is_some_and(|i| i.encrypt() && i.decrypt()),
             secret_keygen: info(MechanismType::GENERIC_SECRET_KEY_GEN)
                 .is_some_and(|i| i.generate()),
+            rsa_oaep_unwrap: info(MechanismType::RSA_PKCS_OAEP).is_some_and(|i| i.unwrap()),
+            aes_kwp_unwrap: info(MechanismType::AES_KEY_WRAP_PAD).is_some_and(|i| i.unwrap()),
+            aes_ecb: info(MechanismType::AES_ECB).is_some_and(|i| i.encrypt()),
             hmac: [
                 hmac(HashAlg::Sha224),
                 hmac(HashAlg::Sha256),

@@ -19,11 +19,13 @@ mod asym;
 mod caps;
 mod ceiling;
 mod error;
+mod import;
 
 pub use asym::{ExportedPair, HashAlg, PairSpec, PairUse, PrivateParts, PublicParts, SignMech};
 pub use caps::Capabilities;
 pub use ceiling::{CeilingOp, CeilingResult};
 pub use error::{FaultKind, TokenError};
+pub use import::{ImportWrap, ImportedKind};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,0 +1,671 @@
+//! Bring your own key: GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial
+//! and the expiry of imported material.
+//!
+//! Architecture invariants:
+//! - Imported material is unwrapped only inside the token (`C_UnwrapKey` with the wrapping
+//!   key pair's private key); the host never holds it in plaintext and never calls decrypt on
+//!   it. The wrapping private key is sensitive, non-extractable and may only unwrap.
+//! - An import token is `version (1) ‖ nonce (16) ‖ HMAC-SHA256 (32)`; the MAC is computed in
+//!   the token with the system key `IMPORT_MAC_KEY_ID` over the key id, the wrapping key's
+//!   object id, the algorithm, the key spec, the parameters' expiry and the nonce. Only the
+//!   newest parameters of a key are stored, so older tokens are superseded.
+//! - Crash safety as for key creation: the pending version (intent) is stored before the
+//!   token object is unwrapped and activated after; reconciliation undoes a pending import.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::authz::Op;
+use super::ids::KeyRef;
+use super::{
+    material_id, state_error, token_object_id, token_object_label, Kms, KmsError, RequestContext,
+    Result, LABEL_PREFIX, MS_PER_DAY,
+};
+use crate::kms::keyformat::spki_der;
+use crate::model::{
+    ExpirationModel, KeySpec, KeyState, Origin, WrappingAlgorithm, WrappingKeySpec,
+};
+use crate::store::{ImportRecord, KeyRecord, Millis, StoreError, VersionRecord};
+use crate::token::{FaultKind, HashAlg, ImportWrap, ImportedKind};
+
+/// `CKA_ID` of the token key that authenticates import tokens.
+pub const IMPORT_MAC_KEY_ID: &[u8] = b"kms-bridge/system/import-token-mac/v1";
+const IMPORT_MAC_KEY_LABEL: &str = "kms-bridge-system/import-token-mac/v1";
+const TOKEN_FORMAT: u8 = 1;
+const NONCE_LEN: usize = 16;
+const MAC_LEN: usize = 32;
+const TOKEN_LEN: usize = 1 + NONCE_LEN + MAC_LEN;
+/// Import parameters are valid for 24 hours.
+const PARAMETERS_TTL: Millis = MS_PER_DAY;
+/// `ValidTo` may be at most 365 days ahead.
+const MAX_VALID_TO: Millis = 365 * MS_PER_DAY;
+
+/// What GetParametersForImport returns.
+#[derive(Debug)]
+pub struct ImportParameters {
+    pub key_arn: String,
+    pub import_token: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub parameters_valid_to: Millis,
+}
+
+/// What ImportKeyMaterial asks.
+#[derive(Debug)]
+pub struct ImportInput {
+    pub import_token: Vec<u8>,
+    pub encrypted_key_material: Vec<u8>,
+    pub expiration_model: Option<ExpirationModel>,
+    pub valid_to: Option<Millis>,
+}
+
+/// What the token object of an imported key of this spec is, if the spec can be imported.
+fn imported_kind(spec: KeySpec) -> Option<ImportedKind> {
+    match spec {
+        KeySpec::SymmetricDefault => Some(ImportedKind::Aes { len: 32 }),
+        KeySpec::Hmac224 => Some(ImportedKind::Hmac { min: 28, max: 64 }),
+        KeySpec::Hmac256 => Some(ImportedKind::Hmac { min: 32, max: 64 }),
+        KeySpec::Hmac384 => Some(ImportedKind::Hmac { min: 48, max: 128 }),
+        KeySpec::Hmac512 => Some(ImportedKind::Hmac { min: 64, max: 128 }),
+        _ => None,
+    }
+}
+
+/// Can keys of this spec be created with origin EXTERNAL here?
+pub(crate) fn importable(spec: KeySpec) -> bool {
+    imported_kind(spec).is_some()
+}
+
+fn wrap_of(alg: WrappingAlgorithm) -> Option<ImportWrap> {
+    match alg {
+        WrappingAlgorithm::RsaesOaepSha1 => Some(ImportWrap::RsaOaep(HashAlg::Sha1)),
+        WrappingAlgorithm::RsaesOaepSha256 => Some(ImportWrap::RsaOaep(HashAlg::Sha256)),
+        WrappingAlgorithm::RsaAesKeyWrapSha1 => Some(ImportWrap::RsaAesKwp(HashAlg::Sha1)),
+        WrappingAlgorithm::RsaAesKeyWrapSha256 => Some(ImportWrap::RsaAesKwp(HashAlg::Sha256)),
+        WrappingAlgorithm::RsaesPkcs1V15 | WrappingAlgorithm::Sm2Pke => None,
+    }
+}
+
+fn hash_of(wrap: ImportWrap) -> HashAlg {
+    match wrap {
+        ImportWrap::RsaOaep(h) | ImportWrap::RsaAesKwp(h) => h,
+    }
+}
+
+/// The bytes the import token's MAC covers.
+fn mac_input(key: &KeyRecord, rec: &ImportRecord, wrapping_id: &[u8], nonce: &[u8]) -> Vec<u8> {
+    let mut m = b"kms-bridge import token v1\0".to_vec();
+    m.extend_from_slice(key.key_id.as_bytes());
+    for part in [
+        wrapping_id,
+        rec.wrapping_algorithm.as_deref().unwrap_or("").as_bytes(),
+        rec.wrapping_key_spec.as_deref().unwrap_or("").as_bytes(),
+    ] {
+        m.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        m.extend_from_slice(part);
+    }
+    m.extend_from_slice(&rec.parameters_valid_to.unwrap_or(0).to_be_bytes());
+    m.extend_from_slice(nonce);
+    m
+}
+
+fn require_external(key: &KeyRecord) -> Result<()> {
+    if key.origin == Origin::External {
+        Ok(())
+    } else {
+        Err(KmsError::UnsupportedOperation(format!(
+            "{} origin is {}, not EXTERNAL; key material can be imported only into keys \
+             created with Origin EXTERNAL.",
+            key.arn(),
+            key.origin
+        )))
+    }
+}
+
+fn invalid_token() -> KmsError {
+    KmsError::InvalidImportToken(
+        "The import token is invalid, belongs to another key or was superseded by newer \
+         import parameters."
+            .into(),
+    )
+}
+
+/// A stored key check value: SHA-256 of the token's check value (never the raw block).
+fn check_digest(kcv: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"kms-bridge key check value\0");
+    h.update(kcv);
+    h.finalize().to_vec()
+}
+
+impl Kms {
+    /// Make sure the import-token MAC key exists in the token (created once).
+    async fn import_mac_key(&self) -> Result<()> {
+        self.import_mac
+            .get_or_try_init(|| async {
+                if !self.token.exists(IMPORT_MAC_KEY_ID.to_vec()).await? {
+                    self.token
+                        .generate_hmac_key(
+                            IMPORT_MAC_KEY_ID.to_vec(),
+                            IMPORT_MAC_KEY_LABEL.to_owned(),
+                            32,
+                        )
+                        .await?;
+                    tracing::info!("created the import-token MAC key in the token");
+                }
+                Ok::<(), KmsError>(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn import_mac(&self, input: Vec<u8>) -> Result<Vec<u8>> {
+        self.import_mac_key().await?;
+        Ok(self
+            .token
+            .hmac(IMPORT_MAC_KEY_ID.to_vec(), HashAlg::Sha256, input)
+            .await?)
+    }
+
+    /// The wrapping algorithms this token can unwrap with, as a message fragment.
+    fn supported_wrapping(&self) -> String {
+        let caps = self.capabilities();
+        let known_bad = self
+            .import_unsupported
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let list: Vec<&str> = [
+            WrappingAlgorithm::RsaesOaepSha1,
+            WrappingAlgorithm::RsaesOaepSha256,
+            WrappingAlgorithm::RsaAesKeyWrapSha1,
+            WrappingAlgorithm::RsaAesKeyWrapSha256,
+        ]
+        .into_iter()
+        .filter(|a| !known_bad.contains(a))
+        .filter(|a| {
+            caps.rsa_oaep_unwrap
+                && (matches!(wrap_of(*a), Some(ImportWrap::RsaOaep(_))) || caps.aes_kwp_unwrap)
+        })
+        .map(|a| a.as_str())
+        .collect();
+        if list.is_empty() {
+            "none".into()
+        } else {
+            list.join(", ")
+        }
+    }
+
+    fn unsupported_wrapping(&self, alg: WrappingAlgorithm, why: &str) -> KmsError {
+        KmsError::UnsupportedOperation(format!(
+            "WrappingAlgorithm {alg} is not supported by this key store ({why}); it supports: {}",
+            self.supported_wrapping()
+        ))
+    }
+
+    pub async fn get_parameters_for_import(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        alg: WrappingAlgorithm,
+        spec: WrappingKeySpec,
+    ) -> Result<ImportParameters> {
+        let op = Op::new("kms:GetParametersForImport")
+            .fact("kms:WrappingAlgorithm", alg.as_str())
+            .fact("kms:WrappingKeySpec", spec.as_str());
+        let k = self.resolve(ctx, key, op).await?.into_record();
+        require_external(&k)?;
+        if !matches!(
+            k.state,
+            KeyState::PendingImport | KeyState::Enabled | KeyState::Disabled
+        ) {
+            return Err(state_error(&k.arn(), k.state));
+        }
+        if alg == WrappingAlgorithm::RsaesPkcs1V15 {
+            return Err(KmsError::Validation(
+                "The RSAES_PKCS1_V1_5 wrapping algorithm is deprecated and no longer supported; \
+                 use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_*"
+                    .into(),
+            ));
+        }
+        let bits = match spec {
+            WrappingKeySpec::Rsa2048 => 2048,
+            WrappingKeySpec::Rsa3072 => 3072,
+            WrappingKeySpec::Rsa4096 => 4096,
+            WrappingKeySpec::Sm2 => {
+                return Err(KmsError::UnsupportedOperation(
+                    "WrappingKeySpec SM2 is available only in China Regions".into(),
+                ))
+            }
+        };
+        let wrap = wrap_of(alg)
+            .ok_or_else(|| self.unsupported_wrapping(alg, "available only in China Regions"))?;
+        let caps = self.capabilities();
+        if !caps.rsa_oaep_unwrap {
+            return Err(self.unsupported_wrapping(alg, "the token has no CKM_RSA_PKCS_OAEP unwrap"));
+        }
+        if matches!(wrap, ImportWrap::RsaAesKwp(_)) && !caps.aes_kwp_unwrap {
+            return Err(
+                self.unsupported_wrapping(alg, "the token has no CKM_AES_KEY_WRAP_PAD unwrap")
+            );
+        }
+        if !caps.rsa_bits(bits) {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "WrappingKeySpec {spec} is not supported by this key store"
+            )));
+        }
+        let hash = hash_of(wrap);
+        let no_hash = || format!("the token cannot do RSA-OAEP with {hash:?}");
+        if self
+            .import_unsupported
+            .lock()
+            .map(|s| s.contains(&alg))
+            .unwrap_or(false)
+        {
+            return Err(self.unsupported_wrapping(alg, &no_hash()));
+        }
+        self.import_mac_key().await?;
+
+        let nonce = self.token.random(NONCE_LEN).await?;
+        let mut wrapping_id = k.key_id.as_bytes().to_vec();
+        wrapping_id.extend_from_slice(b"wrap");
+        wrapping_id.extend_from_slice(&nonce[..8]);
+        let label = format!(
+            "{LABEL_PREFIX}{}/wrapping/{}",
+            k.key_id,
+            hex::encode(&nonce[..8])
+        );
+        let public = self
+            .token
+            .generate_wrapping_pair(wrapping_id.clone(), label, bits, hash)
+            .await?;
+        let Some(public) = public else {
+            if let Ok(mut s) = self.import_unsupported.lock() {
+                s.insert(alg);
+            }
+            return Err(self.unsupported_wrapping(alg, &no_hash()));
+        };
+        let public_key = spki_der(&public)?;
+
+        let valid_to = self.now() + PARAMETERS_TTL;
+        let old = self
+            .store
+            .get_import(k.key_id)
+            .await?
+            .unwrap_or(ImportRecord {
+                key_id: k.key_id,
+                ..Default::default()
+            });
+        let rec = ImportRecord {
+            wrapping_object_id: Some(wrapping_id.clone()),
+            wrapping_algorithm: Some(alg.as_str().into()),
+            wrapping_key_spec: Some(spec.as_str().into()),
+            nonce: Some(nonce.to_vec()),
+            parameters_valid_to: Some(valid_to),
+            ..old.clone()
+        };
+        let mac = self
+            .import_mac(mac_input(&k, &rec, &wrapping_id, &nonce))
+            .await?;
+        if let Err(e) = self.store.set_import_parameters(&rec).await {
+            let _ = self.token.destroy(wrapping_id).await;
+            return Err(e.into());
+        }
+        // The previous parameters are superseded: their wrapping key goes.
+        if let Some(old_id) = old.wrapping_object_id.filter(|o| *o != wrapping_id) {
+            if let Err(e) = self.token.destroy(old_id).await {
+                tracing::warn!(key_id = %k.key_id, error = %e, "could not destroy a superseded wrapping key");
+            }
+        }
+        let mut import_token = Vec::with_capacity(TOKEN_LEN);
+        import_token.push(TOKEN_FORMAT);
+        import_token.extend_from_slice(&nonce);
+        import_token.extend_from_slice(&mac);
+        Ok(ImportParameters {
+            key_arn: k.arn(),
+            import_token,
+            public_key,
+            parameters_valid_to: valid_to,
+        })
+    }
+
+    pub async fn import_key_material(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        input: ImportInput,
+    ) -> Result<(String, String)> {
+        let model = input
+            .expiration_model
+            .unwrap_or(ExpirationModel::KeyMaterialExpires);
+        let now = self.now();
+        let valid_to = match (model, input.valid_to) {
+            (ExpirationModel::KeyMaterialExpires, None) => {
+                return Err(KmsError::Validation(
+                    "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES".into(),
+                ))
+            }
+            (ExpirationModel::KeyMaterialExpires, Some(t)) if t <= now => {
+                return Err(KmsError::Validation("ValidTo must be in the future".into()))
+            }
+            (ExpirationModel::KeyMaterialExpires, Some(t)) if t > now + MAX_VALID_TO => {
+                return Err(KmsError::Validation(
+                    "ValidTo must be at most 365 days in the future".into(),
+                ))
+            }
+            (ExpirationModel::KeyMaterialDoesNotExpire, Some(_)) => {
+                return Err(KmsError::Validation(
+                    "ValidTo must not be set when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE"
+                        .into(),
+                ))
+            }
+            (_, t) => t,
+        };
+        let op = Op::new("kms:ImportKeyMaterial").fact("kms:ExpirationModel", model.as_str());
+        let op = match valid_to {
+            Some(t) => op.fact("kms:ValidTo", (t / 1000).to_string()),
+            None => op,
+        };
+        let k = self.resolve(ctx, key, op).await?.into_record();
+        require_external(&k)?;
+        let kind = imported_kind(k.key_spec).ok_or_else(|| {
+            KmsError::UnsupportedOperation(format!(
+                "Importing {} key material is not supported by this key store",
+                k.key_spec
+            ))
+        })?;
+        if !matches!(k.state, KeyState::PendingImport | KeyState::Enabled) {
+            return Err(state_error(&k.arn(), k.state));
+        }
+
+        // The import token: authentic, for this key, current, unexpired.
+        let t = &input.import_token;
+        if t.len() != TOKEN_LEN || t[0] != TOKEN_FORMAT {
+            return Err(invalid_token());
+        }
+        let (nonce, mac) = t[1..].split_at(NONCE_LEN);
+        let rec = self
+            .store
+            .get_import(k.key_id)
+            .await?
+            .ok_or_else(invalid_token)?;
+        let (Some(wrapping_id), Some(current)) = (rec.wrapping_object_id.clone(), &rec.nonce)
+        else {
+            return Err(invalid_token());
+        };
+        let expected = self
+            .import_mac(mac_input(&k, &rec, &wrapping_id, nonce))
+            .await?;
+        if !bool::from(expected.ct_eq(mac)) || !bool::from(current.as_slice().ct_eq(nonce)) {
+            return Err(invalid_token());
+        }
+        if rec.parameters_valid_to.unwrap_or(0) < now {
+            return Err(KmsError::ExpiredImportToken(
+                "The import token has expired; call GetParametersForImport again.".into(),
+            ));
+        }
+        let alg = rec
+            .wrapping_algorithm
+            .as_deref()
+            .and_then(WrappingAlgorithm::parse)
+            .and_then(wrap_of)
+            .ok_or_else(invalid_token)?;
+        let bad_ciphertext = |e: crate::token::TokenError| {
+            tracing::info!(key_id = %k.key_id, error = %e, "key material import rejected");
+            if e.kind() == FaultKind::BadInput {
+                KmsError::InvalidCiphertext(
+                    "The EncryptedKeyMaterial could not be unwrapped with these import \
+                     parameters, or is not valid key material for this key."
+                        .into(),
+                )
+            } else {
+                e.into()
+            }
+        };
+        let object_id = token_object_id(&k.key_id, 1);
+        let label = token_object_label(&k.key_id, 1);
+
+        if k.state == KeyState::Enabled {
+            // Re-import into a key that has material: only the same material, to change its
+            // expiration. Unwrapped as a session object, compared, destroyed.
+            let kcv = self
+                .token
+                .unwrap_import(
+                    wrapping_id,
+                    alg,
+                    input.encrypted_key_material,
+                    kind,
+                    object_id,
+                    label,
+                    false,
+                )
+                .await
+                .map_err(bad_ciphertext)?;
+            if rec.check_value.as_deref() != Some(check_digest(&kcv).as_slice()) {
+                return Err(incorrect_material());
+            }
+            self.store
+                .set_import_material(k.key_id, model.as_str(), valid_to, None)
+                .await?;
+            return Ok((k.arn(), material_id(&k.key_id, 1)));
+        }
+
+        // Material left behind by an interrupted delete or expiry: finish removing it.
+        for v in self.store.versions(k.key_id).await? {
+            if !v.pending {
+                self.token.destroy(v.token_object_id.clone()).await?;
+                self.store.delete_version(k.key_id, v.version).await?;
+            }
+        }
+        let version = VersionRecord {
+            key_id: k.key_id,
+            version: 1,
+            token_object_id: object_id.clone(),
+            material_id: material_id(&k.key_id, 1),
+            created_at: now,
+            rotation_type: None,
+            pending: true,
+        };
+        // Intent first, then material, then completion: see reconcile.rs.
+        self.store
+            .insert_version(&version)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists => {
+                    KmsError::Conflict("An import into this key is in progress; retry.".into())
+                }
+                e => e.into(),
+            })?;
+        let undo = |why: &'static str| async move {
+            if let Err(e) = self.store.delete_pending_version(k.key_id, 1).await {
+                tracing::error!(key_id = %k.key_id, error = %e, why, "could not undo a pending import; reconciliation will");
+            }
+        };
+        let kcv = match self
+            .token
+            .unwrap_import(
+                wrapping_id,
+                alg,
+                input.encrypted_key_material,
+                kind,
+                object_id.clone(),
+                label,
+                true,
+            )
+            .await
+        {
+            Ok(kcv) => check_digest(&kcv),
+            Err(e) => {
+                undo("unwrap failed").await;
+                return Err(bad_ciphertext(e));
+            }
+        };
+        if rec.check_value.as_ref().is_some_and(|c| *c != kcv) {
+            if let Err(e) = self.token.destroy(object_id).await {
+                tracing::error!(key_id = %k.key_id, error = %e, "could not destroy rejected material");
+                return Err(e.into());
+            }
+            undo("different material").await;
+            return Err(incorrect_material());
+        }
+        self.store
+            .set_import_material(k.key_id, model.as_str(), valid_to, Some(&kcv))
+            .await?;
+        let mut key = k;
+        for _ in 0..8 {
+            if key.state == KeyState::PendingImport {
+                key.state = KeyState::Enabled;
+            }
+            match self.store.activate_version(&key, 1).await {
+                Ok(()) => return Ok((key.arn(), material_id(&key.key_id, 1))),
+                Err(StoreError::Conflict) => {
+                    key = self.store.get_key(key.key_id).await?.ok_or_else(|| {
+                        KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
+                    })?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KmsError::Conflict(
+            "The key is being modified concurrently; retry.".into(),
+        ))
+    }
+
+    pub async fn delete_imported_key_material(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+    ) -> Result<(String, String)> {
+        let k = self
+            .resolve(ctx, key, Op::new("kms:DeleteImportedKeyMaterial"))
+            .await?;
+        require_external(&k)?;
+        if k.state == KeyState::PendingImport {
+            return Err(state_error(&k.arn(), k.state));
+        }
+        let k = self
+            .update_key(ctx, k, |k| match k.state {
+                KeyState::Enabled | KeyState::Disabled => {
+                    k.state = KeyState::PendingImport;
+                    Ok(())
+                }
+                KeyState::PendingDeletion => Ok(()),
+                s => Err(state_error(&k.arn(), s)),
+            })
+            .await?;
+        self.remove_imported_material(&k).await?;
+        Ok((k.arn(), material_id(&k.key_id, 1)))
+    }
+
+    /// Destroy an imported key's material in the token and forget its version (the key's
+    /// state has been moved already). Also used by the expiry job.
+    pub(crate) async fn remove_imported_material(&self, k: &KeyRecord) -> Result<usize> {
+        let mut n = 0;
+        for v in self.store.versions(k.key_id).await? {
+            self.token.destroy(v.token_object_id.clone()).await?;
+            self.store.delete_version(k.key_id, v.version).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Destroy the import wrapping key of a deleted key (a failure leaves an orphan that
+    /// reconciliation reports).
+    pub(crate) async fn destroy_wrapping_key(&self, k: &KeyRecord) {
+        if k.origin != Origin::External {
+            return;
+        }
+        let result = async {
+            if let Some(rec) = self.store.get_import(k.key_id).await? {
+                if let Some(id) = rec.wrapping_object_id.clone() {
+                    self.token.destroy(id).await?;
+                    let cleared = ImportRecord {
+                        key_id: k.key_id,
+                        ..Default::default()
+                    };
+                    self.store.set_import_parameters(&cleared).await?;
+                }
+            }
+            Ok::<(), KmsError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(key_id = %k.key_id, error = %e, "could not destroy the wrapping key of a deleted key");
+        }
+    }
+
+    /// A key as requests see it: imported material past its `ValidTo` makes the key
+    /// `PendingImport` even before the expiry job has destroyed it.
+    pub(crate) async fn with_expiry(&self, mut k: KeyRecord) -> Result<KeyRecord> {
+        if k.origin == Origin::External && matches!(k.state, KeyState::Enabled | KeyState::Disabled)
+        {
+            if let Some(rec) = self.store.get_import(k.key_id).await? {
+                let expires = rec.expiration_model.as_deref()
+                    == Some(ExpirationModel::KeyMaterialExpires.as_str());
+                if expires && rec.valid_to.is_some_and(|t| t <= self.now()) {
+                    k.state = KeyState::PendingImport;
+                }
+            }
+        }
+        Ok(k)
+    }
+
+    /// The expiry job for one key: state → `PendingImport` (unless pending deletion), then
+    /// the material is destroyed. Returns the number of destroyed objects.
+    pub(crate) async fn expire_material(&self, key: KeyRecord) -> Result<usize> {
+        let mut key = key;
+        for _ in 0..8 {
+            if matches!(key.state, KeyState::Enabled | KeyState::Disabled) {
+                key.state = KeyState::PendingImport;
+                match self.store.update_key(&key).await {
+                    Ok(()) => key.revision += 1,
+                    Err(StoreError::Conflict) => {
+                        match self.store.get_key(key.key_id).await? {
+                            Some(k) => key = k,
+                            None => return Ok(0),
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return self.remove_imported_material(&key).await;
+        }
+        Err(KmsError::Conflict(
+            "The key is being modified concurrently; retry.".into(),
+        ))
+    }
+}
+
+fn incorrect_material() -> KmsError {
+    KmsError::IncorrectKeyMaterial(
+        "The key material doesn't match the key material previously imported into this key.".into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_algorithms_map_to_token_mechanisms() {
+        assert_eq!(
+            wrap_of(WrappingAlgorithm::RsaesOaepSha1),
+            Some(ImportWrap::RsaOaep(HashAlg::Sha1))
+        );
+        assert_eq!(
+            wrap_of(WrappingAlgorithm::RsaAesKeyWrapSha256),
+            Some(ImportWrap::RsaAesKwp(HashAlg::Sha256))
+        );
+        assert_eq!(wrap_of(WrappingAlgorithm::RsaesPkcs1V15), None);
+        assert!(importable(KeySpec::SymmetricDefault));
+        assert!(importable(KeySpec::Hmac256));
+        assert!(!importable(KeySpec::Rsa2048));
+    }
+
+    #[test]
+    fn check_digest_is_not_the_check_value() {
+        let d = check_digest(b"0123456789abcdef");
+        assert_eq!(d.len(), 32);
+        assert_ne!(&d[..16], b"0123456789abcdef");
+    }
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Bring your own key with the AWS CLI and OpenSSL, as the AWS documentation scripts it:
+# create-key --origin EXTERNAL → get-parameters-for-import → wrap 32 random bytes with
+# RSA-OAEP (and with RSA-OAEP + AES key wrap with padding) → import-key-material →
+# encrypt/decrypt; delete-imported-key-material and re-import of the same material.
+# Needs: AWS (path of the aws CLI), ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+# AWS_DEFAULT_REGION, WORK (scratch directory).
+set -euo pipefail
+cd "$WORK"
+kms() { "$AWS" kms --endpoint-url "$ENDPOINT" "$@"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+hex() { od -An -tx1 "$1" | tr -d ' \n'; }
+
+params() { # key-id algorithm → PublicKey.bin, ImportToken.bin
+  # A newer call supersedes older parameters: take both from one response.
+  kms get-parameters-for-import --key-id "$1" --wrapping-algorithm "$2" \
+    --wrapping-key-spec RSA_2048 --output json > params.json
+  python3 -c 'import json,base64; d=json.load(open("params.json")); open("PublicKey.bin","wb").write(base64.b64decode(d["PublicKey"])); open("ImportToken.bin","wb").write(base64.b64decode(d["ImportToken"]))'
+}
+
+# --- RSAES_OAEP_SHA_1 --------------------------------------------------------------------------
+key=$(kms create-key --origin EXTERNAL --description "byok" --query KeyMetadata.KeyId --output text)
+[ "$(kms describe-key --key-id "$key" --query KeyMetadata.[KeyState,Origin] --output text)" = \
+  "PendingImport	EXTERNAL" ] || fail "new EXTERNAL key is not PendingImport"
+
+params "$key" RSAES_OAEP_SHA_1
+openssl rand -out PlaintextKeyMaterial.bin 32
+openssl pkeyutl -encrypt -in PlaintextKeyMaterial.bin -out EncryptedKeyMaterial.bin \
+  -inkey PublicKey.bin -keyform DER -pubin \
+  -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1
+kms import-key-material --key-id "$key" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
+  --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null
+[ "$(kms describe-key --key-id "$key" --query KeyMetadata.[KeyState,ExpirationModel] --output text)" = \
+  "Enabled	KEY_MATERIAL_DOES_NOT_EXPIRE" ] || fail "imported key is not Enabled"
+
+printf 'bring your own key' > plain.txt
+kms encrypt --key-id "$key" --plaintext fileb://plain.txt --query CiphertextBlob --output text \
+  | base64 -d > blob.bin
+kms decrypt --ciphertext-blob fileb://blob.bin --query Plaintext --output text | base64 -d > back.txt
+cmp plain.txt back.txt || fail "decrypt with imported material"
+
+# Delete the material; only the same material can come back.
+kms delete-imported-key-material --key-id "$key" >/dev/null
+[ "$(kms describe-key --key-id "$key" --query KeyMetadata.KeyState --output text)" = PendingImport ] \
+  || fail "delete-imported-key-material did not make the key PendingImport"
+if kms decrypt --ciphertext-blob fileb://blob.bin >/dev/null 2>err.txt; then
+  fail "decrypt without material succeeded"
+fi
+grep -q KMSInvalidStateException err.txt || fail "expected KMSInvalidStateException: $(cat err.txt)"
+params "$key" RSAES_OAEP_SHA_1
+openssl rand -out Other.bin 32
+openssl pkeyutl -encrypt -in Other.bin -out OtherWrapped.bin -inkey PublicKey.bin -keyform DER \
+  -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1
+if kms import-key-material --key-id "$key" --encrypted-key-material fileb://OtherWrapped.bin \
+  --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE \
+  >/dev/null 2>err.txt; then
+  fail "import of different material succeeded"
+fi
+grep -q IncorrectKeyMaterialException err.txt || fail "expected IncorrectKeyMaterialException: $(cat err.txt)"
+openssl pkeyutl -encrypt -in PlaintextKeyMaterial.bin -out EncryptedKeyMaterial.bin \
+  -inkey PublicKey.bin -keyform DER -pubin \
+  -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1
+valid_to=$(date -u -d '+30 days' +%Y-%m-%dT%H:%M:%SZ)
+kms import-key-material --key-id "$key" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
+  --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_EXPIRES \
+  --valid-to "$valid_to" >/dev/null
+kms decrypt --ciphertext-blob fileb://blob.bin --query Plaintext --output text | base64 -d > back.txt
+cmp plain.txt back.txt || fail "decrypt after re-import"
+[ "$(kms describe-key --key-id "$key" --query KeyMetadata.ExpirationModel --output text)" = \
+  KEY_MATERIAL_EXPIRES ] || fail "expiration model not shown"
+
+# --- RSA_AES_KEY_WRAP_SHA_1 --------------------------------------------------------------------
+key2=$(kms create-key --origin EXTERNAL --query KeyMetadata.KeyId --output text)
+params "$key2" RSA_AES_KEY_WRAP_SHA_1
+openssl rand -out aes-key.bin 32
+openssl enc -id-aes256-wrap-pad -K "$(hex aes-key.bin)" -iv A65959A6 \
+  -in PlaintextKeyMaterial.bin -out key-material-wrapped.bin
+openssl pkeyutl -encrypt -in aes-key.bin -out aes-key-wrapped.bin -inkey PublicKey.bin \
+  -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 \
+  -pkeyopt rsa_mgf1_md:sha1
+cat aes-key-wrapped.bin key-material-wrapped.bin > EncryptedKeyMaterial.bin
+rm -f aes-key.bin
+kms import-key-material --key-id "$key2" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
+  --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null
+kms encrypt --key-id "$key2" --plaintext fileb://plain.txt --query CiphertextBlob --output text \
+  | base64 -d > blob2.bin
+kms decrypt --ciphertext-blob fileb://blob2.bin --query Plaintext --output text | base64 -d > back.txt
+cmp plain.txt back.txt || fail "decrypt with material imported by RSA_AES_KEY_WRAP_SHA_1"
+
+# A wrapping algorithm the token cannot do is refused, naming what works.
+if kms get-parameters-for-import --key-id "$key2" --wrapping-algorithm RSAES_OAEP_SHA_256 \
+  --wrapping-key-spec RSA_2048 >/dev/null 2>err.txt; then
+  fail "RSAES_OAEP_SHA_256 accepted by a token without OAEP SHA-256"
+fi
+grep -q UnsupportedOperationException err.txt || fail "expected UnsupportedOperationException: $(cat err.txt)"
+grep -q RSAES_OAEP_SHA_1 err.txt || fail "the error does not name the supported algorithms"
+
+rm -f PlaintextKeyMaterial.bin Other.bin
+echo "CLI OK"

@@ -1,0 +1,709 @@
+//! Bring your own key through the AWS SDK: GetParametersForImport → wrap on the client →
+//! ImportKeyMaterial, with the material unwrapped inside the token; proof that the imported
+//! bytes are the key in use; every import error; expiry by the scheduler.
+
+mod common;
+use common::*;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aws_sdk_kms::primitives::{Blob, DateTime};
+use aws_sdk_kms::types::{
+    AlgorithmSpec, ExpirationModelType, KeyState, OriginType, WrappingKeySpec,
+};
+use rsa::pkcs8::DecodePublicKey;
+use serde_json::Value;
+
+const DAY: i64 = 86_400;
+
+struct Params {
+    public_key: Vec<u8>,
+    token: Vec<u8>,
+}
+
+async fn create_external(kms: &aws_sdk_kms::Client) -> String {
+    let md = kms
+        .create_key()
+        .origin(OriginType::External)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.origin, Some(OriginType::External));
+    assert_eq!(md.key_state, Some(KeyState::PendingImport));
+    assert!(!md.enabled);
+    md.key_id
+}
+
+async fn params(kms: &aws_sdk_kms::Client, key: &str, alg: AlgorithmSpec) -> Params {
+    params_with(kms, key, alg, WrappingKeySpec::Rsa2048).await
+}
+
+async fn params_with(
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+    alg: AlgorithmSpec,
+    spec: WrappingKeySpec,
+) -> Params {
+    let p = kms
+        .get_parameters_for_import()
+        .key_id(key)
+        .wrapping_algorithm(alg)
+        .wrapping_key_spec(spec)
+        .send()
+        .await
+        .unwrap();
+    assert!(p.key_id.unwrap().ends_with(key));
+    let valid_to = p.parameters_valid_to.unwrap().secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // 24 hours (later when the test has moved the lifecycle clock).
+    assert!(valid_to - now >= DAY - 120, "valid 24 h");
+    Params {
+        public_key: p.public_key.unwrap().into_inner(),
+        token: p.import_token.unwrap().into_inner(),
+    }
+}
+
+fn oaep_sha1(public_der: &[u8], material: &[u8]) -> Vec<u8> {
+    let pk = rsa::RsaPublicKey::from_public_key_der(public_der).expect("SPKI RSA key");
+    pk.encrypt(
+        &mut rand::rngs::OsRng,
+        rsa::Oaep::new::<sha1::Sha1>(),
+        material,
+    )
+    .unwrap()
+}
+
+fn rsa_aes_kwp_sha1(public_der: &[u8], material: &[u8]) -> Vec<u8> {
+    let ephemeral: [u8; 32] = rand::random();
+    let mut out = oaep_sha1(public_der, &ephemeral);
+    let kek = aes_kw::KekAes256::from(ephemeral);
+    out.extend(kek.wrap_with_padding_vec(material).unwrap());
+    out
+}
+
+async fn import(
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+    p: &Params,
+    wrapped: Vec<u8>,
+) -> Result<
+    aws_sdk_kms::operation::import_key_material::ImportKeyMaterialOutput,
+    aws_sdk_kms::error::SdkError<
+        aws_sdk_kms::operation::import_key_material::ImportKeyMaterialError,
+    >,
+> {
+    kms.import_key_material()
+        .key_id(key)
+        .import_token(Blob::new(p.token.clone()))
+        .encrypted_key_material(Blob::new(wrapped))
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .send()
+        .await
+}
+
+/// Decrypt a ciphertext blob (format version 1, empty encryption context) with a known key.
+fn open_blob(key: &[u8; 32], blob: &[u8]) -> Vec<u8> {
+    assert_eq!(&blob[..4], b"KBR\x01");
+    let mut aad = blob[..24].to_vec();
+    aad.extend_from_slice(&0u32.to_be_bytes());
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(key).unwrap();
+    cipher
+        .decrypt(
+            aes_gcm::Nonce::from_slice(&blob[24..36]),
+            Payload {
+                msg: &blob[36..],
+                aad: &aad,
+            },
+        )
+        .expect("the blob opens with the imported key")
+}
+
+#[tokio::test]
+async fn imported_symmetric_key_is_the_key_in_use() {
+    let (dir, server) = Server::start_new();
+    let kms = server.client();
+    let key = create_external(&kms).await;
+    assert_code!(
+        kms.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await,
+        "KMSInvalidStateException"
+    );
+
+    let material: [u8; 32] = rand::random();
+    let p = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    let out = import(&kms, &key, &p, oaep_sha1(&p.public_key, &material))
+        .await
+        .unwrap();
+    assert!(out.key_id.unwrap().ends_with(&key));
+    let md = kms
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_state, Some(KeyState::Enabled));
+    assert_eq!(md.origin, Some(OriginType::External));
+    assert_eq!(
+        md.expiration_model,
+        Some(ExpirationModelType::KeyMaterialDoesNotExpire)
+    );
+
+    // The server encrypts with exactly the imported bytes.
+    let blob = kms
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"bring your own key".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+        .into_inner();
+    assert_eq!(open_blob(&material, &blob), b"bring your own key");
+    let dk = kms
+        .generate_data_key()
+        .key_id(&key)
+        .number_of_bytes(32)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        open_blob(&material, dk.ciphertext_blob.unwrap().as_ref()),
+        dk.plaintext.unwrap().into_inner()
+    );
+
+    // Delete the material: the key waits for an import again.
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let md = kms.describe_key().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        md.key_metadata.unwrap().key_state,
+        Some(KeyState::PendingImport)
+    );
+    assert_code!(
+        kms.decrypt()
+            .ciphertext_blob(Blob::new(blob.clone()))
+            .send()
+            .await,
+        "KMSInvalidStateException"
+    );
+
+    // Only the same material comes back.
+    let other: [u8; 32] = rand::random();
+    assert_code!(
+        import(&kms, &key, &p, oaep_sha1(&p.public_key, &other)).await,
+        "IncorrectKeyMaterialException"
+    );
+    import(&kms, &key, &p, oaep_sha1(&p.public_key, &material))
+        .await
+        .unwrap();
+    let back = kms
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext.unwrap().as_ref(), b"bring your own key");
+
+    // Re-import of the same material into an enabled key is accepted; different is not.
+    import(&kms, &key, &p, oaep_sha1(&p.public_key, &material))
+        .await
+        .unwrap();
+    assert_code!(
+        import(&kms, &key, &p, oaep_sha1(&p.public_key, &other)).await,
+        "IncorrectKeyMaterialException"
+    );
+
+    // The unwrapped object is sensitive and non-extractable.
+    server.stop();
+    let token = dir.open_token().await;
+    token.load_objects().await.unwrap();
+    let id = uuid::Uuid::parse_str(&key).unwrap();
+    let prot = token
+        .key_protection(kms_bridge::kms::token_object_id(&id, 1))
+        .await
+        .unwrap();
+    assert!(prot.sensitive, "{prot:?}");
+    assert!(!prot.extractable, "{prot:?}");
+    assert!(!prot.value_readable, "{prot:?}");
+}
+
+#[tokio::test]
+async fn rsa_aes_key_wrap_sha1_import() {
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+    let key = create_external(&kms).await;
+    let material: [u8; 32] = rand::random();
+    // A 3072-bit wrapping key: the RSA part of the ciphertext is 384 bytes.
+    let p = params_with(
+        &kms,
+        &key,
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        WrappingKeySpec::Rsa3072,
+    )
+    .await;
+    let pk = rsa::RsaPublicKey::from_public_key_der(&p.public_key).unwrap();
+    assert_eq!(rsa::traits::PublicKeyParts::size(&pk), 384);
+    import(&kms, &key, &p, rsa_aes_kwp_sha1(&p.public_key, &material))
+        .await
+        .unwrap();
+    let blob = kms
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"kwp".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+        .into_inner();
+    assert_eq!(open_blob(&material, &blob), b"kwp");
+}
+
+#[tokio::test]
+async fn import_errors_are_named_as_aws_names_them() {
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+    let key = create_external(&kms).await;
+    let other_key = create_external(&kms).await;
+    let material: [u8; 32] = rand::random();
+    let p = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    let other = params(&kms, &other_key, AlgorithmSpec::RsaesOaepSha1).await;
+
+    // Tampered wrapped material.
+    let mut wrapped = oaep_sha1(&p.public_key, &material);
+    wrapped[10] ^= 1;
+    assert_code!(
+        import(&kms, &key, &p, wrapped).await,
+        "InvalidCiphertextException"
+    );
+    // Material of the wrong length.
+    for len in [16, 31, 33, 64] {
+        assert_code!(
+            import(&kms, &key, &p, oaep_sha1(&p.public_key, &vec![7u8; len])).await,
+            "InvalidCiphertextException"
+        );
+    }
+    // Another key's token (and its public key).
+    let moved = Params {
+        public_key: other.public_key.clone(),
+        token: other.token.clone(),
+    };
+    assert_code!(
+        import(&kms, &key, &moved, oaep_sha1(&other.public_key, &material)).await,
+        "InvalidImportTokenException"
+    );
+    // A forged token.
+    let mut forged = p.token.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x80;
+    let forged = Params {
+        public_key: p.public_key.clone(),
+        token: forged,
+    };
+    assert_code!(
+        import(&kms, &key, &forged, oaep_sha1(&p.public_key, &material)).await,
+        "InvalidImportTokenException"
+    );
+    assert_code!(
+        import(
+            &kms,
+            &key,
+            &Params {
+                public_key: vec![],
+                token: b"garbage".to_vec()
+            },
+            oaep_sha1(&p.public_key, &material)
+        )
+        .await,
+        "InvalidImportTokenException"
+    );
+    // Superseded parameters.
+    let newer = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    assert_code!(
+        import(&kms, &key, &p, oaep_sha1(&p.public_key, &material)).await,
+        "InvalidImportTokenException"
+    );
+    // ValidTo rules.
+    let now = DateTime::from(std::time::SystemTime::now()).secs();
+    for (model, valid_to) in [
+        (ExpirationModelType::KeyMaterialExpires, None),
+        (ExpirationModelType::KeyMaterialExpires, Some(now - 60)),
+        (
+            ExpirationModelType::KeyMaterialExpires,
+            Some(now + 366 * DAY),
+        ),
+        (
+            ExpirationModelType::KeyMaterialDoesNotExpire,
+            Some(now + DAY),
+        ),
+    ] {
+        let r = kms
+            .import_key_material()
+            .key_id(&key)
+            .import_token(Blob::new(newer.token.clone()))
+            .encrypted_key_material(Blob::new(oaep_sha1(&newer.public_key, &material)))
+            .expiration_model(model)
+            .set_valid_to(valid_to.map(DateTime::from_secs))
+            .send()
+            .await;
+        assert_code!(r, "ValidationException");
+    }
+    // Wrapping algorithms the token cannot do / that are deprecated.
+    for (alg, code) in [
+        (
+            AlgorithmSpec::RsaesOaepSha256,
+            "UnsupportedOperationException",
+        ),
+        (
+            AlgorithmSpec::RsaAesKeyWrapSha256,
+            "UnsupportedOperationException",
+        ),
+        (AlgorithmSpec::RsaesPkcs1V15, "ValidationException"),
+    ] {
+        let r = kms
+            .get_parameters_for_import()
+            .key_id(&key)
+            .wrapping_algorithm(alg)
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await;
+        if code == "UnsupportedOperationException" {
+            let e = r
+                .as_ref()
+                .err()
+                .map(|e| format!("{e:?}"))
+                .unwrap_or_default();
+            assert!(e.contains("RSAES_OAEP_SHA_1"), "names what works: {e}");
+        }
+        assert_code!(r, code);
+    }
+    // The newest parameters still work after all that.
+    import(&kms, &key, &newer, oaep_sha1(&newer.public_key, &material))
+        .await
+        .unwrap();
+
+    // Import into a key that is not EXTERNAL.
+    let native = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    assert_code!(
+        kms.get_parameters_for_import()
+            .key_id(&native)
+            .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await,
+        "UnsupportedOperationException"
+    );
+    assert_code!(
+        import(
+            &kms,
+            &native,
+            &newer,
+            oaep_sha1(&newer.public_key, &material)
+        )
+        .await,
+        "UnsupportedOperationException"
+    );
+    assert_code!(
+        kms.delete_imported_key_material()
+            .key_id(&native)
+            .send()
+            .await,
+        "UnsupportedOperationException"
+    );
+    // Rotation of imported keys is not offered.
+    assert_code!(
+        kms.enable_key_rotation().key_id(&key).send().await,
+        "UnsupportedOperationException"
+    );
+}
+
+fn lifecycle_server(dir: &TestDir) -> Server {
+    Server::start(
+        dir,
+        &[
+            ("KMS_BRIDGE_DEBUG_CLOCK", "true"),
+            ("KMS_BRIDGE_METRICS_LISTEN", "127.0.0.1:0"),
+            ("KMS_BRIDGE_SCHEDULER_INTERVAL_SECONDS", "3600"),
+        ],
+    )
+}
+
+/// Advance the lifecycle clock and run the scheduler; returns its report.
+fn advance(server: &Server, seconds: i64) -> Value {
+    let addr = server.metrics_addr.as_ref().expect("metrics listener");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "POST /debug/clock/advance?seconds={seconds} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("bad answer: {buf}"))
+}
+
+#[tokio::test]
+async fn expired_parameters_and_expiring_material() {
+    let dir = TestDir::new();
+    let server = lifecycle_server(&dir);
+    let kms = server.client();
+    let key = create_external(&kms).await;
+    let material: [u8; 32] = rand::random();
+
+    // Parameters expire after 24 hours.
+    let p = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    advance(&server, DAY + 60);
+    assert_code!(
+        import(&kms, &key, &p, oaep_sha1(&p.public_key, &material)).await,
+        "ExpiredImportTokenException"
+    );
+
+    // Material valid for two (lifecycle) days.
+    let p = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    let now = DateTime::from(std::time::SystemTime::now()).secs() + DAY + 60;
+    let valid_to = now + 2 * DAY;
+    kms.import_key_material()
+        .key_id(&key)
+        .import_token(Blob::new(p.token.clone()))
+        .encrypted_key_material(Blob::new(oaep_sha1(&p.public_key, &material)))
+        .valid_to(DateTime::from_secs(valid_to))
+        .send()
+        .await
+        .unwrap();
+    let md = kms
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_state, Some(KeyState::Enabled));
+    assert_eq!(
+        md.expiration_model,
+        Some(ExpirationModelType::KeyMaterialExpires)
+    );
+    assert_eq!(md.valid_to.unwrap().secs(), valid_to);
+
+    let report = advance(&server, DAY);
+    assert_eq!(report["report"]["expired"], 0, "{report}");
+    kms.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"still".to_vec()))
+        .send()
+        .await
+        .unwrap();
+
+    let report = advance(&server, DAY + 60);
+    assert_eq!(report["report"]["expired"], 1, "{report}");
+    let md = kms.describe_key().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        md.key_metadata.unwrap().key_state,
+        Some(KeyState::PendingImport)
+    );
+    assert_code!(
+        kms.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"gone".to_vec()))
+            .send()
+            .await,
+        "KMSInvalidStateException"
+    );
+    server.stop();
+    let token = dir.open_token().await;
+    let id = uuid::Uuid::parse_str(&key).unwrap();
+    assert!(
+        !token
+            .exists(kms_bridge::kms::token_object_id(&id, 1))
+            .await
+            .unwrap(),
+        "expired material is destroyed in the token"
+    );
+}
+
+#[tokio::test]
+async fn imported_hmac_key_is_the_key_in_use() {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType, MacAlgorithmSpec};
+    use hmac::Mac;
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+    let key = kms
+        .create_key()
+        .origin(OriginType::External)
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let p = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    // Too short for HMAC_256 (at least 32 bytes).
+    assert_code!(
+        import(&kms, &key, &p, oaep_sha1(&p.public_key, &[1u8; 16])).await,
+        "InvalidCiphertextException"
+    );
+    let material: [u8; 48] = std::array::from_fn(|i| i as u8 ^ 0x5c);
+    import(&kms, &key, &p, oaep_sha1(&p.public_key, &material))
+        .await
+        .unwrap();
+    let mac = kms
+        .generate_mac()
+        .key_id(&key)
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .message(Blob::new(b"message".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .mac
+        .unwrap()
+        .into_inner();
+    let mut expected = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&material).unwrap();
+    expected.update(b"message");
+    assert_eq!(mac, expected.finalize().into_bytes().to_vec());
+
+    // Asymmetric material is not importable here (yet).
+    assert_code!(
+        kms.create_key()
+            .origin(OriginType::External)
+            .key_spec(KeySpec::EccNistP256)
+            .key_usage(KeyUsageType::SignVerify)
+            .send()
+            .await,
+        "UnsupportedOperationException"
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_external_key_destroys_its_wrapping_key() {
+    let dir = TestDir::new();
+    let server = lifecycle_server(&dir);
+    let kms = server.client();
+    let key = create_external(&kms).await;
+    params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    kms.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let report = advance(&server, 8 * DAY);
+    assert_eq!(report["report"]["deleted"], 1, "{report}");
+    server.stop();
+    let token = dir.open_token().await;
+    let prefix = format!("kms-bridge/{key}/");
+    let left: Vec<_> = token
+        .load_objects()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.label.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn reconciliation_undoes_an_interrupted_import() {
+    use kms_bridge::kms::{token_object_id, token_object_label};
+    use kms_bridge::model::{KeySpec, KeyState as State, KeyUsage, Origin};
+    use kms_bridge::store::{KeyRecord, MetadataStore, VersionRecord};
+    let dir = TestDir::new();
+    // Parameters fetched for one key: its wrapping key must not be reported as an orphan.
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let waiting = create_external(&kms).await;
+    params(&kms, &waiting, AlgorithmSpec::RsaesOaepSha1).await;
+    server.stop();
+
+    // A crash after C_UnwrapKey, before the import was completed.
+    let id = uuid::Uuid::new_v4();
+    {
+        let store =
+            kms_bridge::store::sqlite::SqliteStore::open(&dir.data_dir().join("kms-bridge.db"))
+                .await
+                .unwrap();
+        let key = KeyRecord {
+            key_id: id,
+            region: REGION.into(),
+            account: ACCOUNT.into(),
+            description: String::new(),
+            key_spec: KeySpec::SymmetricDefault,
+            key_usage: KeyUsage::EncryptDecrypt,
+            origin: Origin::External,
+            state: State::PendingImport,
+            created_at: 1,
+            deletion_date: None,
+            pending_window_days: None,
+            rotation_enabled: false,
+            rotation_period_days: None,
+            rotation_base: None,
+            current_version: 1,
+            policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#.into(),
+            revision: 0,
+            custom_key_store_id: None,
+        };
+        store.insert_external_key(&key, &[]).await.unwrap();
+        store
+            .insert_version(&VersionRecord {
+                key_id: id,
+                version: 1,
+                token_object_id: token_object_id(&id, 1),
+                material_id: kms_bridge::kms::material_id(&id, 1),
+                created_at: 1,
+                rotation_type: None,
+                pending: true,
+            })
+            .await
+            .unwrap();
+        let token = dir.open_token().await;
+        token
+            .generate_aes_key(token_object_id(&id, 1), token_object_label(&id, 1))
+            .await
+            .unwrap();
+    }
+
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let md = kms
+        .describe_key()
+        .key_id(id.to_string())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_state, Some(KeyState::PendingImport));
+    let log = server.log();
+    assert!(
+        log.contains("removed an import interrupted by a crash"),
+        "{log}"
+    );
+    assert!(!log.contains("orphan token object"), "{log}");
+    assert!(!log.contains("key material missing"), "{log}");
+    server.stop();
+    let token = dir.open_token().await;
+    assert!(!token.exists(token_object_id(&id, 1)).await.unwrap());
+}
