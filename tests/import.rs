@@ -11,7 +11,6 @@ use aws_sdk_kms::types::{
     AlgorithmSpec, ExpirationModelType, KeyState, OriginType, WrappingKeySpec,
 };
 use rsa::pkcs8::DecodePublicKey;
-use serde_json::Value;
 
 const DAY: i64 = 86_400;
 
@@ -435,33 +434,6 @@ async fn import_errors_are_named_as_aws_names_them() {
         kms.enable_key_rotation().key_id(&key).send().await,
         "UnsupportedOperationException"
     );
-}
-
-fn lifecycle_server(dir: &TestDir) -> Server {
-    Server::start(
-        dir,
-        &[
-            ("KMS_BRIDGE_DEBUG_CLOCK", "true"),
-            ("KMS_BRIDGE_METRICS_LISTEN", "127.0.0.1:0"),
-            ("KMS_BRIDGE_SCHEDULER_INTERVAL_SECONDS", "3600"),
-        ],
-    )
-}
-
-/// Advance the lifecycle clock and run the scheduler; returns its report.
-fn advance(server: &Server, seconds: i64) -> Value {
-    let addr = server.metrics_addr.as_ref().expect("metrics listener");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    use std::io::{Read, Write};
-    write!(
-        s,
-        "POST /debug/clock/advance?seconds={seconds} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("");
-    serde_json::from_str(body).unwrap_or_else(|_| panic!("bad answer: {buf}"))
 }
 
 #[tokio::test]

@@ -232,6 +232,35 @@ impl Drop for TestDir {
     }
 }
 
+/// A server with the debug-only lifecycle clock on a loopback metrics listener, and the
+/// scheduler left to the test (it runs at each `advance`).
+pub fn lifecycle_server(dir: &TestDir) -> Server {
+    Server::start(
+        dir,
+        &[
+            ("KMS_BRIDGE_DEBUG_CLOCK", "true"),
+            ("KMS_BRIDGE_METRICS_LISTEN", "127.0.0.1:0"),
+            ("KMS_BRIDGE_SCHEDULER_INTERVAL_SECONDS", "3600"),
+        ],
+    )
+}
+
+/// Advance the lifecycle clock and run the scheduler; returns the debug endpoint's answer
+/// (`{"offsetMillis": …, "report": {…}}`).
+pub fn advance(server: &Server, seconds: i64) -> serde_json::Value {
+    let addr = server.metrics_addr.as_ref().expect("metrics listener");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "POST /debug/clock/advance?seconds={seconds} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("bad answer: {buf}"))
+}
+
 /// A running server process.
 pub struct Server {
     child: Child,
