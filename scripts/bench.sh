@@ -56,8 +56,8 @@ label=kms-bridge-bench
 softhsm/init-token.sh "$work" "$label" >/dev/null
 export SOFTHSM2_CONF="$work/softhsm2.conf"
 
-# Bootstrap credentials in the sourceable format the server will read from
-# KMS_BRIDGE_BOOTSTRAP_CREDENTIALS once it verifies signatures; the bench signs with them.
+# Bootstrap credentials (KMS_BRIDGE_BOOTSTRAP_CREDENTIALS): the server verifies every
+# signature against them; the bench signs with them.
 region=${AWS_DEFAULT_REGION:-us-east-1}
 akid="AKIA$(od -An -N10 -tx1 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F' | cut -c1-16)"
 secret=$(head -c 30 /dev/urandom | base64 | tr '+/' 'Ab' | cut -c1-40)
@@ -74,6 +74,9 @@ KMS_BRIDGE_LISTEN=127.0.0.1:0 \
   KMS_BRIDGE_TOKEN__PIN_FILE="$work/token-pin" \
   KMS_BRIDGE_REGIONS="$region" \
   KMS_BRIDGE_BOOTSTRAP_CREDENTIALS="$creds" \
+  KMS_BRIDGE_QUOTAS__SYMMETRIC=0 KMS_BRIDGE_QUOTAS__RSA=0 KMS_BRIDGE_QUOTAS__ECC=0 \
+  KMS_BRIDGE_QUOTAS__GENERATE_RANDOM=0 KMS_BRIDGE_QUOTAS__CREATE_KEY=0 \
+  KMS_BRIDGE_QUOTAS__MANAGEMENT=0 \
   "$bin" serve > "$work/server.out" 2> "$work/server.log" &
 server_pid=$!
 addr=""
@@ -126,6 +129,7 @@ AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=$region
   ${BENCH_OPS:+--ops "$BENCH_OPS"} \
   --note "scripts/bench.sh at $rev: release build, fresh token and data dir on tmpfs ($base)" \
   --note "load generator, server and raw loops share the machine; raw and server runs alternate" \
+  --note "server with SigV4 verification, key-policy and identity-policy evaluation and the fail-closed audit trail on; request quotas off (they would throttle the load)" \
   "${markdown[@]}" "${extra[@]}"
 rc=$?
 set -e

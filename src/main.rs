@@ -48,7 +48,9 @@ enum AuditCommand {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("KMS_BRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("KMS_BRIDGE_LOG")
+                // cryptoki logs every mechanism it has no name for while we probe the token.
+                .unwrap_or_else(|_| EnvFilter::new("info,cryptoki::mechanism=off")),
         )
         .with_writer(std::io::stderr)
         .init();
