@@ -287,9 +287,12 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kms-bridge"));
         cmd.arg("serve");
         dir.configure(&mut cmd);
-        cmd.env("KMS_BRIDGE_LOG", "info,kms_bridge=debug,cryptoki::mechanism=off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")));
+        cmd.env(
+            "KMS_BRIDGE_LOG",
+            "info,kms_bridge=debug,cryptoki::mechanism=off",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")));
         for (k, v) in env {
             cmd.env(k, v);
         }
