@@ -380,11 +380,8 @@ fn rsa_pair(bits: u32, caps: &Capabilities, spec: DataKeyPairSpec) -> Result<Pai
 
 /// Token failures on key generation that mean "this token cannot make that key".
 fn generation_error(e: crate::token::TokenError, what: &str) -> KmsError {
-    use cryptoki::error::RvError;
-    match e.rv() {
-        Some(RvError::CurveNotSupported | RvError::MechanismInvalid | RvError::KeySizeRange) => {
-            unsupported(what)
-        }
+    match e.refusal() {
+        crate::token::Refusal::Unsupported => unsupported(what),
         _ => e.into(),
     }
 }

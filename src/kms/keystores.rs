@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::{page_limit, Kms, KmsError, Page, RequestContext, Result};
 use crate::store::{CustomKeyStoreRecord, KeyRecord, StoreError};
-use crate::token::{Token, TokenConfig, TokenError, GCM_IV_LEN};
+use crate::token::{Refusal, Token, TokenConfig, TokenError, GCM_IV_LEN};
 
 pub const MAX_KEY_STORES: usize = 10;
 const CONNECTED: &str = "CONNECTED";
@@ -174,11 +174,11 @@ impl Kms {
                 Ok(t)
             }
             Err(TokenError::TokenNotFound(_)) => Err("CLUSTER_NOT_FOUND"),
-            Err(e) => match e.rv() {
-                Some(cryptoki::error::RvError::PinIncorrect) => Err("INVALID_CREDENTIALS"),
-                Some(cryptoki::error::RvError::PinLocked) => Err("USER_LOCKED_OUT"),
-                Some(_) => Err("NETWORK_ERRORS"),
-                None => Err("INTERNAL_ERROR"),
+            Err(e) => match e.refusal() {
+                Refusal::PinIncorrect => Err("INVALID_CREDENTIALS"),
+                Refusal::PinLocked => Err("USER_LOCKED_OUT"),
+                Refusal::Unsupported | Refusal::Other => Err("NETWORK_ERRORS"),
+                Refusal::NotFromToken => Err("INTERNAL_ERROR"),
             },
         }
     }

@@ -21,6 +21,19 @@ pub enum FaultKind {
     Other,
 }
 
+/// Token refusals callers act on (see `TokenError::refusal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    PinIncorrect,
+    PinLocked,
+    /// The token cannot do this mechanism, curve or key size.
+    Unsupported,
+    /// Any other PKCS#11 error.
+    Other,
+    /// The failure did not come from a PKCS#11 call.
+    NotFromToken,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("{op}: {source}")]
@@ -64,6 +77,19 @@ impl TokenError {
             TokenError::NotLoggedIn => FaultKind::SessionFatal,
             TokenError::Unavailable(_) => FaultKind::Device,
             TokenError::Rejected(_) => FaultKind::BadInput,
+        }
+    }
+
+    /// What a refusal means to callers, without PKCS#11 types (only `token/` uses cryptoki).
+    pub fn refusal(&self) -> Refusal {
+        match self.rv() {
+            Some(RvError::PinIncorrect) => Refusal::PinIncorrect,
+            Some(RvError::PinLocked) => Refusal::PinLocked,
+            Some(
+                RvError::CurveNotSupported | RvError::MechanismInvalid | RvError::KeySizeRange,
+            ) => Refusal::Unsupported,
+            Some(_) => Refusal::Other,
+            None => Refusal::NotFromToken,
         }
     }
 

@@ -24,7 +24,7 @@ mod import;
 pub use asym::{ExportedPair, HashAlg, PairSpec, PairUse, PrivateParts, PublicParts, SignMech};
 pub use caps::Capabilities;
 pub use ceiling::{CeilingOp, CeilingResult};
-pub use error::{FaultKind, TokenError};
+pub use error::{FaultKind, Refusal, TokenError};
 pub use import::{ImportWrap, ImportedKind};
 
 use std::collections::HashMap;
