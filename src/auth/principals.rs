@@ -14,7 +14,7 @@ use crate::store::{
     AccessKeyRecord, IdentityPolicyRecord, MetadataStore, Millis, PrincipalKind, PrincipalRecord,
     StoreError,
 };
-use crate::token::{Token, TokenError, GCM_IV_LEN};
+use crate::token::{Token, TokenError};
 
 /// `CKA_ID` of the token key that seals access-key secrets.
 pub const SEAL_KEY_ID: &[u8] = b"kms-bridge/system/credential-seal/v1";
@@ -193,35 +193,17 @@ impl Principals {
     }
 
     async fn seal(&self, access_key_id: &str, secret: &[u8]) -> Result<Vec<u8>> {
-        let (iv, ct) = self
+        let secret = Zeroizing::new(secret.to_vec());
+        Ok(self
             .token
-            .encrypt_gcm(
-                SEAL_KEY_ID.to_vec(),
-                seal_aad(access_key_id),
-                Zeroizing::new(secret.to_vec()),
-            )
-            .await?;
-        let mut out = iv.to_vec();
-        out.extend_from_slice(&ct);
-        Ok(out)
+            .seal(SEAL_KEY_ID.to_vec(), seal_aad(access_key_id), secret)
+            .await?)
     }
 
     async fn unseal(&self, access_key_id: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        if sealed.len() <= GCM_IV_LEN {
-            return Err(PrincipalError::Invalid(format!(
-                "sealed secret of {access_key_id} is corrupt"
-            )));
-        }
-        let mut iv = [0u8; GCM_IV_LEN];
-        iv.copy_from_slice(&sealed[..GCM_IV_LEN]);
         Ok(self
             .token
-            .decrypt_gcm(
-                SEAL_KEY_ID.to_vec(),
-                iv,
-                seal_aad(access_key_id),
-                sealed[GCM_IV_LEN..].to_vec(),
-            )
+            .unseal(SEAL_KEY_ID.to_vec(), seal_aad(access_key_id), sealed)
             .await?)
     }
 

@@ -12,8 +12,9 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::{page_limit, Kms, KmsError, Page, RequestContext, Result};
+use crate::auth::principals::SEAL_KEY_ID;
 use crate::store::{CustomKeyStoreRecord, KeyRecord, StoreError};
-use crate::token::{Refusal, Token, TokenConfig, TokenError, GCM_IV_LEN};
+use crate::token::{Refusal, Token, TokenConfig, TokenError};
 
 pub const MAX_KEY_STORES: usize = 10;
 const CONNECTED: &str = "CONNECTED";
@@ -116,39 +117,22 @@ impl Kms {
     }
 
     async fn seal_password(&self, id: &str, password: &str) -> Result<Vec<u8>> {
-        let (iv, ct) = self
+        let password = Zeroizing::new(password.as_bytes().to_vec());
+        Ok(self
             .token
-            .encrypt_gcm(
-                crate::auth::principals::SEAL_KEY_ID.to_vec(),
-                seal_aad(id),
-                Zeroizing::new(password.as_bytes().to_vec()),
-            )
-            .await?;
-        let mut out = iv.to_vec();
-        out.extend_from_slice(&ct);
-        Ok(out)
+            .seal(SEAL_KEY_ID.to_vec(), seal_aad(id), password)
+            .await?)
     }
 
     async fn unseal_password(&self, id: &str, sealed: &[u8]) -> Result<SecretString> {
-        if sealed.len() <= GCM_IV_LEN {
-            return Err(KmsError::Internal(format!(
-                "sealed password of {id} is corrupt"
-            )));
-        }
-        let mut iv = [0u8; GCM_IV_LEN];
-        iv.copy_from_slice(&sealed[..GCM_IV_LEN]);
         let pt = self
             .token
-            .decrypt_gcm(
-                crate::auth::principals::SEAL_KEY_ID.to_vec(),
-                iv,
-                seal_aad(id),
-                sealed[GCM_IV_LEN..].to_vec(),
-            )
+            .unseal(SEAL_KEY_ID.to_vec(), seal_aad(id), sealed)
             .await?;
-        let s = String::from_utf8(pt.to_vec())
+        let s = std::str::from_utf8(&pt)
             .map_err(|_| KmsError::Internal(format!("sealed password of {id} is corrupt")))?;
-        Ok(SecretString::from(s))
+        // SecretString zeroizes its copy; `pt` is zeroized on drop.
+        Ok(SecretString::from(s.to_owned()))
     }
 
     /// Open the store's token; on failure the AWS connection error code.

@@ -129,22 +129,34 @@ struct Conn {
 const MIN_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Find the token by label, open a session and log in.
-fn connect(ctx: &Pkcs11, label: &str, pin: &SecretString) -> Result<(Slot, Session)> {
+/// Load a PKCS#11 module and initialize it (with OS locking; already initialized is fine).
+fn load(module: &std::path::Path) -> Result<Pkcs11> {
+    let ctx = Pkcs11::new(module).map_err(|e| TokenError::ck("C_LoadModule", e))?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(ctx),
+        Err(e) => Err(TokenError::ck("C_Initialize", e)),
+    }
+}
+
+/// The slot holding the initialized token with this label, if any.
+fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>> {
     let slots = ctx
         .get_slots_with_initialized_token()
         .map_err(|e| TokenError::ck("C_GetSlotList", e))?;
-    let mut found = None;
     for slot in slots {
         let info = ctx
             .get_token_info(slot)
             .map_err(|e| TokenError::ck("C_GetTokenInfo", e))?;
         if info.label().trim_end() == label {
-            found = Some(slot);
-            break;
+            return Ok(Some(slot));
         }
     }
-    let slot = found.ok_or_else(|| TokenError::TokenNotFound(label.to_owned()))?;
+    Ok(None)
+}
+
+/// Find the token by label, open a session and log in.
+fn connect(ctx: &Pkcs11, label: &str, pin: &SecretString) -> Result<(Slot, Session)> {
+    let slot = find_slot(ctx, label)?.ok_or_else(|| TokenError::TokenNotFound(label.to_owned()))?;
     let anchor = ctx
         .open_rw_session(slot)
         .map_err(|e| TokenError::ck("C_OpenSession", e))?;
@@ -168,11 +180,7 @@ impl Token {
     /// Load the module, find the token by label, log in and keep that session open.
     /// Blocking: call from start-up code or a blocking thread.
     pub fn open(cfg: &TokenConfig) -> Result<Token> {
-        let ctx = Pkcs11::new(&cfg.module).map_err(|e| TokenError::ck("C_LoadModule", e))?;
-        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(TokenError::ck("C_Initialize", e)),
-        }
+        let ctx = load(&cfg.module)?;
         let (slot, anchor) = connect(&ctx, &cfg.label, &cfg.pin)?;
         let caps = Capabilities::probe(&ctx, slot)?;
         Ok(Token {
@@ -195,23 +203,7 @@ impl Token {
 
     /// Is an initialized token with this label reachable through `module`? (Blocking.)
     pub fn label_exists(module: &std::path::Path, label: &str) -> Result<bool> {
-        let ctx = Pkcs11::new(module).map_err(|e| TokenError::ck("C_LoadModule", e))?;
-        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(TokenError::ck("C_Initialize", e)),
-        }
-        let slots = ctx
-            .get_slots_with_initialized_token()
-            .map_err(|e| TokenError::ck("C_GetSlotList", e))?;
-        for slot in slots {
-            let info = ctx
-                .get_token_info(slot)
-                .map_err(|e| TokenError::ck("C_GetTokenInfo", e))?;
-            if info.label().trim_end() == label {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        Ok(find_slot(&load(module)?, label)?.is_some())
     }
 
     pub fn label(&self) -> &str {
@@ -368,6 +360,33 @@ impl Token {
             Ok((iv, ct))
         })
         .await
+    }
+
+    /// Seal a secret for storage: AES-GCM under the key `id` with `aad`, framed as IV ‖ ciphertext.
+    pub async fn seal(
+        &self,
+        id: Vec<u8>,
+        aad: Vec<u8>,
+        secret: Zeroizing<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let (iv, ct) = self.encrypt_gcm(id, aad, secret).await?;
+        let mut out = iv.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Open what `seal` produced; a corrupt or altered frame is a `BadInput` failure.
+    pub async fn unseal(
+        &self,
+        id: Vec<u8>,
+        aad: Vec<u8>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let (iv, ct) = sealed
+            .split_first_chunk::<GCM_IV_LEN>()
+            .filter(|(_, ct)| !ct.is_empty())
+            .ok_or(TokenError::Rejected("sealed data is too short"))?;
+        self.decrypt_gcm(id, *iv, aad, ct.to_vec()).await
     }
 
     /// AES-GCM decryption; a bad tag or AAD is reported with kind `BadInput`
