@@ -65,6 +65,8 @@ impl QuotaGroup {
         const CRYPTO: &[&str] = &[
             "kms:Encrypt",
             "kms:Decrypt",
+            // ReEncrypt authorizes its destination first; the request is charged once, there.
+            "kms:ReEncryptTo",
             "kms:ReEncryptFrom",
             "kms:GenerateDataKey",
             "kms:GenerateDataKeyWithoutPlaintext",
@@ -89,8 +91,6 @@ impl QuotaGroup {
                 ) => QuotaGroup::Ecc,
                 _ => QuotaGroup::Symmetric,
             },
-            // ReEncryptTo is counted with ReEncryptFrom (one ReEncrypt request).
-            "kms:ReEncryptTo" => QuotaGroup::Management,
             _ => QuotaGroup::Management,
         }
     }
@@ -195,6 +195,12 @@ mod tests {
             QuotaGroup::of("kms:DescribeKey", None),
             QuotaGroup::Management
         );
+        for re_encrypt in ["kms:ReEncryptFrom", "kms:ReEncryptTo"] {
+            assert_eq!(
+                QuotaGroup::of(re_encrypt, Some(KeySpec::SymmetricDefault)),
+                QuotaGroup::Symmetric
+            );
+        }
         assert_eq!(QuotaGroup::of("kms:CreateKey", None), QuotaGroup::CreateKey);
     }
 }
