@@ -920,3 +920,93 @@ async fn grant_listings_page() {
         "InvalidMarkerException"
     );
 }
+
+#[tokio::test]
+async fn resource_tag_and_alias_conditions() {
+    let dir = TestDir::new();
+    let (arn, user) = dir.user("tagged");
+    // Identity policy: everything, except Decrypt on keys tagged classification=secret.
+    dir.attach(
+        &arn,
+        "abac",
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"kms:*","Resource":"*"},
+            {"Effect":"Deny","Action":"kms:Decrypt","Resource":"*",
+             "Condition":{"StringEquals":{"aws:ResourceTag/classification":"secret"}}}]}"#,
+    );
+    let server = Server::start(&dir, &[]);
+    let admin = server.client();
+    let u = server.client_for(&user);
+    let key = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let blob = encrypt(&u, &key, &[]).await.unwrap();
+    u.decrypt()
+        .ciphertext_blob(Blob::new(blob.clone()))
+        .send()
+        .await
+        .unwrap();
+    admin
+        .tag_resource()
+        .key_id(&key)
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key("classification")
+                .tag_value("secret")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_code!(
+        u.decrypt().ciphertext_blob(Blob::new(blob)).send().await,
+        "AccessDeniedException"
+    );
+
+    // Key policy: the user may Encrypt only while the key carries alias/allowed.
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{ROOT_STATEMENT},
+        {{"Effect":"Allow","Principal":{{"AWS":"{arn}"}},"Action":"kms:Encrypt","Resource":"*",
+          "Condition":{{"ForAnyValue:StringEquals":{{"kms:ResourceAliases":"alias/allowed"}}}}}}]}}"#
+    );
+    dir.admin(&[
+        "delete-identity-policy",
+        "--principal",
+        &arn,
+        "--name",
+        "abac",
+    ]);
+    let k2 = admin
+        .create_key()
+        .policy(policy)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let mut denied = false;
+    for _ in 0..60 {
+        // The identity policy above is gone within the cache TTL; then only the key policy counts.
+        if matches!(encrypt(&u, &k2, &[]).await, Err(c) if c == "AccessDeniedException") {
+            denied = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(denied);
+    admin
+        .create_alias()
+        .alias_name("alias/allowed")
+        .target_key_id(&k2)
+        .send()
+        .await
+        .unwrap();
+    encrypt(&u, &k2, &[]).await.unwrap();
+}

@@ -176,8 +176,51 @@ impl<'a> Op<'a> {
 /// Parsed key policies, reused while the key's revision is unchanged.
 #[derive(Default)]
 pub(crate) struct PolicyCache {
-    keys: Mutex<HashMap<Uuid, (i64, Arc<Policy>)>>,
-    identity: Mutex<HashMap<String, Arc<Policy>>>,
+    keys: Mutex<HashMap<Uuid, (i64, Arc<Parsed>)>>,
+    identity: Mutex<HashMap<String, Arc<Parsed>>>,
+}
+
+/// A parsed policy, and whether it uses condition keys whose facts cost store reads (so a
+/// request gathers them only when some applicable policy needs them).
+pub(crate) struct Parsed {
+    policy: Policy,
+    needs_aliases: bool,
+    needs_tags: bool,
+}
+
+impl Parsed {
+    fn new(
+        text: &str,
+        kind: PolicyKind,
+    ) -> std::result::Result<Parsed, crate::policy::PolicyError> {
+        let policy = Policy::parse(text, kind)?;
+        let lower = text.to_ascii_lowercase();
+        Ok(Parsed {
+            policy,
+            needs_aliases: lower.contains("kms:resourcealiases"),
+            needs_tags: lower.contains("aws:resourcetag/"),
+        })
+    }
+}
+
+/// Fold the caller's identity policies for an action on a resource.
+fn evaluate_all(
+    ids: &[Arc<Parsed>],
+    ctx: &RequestContext,
+    action: &str,
+    resource: &str,
+    facts: &Context,
+) -> Evaluation {
+    let req = Request {
+        principal_arn: &ctx.principal.arn,
+        principal_account: &ctx.principal.account,
+        action,
+        resource,
+        context: facts,
+    };
+    ids.iter().fold(Evaluation::default(), |acc, p| {
+        acc.merge(p.policy.evaluate(&req))
+    })
 }
 
 fn principal_type(kind: PrincipalKind) -> &'static str {
@@ -241,7 +284,7 @@ impl Kms {
         }
     }
 
-    fn identity_policies(&self, ctx: &RequestContext) -> Result<Vec<Arc<Policy>>> {
+    fn identity_policies(&self, ctx: &RequestContext) -> Result<Vec<Arc<Parsed>>> {
         let mut cache = self
             .policies
             .identity
@@ -255,7 +298,7 @@ impl Kms {
             let p = match cache.get(&rec.document) {
                 Some(p) => p.clone(),
                 None => {
-                    let p = Arc::new(Policy::parse(&rec.document, PolicyKind::Identity).map_err(
+                    let p = Arc::new(Parsed::new(&rec.document, PolicyKind::Identity).map_err(
                         |e| {
                             KmsError::Internal(format!(
                                 "stored identity policy {} of {} is invalid: {e}",
@@ -272,14 +315,14 @@ impl Kms {
         Ok(out)
     }
 
-    fn key_policy(&self, key: &KeyRecord) -> Result<Arc<Policy>> {
+    fn key_policy(&self, key: &KeyRecord) -> Result<Arc<Parsed>> {
         let mut cache = self.policies.keys.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((rev, p)) = cache.get(&key.key_id) {
             if *rev == key.revision {
                 return Ok(p.clone());
             }
         }
-        let p = Arc::new(Policy::parse(&key.policy, PolicyKind::Key).map_err(|e| {
+        let p = Arc::new(Parsed::new(&key.policy, PolicyKind::Key).map_err(|e| {
             KmsError::Internal(format!(
                 "stored key policy of {} is invalid: {e}",
                 key.key_id
@@ -297,17 +340,8 @@ impl Kms {
         resource: &str,
         facts: &Context,
     ) -> Result<Evaluation> {
-        let req = Request {
-            principal_arn: &ctx.principal.arn,
-            principal_account: &ctx.principal.account,
-            action,
-            resource,
-            context: facts,
-        };
-        Ok(self
-            .identity_policies(ctx)?
-            .iter()
-            .fold(Evaluation::default(), |acc, p| acc.merge(p.evaluate(&req))))
+        let ids = self.identity_policies(ctx)?;
+        Ok(evaluate_all(&ids, ctx, action, resource, facts))
     }
 
     /// Look up the key a request names and authorize the operation on it.
@@ -350,14 +384,10 @@ impl Kms {
         op.facts
             .set("kms:CustomerMasterKeyUsage", key.key_usage.as_str());
         op.facts.set("kms:KeyOrigin", key.origin.as_str());
-        let mentions = |needle: &str| {
-            key.policy.to_ascii_lowercase().contains(needle)
-                || ctx
-                    .identity_policies
-                    .iter()
-                    .any(|p| p.document.to_ascii_lowercase().contains(needle))
-        };
-        if mentions("kms:resourcealiases") {
+        let key_policy = self.key_policy(&key)?;
+        let ids = self.identity_policies(ctx)?;
+        let needed = |f: fn(&Parsed) -> bool| f(&key_policy) || ids.iter().any(|p| f(p));
+        if needed(|p| p.needs_aliases) {
             let aliases = self
                 .store
                 .list_aliases(&key.region, &key.account, Some(key.key_id), None, 1000)
@@ -367,7 +397,7 @@ impl Kms {
                 aliases.into_iter().map(|a| a.name).collect(),
             );
         }
-        if mentions("aws:resourcetag/") {
+        if needed(|p| p.needs_tags) {
             for t in self.store.list_tags(key.key_id).await? {
                 op.facts.set(&format!("aws:ResourceTag/{}", t.key), t.value);
             }
@@ -380,8 +410,8 @@ impl Kms {
             resource: &arn,
             context: &op.facts,
         };
-        let key_eval = self.key_policy(&key)?.evaluate(&req);
-        let id_eval = self.evaluate_identity(ctx, op.action, &arn, &op.facts)?;
+        let key_eval = key_policy.policy.evaluate(&req);
+        let id_eval = evaluate_all(&ids, ctx, op.action, &arn, &op.facts);
         if key_eval.explicit_deny || id_eval.explicit_deny {
             return Err(denied(ctx, op.action, &arn, "with an explicit deny"));
         }
