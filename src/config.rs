@@ -23,6 +23,7 @@ struct Raw {
     metrics_listen: Option<String>,
     allow_insecure_http: bool,
     scheduler_interval_seconds: u64,
+    store_cache_ttl_ms: u64,
     debug_clock: bool,
     audit: RawAudit,
     #[serde(default)]
@@ -48,6 +49,7 @@ struct RawTls {
 struct RawToken {
     module: PathBuf,
     label: String,
+    threads: Option<usize>,
     pin_env: Option<String>,
     pin_file: Option<PathBuf>,
 }
@@ -67,6 +69,10 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// How often due rotations and deletions are looked for.
     pub scheduler_interval_seconds: u64,
+    /// How long a key, alias or import record read from the store may be served from memory
+    /// (writes through this process invalidate at once; the bound is for writes by other
+    /// processes sharing the database). 0 = no cache.
+    pub store_cache_ttl: std::time::Duration,
     /// Testing only: `POST /debug/clock/advance?seconds=N` on the metrics listener moves the
     /// key-lifecycle clock forward and runs the scheduler.
     pub debug_clock: bool,
@@ -89,6 +95,9 @@ pub struct TlsSettings {
 pub struct TokenSettings {
     pub module: PathBuf,
     pub label: String,
+    /// Threads making token calls (default: the number of CPUs, at least 2). Raise it for a
+    /// network HSM, whose calls wait on the network rather than on a CPU.
+    pub threads: usize,
     /// The user PIN: never logged (`Debug` is redacted).
     pub pin: SecretString,
 }
@@ -98,6 +107,7 @@ impl std::fmt::Debug for TokenSettings {
         f.debug_struct("TokenSettings")
             .field("module", &self.module)
             .field("label", &self.label)
+            .field("threads", &self.threads)
             .field("pin", &"<redacted>")
             .finish()
     }
@@ -115,6 +125,7 @@ impl Settings {
             .set_default("max_body_bytes", 262_144)?
             .set_default("allow_insecure_http", false)?
             .set_default("scheduler_interval_seconds", 60)?
+            .set_default("store_cache_ttl_ms", 1000)?
             .set_default("debug_clock", false)?
             .set_default("audit.max_file_bytes", 64 * 1024 * 1024)?
             .set_default("token.module", DEFAULT_MODULE)?
@@ -217,6 +228,9 @@ impl Settings {
                 bail!("quotas.{name}: {v} must be a non-negative number of requests per second");
             }
         }
+        if raw.store_cache_ttl_ms > 3_600_000 {
+            bail!("store_cache_ttl_ms: at most 3600000 (one hour)");
+        }
         if raw.audit.max_file_bytes < 4096 {
             bail!("audit.max_file_bytes: must be at least 4096");
         }
@@ -225,6 +239,14 @@ impl Settings {
             .dir
             .clone()
             .unwrap_or_else(|| raw.data_dir.join("audit"));
+        let threads = match raw.token.threads {
+            Some(n) if (1..=1024).contains(&n) => n,
+            Some(n) => bail!("token.threads: {n} must be between 1 and 1024"),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2),
+        };
         let pin = read_pin(&raw.token)?;
         let database = raw
             .database
@@ -239,6 +261,7 @@ impl Settings {
             bootstrap_credentials: raw.bootstrap_credentials,
             metrics_listen,
             scheduler_interval_seconds: raw.scheduler_interval_seconds.max(1),
+            store_cache_ttl: std::time::Duration::from_millis(raw.store_cache_ttl_ms),
             debug_clock: raw.debug_clock,
             audit_dir,
             audit_max_file_bytes: raw.audit.max_file_bytes,
@@ -247,6 +270,7 @@ impl Settings {
             token: TokenSettings {
                 module: raw.token.module,
                 label: raw.token.label,
+                threads,
                 pin,
             },
         })

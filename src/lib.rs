@@ -29,6 +29,7 @@ use zeroize::Zeroizing;
 use crate::auth::{Authenticator, Principals};
 use crate::config::Settings;
 use crate::kms::{Kms, OffsetClock};
+use crate::store::cached::CachedStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::MetadataStore;
 use crate::token::{Token, TokenConfig};
@@ -47,6 +48,7 @@ pub async fn open_backends(settings: &Settings) -> anyhow::Result<Backends> {
         module: settings.token.module.clone(),
         label: settings.token.label.clone(),
         pin: settings.token.pin.clone(),
+        threads: settings.token.threads,
     };
     let token = tokio::task::spawn_blocking(move || Token::open(&token_cfg))
         .await
@@ -57,7 +59,7 @@ pub async fn open_backends(settings: &Settings) -> anyhow::Result<Backends> {
         .with_context(|| format!("opening database {}", settings.database.display()))?;
     Ok(Backends {
         token,
-        store: Arc::new(store),
+        store: Arc::new(CachedStore::new(store, settings.store_cache_ttl)),
     })
 }
 

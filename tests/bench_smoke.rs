@@ -81,6 +81,7 @@ async fn bench_measures_server_and_raw_ceiling() {
         module,
         label: TOKEN_LABEL.into(),
         pin: PIN.to_owned().into(),
+        threads: 2,
     };
     let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
         .await

@@ -84,6 +84,86 @@ async fn key_material_is_sensitive_and_never_readable() {
         .unwrap());
 }
 
+/// Cryptographic calls run on a session-object copy of each key made inside the token: the
+/// copy keeps the token object's protection, and destroying the key destroys the copy too.
+#[tokio::test]
+async fn working_copies_are_protected_session_objects() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    let mut ids = Vec::new();
+    for (spec, usage) in [
+        (
+            aws_sdk_kms::types::KeySpec::SymmetricDefault,
+            aws_sdk_kms::types::KeyUsageType::EncryptDecrypt,
+        ),
+        (
+            aws_sdk_kms::types::KeySpec::EccNistP256,
+            aws_sdk_kms::types::KeyUsageType::SignVerify,
+        ),
+        (
+            aws_sdk_kms::types::KeySpec::Rsa2048,
+            aws_sdk_kms::types::KeyUsageType::EncryptDecrypt,
+        ),
+        (
+            aws_sdk_kms::types::KeySpec::Hmac256,
+            aws_sdk_kms::types::KeyUsageType::GenerateVerifyMac,
+        ),
+    ] {
+        let m = server
+            .client()
+            .create_key()
+            .key_spec(spec)
+            .key_usage(usage)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        ids.push(uuid::Uuid::parse_str(&m.key_id).unwrap());
+    }
+    server.stop();
+
+    let token = dir.open_token().await;
+    token.load_objects().await.unwrap();
+    for id in &ids {
+        let (p, session_object) = token
+            .working_copy_protection(token_object_id(id, 1))
+            .await
+            .unwrap();
+        assert!(
+            session_object,
+            "SoftHSM copies key objects: expected a session object"
+        );
+        assert!(p.sensitive, "{id}: the copy must be sensitive");
+        assert!(!p.extractable, "{id}: the copy must not be extractable");
+        assert!(
+            !p.value_readable,
+            "{id}: the copy's value must not be readable"
+        );
+    }
+
+    // A copy computes like its original, and goes away with it.
+    let aes = token_object_id(&ids[0], 1);
+    let (iv, ct) = token
+        .encrypt_gcm(aes.clone(), b"aad".to_vec(), b"secret".to_vec().into())
+        .await
+        .unwrap();
+    let pt = token
+        .decrypt_gcm(aes.clone(), iv, b"aad".to_vec(), ct.clone())
+        .await
+        .unwrap();
+    assert_eq!(pt.as_slice(), b"secret");
+    token.destroy(aes.clone()).await.unwrap();
+    let gone = token
+        .decrypt_gcm(aes.clone(), iv, b"aad".to_vec(), ct)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(gone, kms_bridge::token::TokenError::ObjectNotFound(_)),
+        "{gone:?}"
+    );
+}
+
 #[tokio::test]
 async fn wrong_pin_and_label_fail_to_start() {
     let dir = TestDir::new();

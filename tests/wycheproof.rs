@@ -96,6 +96,7 @@ async fn open_token(dir: &TestDir) -> Token {
         module: softhsm_module(),
         label: TOKEN_LABEL.into(),
         pin: PIN.to_owned().into(),
+        threads: 2,
     };
     tokio::task::spawn_blocking(move || Token::open(&cfg))
         .await

@@ -310,6 +310,7 @@ async fn open_token(args: &BenchArgs) -> anyhow::Result<Option<Token>> {
         module: args.token_module.clone(),
         label: label.clone(),
         pin: pin.trim_end_matches(['\r', '\n']).to_owned().into(),
+        threads: 2,
     };
     let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
         .await?

@@ -24,13 +24,15 @@ const FAILED: &str = "FAILED";
 /// Connected custom key stores and the module their tokens are reached through.
 pub struct KeyStores {
     module: PathBuf,
+    threads: usize,
     tokens: RwLock<HashMap<String, Token>>,
 }
 
 impl KeyStores {
-    pub fn new(module: PathBuf) -> KeyStores {
+    pub fn new(module: PathBuf, threads: usize) -> KeyStores {
         KeyStores {
             module,
+            threads,
             tokens: RwLock::new(HashMap::new()),
         }
     }
@@ -148,6 +150,7 @@ impl Kms {
             module: self.key_stores.module.clone(),
             label: rec.cluster_id.clone(),
             pin,
+            threads: self.key_stores.threads,
         };
         let opened = tokio::task::spawn_blocking(move || Token::open(&cfg))
             .await

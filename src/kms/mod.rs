@@ -139,13 +139,14 @@ impl Kms {
         quotas: quota::QuotaSettings,
         module: std::path::PathBuf,
     ) -> Kms {
+        let threads = token.threads();
         Kms {
             token,
             store,
             clock,
             policies: authz::PolicyCache::default(),
             quotas: quota::Quotas::new(quotas),
-            key_stores: keystores::KeyStores::new(module),
+            key_stores: keystores::KeyStores::new(module, threads),
             import_mac: tokio::sync::OnceCell::new(),
             import_unsupported: Default::default(),
         }

@@ -6,6 +6,7 @@
 //! database and one HSM), which is why every mutation of a key is a compare-and-swap on its
 //! `revision`.
 
+pub mod cached;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -350,7 +350,7 @@ impl Token {
     /// Sign `input` (a digest, or a DigestInfo for PKCS#1) with the private key.
     pub async fn sign(&self, id: Vec<u8>, mech: SignMech, input: Vec<u8>) -> Result<Vec<u8>> {
         self.run(move |inner, s| {
-            let key = inner.handle(s, ObjectKind::Private, &id)?;
+            let key = inner.working(s, ObjectKind::Private, &id)?;
             s.sign(&mech.mechanism(), key, &input)
                 .map_err(|e| TokenError::ck("C_Sign", e))
         })
@@ -367,7 +367,7 @@ impl Token {
         signature: Vec<u8>,
     ) -> Result<bool> {
         self.run(move |inner, s| {
-            let key = inner.handle(s, ObjectKind::Public, &id)?;
+            let key = inner.working(s, ObjectKind::Public, &id)?;
             match s.verify(&mech.mechanism(), key, &input, &signature) {
                 Ok(()) => Ok(true),
                 Err(e) if is_bad_signature(&e) => Ok(false),
@@ -381,7 +381,7 @@ impl Token {
     /// length and numerically below the modulus, else `Rejected`.
     pub async fn rsa_private_raw(&self, id: Vec<u8>, block: Vec<u8>) -> Result<Zeroizing<Vec<u8>>> {
         self.run(move |inner, s| {
-            let key = inner.handle(s, ObjectKind::Private, &id)?;
+            let key = inner.working(s, ObjectKind::Private, &id)?;
             let modulus = match s.get_attributes(key, &[AttributeType::Modulus]) {
                 Ok(attrs) => attrs.into_iter().find_map(|a| match a {
                     Attribute::Modulus(n) => Some(n),
@@ -405,7 +405,7 @@ impl Token {
     /// Raw RSA with the public key (`CKM_RSA_X_509`).
     pub async fn rsa_public_raw(&self, id: Vec<u8>, block: Zeroizing<Vec<u8>>) -> Result<Vec<u8>> {
         self.run(move |inner, s| {
-            let key = inner.handle(s, ObjectKind::Public, &id)?;
+            let key = inner.working(s, ObjectKind::Public, &id)?;
             s.encrypt(&Mechanism::RsaX509, key, &block)
                 .map_err(|e| TokenError::ck("C_Encrypt", e))
         })
@@ -415,7 +415,7 @@ impl Token {
     /// HMAC of `message` with a secret key.
     pub async fn hmac(&self, id: Vec<u8>, hash: HashAlg, message: Vec<u8>) -> Result<Vec<u8>> {
         self.run(move |inner, s| {
-            let key = inner.handle(s, ObjectKind::Secret, &id)?;
+            let key = inner.working(s, ObjectKind::Secret, &id)?;
             s.sign(&hash.hmac(), key, &message)
                 .map_err(|e| TokenError::ck("C_Sign", e))
         })

@@ -10,6 +10,13 @@
 //! - Object handles are cached by (object class, `CKA_ID`); a key pair's private and public
 //!   objects share one `CKA_ID`. The token is searched once at start-up and on a cache miss for
 //!   an object the store says exists, never per request.
+//! - Cryptographic calls use a *working copy* of the key: a session object made inside the token
+//!   from the token object with `C_CopyObject` (`CKA_TOKEN=false`, everything else kept), owned
+//!   by the anchor session. Tokens like SoftHSM re-read a token object's file on every use; a
+//!   session object lives in memory. The copy's `CKA_SENSITIVE`/`CKA_EXTRACTABLE` are read back
+//!   and the copy is discarded (the token object used instead) unless they are true/false. Copies
+//!   die with the anchor (token reset → rebuilt on next use) and are destroyed with their token
+//!   object.
 //! - Secret and private keys are created `CKA_SENSITIVE=true`, `CKA_EXTRACTABLE=false`,
 //!   `CKA_PRIVATE=true`.
 //! - The mechanisms the token offers are probed once at start-up ([`Capabilities`]); the domain
@@ -54,6 +61,8 @@ pub struct TokenConfig {
     pub module: PathBuf,
     pub label: String,
     pub pin: SecretString,
+    /// Threads making token calls (calls in flight at the token).
+    pub threads: usize,
 }
 
 /// Protection attributes of a key object as the token reports them.
@@ -115,7 +124,54 @@ struct Inner {
     conn: Mutex<Conn>,
     pool: Mutex<Vec<Session>>,
     handles: RwLock<HashMap<(ObjectKind, Vec<u8>), ObjectHandle>>,
+    /// Working copies (session objects) of key material, by (class, `CKA_ID`); a token object's
+    /// own handle when no safe copy could be made.
+    copies: RwLock<HashMap<(ObjectKind, Vec<u8>), ObjectHandle>>,
     caps: Capabilities,
+    workers: Workers,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The token's own threads: every blocking token call runs on one of them, never on the
+/// async executor. A fixed set drawing from one queue: under load a worker takes the next
+/// call without going to sleep, so a call costs no thread wake-up (tokio's growing blocking
+/// pool wakes a sleeping thread for nearly every call). The count bounds the calls in flight
+/// at the token (`token.threads`).
+struct Workers {
+    queue: flume::Sender<Job>,
+    threads: usize,
+}
+
+impl Workers {
+    fn start(label: &str, threads: usize) -> Result<Workers> {
+        let (queue, jobs) = flume::unbounded::<Job>();
+        for i in 0..threads.max(1) {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("token-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = jobs.recv() {
+                        // A panicking call drops its reply (the caller gets an error); the
+                        // thread lives on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })
+                .map_err(|e| {
+                    TokenError::Join(format!("starting token thread for {label:?}: {e}"))
+                })?;
+        }
+        Ok(Workers {
+            queue,
+            threads: threads.max(1),
+        })
+    }
+
+    fn submit(&self, job: Job) -> Result<()> {
+        self.queue
+            .send(job)
+            .map_err(|_| TokenError::Join("token threads stopped".into()))
+    }
 }
 
 /// The logged-in connection: the anchor session keeps the login for the life of the process.
@@ -196,7 +252,9 @@ impl Token {
                 }),
                 pool: Mutex::new(Vec::new()),
                 handles: RwLock::new(HashMap::new()),
+                copies: RwLock::new(HashMap::new()),
                 caps,
+                workers: Workers::start(&cfg.label, cfg.threads)?,
             }),
         })
     }
@@ -208,6 +266,11 @@ impl Token {
 
     pub fn label(&self) -> &str {
         &self.inner.label
+    }
+
+    /// How many threads make this token's calls.
+    pub fn threads(&self) -> usize {
+        self.inner.workers.threads
     }
 
     /// What the token can do, probed at start-up.
@@ -232,9 +295,13 @@ impl Token {
         F: FnOnce(&Inner, &Session) -> Result<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.with_session(call, |s| f(&inner, s)))
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.inner.workers.submit(Box::new(move || {
+            let _ = done.send(inner.with_session(call, |s| f(&inner, s)));
+        }))?;
+        result
             .await
-            .map_err(|e| TokenError::Join(e.to_string()))?
+            .map_err(|_| TokenError::Join(format!("token call {call} did not finish")))?
     }
 
     /// Is the logged-in anchor session still usable?
@@ -347,7 +414,7 @@ impl Token {
     ) -> Result<([u8; GCM_IV_LEN], Vec<u8>)> {
         debug_assert!(!aad.is_empty());
         self.run_named("encrypt_aes_gcm", move |inner, s| {
-            let key = inner.handle(s, ObjectKind::Secret, &id)?;
+            let key = inner.working(s, ObjectKind::Secret, &id)?;
             let mut iv = [0u8; GCM_IV_LEN];
             s.generate_random_slice(&mut iv)
                 .map_err(|e| TokenError::ck("C_GenerateRandom", e))?;
@@ -400,7 +467,7 @@ impl Token {
     ) -> Result<Zeroizing<Vec<u8>>> {
         debug_assert!(!aad.is_empty());
         self.run_named("decrypt_aes_gcm", move |inner, s| {
-            let key = inner.handle(s, ObjectKind::Secret, &id)?;
+            let key = inner.working(s, ObjectKind::Secret, &id)?;
             let mut iv = iv;
             let params = GcmParams::new(&mut iv, &aad, ((GCM_TAG_LEN * 8) as u64).into())
                 .map_err(|e| TokenError::ck("GcmParams", e))?;
@@ -444,6 +511,7 @@ impl Token {
     pub async fn destroy(&self, id: Vec<u8>) -> Result<()> {
         self.run_named("destroy_object", move |inner, s| {
             for kind in [ObjectKind::Secret, ObjectKind::Private, ObjectKind::Public] {
+                inner.drop_copy(s, kind, &id)?;
                 let h = match inner.handle(s, kind, &id) {
                     Ok(h) => h,
                     Err(TokenError::ObjectNotFound(_)) => continue,
@@ -467,33 +535,23 @@ impl Token {
     pub async fn key_protection(&self, id: Vec<u8>) -> Result<KeyProtection> {
         self.run_named("get_attribute_value", move |inner, s| {
             let (kind, h) = inner.material(s, &id)?;
-            let value = match kind {
-                ObjectKind::Private => AttributeType::PrivateExponent,
-                _ => AttributeType::Value,
+            Ok(read_protection(s, kind, h))
+        })
+        .await
+    }
+
+    /// The protection attributes of the working copy that cryptographic calls on `id` use
+    /// (made now if there is none yet), and whether that copy is a session object (false: the
+    /// token object itself is used).
+    pub async fn working_copy_protection(&self, id: Vec<u8>) -> Result<(KeyProtection, bool)> {
+        self.run_named("get_attribute_value", move |inner, s| {
+            let (kind, _) = inner.material(s, &id)?;
+            let h = inner.working(s, kind, &id)?;
+            let session_object = match s.get_attributes(h, &[AttributeType::Token]) {
+                Ok(attrs) => attrs.iter().any(|a| matches!(a, Attribute::Token(false))),
+                Err(e) => return Err(TokenError::ck("C_GetAttributeValue", e)),
             };
-            let mut p = KeyProtection {
-                sensitive: false,
-                extractable: true,
-                value_readable: false,
-            };
-            for t in [AttributeType::Sensitive, AttributeType::Extractable, value] {
-                // SoftHSM answers CKR_ATTRIBUTE_SENSITIVE for the whole call when one value is
-                // sensitive, so ask one attribute at a time.
-                let Ok(attrs) = s.get_attributes(h, &[t]) else {
-                    continue;
-                };
-                for a in attrs {
-                    match a {
-                        Attribute::Sensitive(v) => p.sensitive = v,
-                        Attribute::Extractable(v) => p.extractable = v,
-                        Attribute::Value(v) | Attribute::PrivateExponent(v) => {
-                            p.value_readable = !v.is_empty()
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Ok(p)
+            Ok((read_protection(s, kind, h), session_object))
         })
         .await
     }
@@ -532,10 +590,7 @@ impl Inner {
                 conn.slot = slot;
                 conn.anchor = Some(anchor);
                 conn.backoff = MIN_BACKOFF;
-                self.handles
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
+                self.forget_handles();
                 tracing::info!(label = %self.label, "token reconnected and logged in");
                 Ok(slot)
             }
@@ -566,10 +621,7 @@ impl Inner {
             .with_label_values(&["idle"])
             .sub(drained.len() as i64);
         drop(drained);
-        self.handles
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.forget_handles();
     }
 
     fn with_session<T>(
@@ -625,6 +677,78 @@ impl Inner {
         result
     }
 
+    /// Forget every cached handle and working copy (the copies died with the anchor session).
+    fn forget_handles(&self) {
+        self.handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.copies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The handle to compute with for (`kind`, `id`): its working copy, made on first use.
+    fn working(&self, s: &Session, kind: ObjectKind, id: &[u8]) -> Result<ObjectHandle> {
+        if let Some(h) = self
+            .copies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(kind, id.to_vec()))
+        {
+            return Ok(*h);
+        }
+        let original = self.handle(s, kind, id)?;
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(anchor) = conn.anchor.as_ref() else {
+            return Err(TokenError::NotLoggedIn);
+        };
+        let mut copies = self.copies.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = copies.get(&(kind, id.to_vec())) {
+            return Ok(*h);
+        }
+        let h = match anchor.copy_object(original, &[Attribute::Token(false)]) {
+            // Public keys are not secret; key material must stay protected in the copy.
+            Ok(copy) if kind == ObjectKind::Public || protected(anchor, copy) => copy,
+            Ok(copy) => {
+                tracing::warn!(
+                    "the token's copy of a key object is not sensitive and non-extractable; \
+                     using the token object"
+                );
+                let _ = anchor.destroy_object(copy);
+                original
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "C_CopyObject refused; using the token object");
+                original
+            }
+        };
+        copies.insert((kind, id.to_vec()), h);
+        Ok(h)
+    }
+
+    /// Destroy the working copy of (`kind`, `id`), if there is one.
+    fn drop_copy(&self, s: &Session, kind: ObjectKind, id: &[u8]) -> Result<()> {
+        let copy = self
+            .copies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(kind, id.to_vec()));
+        let original = self
+            .handles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(kind, id.to_vec()))
+            .copied();
+        match copy {
+            Some(h) if Some(h) != original => s
+                .destroy_object(h)
+                .map_err(|e| TokenError::ck("C_DestroyObject", e)),
+            _ => Ok(()),
+        }
+    }
+
     fn cache_insert(&self, kind: ObjectKind, id: Vec<u8>, h: ObjectHandle) {
         self.handles
             .write()
@@ -667,4 +791,52 @@ impl Inner {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Is this key object sensitive and non-extractable, as the token reports it?
+fn protected(s: &Session, h: ObjectHandle) -> bool {
+    let attrs = s.get_attributes(h, &[AttributeType::Sensitive, AttributeType::Extractable]);
+    let Ok(attrs) = attrs else {
+        return false;
+    };
+    let (mut sensitive, mut extractable) = (false, true);
+    for a in attrs {
+        match a {
+            Attribute::Sensitive(v) => sensitive = v,
+            Attribute::Extractable(v) => extractable = v,
+            _ => {}
+        }
+    }
+    sensitive && !extractable
+}
+
+/// `CKA_SENSITIVE`, `CKA_EXTRACTABLE` and whether the secret value can be read.
+fn read_protection(s: &Session, kind: ObjectKind, h: ObjectHandle) -> KeyProtection {
+    let value = match kind {
+        ObjectKind::Private => AttributeType::PrivateExponent,
+        _ => AttributeType::Value,
+    };
+    let mut p = KeyProtection {
+        sensitive: false,
+        extractable: true,
+        value_readable: false,
+    };
+    for t in [AttributeType::Sensitive, AttributeType::Extractable, value] {
+        // SoftHSM answers CKR_ATTRIBUTE_SENSITIVE for the whole call when one value is
+        // sensitive, so ask one attribute at a time.
+        let Ok(attrs) = s.get_attributes(h, &[t]) else {
+            continue;
+        };
+        for a in attrs {
+            match a {
+                Attribute::Sensitive(v) => p.sensitive = v,
+                Attribute::Extractable(v) => p.extractable = v,
+                Attribute::Value(v) | Attribute::PrivateExponent(v) => {
+                    p.value_readable = !v.is_empty()
+                }
+                _ => {}
+            }
+        }
+    }
+    p
 }

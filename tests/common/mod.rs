@@ -86,6 +86,7 @@ impl TestDir {
             module: softhsm_module(),
             label: TOKEN_LABEL.into(),
             pin: PIN.to_owned().into(),
+            threads: 2,
         };
         tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
             .await
