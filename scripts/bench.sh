@@ -8,6 +8,9 @@
 #   BENCH_OPS          comma-separated operations (default all; see `kms-bridge bench --help`)
 #   BENCH_MOTO=1       also measure moto_server (pip install 'moto[server]' into .venv); or --moto
 #   BENCH_OUTPUT       Markdown file to write (default docs/PERFORMANCE.md; "-" for none)
+#   BENCH_SCALE_KEYS=N also measure key-count scaling (or --scale N): create N keys, restart the
+#                      server timing its start-up, Encrypt over 10 keys vs all N, server memory
+#   BENCH_MAIN=0       skip the main table (e.g. with BENCH_SCALE_KEYS, to run only that)
 # Other arguments go to `kms-bridge bench` (e.g. --raw-threads 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +19,16 @@ source scripts/lib.sh
 ensure_packages
 
 moto=${BENCH_MOTO:-0}
+scale=${BENCH_SCALE_KEYS:-0}
+main=${BENCH_MAIN:-1}
 extra=()
-for a in "$@"; do
-  case "$a" in
+while [ $# -gt 0 ]; do
+  case "$1" in
     --moto) moto=1 ;;
-    *) extra+=("$a") ;;
+    --scale) scale=$2; shift ;;
+    *) extra+=("$1") ;;
   esac
+  shift
 done
 seconds=${BENCH_SECONDS:-10}
 connections=${BENCH_CONNECTIONS:-16}
@@ -68,7 +75,11 @@ creds=$work/bootstrap-credentials.env
     "$akid" "$secret" "$region" > "$creds"
 )
 
-KMS_BRIDGE_LISTEN=127.0.0.1:0 \
+# Start the server; sets server_pid, addr and startup_seconds (process start → listening).
+start_server() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  KMS_BRIDGE_LISTEN=${addr:-127.0.0.1:0} \
   KMS_BRIDGE_DATA_DIR="$work" \
   KMS_BRIDGE_TOKEN__LABEL="$label" \
   KMS_BRIDGE_TOKEN__PIN_FILE="$work/token-pin" \
@@ -77,21 +88,25 @@ KMS_BRIDGE_LISTEN=127.0.0.1:0 \
   KMS_BRIDGE_QUOTAS__SYMMETRIC=0 KMS_BRIDGE_QUOTAS__RSA=0 KMS_BRIDGE_QUOTAS__ECC=0 \
   KMS_BRIDGE_QUOTAS__GENERATE_RANDOM=0 KMS_BRIDGE_QUOTAS__CREATE_KEY=0 \
   KMS_BRIDGE_QUOTAS__MANAGEMENT=0 \
-  "$bin" serve > "$work/server.out" 2> "$work/server.log" &
-server_pid=$!
-addr=""
-for _ in $(seq 1 300); do
-  addr=$(sed -n 's|^kms-bridge listening on http://||p' "$work/server.out" | head -n 1)
-  [ -n "$addr" ] && break
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "bench.sh: the server did not start:" >&2
-    cat "$work/server.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "bench.sh: no listening line from the server" >&2; exit 1; }
-echo "bench.sh: kms-bridge on http://$addr (pid $server_pid), token in $work" >&2
+  "$bin" serve > "$work/server.out" 2>> "$work/server.log" &
+  server_pid=$!
+  addr=""
+  for _ in $(seq 1 3000); do
+    addr=$(sed -n 's|^kms-bridge listening on http://||p' "$work/server.out" | head -n 1)
+    [ -n "$addr" ] && break
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      echo "bench.sh: the server did not start:" >&2
+      cat "$work/server.log" >&2
+      exit 1
+    fi
+    sleep 0.01
+  done
+  [ -n "$addr" ] || { echo "bench.sh: no listening line from the server" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  startup_seconds=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+  echo "bench.sh: kms-bridge on http://$addr (pid $server_pid, listening after ${startup_seconds} s), token in $work" >&2
+}
+start_server
 
 if [ "$moto" = 1 ]; then
   venv=$root/.venv
@@ -117,9 +132,10 @@ fi
 markdown=()
 [ "$output" = "-" ] || markdown=(--markdown "$output")
 rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
+rc=0
+export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=$region
 set +e
-AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=$region \
-  "$bin" bench \
+[ "$main" = 1 ] && "$bin" bench \
   --endpoint "http://$addr" \
   --token-label "$label" \
   --pin-file "$work/token-pin" \
@@ -131,8 +147,30 @@ AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=$region
   --note "load generator, server and raw loops share the machine; raw and server runs alternate" \
   --note "server with SigV4 verification, key-policy and identity-policy evaluation and the fail-closed audit trail on; request quotas off (they would throttle the load)" \
   "${markdown[@]}" "${extra[@]}"
-rc=$?
+[ "$main" = 1 ] && rc=$?
 set -e
+
+if [ "$scale" -gt 0 ]; then
+  keys_file=$work/scale-keys.txt
+  "$bin" bench --endpoint "http://$addr" --connections "$connections" \
+    --populate "$scale" --keys-file "$keys_file"
+  stop "$server_pid"
+  start_server   # same address, same data dir and token
+  set +e
+  "$bin" bench \
+    --endpoint "http://$addr" \
+    --server-pid "$server_pid" \
+    --seconds "$seconds" \
+    --connections "$connections" \
+    --scale-keys-file "$keys_file" \
+    --startup-seconds "$startup_seconds" \
+    --note "scripts/bench.sh at $rev: $scale keys created through the API, then the server restarted (start-up timed); token and data dir on tmpfs ($base)" \
+    --note "server with SigV4, policies and the fail-closed audit trail on; request quotas off" \
+    "${markdown[@]}"
+  scale_rc=$?
+  set -e
+  [ "$scale_rc" = 0 ] || rc=$scale_rc
+fi
 if grep -q "ERROR" "$work/server.log"; then
   echo "bench.sh: the server logged errors:" >&2
   grep "ERROR" "$work/server.log" | tail -n 20 >&2

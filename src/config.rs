@@ -50,6 +50,7 @@ struct RawToken {
     module: PathBuf,
     label: String,
     threads: Option<usize>,
+    working_copies: usize,
     pin_env: Option<String>,
     pin_file: Option<PathBuf>,
 }
@@ -98,6 +99,8 @@ pub struct TokenSettings {
     /// Threads making token calls (default: the number of CPUs, at least 2). Raise it for a
     /// network HSM, whose calls wait on the network rather than on a CPU.
     pub threads: usize,
+    /// Most session-object working copies of keys kept in the token (0 = none).
+    pub working_copies: usize,
     /// The user PIN: never logged (`Debug` is redacted).
     pub pin: SecretString,
 }
@@ -108,6 +111,7 @@ impl std::fmt::Debug for TokenSettings {
             .field("module", &self.module)
             .field("label", &self.label)
             .field("threads", &self.threads)
+            .field("working_copies", &self.working_copies)
             .field("pin", &"<redacted>")
             .finish()
     }
@@ -129,7 +133,8 @@ impl Settings {
             .set_default("debug_clock", false)?
             .set_default("audit.max_file_bytes", 64 * 1024 * 1024)?
             .set_default("token.module", DEFAULT_MODULE)?
-            .set_default("token.label", "kms-bridge")?;
+            .set_default("token.label", "kms-bridge")?
+            .set_default("token.working_copies", 16_384)?;
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
         }
@@ -271,6 +276,7 @@ impl Settings {
                 module: raw.token.module,
                 label: raw.token.label,
                 threads,
+                working_copies: raw.token.working_copies,
                 pin,
             },
         })

@@ -49,6 +49,7 @@ pub async fn open_backends(settings: &Settings) -> anyhow::Result<Backends> {
         label: settings.token.label.clone(),
         pin: settings.token.pin.clone(),
         threads: settings.token.threads,
+        working_copies: settings.token.working_copies,
     };
     let token = tokio::task::spawn_blocking(move || Token::open(&token_cfg))
         .await
@@ -141,6 +142,11 @@ pub async fn serve(
     metrics::init();
     let Backends { token, store } = open_backends(&settings).await?;
     tracing::info!(label = token.label(), capabilities = ?token.capabilities(), "token logged in");
+    // One scan of the token before anything uses it: it fills the handle cache, so no later
+    // call searches the token (a search is linear in the number of objects).
+    let started = std::time::Instant::now();
+    let objects = token.load_objects().await.context("scanning the token")?;
+    tracing::info!(objects = objects.len(), took = ?started.elapsed(), "token objects loaded");
     let principals = Arc::new(
         Principals::open(token.clone(), store.clone())
             .await
@@ -170,7 +176,7 @@ pub async fn serve(
         settings.token.module.clone(),
     );
     let report = kms
-        .reconcile()
+        .reconcile(objects)
         .await
         .context("reconciling store and token")?;
     tracing::info!(?report, "reconciled metadata store with token");

@@ -82,6 +82,7 @@ async fn bench_measures_server_and_raw_ceiling() {
         label: TOKEN_LABEL.into(),
         pin: PIN.to_owned().into(),
         threads: 2,
+        working_copies: 1024,
     };
     let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
         .await

@@ -221,6 +221,7 @@ async fn keys_live_in_their_custom_key_store() {
         label: CLUSTER.into(),
         pin: CLUSTER_PIN.to_owned().into(),
         threads: 2,
+        working_copies: 1024,
     };
     let store_token = tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
         .await

@@ -162,6 +162,26 @@ async fn working_copies_are_protected_session_objects() {
         matches!(gone, kms_bridge::token::TokenError::ObjectNotFound(_)),
         "{gone:?}"
     );
+
+    // With `token.working_copies = 0` the token objects themselves are used.
+    let cfg = kms_bridge::token::TokenConfig {
+        module: softhsm_module(),
+        label: TOKEN_LABEL.into(),
+        pin: PIN.to_owned().into(),
+        threads: 1,
+        working_copies: 0,
+    };
+    let plain = tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
+    plain.load_objects().await.unwrap();
+    let (p, session_object) = plain
+        .working_copy_protection(token_object_id(&ids[1], 1))
+        .await
+        .unwrap();
+    assert!(!session_object, "no copies were allowed");
+    assert!(p.sensitive && !p.extractable && !p.value_readable, "{p:?}");
 }
 
 #[tokio::test]

@@ -97,6 +97,7 @@ async fn open_token(dir: &TestDir) -> Token {
         label: TOKEN_LABEL.into(),
         pin: PIN.to_owned().into(),
         threads: 2,
+        working_copies: 1024,
     };
     tokio::task::spawn_blocking(move || Token::open(&cfg))
         .await

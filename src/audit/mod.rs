@@ -76,13 +76,35 @@ pub fn audit_files(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 
 /// The hash of a record: SHA-256 over the previous hash and the record's JSON without `hash`.
 pub fn record_hash(previous: &str, record: &Map<String, Value>) -> String {
-    let mut without = record.clone();
-    without.remove("hash");
+    if record.contains_key("hash") {
+        let mut without = record.clone();
+        without.remove("hash");
+        return unhashed_record_hash(previous, &without);
+    }
+    unhashed_record_hash(previous, record)
+}
+
+/// `record_hash` of a record that has no `hash` member yet (no copy needed).
+fn unhashed_record_hash(previous: &str, record: &Map<String, Value>) -> String {
     let mut h = Sha256::new();
     h.update(previous.as_bytes());
     h.update(b"\n");
-    h.update(Value::Object(without).to_string().as_bytes());
+    // Serializing a map into a hasher cannot fail (string keys, no I/O).
+    let _ = serde_json::to_writer(HashWriter(&mut h), record);
     hex::encode(h.finalize())
+}
+
+/// Feeds serialized JSON straight into a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A crash can leave a last line without its newline (a record never acknowledged): cut it off.
@@ -175,9 +197,9 @@ impl Writer {
             seq += 1;
             rec.insert("sequence".into(), json!(seq));
             rec.insert("previousHash".into(), json!(prev));
-            let h = record_hash(&prev, rec);
+            let h = unhashed_record_hash(&prev, rec);
             rec.insert("hash".into(), json!(h));
-            buf.extend_from_slice(Value::Object(rec.clone()).to_string().as_bytes());
+            serde_json::to_writer(&mut buf, rec).map_err(|e| AuditError::Io(e.to_string()))?;
             buf.push(b'\n');
             prev = h;
         }

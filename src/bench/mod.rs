@@ -10,6 +10,7 @@
 pub mod client;
 pub mod report;
 pub mod runner;
+pub mod scale;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -84,6 +85,20 @@ pub struct BenchArgs {
     /// Free-text line for the report's settings (repeatable), e.g. "token on tmpfs".
     #[arg(long)]
     pub note: Vec<String>,
+    /// Key-count scaling, step 1: create this many symmetric keys and write their ids to
+    /// --keys-file (nothing else runs).
+    #[arg(long, requires = "keys_file")]
+    pub populate: Option<usize>,
+    /// Where --populate writes the key ids.
+    #[arg(long)]
+    pub keys_file: Option<PathBuf>,
+    /// Key-count scaling, step 2: Encrypt 4 KiB over 10 of the keys in this file, then over
+    /// all of them, and report the server's memory (written between scale markers).
+    #[arg(long, conflicts_with = "populate")]
+    pub scale_keys_file: Option<PathBuf>,
+    /// Start-up time of the server with the populated keys, measured by the caller.
+    #[arg(long)]
+    pub startup_seconds: Option<f64>,
 }
 
 /// The operations the load generator knows.
@@ -311,6 +326,7 @@ async fn open_token(args: &BenchArgs) -> anyhow::Result<Option<Token>> {
         label: label.clone(),
         pin: pin.trim_end_matches(['\r', '\n']).to_owned().into(),
         threads: 2,
+        working_copies: 0,
     };
     let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
         .await?
@@ -533,6 +549,49 @@ fn body(v: Value) -> anyhow::Result<Bytes> {
 /// `kms-bridge bench`: run, print the table to stdout, write the Markdown file if asked.
 /// Returns whether the run was clean (no errors on supported operations).
 pub async fn cli(args: &BenchArgs) -> anyhow::Result<bool> {
+    if let (Some(n), Some(file)) = (args.populate, &args.keys_file) {
+        let creds = Arc::new(credentials(args)?);
+        let (created, took) =
+            scale::populate(&args.endpoint, &creds, n, args.connections, file).await?;
+        println!(
+            "created {created} keys in {:.1} s ({:.0} keys/s); ids in {}",
+            took.as_secs_f64(),
+            created as f64 / took.as_secs_f64().max(1e-9),
+            file.display()
+        );
+        return Ok(true);
+    }
+    if let Some(file) = &args.scale_keys_file {
+        let creds = Arc::new(credentials(args)?);
+        let load = Load {
+            connections: args.connections.max(1),
+            warmup: seconds(args.warmup, "--warmup")?,
+            duration: seconds(args.seconds, "--seconds")?,
+        };
+        let mut report = scale::run(&args.endpoint, &creds, file, load, args.server_pid).await?;
+        report.startup_seconds = args.startup_seconds;
+        report.settings = vec![
+            (
+                "measured".to_owned(),
+                format!(
+                    "{} s per run after {} s warm-up, {} connections",
+                    args.seconds, args.warmup, load.connections
+                ),
+            ),
+            ("machine".to_owned(), report::Machine::describe().summary()),
+        ];
+        report
+            .settings
+            .extend(args.note.iter().map(|n| ("note".to_owned(), n.clone())));
+        print!("{}", report.markdown());
+        if let Some(path) = &args.markdown {
+            report
+                .write_markdown(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("kms-bridge bench: wrote {}", path.display());
+        }
+        return Ok(!report.has_errors());
+    }
     let report = run(args).await?;
     print!("{}", report.text());
     if let Some(path) = &args.markdown {

@@ -402,6 +402,14 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// One line: date, cores, CPU, SoftHSM version.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}, {} cores ({}), {} memory, SoftHSM {}, {}",
+            self.date, self.cores, self.cpu, self.memory, self.softhsm, self.version
+        )
+    }
+
     pub fn describe() -> Machine {
         let unknown = || "unknown".to_owned();
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

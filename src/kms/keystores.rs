@@ -25,14 +25,16 @@ const FAILED: &str = "FAILED";
 pub struct KeyStores {
     module: PathBuf,
     threads: usize,
+    working_copies: usize,
     tokens: RwLock<HashMap<String, Token>>,
 }
 
 impl KeyStores {
-    pub fn new(module: PathBuf, threads: usize) -> KeyStores {
+    pub fn new(module: PathBuf, threads: usize, working_copies: usize) -> KeyStores {
         KeyStores {
             module,
             threads,
+            working_copies,
             tokens: RwLock::new(HashMap::new()),
         }
     }
@@ -151,6 +153,7 @@ impl Kms {
             label: rec.cluster_id.clone(),
             pin,
             threads: self.key_stores.threads,
+            working_copies: self.key_stores.working_copies,
         };
         let opened = tokio::task::spawn_blocking(move || Token::open(&cfg))
             .await

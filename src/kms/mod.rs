@@ -139,14 +139,14 @@ impl Kms {
         quotas: quota::QuotaSettings,
         module: std::path::PathBuf,
     ) -> Kms {
-        let threads = token.threads();
+        let (threads, working_copies) = (token.threads(), token.max_working_copies());
         Kms {
             token,
             store,
             clock,
             policies: authz::PolicyCache::default(),
             quotas: quota::Quotas::new(quotas),
-            key_stores: keystores::KeyStores::new(module, threads),
+            key_stores: keystores::KeyStores::new(module, threads, working_copies),
             import_mac: tokio::sync::OnceCell::new(),
             import_unsupported: Default::default(),
         }

@@ -17,6 +17,7 @@ use std::collections::HashSet;
 
 use super::{Kms, Result, LABEL_PREFIX};
 use crate::model::{KeyState, Origin};
+use crate::token::FoundObject;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -30,8 +31,9 @@ pub struct ReconcileReport {
 }
 
 impl Kms {
-    pub async fn reconcile(&self) -> Result<ReconcileReport> {
-        let mut objects = self.token.load_objects().await?;
+    /// Reconcile with `objects`, the token's key objects as `Token::load_objects` found them
+    /// (that scan also fills the token's handle cache).
+    pub async fn reconcile(&self, mut objects: Vec<FoundObject>) -> Result<ReconcileReport> {
         objects.retain(|o| o.kind.is_material());
         let present: HashSet<Vec<u8>> = objects.iter().map(|o| o.id.clone()).collect();
         let mut report = ReconcileReport {

@@ -63,6 +63,9 @@ pub struct TokenConfig {
     pub pin: SecretString,
     /// Threads making token calls (calls in flight at the token).
     pub threads: usize,
+    /// Most working copies (session-object copies of keys) to keep; 0 = compute with the
+    /// token objects themselves.
+    pub working_copies: usize,
 }
 
 /// Protection attributes of a key object as the token reports them.
@@ -127,6 +130,8 @@ struct Inner {
     /// Working copies (session objects) of key material, by (class, `CKA_ID`); a token object's
     /// own handle when no safe copy could be made.
     copies: RwLock<HashMap<(ObjectKind, Vec<u8>), ObjectHandle>>,
+    /// At most this many working copies (each costs token memory); 0 = none.
+    max_copies: usize,
     caps: Capabilities,
     workers: Workers,
 }
@@ -253,6 +258,7 @@ impl Token {
                 pool: Mutex::new(Vec::new()),
                 handles: RwLock::new(HashMap::new()),
                 copies: RwLock::new(HashMap::new()),
+                max_copies: cfg.working_copies,
                 caps,
                 workers: Workers::start(&cfg.label, cfg.threads)?,
             }),
@@ -271,6 +277,11 @@ impl Token {
     /// How many threads make this token's calls.
     pub fn threads(&self) -> usize {
         self.inner.workers.threads
+    }
+
+    /// The most working copies this token keeps.
+    pub fn max_working_copies(&self) -> usize {
+        self.inner.max_copies
     }
 
     /// What the token can do, probed at start-up.
@@ -343,32 +354,17 @@ impl Token {
             let handles = s
                 .find_objects(&[Attribute::Token(true)])
                 .map_err(|e| TokenError::ck("C_FindObjects", e))?;
+            // On a file-backed token (SoftHSM) every attribute read of a token object re-reads
+            // its file: with 10,000 keys this is most of the start-up (~1 s). Reading on two
+            // threads saved a third of it but cost ~18 MB more (glibc arenas in the token
+            // library), so it stays on one.
+            let read = [describe_objects(s, &handles)];
             let mut found = Vec::with_capacity(handles.len());
             let mut cache = inner.handles.write().unwrap_or_else(|p| p.into_inner());
-            for h in handles {
-                let attrs = s
-                    .get_attributes(
-                        h,
-                        &[
-                            AttributeType::Class,
-                            AttributeType::Id,
-                            AttributeType::Label,
-                        ],
-                    )
-                    .map_err(|e| TokenError::ck("C_GetAttributeValue", e))?;
-                let (mut id, mut kind) = (None, None);
-                let mut label = String::new();
-                for a in attrs {
-                    match a {
-                        Attribute::Class(c) => kind = ObjectKind::of(c),
-                        Attribute::Id(v) => id = Some(v),
-                        Attribute::Label(v) => label = String::from_utf8_lossy(&v).into_owned(),
-                        _ => {}
-                    }
-                }
-                if let (Some(id), Some(kind)) = (id, kind) {
-                    cache.insert((kind, id.clone()), h);
-                    found.push(FoundObject { id, label, kind });
+            for part in read {
+                for (h, f) in part? {
+                    cache.insert((f.kind, f.id.clone()), h);
+                    found.push(f);
                 }
             }
             Ok(found)
@@ -691,15 +687,18 @@ impl Inner {
 
     /// The handle to compute with for (`kind`, `id`): its working copy, made on first use.
     fn working(&self, s: &Session, kind: ObjectKind, id: &[u8]) -> Result<ObjectHandle> {
-        if let Some(h) = self
-            .copies
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(kind, id.to_vec()))
-        {
-            return Ok(*h);
-        }
+        let full = {
+            let copies = self.copies.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(h) = copies.get(&(kind, id.to_vec())) {
+                return Ok(*h);
+            }
+            copies.len() >= self.max_copies
+        };
         let original = self.handle(s, kind, id)?;
+        if full {
+            // Beyond `token.working_copies`: compute with the token object itself.
+            return Ok(original);
+        }
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let Some(anchor) = conn.anchor.as_ref() else {
             return Err(TokenError::NotLoggedIn);
@@ -812,16 +811,18 @@ fn protected(s: &Session, h: ObjectHandle) -> bool {
 
 /// `CKA_SENSITIVE`, `CKA_EXTRACTABLE` and whether the secret value can be read.
 fn read_protection(s: &Session, kind: ObjectKind, h: ObjectHandle) -> KeyProtection {
-    let value = match kind {
-        ObjectKind::Private => AttributeType::PrivateExponent,
-        _ => AttributeType::Value,
+    // The secret part: CKA_VALUE (secret keys, EC private keys) or CKA_PRIVATE_EXPONENT (RSA).
+    let values: &[AttributeType] = match kind {
+        ObjectKind::Private => &[AttributeType::PrivateExponent, AttributeType::Value],
+        _ => &[AttributeType::Value],
     };
     let mut p = KeyProtection {
         sensitive: false,
         extractable: true,
         value_readable: false,
     };
-    for t in [AttributeType::Sensitive, AttributeType::Extractable, value] {
+    let asked = [AttributeType::Sensitive, AttributeType::Extractable];
+    for &t in asked.iter().chain(values) {
         // SoftHSM answers CKR_ATTRIBUTE_SENSITIVE for the whole call when one value is
         // sensitive, so ask one attribute at a time.
         let Ok(attrs) = s.get_attributes(h, &[t]) else {
@@ -832,11 +833,45 @@ fn read_protection(s: &Session, kind: ObjectKind, h: ObjectHandle) -> KeyProtect
                 Attribute::Sensitive(v) => p.sensitive = v,
                 Attribute::Extractable(v) => p.extractable = v,
                 Attribute::Value(v) | Attribute::PrivateExponent(v) => {
-                    p.value_readable = !v.is_empty()
+                    p.value_readable |= !v.is_empty()
                 }
                 _ => {}
             }
         }
     }
     p
+}
+
+/// Class, `CKA_ID` and label of key objects (others are skipped).
+fn describe_objects(
+    s: &Session,
+    handles: &[ObjectHandle],
+) -> Result<Vec<(ObjectHandle, FoundObject)>> {
+    let mut found = Vec::with_capacity(handles.len());
+    for &h in handles {
+        let attrs = s
+            .get_attributes(
+                h,
+                &[
+                    AttributeType::Class,
+                    AttributeType::Id,
+                    AttributeType::Label,
+                ],
+            )
+            .map_err(|e| TokenError::ck("C_GetAttributeValue", e))?;
+        let (mut id, mut kind) = (None, None);
+        let mut label = String::new();
+        for a in attrs {
+            match a {
+                Attribute::Class(c) => kind = ObjectKind::of(c),
+                Attribute::Id(v) => id = Some(v),
+                Attribute::Label(v) => label = String::from_utf8_lossy(&v).into_owned(),
+                _ => {}
+            }
+        }
+        if let (Some(id), Some(kind)) = (id, kind) {
+            found.push((h, FoundObject { id, label, kind }));
+        }
+    }
+    Ok(found)
 }

@@ -87,6 +87,7 @@ impl TestDir {
             label: TOKEN_LABEL.into(),
             pin: PIN.to_owned().into(),
             threads: 2,
+            working_copies: 1024,
         };
         tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
             .await
