@@ -5,6 +5,9 @@
 //! - Imported material is unwrapped only inside the token (`C_UnwrapKey` with the wrapping
 //!   key pair's private key); the host never holds it in plaintext and never calls decrypt on
 //!   it. The wrapping private key is sensitive, non-extractable and may only unwrap.
+//! - Asymmetric material (DER PKCS#8 private keys) is parsed by the token, never here; the
+//!   public key is completed from public values only and the key pair is checked by a sign/
+//!   verify round trip in the token before anything is kept (`token::unwrap_import_pair`).
 //! - An import token is `version (1) ‖ nonce (16) ‖ HMAC-SHA256 (32)`; the MAC is computed in
 //!   the token with the system key `IMPORT_MAC_KEY_ID` over the key id, the wrapping key's
 //!   object id, the algorithm, the key spec, the parameters' expiry and the nonce. Only the

@@ -1,7 +1,8 @@
 //! Bring-your-own-key in the token: RSA wrapping key pairs and `C_UnwrapKey` of customer key
 //! material. The material is unwrapped straight into a token object (sensitive,
 //! non-extractable); it never passes through host memory, and nothing here calls `C_Decrypt`
-//! on wrapped material.
+//! on wrapped material. Asymmetric material (PKCS#8) is parsed by the token on unwrap; its
+//! public key is read (RSA) or derived in the token (EC, see `asym::ec_public_x`).
 
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::rsa::{PkcsOaepParams, PkcsOaepSource};
