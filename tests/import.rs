@@ -1,6 +1,7 @@
 //! Bring your own key through the AWS SDK: GetParametersForImport → wrap on the client →
 //! ImportKeyMaterial, with the material unwrapped inside the token; proof that the imported
-//! bytes are the key in use; every import error; expiry by the scheduler.
+//! bytes are the key in use (symmetric, HMAC, and RSA/EC private keys as PKCS#8); every import
+//! error; expiry by the scheduler.
 
 mod common;
 use common::*;
@@ -556,17 +557,6 @@ async fn imported_hmac_key_is_the_key_in_use() {
     let mut expected = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&material).unwrap();
     expected.update(b"message");
     assert_eq!(mac, expected.finalize().into_bytes().to_vec());
-
-    // Asymmetric material is not importable here (yet).
-    assert_code!(
-        kms.create_key()
-            .origin(OriginType::External)
-            .key_spec(KeySpec::EccNistP256)
-            .key_usage(KeyUsageType::SignVerify)
-            .send()
-            .await,
-        "UnsupportedOperationException"
-    );
 }
 
 #[tokio::test]
@@ -678,4 +668,628 @@ async fn reconciliation_undoes_an_interrupted_import() {
     server.stop();
     let token = dir.open_token().await;
     assert!(!token.exists(token_object_id(&id, 1)).await.unwrap());
+}
+
+// --- Asymmetric key material (DER PKCS#8 private keys) ------------------------------------------
+
+use aws_sdk_kms::types::{EncryptionAlgorithmSpec, KeySpec, KeyUsageType, SigningAlgorithmSpec};
+
+async fn create_external_pair(
+    kms: &aws_sdk_kms::Client,
+    spec: KeySpec,
+    usage: KeyUsageType,
+) -> String {
+    let md = kms
+        .create_key()
+        .origin(OriginType::External)
+        .key_spec(spec.clone())
+        .key_usage(usage)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_state, Some(KeyState::PendingImport));
+    assert_eq!(md.key_spec, Some(spec));
+    assert!(!md.enabled);
+    assert!(md.expiration_model.is_none());
+    md.key_id
+}
+
+/// A fresh RSA private key as DER PKCS#8, made by the openssl command line as the AWS
+/// documentation does it (`genpkey | pkcs8 -topk8 -outform der -nocrypt`).
+fn openssl_rsa_pkcs8(bits: u32) -> Vec<u8> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:{bits} \
+             | openssl pkcs8 -topk8 -outform der -nocrypt"
+        ))
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn p256_pkcs8() -> (p256::SecretKey, Vec<u8>) {
+    use p256::pkcs8::EncodePrivateKey;
+    let key = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let der = key.to_pkcs8_der().unwrap().as_bytes().to_vec();
+    (key, der)
+}
+
+async fn get_public_key(kms: &aws_sdk_kms::Client, key: &str) -> Vec<u8> {
+    kms.get_public_key()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap()
+        .into_inner()
+}
+
+async fn kms_sign(
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+    alg: SigningAlgorithmSpec,
+    msg: &[u8],
+) -> Vec<u8> {
+    kms.sign()
+        .key_id(key)
+        .signing_algorithm(alg)
+        .message(Blob::new(msg.to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap()
+        .into_inner()
+}
+
+async fn kms_verify(
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+    alg: SigningAlgorithmSpec,
+    msg: &[u8],
+    signature: Vec<u8>,
+) -> bool {
+    match kms
+        .verify()
+        .key_id(key)
+        .signing_algorithm(alg)
+        .message(Blob::new(msg.to_vec()))
+        .signature(Blob::new(signature))
+        .send()
+        .await
+    {
+        Ok(out) => out.signature_valid,
+        Err(e) if code(&e) == "KMSInvalidSignatureException" => false,
+        Err(e) => panic!("Verify: {e:?}"),
+    }
+}
+
+/// The token objects of a key (label prefix `kms-bridge/<key>/v`), and that its private key
+/// is sensitive and non-extractable with an unreadable private value.
+async fn assert_protected_pair(dir: &TestDir, key: &str) {
+    use kms_bridge::token::ObjectKind;
+    let token = dir.open_token().await;
+    let id = uuid::Uuid::parse_str(key).unwrap();
+    let object_id = kms_bridge::kms::token_object_id(&id, 1);
+    let mut kinds: Vec<ObjectKind> = token
+        .load_objects()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.id == object_id)
+        .map(|o| o.kind)
+        .collect();
+    kinds.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(
+        kinds,
+        [ObjectKind::Private, ObjectKind::Public],
+        "one key pair, nothing else"
+    );
+    let prot = token.key_protection(object_id).await.unwrap();
+    assert!(prot.sensitive, "{prot:?}");
+    assert!(!prot.extractable, "{prot:?}");
+    assert!(!prot.value_readable, "{prot:?}");
+}
+
+/// Token objects whose label belongs to `key`'s material (not its wrapping key).
+async fn material_objects(dir: &TestDir, key: &str) -> usize {
+    let token = dir.open_token().await;
+    let prefix = format!("kms-bridge/{key}/v");
+    token
+        .load_objects()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.label.starts_with(&prefix))
+        .count()
+}
+
+#[tokio::test]
+async fn imported_rsa_private_key_signs_and_verifies() {
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer, Verifier};
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let key = create_external_pair(&kms, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
+    let md = kms
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_usage, Some(KeyUsageType::SignVerify));
+    assert_eq!(md.origin, Some(OriginType::External));
+    assert!(md
+        .signing_algorithms()
+        .contains(&SigningAlgorithmSpec::RsassaPssSha256));
+    assert!(md.current_key_material_id.is_none());
+    assert_code!(
+        kms.get_public_key().key_id(&key).send().await,
+        "KMSInvalidStateException"
+    );
+
+    // An RSA private key is too large for RSAES_OAEP_*: AWS requires RSA_AES_KEY_WRAP_*.
+    let r = kms
+        .get_parameters_for_import()
+        .key_id(&key)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+        .wrapping_key_spec(WrappingKeySpec::Rsa4096)
+        .send()
+        .await;
+    let e = r
+        .as_ref()
+        .err()
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_default();
+    assert!(
+        e.contains("RSA_AES_KEY_WRAP_SHA_1"),
+        "names what works: {e}"
+    );
+    assert_code!(r, "UnsupportedOperationException");
+
+    let pkcs8 = openssl_rsa_pkcs8(2048);
+    let private = rsa::RsaPrivateKey::from_pkcs8_der(&pkcs8).unwrap();
+    let public = private.to_public_key();
+    let p = params(&kms, &key, AlgorithmSpec::RsaAesKeyWrapSha1).await;
+
+    // Material that unwraps but is not an RSA-2048 private key.
+    let (_, ec_pkcs8) = p256_pkcs8();
+    for (what, material) in [
+        ("an EC key", ec_pkcs8),
+        ("an RSA-1024 key", openssl_rsa_pkcs8(1024)),
+        ("not PKCS#8", vec![0x30; 200]),
+        ("a symmetric key", vec![7u8; 32]),
+    ] {
+        let r = import(&kms, &key, &p, rsa_aes_kwp_sha1(&p.public_key, &material)).await;
+        assert!(r.is_err(), "{what} was accepted");
+        assert_code!(r, "IncorrectKeyMaterialException");
+    }
+    // Material that does not unwrap.
+    let mut wrapped = rsa_aes_kwp_sha1(&p.public_key, &pkcs8);
+    let last = wrapped.len() - 1;
+    wrapped[last] ^= 1;
+    assert_code!(
+        import(&kms, &key, &p, wrapped).await,
+        "InvalidCiphertextException"
+    );
+    let md = kms
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_state, Some(KeyState::PendingImport));
+
+    import(&kms, &key, &p, rsa_aes_kwp_sha1(&p.public_key, &pkcs8))
+        .await
+        .unwrap();
+    let md = kms
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_state, Some(KeyState::Enabled));
+    assert_eq!(
+        md.expiration_model,
+        Some(ExpirationModelType::KeyMaterialDoesNotExpire)
+    );
+
+    // The public key KMS derived is the key pair's; KMS signs with the imported private key.
+    assert_eq!(
+        get_public_key(&kms, &key).await,
+        public.to_public_key_der().unwrap().as_bytes()
+    );
+    let msg = b"signed by an imported key";
+    let sig = kms_sign(&kms, &key, SigningAlgorithmSpec::RsassaPkcs1V15Sha256, msg).await;
+    let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public.clone());
+    vk.verify(
+        msg,
+        &rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap(),
+    )
+    .expect("KMS signature verifies with the imported key pair");
+    let sig = kms_sign(&kms, &key, SigningAlgorithmSpec::RsassaPssSha256, msg).await;
+    rsa::pss::VerifyingKey::<sha2::Sha256>::new(public.clone())
+        .verify(msg, &rsa::pss::Signature::try_from(sig.as_slice()).unwrap())
+        .expect("PSS signature verifies");
+    // KMS verifies what the key's owner signed.
+    let sk = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(private.clone());
+    let theirs = sk.sign(msg).to_vec();
+    assert!(
+        kms_verify(
+            &kms,
+            &key,
+            SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
+            msg,
+            theirs.clone()
+        )
+        .await
+    );
+    assert!(
+        !kms_verify(
+            &kms,
+            &key,
+            SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
+            b"other",
+            theirs
+        )
+        .await
+    );
+    let pss = rsa::pss::SigningKey::<sha2::Sha256>::new(private.clone())
+        .sign_with_rng(&mut rand::rngs::OsRng, msg)
+        .to_vec();
+    assert!(kms_verify(&kms, &key, SigningAlgorithmSpec::RsassaPssSha256, msg, pss).await);
+
+    // Re-import: same material only (into an enabled key, and after deletion).
+    let other = openssl_rsa_pkcs8(2048);
+    import(&kms, &key, &p, rsa_aes_kwp_sha1(&p.public_key, &pkcs8))
+        .await
+        .unwrap();
+    assert_code!(
+        import(&kms, &key, &p, rsa_aes_kwp_sha1(&p.public_key, &other)).await,
+        "IncorrectKeyMaterialException"
+    );
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_code!(
+        kms.sign()
+            .key_id(&key)
+            .signing_algorithm(SigningAlgorithmSpec::RsassaPssSha256)
+            .message(Blob::new(msg.to_vec()))
+            .send()
+            .await,
+        "KMSInvalidStateException"
+    );
+    assert_code!(
+        import(&kms, &key, &p, rsa_aes_kwp_sha1(&p.public_key, &other)).await,
+        "IncorrectKeyMaterialException"
+    );
+    import(&kms, &key, &p, rsa_aes_kwp_sha1(&p.public_key, &pkcs8))
+        .await
+        .unwrap();
+    let sig = kms_sign(&kms, &key, SigningAlgorithmSpec::RsassaPkcs1V15Sha256, msg).await;
+    vk.verify(
+        msg,
+        &rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap(),
+    )
+    .unwrap();
+
+    server.stop();
+    assert_protected_pair(&dir, &key).await;
+}
+
+#[tokio::test]
+async fn imported_rsa_encryption_key_decrypts_what_its_public_key_encrypts() {
+    use rsa::pkcs8::DecodePrivateKey;
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+    let key = create_external_pair(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let pkcs8 = openssl_rsa_pkcs8(2048);
+    let private = rsa::RsaPrivateKey::from_pkcs8_der(&pkcs8).unwrap();
+    let p = params_with(
+        &kms,
+        &key,
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        WrappingKeySpec::Rsa3072,
+    )
+    .await;
+    import(&kms, &key, &p, rsa_aes_kwp_sha1(&p.public_key, &pkcs8))
+        .await
+        .unwrap();
+    // KMS encrypts; the key's owner decrypts.
+    let ct = kms
+        .encrypt()
+        .key_id(&key)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .plaintext(Blob::new(b"to the imported key".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+        .into_inner();
+    let pt = private
+        .decrypt(rsa::Oaep::new::<sha2::Sha256>(), &ct)
+        .unwrap();
+    assert_eq!(pt, b"to the imported key");
+    // The owner's public key encrypts; KMS decrypts.
+    let ct = private
+        .to_public_key()
+        .encrypt(
+            &mut rand::rngs::OsRng,
+            rsa::Oaep::new::<sha1::Sha1>(),
+            b"from outside",
+        )
+        .unwrap();
+    let pt = kms
+        .decrypt()
+        .key_id(&key)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha1)
+        .ciphertext_blob(Blob::new(ct))
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap()
+        .into_inner();
+    assert_eq!(pt, b"from outside");
+    // An encryption key cannot sign.
+    assert_code!(
+        kms.sign()
+            .key_id(&key)
+            .signing_algorithm(SigningAlgorithmSpec::RsassaPssSha256)
+            .message(Blob::new(b"x".to_vec()))
+            .send()
+            .await,
+        "InvalidKeyUsageException"
+    );
+}
+
+#[tokio::test]
+async fn imported_p256_private_key_signs_and_verifies() {
+    use p256::ecdsa::signature::{Signer, Verifier};
+    use p256::pkcs8::EncodePublicKey;
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let key = create_external_pair(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let (secret, pkcs8) = p256_pkcs8();
+    let public_der = secret.public_key().to_public_key_der().unwrap();
+
+    // EC material is small enough for RSAES_OAEP_SHA_1 directly.
+    let p = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    // The wrong curve and the wrong key type.
+    let p384 = {
+        use p384::pkcs8::EncodePrivateKey;
+        p384::SecretKey::random(&mut rand::rngs::OsRng)
+            .to_pkcs8_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec()
+    };
+    let k256 = {
+        use k256::pkcs8::EncodePrivateKey;
+        k256::SecretKey::random(&mut rand::rngs::OsRng)
+            .to_pkcs8_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec()
+    };
+    for (what, wrapped) in [
+        ("a P-384 key", oaep_sha1(&p.public_key, &p384)),
+        ("a secp256k1 key", oaep_sha1(&p.public_key, &k256)),
+        ("random bytes", oaep_sha1(&p.public_key, &[0x42; 64])),
+        ("a symmetric key", oaep_sha1(&p.public_key, &[0x42; 32])),
+    ] {
+        let r = import(&kms, &key, &p, wrapped).await;
+        assert!(r.is_err(), "{what} was accepted");
+        assert_code!(r, "IncorrectKeyMaterialException");
+    }
+    // An RSA private key (RSA_AES_KEY_WRAP for the larger material).
+    let q = params(&kms, &key, AlgorithmSpec::RsaAesKeyWrapSha1).await;
+    assert_code!(
+        import(
+            &kms,
+            &key,
+            &q,
+            rsa_aes_kwp_sha1(&q.public_key, &openssl_rsa_pkcs8(1024))
+        )
+        .await,
+        "IncorrectKeyMaterialException"
+    );
+    assert_eq!(
+        material_objects(&dir, &key).await,
+        0,
+        "rejected material leaves nothing"
+    );
+
+    let p = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+    import(&kms, &key, &p, oaep_sha1(&p.public_key, &pkcs8))
+        .await
+        .unwrap();
+    assert_eq!(get_public_key(&kms, &key).await, public_der.as_bytes());
+
+    let msg = b"signed by an imported EC key";
+    let sig = kms_sign(&kms, &key, SigningAlgorithmSpec::EcdsaSha256, msg).await;
+    let vk = p256::ecdsa::VerifyingKey::from(secret.public_key());
+    vk.verify(msg, &p256::ecdsa::Signature::from_der(&sig).unwrap())
+        .expect("KMS signature verifies with the imported key pair");
+    let sk = p256::ecdsa::SigningKey::from(secret.clone());
+    let theirs: p256::ecdsa::Signature = sk.sign(msg);
+    let theirs = theirs.to_der().as_bytes().to_vec();
+    assert!(
+        kms_verify(
+            &kms,
+            &key,
+            SigningAlgorithmSpec::EcdsaSha256,
+            msg,
+            theirs.clone()
+        )
+        .await
+    );
+    assert!(
+        !kms_verify(
+            &kms,
+            &key,
+            SigningAlgorithmSpec::EcdsaSha256,
+            b"other",
+            theirs
+        )
+        .await
+    );
+
+    // Re-import after deletion: only the same key (here wrapped the other way).
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let q = params(&kms, &key, AlgorithmSpec::RsaAesKeyWrapSha1).await;
+    let (_, other) = p256_pkcs8();
+    assert_code!(
+        import(&kms, &key, &q, rsa_aes_kwp_sha1(&q.public_key, &other)).await,
+        "IncorrectKeyMaterialException"
+    );
+    import(&kms, &key, &q, rsa_aes_kwp_sha1(&q.public_key, &pkcs8))
+        .await
+        .unwrap();
+    assert_eq!(get_public_key(&kms, &key).await, public_der.as_bytes());
+    let sig = kms_sign(&kms, &key, SigningAlgorithmSpec::EcdsaSha256, msg).await;
+    vk.verify(msg, &p256::ecdsa::Signature::from_der(&sig).unwrap())
+        .unwrap();
+
+    server.stop();
+    assert_protected_pair(&dir, &key).await;
+}
+
+#[tokio::test]
+async fn imported_ec_keys_of_every_curve() {
+    use aws_sdk_kms::types::SigningAlgorithmSpec as Sig;
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+
+    /// Does a DER signature verify over a message?
+    type Verifier = Box<dyn Fn(&[u8], &[u8]) -> bool>;
+    /// A key of the curve: its PKCS#8, its SPKI, and a verifier of DER signatures.
+    struct Case {
+        spec: KeySpec,
+        pkcs8: Vec<u8>,
+        spki: Vec<u8>,
+        alg: Sig,
+        verify: Verifier,
+    }
+    let mut cases: Vec<Case> = Vec::new();
+    {
+        use p384::ecdsa::signature::Verifier;
+        use p384::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let k = p384::SecretKey::random(&mut rand::rngs::OsRng);
+        let vk = p384::ecdsa::VerifyingKey::from(k.public_key());
+        cases.push(Case {
+            spec: KeySpec::EccNistP384,
+            pkcs8: k.to_pkcs8_der().unwrap().as_bytes().to_vec(),
+            spki: k
+                .public_key()
+                .to_public_key_der()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+            alg: Sig::EcdsaSha384,
+            verify: Box::new(move |m, s| {
+                p384::ecdsa::Signature::from_der(s).is_ok_and(|s| vk.verify(m, &s).is_ok())
+            }),
+        });
+    }
+    {
+        use p521::ecdsa::signature::hazmat::PrehashVerifier;
+        use p521::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let k = p521::SecretKey::random(&mut rand::rngs::OsRng);
+        let vk = p521::ecdsa::VerifyingKey::from_affine(*k.public_key().as_affine()).unwrap();
+        cases.push(Case {
+            spec: KeySpec::EccNistP521,
+            pkcs8: k.to_pkcs8_der().unwrap().as_bytes().to_vec(),
+            spki: k
+                .public_key()
+                .to_public_key_der()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+            alg: Sig::EcdsaSha512,
+            verify: Box::new(move |m, s| {
+                use sha2::Digest;
+                p521::ecdsa::Signature::from_der(s)
+                    .is_ok_and(|s| vk.verify_prehash(&sha2::Sha512::digest(m), &s).is_ok())
+            }),
+        });
+    }
+    {
+        use k256::ecdsa::signature::Verifier;
+        use k256::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let k = k256::SecretKey::random(&mut rand::rngs::OsRng);
+        let vk = k256::ecdsa::VerifyingKey::from(k.public_key());
+        cases.push(Case {
+            spec: KeySpec::EccSecgP256K1,
+            pkcs8: k.to_pkcs8_der().unwrap().as_bytes().to_vec(),
+            spki: k
+                .public_key()
+                .to_public_key_der()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+            alg: Sig::EcdsaSha256,
+            verify: Box::new(move |m, s| {
+                k256::ecdsa::Signature::from_der(s)
+                    .map(|s| s.normalize_s().unwrap_or(s))
+                    .is_ok_and(|s| vk.verify(m, &s).is_ok())
+            }),
+        });
+    }
+    for Case {
+        spec,
+        pkcs8,
+        spki,
+        alg,
+        verify,
+    } in cases
+    {
+        let key = create_external_pair(&kms, spec.clone(), KeyUsageType::SignVerify).await;
+        if spec == KeySpec::EccNistP521 {
+            // AWS: P-521 material does not fit RSAES_OAEP_* under an RSA_2048 wrapping key.
+            assert_code!(
+                kms.get_parameters_for_import()
+                    .key_id(&key)
+                    .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+                    .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+                    .send()
+                    .await,
+                "UnsupportedOperationException"
+            );
+        }
+        let p = params(&kms, &key, AlgorithmSpec::RsaAesKeyWrapSha1).await;
+        import(&kms, &key, &p, rsa_aes_kwp_sha1(&p.public_key, &pkcs8))
+            .await
+            .unwrap();
+        assert_eq!(get_public_key(&kms, &key).await, spki, "{spec:?}");
+        let msg = format!("signed with an imported {spec:?} key");
+        let sig = kms_sign(&kms, &key, alg.clone(), msg.as_bytes()).await;
+        assert!(verify(msg.as_bytes(), &sig), "{spec:?}");
+    }
 }

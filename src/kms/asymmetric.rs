@@ -665,6 +665,7 @@ mod tests {
             rsa_oaep_unwrap: true,
             aes_kwp_unwrap: true,
             aes_ecb: true,
+            ecdh_derive: true,
         }
     }
 

@@ -5,6 +5,9 @@
 //! - Imported material is unwrapped only inside the token (`C_UnwrapKey` with the wrapping
 //!   key pair's private key); the host never holds it in plaintext and never calls decrypt on
 //!   it. The wrapping private key is sensitive, non-extractable and may only unwrap.
+//! - Asymmetric material (DER PKCS#8 private keys) is parsed by the token, never here; the
+//!   public key is completed from public values only and the key pair is checked by a sign/
+//!   verify round trip in the token before anything is kept (`token::unwrap_import_pair`).
 //! - An import token is `version (1) ‖ nonce (16) ‖ HMAC-SHA256 (32)`; the MAC is computed in
 //!   the token with the system key `IMPORT_MAC_KEY_ID` over the key id, the wrapping key's
 //!   object id, the algorithm, the key spec, the parameters' expiry and the nonce. Only the
@@ -15,6 +18,7 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::asymmetric::curve;
 use super::authz::Op;
 use super::ids::KeyRef;
 use super::{
@@ -23,10 +27,13 @@ use super::{
 };
 use crate::kms::keyformat::spki_der;
 use crate::model::{
-    ExpirationModel, KeySpec, KeyState, Origin, WrappingAlgorithm, WrappingKeySpec,
+    ExpirationModel, KeySpec, KeyState, KeyUsage, Origin, WrappingAlgorithm, WrappingKeySpec,
 };
 use crate::store::{ImportRecord, KeyRecord, Millis, StoreError, VersionRecord};
-use crate::token::{FaultKind, HashAlg, ImportWrap, ImportedKind};
+use crate::token::{
+    Capabilities, FaultKind, HashAlg, ImportWrap, ImportedKind, ImportedPair, InvalidMaterial,
+    PairUse,
+};
 
 /// `CKA_ID` of the token key that authenticates import tokens.
 pub const IMPORT_MAC_KEY_ID: &[u8] = b"kms-bridge/system/import-token-mac/v1";
@@ -70,9 +77,99 @@ fn imported_kind(spec: KeySpec) -> Option<ImportedKind> {
     }
 }
 
-/// Can keys of this spec be created with origin EXTERNAL here?
-pub(crate) fn importable(spec: KeySpec) -> bool {
-    imported_kind(spec).is_some()
+/// What the token objects of an imported key are.
+enum Imported {
+    /// A secret key (AES, HMAC) from raw bytes.
+    Secret(ImportedKind),
+    /// A key pair from a DER PKCS#8 private key.
+    Pair(ImportedPair, PairUse),
+}
+
+/// What an imported key of this spec and usage becomes, if it can be imported.
+fn imported(spec: KeySpec, usage: KeyUsage) -> Option<Imported> {
+    if let Some(kind) = imported_kind(spec) {
+        return Some(Imported::Secret(kind));
+    }
+    let pair_use = match usage {
+        KeyUsage::SignVerify => PairUse::Sign,
+        KeyUsage::EncryptDecrypt => PairUse::Encrypt,
+        _ => return None,
+    };
+    if let Some(bits) = spec.rsa_bits() {
+        return Some(Imported::Pair(ImportedPair::Rsa { bits }, pair_use));
+    }
+    let c = curve(spec).filter(|_| pair_use == PairUse::Sign)?;
+    Some(Imported::Pair(
+        ImportedPair::Ec {
+            params: c.ec_params().ok()?,
+            generator: c.generator(),
+            points_with_x: c.points_with_x(),
+        },
+        pair_use,
+    ))
+}
+
+/// Can keys of this spec be created with origin EXTERNAL here? Symmetric and HMAC keys
+/// always; RSA private keys need the token's AES key wrap with padding unwrap (they are
+/// imported only with RSA_AES_KEY_WRAP_*) and RSA PKCS#1 signatures (the key pair check); EC
+/// private keys need ECDH derivation (to find the public point) and ECDSA.
+pub(crate) fn importable(caps: &Capabilities, spec: KeySpec) -> bool {
+    if imported_kind(spec).is_some() {
+        true
+    } else if spec.rsa_bits().is_some() {
+        caps.rsa_oaep_unwrap && caps.aes_kwp_unwrap && caps.rsa_pkcs1
+    } else {
+        curve(spec).is_some() && caps.ecdh_derive && caps.ecdsa
+    }
+}
+
+/// The key specs that can be imported into this token, as a message fragment.
+pub(crate) fn importable_specs(caps: &Capabilities) -> String {
+    use KeySpec as S;
+    let list: Vec<&str> = [
+        S::SymmetricDefault,
+        S::Hmac224,
+        S::Hmac256,
+        S::Hmac384,
+        S::Hmac512,
+        S::Rsa2048,
+        S::Rsa3072,
+        S::Rsa4096,
+        S::EccNistP256,
+        S::EccNistP384,
+        S::EccNistP521,
+        S::EccSecgP256k1,
+    ]
+    .into_iter()
+    .filter(|s| importable(caps, *s))
+    .map(|s| s.as_str())
+    .collect();
+    list.join(", ")
+}
+
+/// AWS's rules for wrapping algorithm × key spec: RSA private keys are too large for
+/// RSAES_OAEP_* (RSA_AES_KEY_WRAP_* only), and ECC_NIST_P521 material too large for
+/// RSAES_OAEP_* under an RSA_2048 wrapping key.
+fn wrapping_fits(
+    key_spec: KeySpec,
+    alg: WrappingAlgorithm,
+    wrap: ImportWrap,
+    spec: WrappingKeySpec,
+) -> Result<()> {
+    if !matches!(wrap, ImportWrap::RsaOaep(_)) {
+        return Ok(());
+    }
+    if key_spec.rsa_bits().is_some() {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "WrappingAlgorithm {alg} cannot wrap {key_spec} key material (an RSA private key is              too large for RSA-OAEP); use RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256"
+        )));
+    }
+    if key_spec == KeySpec::EccNistP521 && spec == WrappingKeySpec::Rsa2048 {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "WrappingAlgorithm {alg} with WrappingKeySpec RSA_2048 cannot wrap ECC_NIST_P521 key              material; use a larger WrappingKeySpec or RSA_AES_KEY_WRAP_SHA_1 /              RSA_AES_KEY_WRAP_SHA_256"
+        )));
+    }
+    Ok(())
 }
 
 fn wrap_of(alg: WrappingAlgorithm) -> Option<ImportWrap> {
@@ -239,6 +336,7 @@ impl Kms {
         };
         let wrap = wrap_of(alg)
             .ok_or_else(|| self.unsupported_wrapping(alg, "available only in China Regions"))?;
+        wrapping_fits(k.key_spec, alg, wrap, spec)?;
         let caps = self.capabilities();
         if !caps.rsa_oaep_unwrap {
             return Err(self.unsupported_wrapping(alg, "the token has no CKM_RSA_PKCS_OAEP unwrap"));
@@ -367,12 +465,15 @@ impl Kms {
         };
         let k = self.resolve(ctx, key, op).await?.into_record();
         require_external(&k)?;
-        let kind = imported_kind(k.key_spec).ok_or_else(|| {
-            KmsError::UnsupportedOperation(format!(
-                "Importing {} key material is not supported by this key store",
-                k.key_spec
-            ))
-        })?;
+        let what = imported(k.key_spec, k.key_usage)
+            .filter(|_| importable(self.capabilities(), k.key_spec))
+            .ok_or_else(|| {
+                KmsError::UnsupportedOperation(format!(
+                    "Importing {} key material is not supported by this key store; it imports: {}",
+                    k.key_spec,
+                    importable_specs(self.capabilities())
+                ))
+            })?;
         if !matches!(k.state, KeyState::PendingImport | KeyState::Enabled) {
             return Err(state_error(&k.arn(), k.state));
         }
@@ -409,38 +510,28 @@ impl Kms {
             .and_then(WrappingAlgorithm::parse)
             .and_then(wrap_of)
             .ok_or_else(invalid_token)?;
-        let bad_ciphertext = |e: crate::token::TokenError| {
-            tracing::info!(key_id = %k.key_id, error = %e, "key material import rejected");
-            if e.kind() == FaultKind::BadInput {
-                KmsError::InvalidCiphertext(
-                    "The EncryptedKeyMaterial could not be unwrapped with these import \
-                     parameters, or is not valid key material for this key."
-                        .into(),
-                )
-            } else {
-                e.into()
-            }
-        };
         let object_id = token_object_id(&k.key_id, 1);
         let label = token_object_label(&k.key_id, 1);
+        let unwrap = |material: Vec<u8>, object_id: Vec<u8>, label: String, persistent: bool| {
+            self.unwrap_material(
+                &k,
+                Unwrap {
+                    wrapping_id: wrapping_id.clone(),
+                    wrap: alg,
+                    material,
+                    object_id,
+                    label,
+                    persistent,
+                },
+                &what,
+            )
+        };
 
         if k.state == KeyState::Enabled {
             // Re-import into a key that has material: only the same material, to change its
-            // expiration. Unwrapped as a session object, compared, destroyed.
-            let kcv = self
-                .token
-                .unwrap_import(
-                    wrapping_id,
-                    alg,
-                    input.encrypted_key_material,
-                    kind,
-                    object_id,
-                    label,
-                    false,
-                )
-                .await
-                .map_err(bad_ciphertext)?;
-            if rec.check_value.as_deref() != Some(check_digest(&kcv).as_slice()) {
+            // expiration. Unwrapped as session objects, compared, destroyed.
+            let kcv = unwrap(input.encrypted_key_material, object_id, label, false).await?;
+            if rec.check_value.as_deref() != Some(kcv.as_slice()) {
                 return Err(incorrect_material());
             }
             self.store
@@ -480,23 +571,11 @@ impl Kms {
                 tracing::error!(key_id = %k.key_id, error = %e, why, "could not undo a pending import; reconciliation will");
             }
         };
-        let kcv = match self
-            .token
-            .unwrap_import(
-                wrapping_id,
-                alg,
-                input.encrypted_key_material,
-                kind,
-                object_id.clone(),
-                label,
-                true,
-            )
-            .await
-        {
-            Ok(kcv) => check_digest(&kcv),
+        let kcv = match unwrap(input.encrypted_key_material, object_id.clone(), label, true).await {
+            Ok(kcv) => kcv,
             Err(e) => {
                 undo("unwrap failed").await;
-                return Err(bad_ciphertext(e));
+                return Err(e);
             }
         };
         if rec.check_value.as_ref().is_some_and(|c| *c != kcv) {
@@ -528,6 +607,78 @@ impl Kms {
         Err(KmsError::Conflict(
             "The key is being modified concurrently; retry.".into(),
         ))
+    }
+
+    /// Unwrap imported material in the token (see `Unwrap`) and return its stored check value:
+    /// SHA-256 of the token's key check value (secret keys) or of the public key's DER SPKI
+    /// (key pairs). A ciphertext that does not unwrap → `InvalidCiphertextException`; a
+    /// private key that is not valid PKCS#8 of the key's spec → `IncorrectKeyMaterialException`.
+    async fn unwrap_material(&self, k: &KeyRecord, u: Unwrap, what: &Imported) -> Result<Vec<u8>> {
+        let bad_ciphertext = |e: crate::token::TokenError| {
+            tracing::info!(key_id = %k.key_id, error = %e, "key material import rejected");
+            if e.kind() == FaultKind::BadInput {
+                KmsError::InvalidCiphertext(
+                    "The EncryptedKeyMaterial could not be unwrapped with these import \
+                     parameters, or is not valid key material for this key."
+                        .into(),
+                )
+            } else {
+                e.into()
+            }
+        };
+        let (pair, usage) = match what {
+            Imported::Secret(kind) => {
+                let kcv = self
+                    .token
+                    .unwrap_import(
+                        u.wrapping_id,
+                        u.wrap,
+                        u.material,
+                        *kind,
+                        u.object_id,
+                        u.label,
+                        u.persistent,
+                    )
+                    .await
+                    .map_err(bad_ciphertext)?;
+                return Ok(check_digest(&kcv));
+            }
+            Imported::Pair(pair, usage) => (pair.clone(), *usage),
+        };
+        let unwrapped = self
+            .token
+            .unwrap_import_pair(
+                u.wrapping_id,
+                u.wrap,
+                u.material,
+                pair,
+                usage,
+                u.object_id.clone(),
+                u.label,
+                u.persistent,
+            )
+            .await
+            .map_err(bad_ciphertext)?;
+        let public = match unwrapped {
+            Ok(public) => public,
+            Err(InvalidMaterial(why)) => {
+                tracing::info!(key_id = %k.key_id, why, "asymmetric key material rejected");
+                return Err(KmsError::IncorrectKeyMaterial(format!(
+                    "The key material is not a DER-encoded PKCS#8 private key that fits KeySpec \
+                     {} (wrong key type, size or curve, or an inconsistent key).",
+                    k.key_spec
+                )));
+            }
+        };
+        match spki_der(&public) {
+            Ok(spki) => Ok(check_digest(&spki)),
+            Err(e) => {
+                if u.persistent {
+                    let _ = self.token.destroy(u.object_id).await;
+                }
+                Err(e)
+            }
+        }
     }
 
     pub async fn delete_imported_key_material(
@@ -636,6 +787,17 @@ impl Kms {
     }
 }
 
+/// One unwrap of imported material (see `Kms::unwrap_material`): into token objects with
+/// `object_id`/`label` if `persistent`, else into session objects that are destroyed.
+struct Unwrap {
+    wrapping_id: Vec<u8>,
+    wrap: ImportWrap,
+    material: Vec<u8>,
+    object_id: Vec<u8>,
+    label: String,
+    persistent: bool,
+}
+
 fn incorrect_material() -> KmsError {
     KmsError::IncorrectKeyMaterial(
         "The key material doesn't match the key material previously imported into this key.".into(),
@@ -657,9 +819,72 @@ mod tests {
             Some(ImportWrap::RsaAesKwp(HashAlg::Sha256))
         );
         assert_eq!(wrap_of(WrappingAlgorithm::RsaesPkcs1V15), None);
-        assert!(importable(KeySpec::SymmetricDefault));
-        assert!(importable(KeySpec::Hmac256));
-        assert!(!importable(KeySpec::Rsa2048));
+        let caps = Capabilities {
+            rsa_oaep_unwrap: true,
+            aes_kwp_unwrap: true,
+            rsa_pkcs1: true,
+            ecdsa: true,
+            ecdh_derive: true,
+            ..Default::default()
+        };
+        for spec in [
+            KeySpec::SymmetricDefault,
+            KeySpec::Hmac256,
+            KeySpec::Rsa2048,
+            KeySpec::EccNistP521,
+            KeySpec::EccSecgP256k1,
+        ] {
+            assert!(importable(&caps, spec), "{spec}");
+        }
+        let no_ecdh = Capabilities {
+            ecdh_derive: false,
+            ..caps.clone()
+        };
+        assert!(!importable(&no_ecdh, KeySpec::EccNistP256));
+        assert!(!importable_specs(&no_ecdh).contains("ECC"));
+        assert!(importable(
+            &Capabilities::default(),
+            KeySpec::SymmetricDefault
+        ));
+        assert!(!importable(&Capabilities::default(), KeySpec::Rsa2048));
+    }
+
+    #[test]
+    fn wrapping_algorithms_fit_key_material_as_aws_allows() {
+        use WrappingAlgorithm as A;
+        let fits = |key: KeySpec, alg: A, spec: WrappingKeySpec| {
+            wrap_of(alg).is_some_and(|w| wrapping_fits(key, alg, w, spec).is_ok())
+        };
+        for rsa in [KeySpec::Rsa2048, KeySpec::Rsa4096] {
+            assert!(!fits(rsa, A::RsaesOaepSha1, WrappingKeySpec::Rsa4096));
+            assert!(!fits(rsa, A::RsaesOaepSha256, WrappingKeySpec::Rsa4096));
+            assert!(fits(rsa, A::RsaAesKeyWrapSha1, WrappingKeySpec::Rsa2048));
+        }
+        assert!(!fits(
+            KeySpec::EccNistP521,
+            A::RsaesOaepSha1,
+            WrappingKeySpec::Rsa2048
+        ));
+        assert!(fits(
+            KeySpec::EccNistP521,
+            A::RsaesOaepSha1,
+            WrappingKeySpec::Rsa3072
+        ));
+        assert!(fits(
+            KeySpec::EccNistP521,
+            A::RsaAesKeyWrapSha1,
+            WrappingKeySpec::Rsa2048
+        ));
+        assert!(fits(
+            KeySpec::EccNistP256,
+            A::RsaesOaepSha1,
+            WrappingKeySpec::Rsa2048
+        ));
+        assert!(fits(
+            KeySpec::SymmetricDefault,
+            A::RsaesOaepSha256,
+            WrappingKeySpec::Rsa2048
+        ));
     }
 
     #[test]

@@ -4,6 +4,9 @@
 
 use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, OctetStringRef, UintRef};
 use der::{Decode, Encode};
+use p256::elliptic_curve::group::Group;
+use p256::elliptic_curve::sec1::{EncodedPoint, FromEncodedPoint, ModulusSize, ToEncodedPoint};
+use p256::elliptic_curve::{CurveArithmetic, FieldBytesSize};
 use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use zeroize::Zeroizing;
 
@@ -46,12 +49,61 @@ impl Curve {
         self.oid().to_der().map_err(internal)
     }
 
+    /// The curve's generator point, uncompressed (`04 ‖ x ‖ y`).
+    pub fn generator(self) -> Vec<u8> {
+        match self {
+            Curve::P256 => generator_of::<p256::NistP256>(),
+            Curve::P384 => generator_of::<p384::NistP384>(),
+            Curve::P521 => generator_of::<p521::NistP521>(),
+            Curve::Secp256k1 => generator_of::<k256::Secp256k1>(),
+        }
+    }
+
+    /// For an x-coordinate: the `CKA_EC_POINT` values (DER OCTET STRING of the uncompressed
+    /// point) of the curve's points with that x — none if x is not on the curve, else the two
+    /// of opposite y. Public values only (used to complete an imported key's public key).
+    pub fn points_with_x(self) -> fn(&[u8]) -> Vec<Vec<u8>> {
+        match self {
+            Curve::P256 => points_with_x_on::<p256::NistP256>,
+            Curve::P384 => points_with_x_on::<p384::NistP384>,
+            Curve::P521 => points_with_x_on::<p521::NistP521>,
+            Curve::Secp256k1 => points_with_x_on::<k256::Secp256k1>,
+        }
+    }
+
     fn from_params(params: &[u8]) -> Option<Curve> {
         let oid = ObjectIdentifier::from_der(params).ok()?;
         [Curve::P256, Curve::P384, Curve::P521, Curve::Secp256k1]
             .into_iter()
             .find(|c| c.oid() == oid)
     }
+}
+
+fn generator_of<C>() -> Vec<u8>
+where
+    C: CurveArithmetic,
+    C::AffinePoint: ToEncodedPoint<C>,
+    FieldBytesSize<C>: ModulusSize,
+{
+    let g: C::AffinePoint = C::ProjectivePoint::generator().into();
+    g.to_encoded_point(false).as_bytes().to_vec()
+}
+
+fn points_with_x_on<C>(x: &[u8]) -> Vec<Vec<u8>>
+where
+    C: CurveArithmetic,
+    C::AffinePoint: FromEncodedPoint<C> + ToEncodedPoint<C>,
+    FieldBytesSize<C>: ModulusSize,
+{
+    [0x02u8, 0x03]
+        .into_iter()
+        .filter_map(|tag| {
+            let compressed = EncodedPoint::<C>::from_bytes([&[tag], x].concat()).ok()?;
+            let point: Option<C::AffinePoint> =
+                C::AffinePoint::from_encoded_point(&compressed).into();
+            ec_point_attribute(point?.to_encoded_point(false).as_bytes()).ok()
+        })
+        .collect()
 }
 
 fn internal(e: impl std::fmt::Display) -> KmsError {
@@ -268,6 +320,32 @@ mod tests {
         // r = 0 and a BER long-form length are rejected.
         assert!(ecdsa_from_der(&[0x30, 0x06, 2, 1, 0, 2, 1, 1], 32).is_none());
         assert!(ecdsa_from_der(&[0x30, 0x81, 0x06, 2, 1, 1, 2, 1, 1], 32).is_none());
+    }
+
+    #[test]
+    fn points_with_x_are_the_two_points_of_opposite_y() {
+        for c in [Curve::P256, Curve::P384, Curve::P521, Curve::Secp256k1] {
+            let n = c.field_len();
+            let g = c.generator();
+            assert_eq!((g.len(), g[0]), (1 + 2 * n, 4), "{c:?}");
+            let points = c.points_with_x()(&g[1..1 + n]);
+            assert_eq!(points.len(), 2, "{c:?}");
+            assert!(points.contains(&ec_point_attribute(&g).unwrap()), "{c:?}");
+            let ys: Vec<&[u8]> = points
+                .iter()
+                .map(|p| ec_point(c, p).map(|p| &p[1 + n..]).unwrap())
+                .collect();
+            assert_ne!(ys[0], ys[1]);
+            assert!(ys.iter().all(|y| y.len() == n));
+            // Not every x is on the curve; a wrong-length x never is.
+            let off_curve = (0u8..32).any(|i| {
+                let mut x = vec![0u8; n];
+                x[n - 1] = i;
+                c.points_with_x()(&x).is_empty()
+            });
+            assert!(off_curve, "{c:?}");
+            assert!(c.points_with_x()(&g[1..n]).is_empty());
+        }
     }
 
     #[test]

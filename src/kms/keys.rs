@@ -191,11 +191,12 @@ impl Kms {
         let (usage, material) = plan_material(self.capabilities(), spec, input.key_usage)?;
         match origin {
             Origin::AwsKms | Origin::AwsCloudHsm => {}
-            Origin::External if super::import::importable(spec) => {}
+            Origin::External if super::import::importable(self.capabilities(), spec) => {}
             Origin::External => {
                 return Err(KmsError::UnsupportedOperation(format!(
                     "KeySpec {spec} with Origin EXTERNAL is not supported by this key store; \
-                     import is available for SYMMETRIC_DEFAULT and HMAC keys"
+                     import is available for {}",
+                    super::import::importable_specs(self.capabilities())
                 )))
             }
             _ => {

@@ -3,6 +3,7 @@
 //! key attributes, and exportable data key pairs (session objects destroyed after reading).
 
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -85,7 +86,7 @@ pub enum SignMech {
 }
 
 impl SignMech {
-    fn mechanism(self) -> Mechanism<'static> {
+    pub(super) fn mechanism(self) -> Mechanism<'static> {
         match self {
             SignMech::Ecdsa => Mechanism::Ecdsa,
             SignMech::RsaPkcs1 => Mechanism::RsaPkcs,
@@ -269,6 +270,49 @@ fn read_private(s: &Session, h: ObjectHandle) -> Result<PrivateParts> {
         (.., Some(scalar)) => Ok(PrivateParts::Ec { scalar }),
         _ => Err(TokenError::Rejected(
             "private key components are not readable",
+        )),
+    }
+}
+
+/// The x-coordinate of the public point of the EC private key `private` (which must allow
+/// `CKA_DERIVE`), computed in the token: `CKM_ECDH1_DERIVE` (`CKD_NULL`) with the curve's
+/// generator `generator` (uncompressed) as the peer's public key gives the x-coordinate of
+/// d·G, which is the public key's x. That value is public: it is derived as a non-sensitive,
+/// extractable session secret, read and destroyed. The private scalar never leaves the token.
+pub(super) fn ec_public_x(s: &Session, private: ObjectHandle, generator: &[u8]) -> Result<Vec<u8>> {
+    let field_len = generator.len().saturating_sub(1) / 2;
+    let params = Ecdh1DeriveParams::new(EcKdf::null(), generator);
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::ValueLen((field_len as u64).into()),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
+    ];
+    let derived = s
+        .derive_key(&Mechanism::Ecdh1Derive(params), private, &template)
+        .map_err(|e| TokenError::ck("C_DeriveKey", e))?;
+    let x = s
+        .get_attributes(derived, &[AttributeType::Value])
+        .map_err(|e| TokenError::ck("C_GetAttributeValue", e))
+        .map(|attrs| {
+            attrs.into_iter().find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            })
+        });
+    let _ = s.destroy_object(derived);
+    match x? {
+        Some(x) if x.len() == field_len => Ok(x),
+        _ => Err(TokenError::Rejected(
+            "ECDH with the generator gave no x-coordinate of the curve's length",
         )),
     }
 }

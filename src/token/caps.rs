@@ -33,6 +33,8 @@ pub struct Capabilities {
     pub aes_kwp_unwrap: bool,
     /// `CKM_AES_ECB` encrypt: key check values of imported AES keys.
     pub aes_ecb: bool,
+    /// `CKM_ECDH1_DERIVE`: the public point of an imported EC private key is found with it.
+    pub ecdh_derive: bool,
 }
 
 impl Capabilities {
@@ -63,6 +65,7 @@ impl Capabilities {
             rsa_oaep_unwrap: info(MechanismType::RSA_PKCS_OAEP).is_some_and(|i| i.unwrap()),
             aes_kwp_unwrap: info(MechanismType::AES_KEY_WRAP_PAD).is_some_and(|i| i.unwrap()),
             aes_ecb: info(MechanismType::AES_ECB).is_some_and(|i| i.encrypt()),
+            ecdh_derive: info(MechanismType::ECDH1_DERIVE).is_some_and(|i| i.derive()),
             hmac: [
                 hmac(HashAlg::Sha224),
                 hmac(HashAlg::Sha256),

@@ -1,7 +1,8 @@
 //! Bring-your-own-key in the token: RSA wrapping key pairs and `C_UnwrapKey` of customer key
 //! material. The material is unwrapped straight into a token object (sensitive,
 //! non-extractable); it never passes through host memory, and nothing here calls `C_Decrypt`
-//! on wrapped material.
+//! on wrapped material. Asymmetric material (PKCS#8) is parsed by the token on unwrap; its
+//! public key is read (RSA) or derived in the token (EC, see `asym::ec_public_x`).
 
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::rsa::{PkcsOaepParams, PkcsOaepSource};
@@ -9,7 +10,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 
-use super::asym::HashAlg;
+use super::asym::{self, HashAlg, PairUse, SignMech};
 use super::{FaultKind, ObjectKind, PublicParts, Result, Token, TokenError};
 
 /// How the customer wrapped the material.
@@ -30,6 +31,26 @@ pub enum ImportedKind {
     /// A generic secret for HMAC, `len` bytes within `min..=max`.
     Hmac { min: usize, max: usize },
 }
+
+/// What an imported private key (DER PKCS#8, parsed by the token on unwrap) must be.
+#[derive(Debug, Clone)]
+pub enum ImportedPair {
+    /// An RSA private key whose modulus has exactly `bits` bits.
+    Rsa { bits: u32 },
+    /// An EC private key on the curve whose `CKA_EC_PARAMS` are `params`.
+    Ec {
+        params: Vec<u8>,
+        /// The curve's generator, uncompressed (`04 ‖ x ‖ y`).
+        generator: Vec<u8>,
+        /// The `CKA_EC_POINT` values of the curve points with a given x-coordinate (none, or
+        /// the two of opposite y); host arithmetic on public values only.
+        points_with_x: fn(&[u8]) -> Vec<Vec<u8>>,
+    },
+}
+
+/// Material that unwrapped but is not a private key of the expected kind: why, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidMaterial(pub &'static str);
 
 fn oaep(hash: HashAlg) -> Mechanism<'static> {
     Mechanism::RsaPkcsOaep(PkcsOaepParams::new(
@@ -138,6 +159,243 @@ fn unwrap_measured(
         .unwrap_key(mech, unwrapper, wrapped, template)
         .map_err(|e| unwrap_err("C_UnwrapKey", e))?;
     Ok((h, len))
+}
+
+/// Run `f` with the mechanism, unwrapping key and ciphertext that unwrap the material itself:
+/// for `RsaOaep` the wrapping key with `CKM_RSA_PKCS_OAEP`; for `RsaAesKwp` an ephemeral AES
+/// key — first unwrapped here from the RSA part with `CKM_RSA_PKCS_OAEP`, destroyed after `f`
+/// — with `CKM_AES_KEY_WRAP_PAD` over the rest.
+fn with_material_unwrapper<T>(
+    s: &Session,
+    wrapping: ObjectHandle,
+    wrap: ImportWrap,
+    wrapped: &[u8],
+    f: impl FnOnce(&Mechanism, ObjectHandle, &[u8]) -> Result<T>,
+) -> Result<T> {
+    let hash = match wrap {
+        ImportWrap::RsaOaep(hash) => return f(&oaep(hash), wrapping, wrapped),
+        ImportWrap::RsaAesKwp(hash) => hash,
+    };
+    let modulus_len = match s.get_attributes(wrapping, &[AttributeType::Modulus]) {
+        Ok(attrs) => attrs.into_iter().find_map(|a| match a {
+            Attribute::Modulus(n) => Some(n.len()),
+            _ => None,
+        }),
+        Err(e) => return Err(TokenError::ck("C_GetAttributeValue", e)),
+    }
+    .ok_or(TokenError::Rejected("RSA private key has no modulus"))?;
+    if wrapped.len() <= modulus_len {
+        return Err(TokenError::Rejected("wrapped material is too short"));
+    }
+    let (rsa_part, kwp_part) = wrapped.split_at(modulus_len);
+    let ephemeral_template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Unwrap(true),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+    ];
+    let ephemeral = s
+        .unwrap_key(&oaep(hash), wrapping, rsa_part, &ephemeral_template)
+        .map_err(|e| unwrap_err("C_UnwrapKey", e))?;
+    let result = f(&Mechanism::AesKeyWrapPad, ephemeral, kwp_part);
+    let _ = s.destroy_object(ephemeral);
+    result
+}
+
+/// Faults of the device or session stay faults; any other failure of a step that checks
+/// unwrapped material means the material is not what it should be.
+fn material_check<T>(
+    result: std::result::Result<T, CkError>,
+    op: &'static str,
+    why: &'static str,
+) -> Result<std::result::Result<T, InvalidMaterial>> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) => match TokenError::ck(op, e) {
+            e @ TokenError::Pkcs11 {
+                kind: FaultKind::Device | FaultKind::SessionFatal | FaultKind::Retryable,
+                ..
+            } => Err(e),
+            _ => Ok(Err(InvalidMaterial(why))),
+        },
+    }
+}
+
+/// Template of a private key unwrapped from PKCS#8: sensitive, non-extractable, private. The
+/// probe is a session object that may only sign (and derive, for EC: see
+/// `asym::ec_public_x`); the key itself allows only `usage`, never derive or unwrap.
+fn private_template(
+    key_type: KeyType,
+    usage: PairUse,
+    probe: bool,
+    id: &[u8],
+    label: &str,
+) -> Vec<Attribute> {
+    let sign = usage == PairUse::Sign;
+    let mut t = vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::Token(!probe),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Unwrap(false),
+    ];
+    if probe {
+        t.extend([
+            Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Derive(key_type == KeyType::EC),
+        ]);
+    } else {
+        t.extend([
+            Attribute::Sign(sign),
+            Attribute::Decrypt(!sign),
+            Attribute::Derive(false),
+            Attribute::Id(id.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ]);
+    }
+    t
+}
+
+/// Template of a public key object: allowed only `usage`, as generated key pairs are.
+fn public_template(public: &PublicParts, usage: PairUse, persistent: bool) -> Vec<Attribute> {
+    let sign = usage == PairUse::Sign;
+    let mut t = vec![
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::Token(persistent),
+        Attribute::Private(false),
+        Attribute::Verify(sign),
+        Attribute::Encrypt(!sign),
+        Attribute::Wrap(false),
+    ];
+    match public {
+        PublicParts::Rsa { modulus, exponent } => t.extend([
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Modulus(modulus.clone()),
+            Attribute::PublicExponent(exponent.clone()),
+        ]),
+        PublicParts::Ec { params, point } => t.extend([
+            Attribute::KeyType(KeyType::EC),
+            Attribute::EcParams(params.clone()),
+            Attribute::EcPoint(point.clone()),
+        ]),
+    }
+    t
+}
+
+/// Bits of a big-endian unsigned integer.
+fn bit_len(n: &[u8]) -> usize {
+    match n.iter().position(|b| *b != 0) {
+        Some(i) => (n.len() - i) * 8 - n[i].leading_zeros() as usize,
+        None => 0,
+    }
+}
+
+/// The public key of the unwrapped private key `probe` (a session object that may sign, and
+/// derive for EC), checked against what the key spec needs: RSA — the modulus and exponent
+/// the token parsed (public attributes), modulus size = the spec's; EC — the curve must be
+/// the spec's, the public point's x comes from `asym::ec_public_x`, y from the curve
+/// equation on the host. Either way the token then signs a fixed block with the private key
+/// and the candidate public key that verifies it is the one (for EC this picks y; for RSA it
+/// proves the key pair consistent).
+fn public_of(
+    s: &Session,
+    probe: ObjectHandle,
+    pair: &ImportedPair,
+) -> Result<std::result::Result<PublicParts, InvalidMaterial>> {
+    let read = |types: &[AttributeType]| {
+        s.get_attributes(probe, types)
+            .map_err(|e| TokenError::ck("C_GetAttributeValue", e))
+    };
+    let (candidates, mech) = match pair {
+        ImportedPair::Rsa { bits } => {
+            let (mut n, mut e) = (None, None);
+            for a in read(&[AttributeType::Modulus, AttributeType::PublicExponent])? {
+                match a {
+                    Attribute::Modulus(v) => n = Some(v),
+                    Attribute::PublicExponent(v) => e = Some(v),
+                    _ => {}
+                }
+            }
+            let (Some(modulus), Some(exponent)) = (n, e) else {
+                return Ok(Err(InvalidMaterial("RSA key without modulus or exponent")));
+            };
+            if bit_len(&modulus) != *bits as usize {
+                return Ok(Err(InvalidMaterial("RSA modulus of another size")));
+            }
+            (
+                vec![PublicParts::Rsa { modulus, exponent }],
+                SignMech::RsaPkcs1,
+            )
+        }
+        ImportedPair::Ec {
+            params,
+            generator,
+            points_with_x,
+        } => {
+            let curve = read(&[AttributeType::EcParams])?
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::EcParams(v) => Some(v),
+                    _ => None,
+                });
+            if curve.as_ref() != Some(params) {
+                return Ok(Err(InvalidMaterial("EC key on another curve")));
+            }
+            let x = match asym::ec_public_x(s, probe, generator) {
+                Ok(x) => x,
+                Err(
+                    e @ TokenError::Pkcs11 {
+                        kind: FaultKind::Device | FaultKind::SessionFatal | FaultKind::Retryable,
+                        ..
+                    },
+                ) => return Err(e),
+                Err(_) => return Ok(Err(InvalidMaterial("EC private value out of range"))),
+            };
+            let points = points_with_x(&x)
+                .into_iter()
+                .map(|point| PublicParts::Ec {
+                    params: params.clone(),
+                    point,
+                })
+                .collect();
+            (points, SignMech::Ecdsa)
+        }
+    };
+    let block = KCV_BLOCK.repeat(2);
+    let signature = match material_check(
+        s.sign(&mech.mechanism(), probe, &block),
+        "C_Sign",
+        "the private key cannot sign",
+    )? {
+        Ok(sig) => sig,
+        Err(invalid) => return Ok(Err(invalid)),
+    };
+    for candidate in candidates {
+        let h = match material_check(
+            s.create_object(&public_template(&candidate, PairUse::Sign, false)),
+            "C_CreateObject",
+            "the public key is not valid",
+        )? {
+            Ok(h) => h,
+            Err(_) => continue,
+        };
+        let verified = s.verify(&mech.mechanism(), h, &block, &signature);
+        let _ = s.destroy_object(h);
+        if verified.is_ok() {
+            return Ok(Ok(candidate));
+        }
+    }
+    Ok(Err(InvalidMaterial(
+        "no public key verifies the private key's signature",
+    )))
 }
 
 impl Token {
@@ -250,49 +508,10 @@ impl Token {
                     Attribute::Decrypt(false),
                 ]),
             }
-            let result = match wrap {
-                ImportWrap::RsaOaep(hash) => {
-                    unwrap_measured(s, &oaep(hash), wrapping, &wrapped, &template)
-                }
-                ImportWrap::RsaAesKwp(hash) => {
-                    let modulus_len = match s.get_attributes(wrapping, &[AttributeType::Modulus]) {
-                        Ok(attrs) => attrs.into_iter().find_map(|a| match a {
-                            Attribute::Modulus(n) => Some(n.len()),
-                            _ => None,
-                        }),
-                        Err(e) => return Err(TokenError::ck("C_GetAttributeValue", e)),
-                    }
-                    .ok_or(TokenError::Rejected("RSA private key has no modulus"))?;
-                    if wrapped.len() <= modulus_len {
-                        return Err(TokenError::Rejected("wrapped material is too short"));
-                    }
-                    let (rsa_part, kwp_part) = wrapped.split_at(modulus_len);
-                    let ephemeral_template = [
-                        Attribute::Class(ObjectClass::SECRET_KEY),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::Token(false),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(false),
-                        Attribute::Unwrap(true),
-                        Attribute::Encrypt(false),
-                        Attribute::Decrypt(false),
-                    ];
-                    let ephemeral = s
-                        .unwrap_key(&oaep(hash), wrapping, rsa_part, &ephemeral_template)
-                        .map_err(|e| unwrap_err("C_UnwrapKey", e))?;
-                    let result = unwrap_measured(
-                        s,
-                        &Mechanism::AesKeyWrapPad,
-                        ephemeral,
-                        kwp_part,
-                        &template,
-                    );
-                    let _ = s.destroy_object(ephemeral);
-                    result
-                }
-            };
-            let (h, len) = result?;
+            let (h, len) =
+                with_material_unwrapper(s, wrapping, wrap, &wrapped, |mech, key, data| {
+                    unwrap_measured(s, mech, key, data, &template)
+                })?;
             let ok = match kind {
                 ImportedKind::Aes { len: want } => len == want,
                 ImportedKind::Hmac { min, max } => (min..=max).contains(&len),
@@ -316,6 +535,79 @@ impl Token {
                 inner.cache_insert(ObjectKind::Secret, id, h);
             }
             kcv
+        })
+        .await
+    }
+
+    /// Unwrap an asymmetric private key (DER PKCS#8, parsed by the token) with the wrapping
+    /// key `wrapping_id` and find its public key (see `public_of`) — all inside the token, the
+    /// private key never on the host. If `persistent`, the private key (sensitive,
+    /// non-extractable, allowing only `usage`) and its public key become token objects with
+    /// `id` and `label`, like a generated key pair; otherwise nothing is kept (to compare
+    /// material only). A ciphertext that does not unwrap is an error of kind `BadInput`;
+    /// material that unwraps but is not a private key of `pair`'s kind, size or curve, or
+    /// whose key pair is inconsistent, is `Ok(Err(InvalidMaterial))`. Nothing is left in the
+    /// token on any failure.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn unwrap_import_pair(
+        &self,
+        wrapping_id: Vec<u8>,
+        wrap: ImportWrap,
+        wrapped: Vec<u8>,
+        pair: ImportedPair,
+        usage: PairUse,
+        id: Vec<u8>,
+        label: String,
+        persistent: bool,
+    ) -> Result<std::result::Result<PublicParts, InvalidMaterial>> {
+        self.run_named("unwrap_key", move |inner, s| {
+            let wrapping = inner.handle(s, ObjectKind::Private, &wrapping_id)?;
+            let key_type = match pair {
+                ImportedPair::Rsa { .. } => KeyType::RSA,
+                ImportedPair::Ec { .. } => KeyType::EC,
+            };
+            with_material_unwrapper(s, wrapping, wrap, &wrapped, |mech, key, data| {
+                let probe_template = private_template(key_type, usage, true, &id, &label);
+                let probe = match s.unwrap_key(mech, key, data, &probe_template) {
+                    Ok(h) => h,
+                    // SoftHSM: the material unwrapped, but is not a PKCS#8 key of this type.
+                    Err(CkError::Pkcs11(RvError::FunctionFailed, _)) => {
+                        return Ok(Err(InvalidMaterial(
+                            "not a PKCS#8 private key of the key's type",
+                        )))
+                    }
+                    Err(e) => return Err(unwrap_err("C_UnwrapKey", e)),
+                };
+                let public = public_of(s, probe, &pair);
+                let _ = s.destroy_object(probe);
+                let public = match public? {
+                    Ok(p) => p,
+                    Err(invalid) => return Ok(Err(invalid)),
+                };
+                if !persistent {
+                    return Ok(Ok(public));
+                }
+                let template = private_template(key_type, usage, false, &id, &label);
+                let private = s
+                    .unwrap_key(mech, key, data, &template)
+                    .map_err(|e| unwrap_err("C_UnwrapKey", e))?;
+                let mut public_t = public_template(&public, usage, true);
+                public_t.extend([
+                    Attribute::Id(id.clone()),
+                    Attribute::Label(label.clone().into_bytes()),
+                ]);
+                match s.create_object(&public_t) {
+                    Ok(public_h) => {
+                        inner.cache_insert(ObjectKind::Private, id.clone(), private);
+                        inner.cache_insert(ObjectKind::Public, id.clone(), public_h);
+                        Ok(Ok(public))
+                    }
+                    Err(e) => {
+                        let _ = s.destroy_object(private);
+                        Err(TokenError::ck("C_CreateObject", e))
+                    }
+                }
+            })
         })
         .await
     }

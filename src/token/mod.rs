@@ -32,7 +32,7 @@ pub use asym::{ExportedPair, HashAlg, PairSpec, PairUse, PrivateParts, PublicPar
 pub use caps::Capabilities;
 pub use ceiling::{CeilingOp, CeilingResult};
 pub use error::{FaultKind, Refusal, TokenError};
-pub use import::{ImportWrap, ImportedKind};
+pub use import::{ImportWrap, ImportedKind, ImportedPair, InvalidMaterial};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -2,7 +2,9 @@
 # Bring your own key with the AWS CLI and OpenSSL, as the AWS documentation scripts it:
 # create-key --origin EXTERNAL → get-parameters-for-import → wrap 32 random bytes with
 # RSA-OAEP (and with RSA-OAEP + AES key wrap with padding) → import-key-material →
-# encrypt/decrypt; delete-imported-key-material and re-import of the same material.
+# encrypt/decrypt; delete-imported-key-material and re-import of the same material. Then
+# asymmetric keys: an openssl-made EC and RSA private key (DER PKCS#8) wrapped with
+# RSA_AES_KEY_WRAP_SHA_1, imported, and used with sign/verify against openssl.
 # Needs: AWS (path of the aws CLI), ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 # AWS_DEFAULT_REGION, WORK (scratch directory).
 set -euo pipefail
@@ -95,5 +97,73 @@ fi
 grep -q UnsupportedOperationException err.txt || fail "expected UnsupportedOperationException: $(cat err.txt)"
 grep -q RSAES_OAEP_SHA_1 err.txt || fail "the error does not name the supported algorithms"
 
-rm -f PlaintextKeyMaterial.bin Other.bin
+# --- Asymmetric key material: DER PKCS#8 private keys --------------------------------------------
+wrap_kwp() { # PKCS#8 file → EncryptedKeyMaterial.bin (RSA_AES_KEY_WRAP_SHA_1, PublicKey.bin)
+  openssl rand -out aes-key.bin 32
+  openssl enc -id-aes256-wrap-pad -K "$(hex aes-key.bin)" -iv A65959A6 -in "$1" \
+    -out key-material-wrapped.bin
+  openssl pkeyutl -encrypt -in aes-key.bin -out aes-key-wrapped.bin -inkey PublicKey.bin \
+    -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 \
+    -pkeyopt rsa_mgf1_md:sha1
+  cat aes-key-wrapped.bin key-material-wrapped.bin > EncryptedKeyMaterial.bin
+  rm -f aes-key.bin
+}
+sign_and_verify() { # key-id private.der public.der signing-algorithm digest
+  printf 'signed by imported key material' > msg.txt
+  kms sign --key-id "$1" --message fileb://msg.txt --message-type RAW --signing-algorithm "$4" \
+    --query Signature --output text | base64 -d > kms-sig.bin
+  openssl dgst "-$5" -verify "$3" -keyform DER -signature kms-sig.bin msg.txt >/dev/null \
+    || fail "openssl does not verify the signature of imported $4 key $1"
+  openssl dgst "-$5" -sign "$2" -keyform DER -out openssl-sig.bin msg.txt
+  [ "$(kms verify --key-id "$1" --message fileb://msg.txt --signature fileb://openssl-sig.bin \
+    --signing-algorithm "$4" --query SignatureValid --output text)" = True ] \
+    || fail "KMS does not verify an openssl signature with imported key $1"
+}
+
+for spec in ECC_NIST_P256 RSA_2048; do
+  case $spec in
+    ECC_NIST_P256) gen=(-algorithm EC -pkeyopt ec_paramgen_curve:P-256); alg=ECDSA_SHA_256 ;;
+    RSA_2048) gen=(-algorithm RSA -pkeyopt rsa_keygen_bits:2048); alg=RSASSA_PKCS1_V1_5_SHA_256 ;;
+  esac
+  akey=$(kms create-key --origin EXTERNAL --key-spec "$spec" --key-usage SIGN_VERIFY \
+    --query KeyMetadata.KeyId --output text)
+  [ "$(kms describe-key --key-id "$akey" --query 'KeyMetadata.[KeyState,KeySpec]' --output text)" \
+    = "PendingImport	$spec" ] || fail "new EXTERNAL $spec key is not PendingImport"
+  openssl genpkey "${gen[@]}" 2>/dev/null | openssl pkcs8 -topk8 -outform der -nocrypt > private.der
+  openssl pkey -inform DER -in private.der -pubout -outform DER > public.der
+  params "$akey" RSA_AES_KEY_WRAP_SHA_1
+  wrap_kwp private.der
+  kms import-key-material --key-id "$akey" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
+    --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null
+  [ "$(kms describe-key --key-id "$akey" --query KeyMetadata.KeyState --output text)" = Enabled ] \
+    || fail "imported $spec key is not Enabled"
+  kms get-public-key --key-id "$akey" --query PublicKey --output text | base64 -d > kms-public.der
+  cmp public.der kms-public.der || fail "get-public-key of imported $spec key differs from openssl's"
+  sign_and_verify "$akey" private.der public.der "$alg" sha256
+done
+
+# An RSA private key is too large for RSAES_OAEP_*: only RSA_AES_KEY_WRAP_* wraps it.
+if kms get-parameters-for-import --key-id "$akey" --wrapping-algorithm RSAES_OAEP_SHA_1 \
+  --wrapping-key-spec RSA_4096 >/dev/null 2>err.txt; then
+  fail "RSAES_OAEP_SHA_1 accepted for RSA key material"
+fi
+grep -q UnsupportedOperationException err.txt || fail "expected UnsupportedOperationException: $(cat err.txt)"
+# Only the same private key can come back after deletion.
+kms delete-imported-key-material --key-id "$akey" >/dev/null
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null \
+  | openssl pkcs8 -topk8 -outform der -nocrypt > other.der
+params "$akey" RSA_AES_KEY_WRAP_SHA_1
+wrap_kwp other.der
+if kms import-key-material --key-id "$akey" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
+  --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE \
+  >/dev/null 2>err.txt; then
+  fail "import of another RSA private key succeeded"
+fi
+grep -q IncorrectKeyMaterialException err.txt || fail "expected IncorrectKeyMaterialException: $(cat err.txt)"
+wrap_kwp private.der
+kms import-key-material --key-id "$akey" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
+  --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null
+sign_and_verify "$akey" private.der public.der RSASSA_PKCS1_V1_5_SHA_256 sha256
+
+rm -f PlaintextKeyMaterial.bin Other.bin private.der other.der
 echo "CLI OK"
