@@ -129,7 +129,7 @@ impl Settings {
             .set_default("max_body_bytes", 262_144)?
             .set_default("allow_insecure_http", false)?
             .set_default("scheduler_interval_seconds", 60)?
-            .set_default("store_cache_ttl_ms", 1000)?
+            .set_default("store_cache_ttl_ms", 5000)?
             .set_default("debug_clock", false)?
             .set_default("audit.max_file_bytes", 64 * 1024 * 1024)?
             .set_default("token.module", DEFAULT_MODULE)?
