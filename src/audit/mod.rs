@@ -15,7 +15,7 @@ mod verify;
 pub use verify::{verify_path, VerifyReport};
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -108,20 +108,59 @@ impl Write for HashWriter<'_> {
 }
 
 /// A crash can leave a last line without its newline (a record never acknowledged): cut it off.
+/// Reads only the end of the file (audit files reach `max_file_bytes`, 64 MiB by default).
 fn repair_torn_tail(path: &Path) -> std::io::Result<()> {
-    let data = std::fs::read(path)?;
-    if data.is_empty() || data.ends_with(b"\n") {
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = f.metadata()?.len();
+    if len == 0 {
         return Ok(());
     }
-    let keep = data
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    tracing::warn!(file = %path.display(), dropped_bytes = data.len() - keep, "audit file ended in a torn record; removed it");
-    let f = OpenOptions::new().write(true).open(path)?;
-    f.set_len(keep as u64)?;
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    let keep = last_newline_before(&mut f, len)?.map_or(0, |i| i + 1);
+    tracing::warn!(file = %path.display(), dropped_bytes = len - keep, "audit file ended in a torn record; removed it");
+    f.set_len(keep)?;
     f.sync_all()
+}
+
+/// Position of the last `\n` before `end`, reading backwards in blocks.
+fn last_newline_before(f: &mut File, end: u64) -> std::io::Result<Option<u64>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = end;
+    while pos > 0 {
+        let n = buf.len().min(usize::try_from(pos).unwrap_or(usize::MAX));
+        pos -= n as u64;
+        f.seek(SeekFrom::Start(pos))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b == b'\n') {
+            return Ok(Some(pos + i as u64));
+        }
+    }
+    Ok(None)
+}
+
+/// The last non-empty line of a file whose lines all end in `\n` (after `repair_torn_tail`).
+fn last_line(path: &Path) -> std::io::Result<Option<String>> {
+    let mut f = File::open(path)?;
+    let mut end = f.metadata()?.len();
+    // `end` is one past a line's closing newline; look for the newline before it.
+    while end > 0 {
+        let line_end = end - 1;
+        let start = last_newline_before(&mut f, line_end)?.map_or(0, |i| i + 1);
+        let mut line = vec![0u8; usize::try_from(line_end - start).unwrap_or(0)];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut line)?;
+        let line = String::from_utf8_lossy(&line).into_owned();
+        if !line.trim().is_empty() {
+            return Ok(Some(line));
+        }
+        end = start;
+    }
+    Ok(None)
 }
 
 impl Writer {
@@ -149,12 +188,7 @@ impl Writer {
             }
             repair_torn_tail(path)
                 .map_err(|e| AuditError::Io(format!("{}: {e}", path.display())))?;
-            let Ok(f) = File::open(path) else { continue };
-            let last = BufReader::new(f)
-                .lines()
-                .map_while(Result::ok)
-                .filter(|l| !l.trim().is_empty())
-                .last();
+            let Ok(last) = last_line(path) else { continue };
             if let Some(line) = last {
                 let v: Value = serde_json::from_str(&line).map_err(|e| {
                     AuditError::Io(format!("{}: last record unreadable: {e}", path.display()))
@@ -455,6 +489,38 @@ mod tests {
             assert!(!s.contains(secret), "{s}");
         }
         assert_eq!(request_parameters(b"not json"), Value::Null);
+    }
+
+    #[test]
+    fn tail_reading_spans_blocks_and_cuts_torn_records() {
+        let dir = std::env::temp_dir().join(format!("kms-bridge-audit-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit-000001.jsonl");
+        std::fs::write(&path, b"").unwrap();
+        repair_torn_tail(&path).unwrap();
+        assert_eq!(last_line(&path).unwrap(), None);
+
+        // ~200 KB of records (several 64 KiB read blocks), then a torn one.
+        let mut text = String::new();
+        for i in 0..2000 {
+            text.push_str(&format!(
+                "{{\"sequence\":{i},\"pad\":\"{}\"}}\n",
+                "x".repeat(80)
+            ));
+        }
+        text.push_str("{\"sequence\":2000,\"pad\":\"tor");
+        std::fs::write(&path, &text).unwrap();
+        repair_torn_tail(&path).unwrap();
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert!(kept.ends_with('\n') && !kept.contains("tor\""));
+        let last = last_line(&path).unwrap().unwrap();
+        assert!(last.starts_with("{\"sequence\":1999,"), "{last}");
+
+        // One very long record (longer than a block) is found whole.
+        let long = format!("{{\"sequence\":1,\"pad\":\"{}\"}}", "y".repeat(150_000));
+        std::fs::write(&path, format!("{{\"sequence\":0}}\n{long}\n\n")).unwrap();
+        assert_eq!(last_line(&path).unwrap().unwrap(), long);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -308,7 +308,11 @@ impl Token {
         let inner = self.inner.clone();
         let (done, result) = tokio::sync::oneshot::channel();
         self.inner.workers.submit(Box::new(move || {
-            let _ = done.send(inner.with_session(call, |s| f(&inner, s)));
+            let result = inner.with_session(call, |s| f(&inner, s));
+            // Let go of the token before answering: the last handle must never be dropped on
+            // a token thread (that would finalize the library there, racing process exit).
+            drop(inner);
+            let _ = done.send(result);
         }))?;
         result
             .await
