@@ -60,8 +60,9 @@ cleanup() {
 trap cleanup EXIT
 
 label=kms-bridge-bench
-softhsm/init-token.sh "$work" "$label" >/dev/null
-export SOFTHSM2_CONF="$work/softhsm2.conf"
+data=$work
+softhsm/init-token.sh "$data" "$label" >/dev/null
+export SOFTHSM2_CONF="$data/softhsm2.conf"
 
 # Bootstrap credentials (KMS_BRIDGE_BOOTSTRAP_CREDENTIALS): the server verifies every
 # signature against them; the bench signs with them.
@@ -80,19 +81,19 @@ start_server() {
   local t0 t1
   t0=$(date +%s.%N)
   KMS_BRIDGE_LISTEN=${addr:-127.0.0.1:0} \
-  KMS_BRIDGE_DATA_DIR="$work" \
+  KMS_BRIDGE_DATA_DIR="$data" \
   KMS_BRIDGE_TOKEN__LABEL="$label" \
-  KMS_BRIDGE_TOKEN__PIN_FILE="$work/token-pin" \
+  KMS_BRIDGE_TOKEN__PIN_FILE="$data/token-pin" \
   KMS_BRIDGE_REGIONS="$region" \
   KMS_BRIDGE_BOOTSTRAP_CREDENTIALS="$creds" \
   KMS_BRIDGE_QUOTAS__SYMMETRIC=0 KMS_BRIDGE_QUOTAS__RSA=0 KMS_BRIDGE_QUOTAS__ECC=0 \
   KMS_BRIDGE_QUOTAS__GENERATE_RANDOM=0 KMS_BRIDGE_QUOTAS__CREATE_KEY=0 \
   KMS_BRIDGE_QUOTAS__MANAGEMENT=0 \
-  "$bin" serve > "$work/server.out" 2>> "$work/server.log" &
+  "$bin" serve > "$data/server.out" 2>> "$work/server.log" &
   server_pid=$!
   addr=""
   for _ in $(seq 1 3000); do
-    addr=$(sed -n 's|^kms-bridge listening on http://||p' "$work/server.out" | head -n 1)
+    addr=$(sed -n 's|^kms-bridge listening on http://||p' "$data/server.out" | head -n 1)
     [ -n "$addr" ] && break
     if ! kill -0 "$server_pid" 2>/dev/null; then
       echo "bench.sh: the server did not start:" >&2
@@ -138,7 +139,7 @@ set +e
 [ "$main" = 1 ] && "$bin" bench \
   --endpoint "http://$addr" \
   --token-label "$label" \
-  --pin-file "$work/token-pin" \
+  --pin-file "$data/token-pin" \
   --server-pid "$server_pid" \
   --seconds "$seconds" \
   --connections "$connections" \
@@ -151,7 +152,15 @@ set +e
 set -e
 
 if [ "$scale" -gt 0 ]; then
-  keys_file=$work/scale-keys.txt
+  # A fresh token and data dir, so the token holds the N keys (and a handful of others) only.
+  stop "$server_pid"
+  data=$work/scale
+  mkdir -p "$data"
+  softhsm/init-token.sh "$data" "$label" >/dev/null
+  export SOFTHSM2_CONF="$data/softhsm2.conf"
+  addr=""
+  start_server
+  keys_file=$data/scale-keys.txt
   "$bin" bench --endpoint "http://$addr" --connections "$connections" \
     --populate "$scale" --keys-file "$keys_file"
   stop "$server_pid"
@@ -164,7 +173,7 @@ if [ "$scale" -gt 0 ]; then
     --connections "$connections" \
     --scale-keys-file "$keys_file" \
     --startup-seconds "$startup_seconds" \
-    --note "scripts/bench.sh at $rev: $scale keys created through the API, then the server restarted (start-up timed); token and data dir on tmpfs ($base)" \
+    --note "scripts/bench.sh at $rev: a fresh token, $scale keys created through the API, then the server restarted (start-up timed); token and data dir on tmpfs ($base)" \
     --note "server with SigV4, policies and the fail-closed audit trail on; request quotas off" \
     "${markdown[@]}"
   scale_rc=$?
