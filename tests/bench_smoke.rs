@@ -129,3 +129,72 @@ fn bench_exits_non_zero_when_requests_fail() {
         "the secret must not be printed"
     );
 }
+
+/// The key-count steps: create keys, then Encrypt over 10 of them and over all, with the
+/// server's memory; the Markdown section lands between its markers.
+#[test]
+fn bench_key_count_steps_run_and_report() {
+    let (dir, server) = Server::start_new();
+    let keys_file = dir.path.join("keys.txt");
+    let markdown = dir.path.join("PERFORMANCE.md");
+    std::fs::write(&markdown, "# Performance\n\nkept text\n").unwrap();
+    let bench = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kms-bridge"))
+            .args(["bench", "--endpoint", &server.endpoint, "--region", REGION])
+            .args(["--connections", "2"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env("SOFTHSM2_CONF", dir.softhsm_conf())
+            .output()
+            .unwrap()
+    };
+    let out = bench(&[
+        "--populate",
+        "12",
+        "--keys-file",
+        keys_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = std::fs::read_to_string(&keys_file).unwrap();
+    assert_eq!(ids.lines().count(), 12, "{ids}");
+
+    let pid = server.pid().to_string();
+    let out = bench(&[
+        "--scale-keys-file",
+        keys_file.to_str().unwrap(),
+        "--seconds",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--server-pid",
+        &pid,
+        "--startup-seconds",
+        "0.5",
+        "--markdown",
+        markdown.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| 10 keys |") && stdout.contains("| 12 keys |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0.50 s") && stdout.contains(" MB / "),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(&markdown).unwrap();
+    assert!(md.starts_with("# Performance\n\nkept text"), "{md}");
+    assert!(md.contains(kms_bridge::bench::scale::BEGIN_MARKER), "{md}");
+    assert!(md.contains("| 12 keys |"), "{md}");
+    server.stop();
+}

@@ -274,6 +274,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server's process id.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Start `kms-bridge serve` on a fresh token.
     pub fn start_new() -> (TestDir, Server) {
         let dir = TestDir::new();
