@@ -77,6 +77,11 @@ impl ApiError {
                 K::InvalidState(s) => (bad, "KMSInvalidStateException", m(s)),
                 K::InvalidCiphertext(s) => (bad, "InvalidCiphertextException", m(s)),
                 K::IncorrectKey(s) => (bad, "IncorrectKeyException", m(s)),
+                K::DryRun(s) => (
+                    StatusCode::PRECONDITION_FAILED,
+                    "DryRunOperationException",
+                    m(s),
+                ),
                 K::InvalidKeyUsage(s) => (bad, "InvalidKeyUsageException", m(s)),
                 K::InvalidSignature(s) => (bad, "KMSInvalidSignatureException", m(s)),
                 K::InvalidMac(s) => (bad, "KMSInvalidMacException", m(s)),

@@ -335,6 +335,7 @@ async fn serve(
         source_ip: Some(req.peer.ip().to_string()),
         secure_transport: state.secure_transport,
         quota_charged: Default::default(),
+        dry_run: Default::default(),
     };
     tracing::debug!(request_id, operation = op.name(), principal = %ctx.principal.arn, "request");
     if op.changes_state() {

@@ -244,6 +244,14 @@ fn secret_b64(b: &Zeroizing<Vec<u8>>) -> Zeroizing<String> {
     Zeroizing::new(wire::b64(b))
 }
 
+/// `DryRun: true`: the domain stops with DryRunOperationException once the call is authorized.
+fn dry_run(ctx: &RequestContext, flag: Option<bool>) {
+    if flag == Some(true) {
+        ctx.dry_run
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8]) -> Out {
     use Operation as O;
     let done = |v: Value| Ok(Some(compact(v)));
@@ -433,6 +441,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::Encrypt => {
             let r: EncryptReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             let pt = required(r.plaintext, "plaintext")?;
             blob_length(&pt, "plaintext", 1, 4096)?;
@@ -449,6 +458,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::Decrypt => {
             let r: DecryptReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
             let blob = required(r.ciphertext_blob, "ciphertextBlob")?;
             blob_length(&blob, "ciphertextBlob", 1, 6144)?;
             grant_tokens(&r.grant_tokens)?;
@@ -473,6 +483,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::ReEncrypt => {
             let r: ReEncryptReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
             let blob = required(r.ciphertext_blob, "ciphertextBlob")?;
             blob_length(&blob, "ciphertextBlob", 1, 6144)?;
             grant_tokens(&r.grant_tokens)?;
@@ -507,6 +518,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::GenerateDataKey | O::GenerateDataKeyWithoutPlaintext => {
             let r: DataKeyReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             grant_tokens(&r.grant_tokens)?;
             let spec = enum_member(
@@ -608,6 +620,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::CreateGrant => {
             let r: GrantReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             grant_tokens(&r.grant_tokens)?;
             if r.grantee_service_principal.is_some() || r.retiring_service_principal.is_some() {
@@ -682,6 +695,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::RetireGrant => {
             let r: GrantReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
             let key = opt_key_ref(r.key_id, "keyId")?;
             kms.retire_grant(
                 ctx,
@@ -694,6 +708,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::RevokeGrant => {
             let r: GrantReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             let id = required(r.grant_id, "grantId")?;
             kms.revoke_grant(ctx, &key, &id).await?;
@@ -701,6 +716,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::Sign | O::Verify => {
             let r: SignReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             let msg = message(r.message)?;
             grant_tokens(&r.grant_tokens)?;
@@ -818,6 +834,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::GenerateMac | O::VerifyMac => {
             let r: MacReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             let msg = message(r.message)?;
             grant_tokens(&r.grant_tokens)?;
@@ -841,6 +858,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::GenerateDataKeyPair | O::GenerateDataKeyPairWithoutPlaintext => {
             let r: DataKeyPairReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             grant_tokens(&r.grant_tokens)?;
             let spec = required(

@@ -88,6 +88,8 @@ pub struct AliasReq {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct EncryptReq {
+    /// Check permissions only (DryRunOperationException when they would allow the call).
+    pub dry_run: Option<bool>,
     pub key_id: Option<String>,
     #[serde(default, deserialize_with = "secret_blob")]
     pub plaintext: Option<Zeroizing<Vec<u8>>>,
@@ -99,6 +101,8 @@ pub struct EncryptReq {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct DecryptReq {
+    /// Check permissions only (DryRunOperationException when they would allow the call).
+    pub dry_run: Option<bool>,
     #[serde(default, deserialize_with = "blob")]
     pub ciphertext_blob: Option<Vec<u8>>,
     pub encryption_context: WireContext,
@@ -110,6 +114,8 @@ pub struct DecryptReq {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReEncryptReq {
+    /// Check permissions only (DryRunOperationException when they would allow the call).
+    pub dry_run: Option<bool>,
     #[serde(default, deserialize_with = "blob")]
     pub ciphertext_blob: Option<Vec<u8>>,
     pub source_encryption_context: WireContext,
@@ -124,6 +130,8 @@ pub struct ReEncryptReq {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct DataKeyReq {
+    /// Check permissions only (DryRunOperationException when they would allow the call).
+    pub dry_run: Option<bool>,
     pub key_id: Option<String>,
     pub encryption_context: WireContext,
     pub number_of_bytes: Option<i64>,
@@ -135,6 +143,8 @@ pub struct DataKeyReq {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct SignReq {
+    /// Check permissions only (DryRunOperationException when they would allow the call).
+    pub dry_run: Option<bool>,
     pub key_id: Option<String>,
     #[serde(default, deserialize_with = "secret_blob")]
     pub message: Option<Zeroizing<Vec<u8>>>,
@@ -149,6 +159,8 @@ pub struct SignReq {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct MacReq {
+    /// Check permissions only (DryRunOperationException when they would allow the call).
+    pub dry_run: Option<bool>,
     pub key_id: Option<String>,
     #[serde(default, deserialize_with = "secret_blob")]
     pub message: Option<Zeroizing<Vec<u8>>>,
@@ -161,6 +173,8 @@ pub struct MacReq {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct DataKeyPairReq {
+    /// Check permissions only (DryRunOperationException when they would allow the call).
+    pub dry_run: Option<bool>,
     pub key_id: Option<String>,
     pub encryption_context: WireContext,
     pub key_pair_spec: Option<String>,
@@ -177,6 +191,8 @@ pub struct RandomReq {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct GrantReq {
+    /// Check permissions only (DryRunOperationException when they would allow the call).
+    pub dry_run: Option<bool>,
     pub key_id: Option<String>,
     pub grantee_principal: Option<String>,
     pub retiring_principal: Option<String>,

@@ -423,7 +423,12 @@ impl Kms {
         } else {
             (key_eval.allow_direct || key_eval.allow_via_account) && identity_ok
         };
+        // ReEncrypt is one call: a dry run stops after its second authorization (ReEncryptTo).
+        let last = op.action != "kms:ReEncryptFrom";
         if allowed {
+            if last {
+                ctx.stop_if_dry_run()?;
+            }
             return Ok(Permitted {
                 key,
                 via_grant: None,
@@ -439,6 +444,9 @@ impl Kms {
                     g.operations.iter().any(|o| o == op_name)
                         && constraints_hold(g.constraints.as_deref(), op.enc_ctx)
                 }) {
+                    if last {
+                        ctx.stop_if_dry_run()?;
+                    }
                     return Ok(Permitted {
                         key,
                         via_grant: Some((g.operations.clone(), g.constraints.clone())),

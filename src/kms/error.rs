@@ -30,6 +30,8 @@ pub enum KmsError {
     #[error("{0}")]
     IncorrectKey(String),
     #[error("{0}")]
+    DryRun(String),
+    #[error("{0}")]
     InvalidKeyUsage(String),
     #[error("{0}")]
     InvalidSignature(String),

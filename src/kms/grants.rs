@@ -484,6 +484,7 @@ impl Kms {
             let facts = Default::default();
             self.authorize_account(ctx, "kms:RetireGrant", &key_rec.arn(), facts)?;
         }
+        ctx.stop_if_dry_run()?;
         self.store.delete_grant(&id).await?;
         Ok(())
     }

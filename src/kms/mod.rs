@@ -102,9 +102,21 @@ pub struct RequestContext {
     pub secure_transport: bool,
     /// Set once the request has been counted against a quota.
     pub quota_charged: std::sync::atomic::AtomicBool,
+    /// `DryRun`: authorize, then stop with `KmsError::DryRun` instead of acting.
+    pub dry_run: std::sync::atomic::AtomicBool,
 }
 
 impl RequestContext {
+    /// Stop here if the request is a dry run (it was authorized up to this point).
+    pub(crate) fn stop_if_dry_run(&self) -> Result<()> {
+        if self.dry_run.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(KmsError::DryRun(
+                "The request would have succeeded, but the DryRun option is set.".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// ARN of a key id in the caller's account and region.
     pub fn key_arn(&self, id: &Uuid) -> String {
         ids::key_arn(&self.region, &self.account, id)

@@ -45,6 +45,7 @@ fn service_context(key: &KeyRecord) -> RequestContext {
         source_ip: None,
         secure_transport: true,
         quota_charged: true.into(),
+        dry_run: false.into(),
     }
 }
 
