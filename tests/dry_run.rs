@@ -204,6 +204,42 @@ async fn dry_run_authorizes_without_acting() {
     );
     assert_eq!(grants(kms.clone(), key.clone()).await, 1);
 
+    // ReEncrypt needs both of its permissions, dry or not.
+    let (half_arn, half) = dir.user("reencrypt-to-only");
+    dir.attach(
+        &half_arn,
+        "to-only",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ReEncryptTo","Resource":"*"}]}"#,
+    );
+    assert_code!(
+        server
+            .client_for(&half)
+            .re_encrypt()
+            .ciphertext_blob(blob.clone())
+            .destination_key_id(&key)
+            .dry_run(true)
+            .send()
+            .await,
+        "AccessDeniedException"
+    );
+    let (full_arn, full) = dir.user("reencrypt-both");
+    dir.attach(
+        &full_arn,
+        "both",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:ReEncryptFrom","kms:ReEncryptTo"],"Resource":"*"}]}"#,
+    );
+    assert_code!(
+        server
+            .client_for(&full)
+            .re_encrypt()
+            .ciphertext_blob(blob.clone())
+            .destination_key_id(&key)
+            .dry_run(true)
+            .send()
+            .await,
+        "DryRunOperationException"
+    );
+
     // Not allowed: the error the real call would get.
     let (_, stranger) = dir.user("stranger");
     assert_code!(

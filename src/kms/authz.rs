@@ -423,8 +423,9 @@ impl Kms {
         } else {
             (key_eval.allow_direct || key_eval.allow_via_account) && identity_ok
         };
-        // ReEncrypt is one call: a dry run stops after its second authorization (ReEncryptTo).
-        let last = op.action != "kms:ReEncryptFrom";
+        // ReEncrypt is one call with two authorizations, ReEncryptTo (destination) first, then
+        // ReEncryptFrom (source): a dry run stops after the second.
+        let last = op.action != "kms:ReEncryptTo";
         if allowed {
             if last {
                 ctx.stop_if_dry_run()?;
