@@ -826,3 +826,133 @@ async fn key_spec_and_usage_combinations_are_validated() {
         "InvalidKeyUsageException"
     );
 }
+
+/// ReEncrypt between symmetric and RSA keys in every direction, with the algorithms and
+/// material ids AWS reports.
+#[tokio::test]
+async fn re_encrypt_between_symmetric_and_rsa_keys() {
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+    let sym = create(
+        &kms,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await;
+    let rsa = create(&kms, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let rsa2 = create(&kms, KeySpec::Rsa3072, KeyUsageType::EncryptDecrypt).await;
+    let secret = b"move me between keys".to_vec();
+    let blob = kms
+        .encrypt()
+        .key_id(&sym)
+        .plaintext(Blob::new(secret.clone()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+
+    // Symmetric → RSA.
+    let r = kms
+        .re_encrypt()
+        .ciphertext_blob(blob)
+        .destination_key_id(&rsa)
+        .destination_encryption_algorithm(Enc::RsaesOaepSha256)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.source_encryption_algorithm, Some(Enc::SymmetricDefault));
+    assert_eq!(
+        r.destination_encryption_algorithm,
+        Some(Enc::RsaesOaepSha256)
+    );
+    assert!(r.source_key_material_id.is_some() && r.destination_key_material_id.is_none());
+    assert!(r.key_id.unwrap().ends_with(&rsa));
+    let to_rsa = r.ciphertext_blob.unwrap().into_inner();
+    assert_eq!(to_rsa.len(), 256);
+    assert_eq!(
+        decrypt(&kms, &rsa, &Enc::RsaesOaepSha256, &to_rsa).await,
+        secret
+    );
+
+    // RSA → RSA (another size and hash).
+    let r = kms
+        .re_encrypt()
+        .ciphertext_blob(Blob::new(to_rsa.clone()))
+        .source_key_id(&rsa)
+        .source_encryption_algorithm(Enc::RsaesOaepSha256)
+        .destination_key_id(&rsa2)
+        .destination_encryption_algorithm(Enc::RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.source_encryption_algorithm, Some(Enc::RsaesOaepSha256));
+    assert_eq!(r.destination_encryption_algorithm, Some(Enc::RsaesOaepSha1));
+    assert!(r.source_key_id.unwrap().ends_with(&rsa));
+    let to_rsa2 = r.ciphertext_blob.unwrap().into_inner();
+    assert_eq!(to_rsa2.len(), 384);
+    assert_eq!(
+        decrypt(&kms, &rsa2, &Enc::RsaesOaepSha1, &to_rsa2).await,
+        secret
+    );
+
+    // RSA → symmetric.
+    let r = kms
+        .re_encrypt()
+        .ciphertext_blob(Blob::new(to_rsa2))
+        .source_key_id(&rsa2)
+        .source_encryption_algorithm(Enc::RsaesOaepSha1)
+        .destination_key_id(&sym)
+        .destination_encryption_context("purpose", "test")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.source_key_material_id.is_none() && r.destination_key_material_id.is_some());
+    let back = kms
+        .decrypt()
+        .ciphertext_blob(r.ciphertext_blob.unwrap())
+        .encryption_context("purpose", "test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext.unwrap().into_inner(), secret);
+
+    // Errors as for Decrypt and Encrypt with these keys.
+    assert_code!(
+        kms.re_encrypt()
+            .ciphertext_blob(Blob::new(to_rsa.clone()))
+            .source_encryption_algorithm(Enc::RsaesOaepSha256)
+            .destination_key_id(&sym)
+            .send()
+            .await,
+        "ValidationException"
+    );
+    let plain_encrypt = kms
+        .encrypt()
+        .key_id(&rsa)
+        .plaintext(Blob::new(secret.clone()))
+        .send()
+        .await;
+    let expected = code(&plain_encrypt.unwrap_err());
+    assert_code!(
+        kms.re_encrypt()
+            .ciphertext_blob(Blob::new(to_rsa.clone()))
+            .source_key_id(&rsa)
+            .source_encryption_algorithm(Enc::RsaesOaepSha256)
+            .destination_key_id(&rsa2)
+            .send()
+            .await,
+        expected.as_str()
+    );
+    assert_code!(
+        kms.re_encrypt()
+            .ciphertext_blob(Blob::new(to_rsa.clone()))
+            .source_key_id(&rsa)
+            .source_encryption_algorithm(Enc::RsaesOaepSha1)
+            .destination_key_id(&sym)
+            .send()
+            .await,
+        "InvalidCiphertextException"
+    );
+    server.stop();
+}

@@ -510,8 +510,8 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 "CiphertextBlob": b64(&e.ciphertext_blob),
                 "SourceKeyId": e.source_key_arn,
                 "KeyId": e.key_arn,
-                "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-                "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "SourceEncryptionAlgorithm": e.source_algorithm.as_str(),
+                "DestinationEncryptionAlgorithm": e.destination_algorithm.as_str(),
                 "SourceKeyMaterialId": e.source_material_id,
                 "DestinationKeyMaterialId": e.destination_material_id,
             }))

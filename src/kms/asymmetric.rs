@@ -534,6 +534,7 @@ impl Kms {
 
     /// Decrypt an RSA ciphertext: raw RSA in the token, OAEP decoding here; every failure is
     /// the same `InvalidCiphertext`.
+    /// `action`: `kms:Decrypt`, or `kms:ReEncryptFrom` for the source of a ReEncrypt.
     pub(crate) async fn rsa_decrypt(
         &self,
         ctx: &RequestContext,
@@ -541,11 +542,12 @@ impl Kms {
         ciphertext: Vec<u8>,
         enc_ctx: &EncryptionContext,
         alg: Option<EncryptionAlgorithm>,
+        action: &'static str,
     ) -> Result<Decrypted> {
         let key = key.ok_or_else(|| {
             KmsError::Validation("KeyId is required to decrypt with an asymmetric KMS key".into())
         })?;
-        let op = Op::new("kms:Decrypt").fact(
+        let op = Op::new(action).fact(
             "kms:EncryptionAlgorithm",
             alg.map_or("SYMMETRIC_DEFAULT", |a| a.as_str()),
         );

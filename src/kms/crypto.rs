@@ -33,8 +33,12 @@ pub struct ReEncrypted {
     pub source_key_arn: String,
     pub key_arn: String,
     pub ciphertext_blob: Vec<u8>,
-    pub source_material_id: String,
-    pub destination_material_id: String,
+    /// Symmetric keys only.
+    pub source_material_id: Option<String>,
+    /// Symmetric keys only.
+    pub destination_material_id: Option<String>,
+    pub source_algorithm: EncryptionAlgorithm,
+    pub destination_algorithm: EncryptionAlgorithm,
 }
 
 pub struct DataKey {
@@ -223,7 +227,7 @@ impl Kms {
             Some(EncryptionAlgorithm::RsaesOaepSha1 | EncryptionAlgorithm::RsaesOaepSha256)
         ) {
             return self
-                .rsa_decrypt(ctx, key, blob.to_vec(), enc_ctx, alg)
+                .rsa_decrypt(ctx, key, blob.to_vec(), enc_ctx, alg, "kms:Decrypt")
                 .await;
         }
         let (k, plaintext, material_id) = self
@@ -251,28 +255,68 @@ impl Kms {
     ) -> Result<ReEncrypted> {
         let op = Op::new("kms:ReEncryptTo")
             .with_context(destination_ctx)
-            .fact("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+            .fact(
+                "kms:EncryptionAlgorithm",
+                destination_alg.map_or("SYMMETRIC_DEFAULT", |a| a.as_str()),
+            );
         let dest = self.resolve(ctx, destination_key, op).await?;
-        require_symmetric(&dest, destination_alg)?;
-        require_enabled(&dest)?;
-        let (src, plaintext, source_material_id) = self
-            .open(
-                ctx,
-                blob,
-                source_key,
-                source_alg,
-                source_ctx,
-                "kms:ReEncryptFrom",
+        // An RSA destination is checked by `rsa_encrypt` (algorithm, no context, state).
+        let dest_rsa = dest.key_spec.rsa_bits().is_some();
+        if !dest_rsa {
+            require_symmetric(&dest, destination_alg)?;
+            require_enabled(&dest)?;
+        }
+        let source_rsa = matches!(
+            source_alg,
+            Some(EncryptionAlgorithm::RsaesOaepSha1 | EncryptionAlgorithm::RsaesOaepSha256)
+        );
+        let (source_key_arn, plaintext, source_material_id, source_algorithm) = if source_rsa {
+            let d = self
+                .rsa_decrypt(
+                    ctx,
+                    source_key,
+                    blob.to_vec(),
+                    source_ctx,
+                    source_alg,
+                    "kms:ReEncryptFrom",
+                )
+                .await?;
+            (d.key_arn, d.plaintext, None, d.algorithm)
+        } else {
+            let (src, pt, material) = self
+                .open(
+                    ctx,
+                    blob,
+                    source_key,
+                    source_alg,
+                    source_ctx,
+                    "kms:ReEncryptFrom",
+                )
+                .await?;
+            (
+                src.arn(),
+                pt,
+                Some(material),
+                EncryptionAlgorithm::SymmetricDefault,
             )
-            .await?;
-        let (ciphertext_blob, destination_material_id) =
-            self.seal(&dest, destination_ctx, plaintext).await?;
+        };
+        let (ciphertext_blob, destination_material_id, destination_algorithm) = if dest_rsa {
+            let e = self
+                .rsa_encrypt(&dest, plaintext, destination_ctx, destination_alg)
+                .await?;
+            (e.ciphertext_blob, None, e.algorithm)
+        } else {
+            let (ct, material) = self.seal(&dest, destination_ctx, plaintext).await?;
+            (ct, Some(material), EncryptionAlgorithm::SymmetricDefault)
+        };
         Ok(ReEncrypted {
-            source_key_arn: src.arn(),
+            source_key_arn,
             key_arn: dest.arn(),
             ciphertext_blob,
             source_material_id,
             destination_material_id,
+            source_algorithm,
+            destination_algorithm,
         })
     }
 
