@@ -27,7 +27,9 @@ ensure_packages() {
 # The AWS CLI in a project-local virtualenv (.venv), from PyPI.
 ensure_awscli() {
   local venv="$1"
-  if [ -x "$venv/bin/aws" ]; then return 0; fi
+  # Runs, not just exists: a venv moved with its checkout keeps dead interpreter paths.
+  if "$venv/bin/aws" --version >/dev/null 2>&1; then return 0; fi
+  rm -rf "$venv"
   if ! python3 -m venv "$venv" 2>/dev/null; then
     rm -rf "$venv"
     _apt_install python3-venv
