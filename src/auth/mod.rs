@@ -8,6 +8,8 @@ pub mod sigv4;
 
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
 use time::{Duration, OffsetDateTime};
 
 pub use principals::{Principal, Principals};
@@ -60,6 +62,46 @@ pub struct Caller {
 pub struct Authenticator {
     principals: Arc<Principals>,
     regions: Vec<String>,
+    signing_keys: SigningKeys,
+}
+
+/// (access key id, date, region) of a derived signing key.
+type KeyScope = (String, String, String);
+
+/// Derived SigV4 signing keys by (access key, date, region): four HMACs saved per request.
+/// Only consulted after the access key was found (a deleted key fails before), and access key
+/// ids are never reused, so an entry cannot outlive the secret it came from in any useful way.
+#[derive(Default)]
+struct SigningKeys {
+    keys: std::sync::Mutex<std::collections::HashMap<KeyScope, Zeroizing<[u8; 32]>>>,
+}
+
+impl SigningKeys {
+    /// Entries kept before the cache starts over (one per key, day and region in use).
+    const CAPACITY: usize = 4096;
+
+    fn get(&self, auth: &sigv4::ParsedAuth, secret: &[u8]) -> Zeroizing<[u8; 32]> {
+        let id = (
+            auth.access_key_id.clone(),
+            auth.date.clone(),
+            auth.region.clone(),
+        );
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = keys.get(&id) {
+            return k.clone();
+        }
+        let k = Zeroizing::new(sigv4::signing_key(
+            secret,
+            &auth.date,
+            &auth.region,
+            &auth.service,
+        ));
+        if keys.len() >= Self::CAPACITY {
+            keys.clear();
+        }
+        keys.insert(id, k.clone());
+        k
+    }
 }
 
 impl Authenticator {
@@ -67,6 +109,7 @@ impl Authenticator {
         Authenticator {
             principals,
             regions,
+            signing_keys: SigningKeys::default(),
         }
     }
 
@@ -117,7 +160,10 @@ impl Authenticator {
             max_skew: MAX_SKEW,
             normalize: true,
         };
-        let auth = sigv4::verify(req, &opts, |_| secret)?;
+        let auth = sigv4::verify_with_key(req, &opts, |a| {
+            let secret = secret?;
+            Some(self.signing_keys.get(a, &secret))
+        })?;
         let principal = principal.ok_or(AuthError::Unrecognized)?;
         let identity_policies = self
             .principals
@@ -130,5 +176,40 @@ impl Authenticator {
             region: auth.region,
             identity_policies,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_signing_keys_are_the_derived_keys_per_scope() {
+        let auth = |date: &str, region: &str| sigv4::ParsedAuth {
+            access_key_id: "AKIDEXAMPLE".into(),
+            date: date.into(),
+            region: region.into(),
+            service: "kms".into(),
+            signed_headers: Vec::new(),
+            signature: String::new(),
+        };
+        let cache = SigningKeys::default();
+        let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        for (date, region) in [
+            ("20261122", "us-east-1"),
+            ("20261123", "us-east-1"),
+            ("20261122", "eu-west-1"),
+        ] {
+            let a = auth(date, region);
+            let expected = sigv4::signing_key(secret, date, region, "kms");
+            assert_eq!(*cache.get(&a, secret), expected);
+            // The second time it comes from the cache, unchanged.
+            assert_eq!(*cache.get(&a, secret), expected);
+        }
+        assert_eq!(
+            cache.keys.lock().unwrap().len(),
+            3,
+            "one entry per (key, date, region)"
+        );
     }
 }

@@ -275,6 +275,27 @@ pub fn verify<F>(
 where
     F: FnOnce(&str) -> Option<Zeroizing<Vec<u8>>>,
 {
+    verify_with_key(req, opts, |auth| {
+        let secret = secret_for(&auth.access_key_id)?;
+        Some(Zeroizing::new(signing_key(
+            &secret,
+            &auth.date,
+            &auth.region,
+            &auth.service,
+        )))
+    })
+}
+
+/// [`verify`] with the derived signing key supplied by `key_for` (which may cache it per
+/// access key, date and region); `None` yields [`SigV4Error::UnknownAccessKey`].
+pub fn verify_with_key<F>(
+    req: &RequestParts,
+    opts: &VerifyOptions,
+    key_for: F,
+) -> Result<ParsedAuth, SigV4Error>
+where
+    F: FnOnce(&ParsedAuth) -> Option<Zeroizing<[u8; 32]>>,
+{
     let Some(auth_value) = single_header(req.headers, "authorization")? else {
         if query_has(req.query, "X-Amz-Algorithm") {
             return Err(incomplete(
@@ -340,7 +361,7 @@ where
         return Err(SigV4Error::InvalidSignature(MISMATCH.to_owned()));
     }
 
-    let secret = secret_for(&auth.access_key_id).ok_or(SigV4Error::UnknownAccessKey)?;
+    let key = key_for(&auth).ok_or(SigV4Error::UnknownAccessKey)?;
 
     let payload_hash = hex::encode(Sha256::digest(req.body));
     if header_values(req.headers, "x-amz-content-sha256").any(|v| v.trim() != payload_hash) {
@@ -352,8 +373,7 @@ where
 
     let creq = canonical_request(req, &auth.signed_headers, &payload_hash, opts.normalize);
     let sts = string_to_sign(amz_date, &auth.scope(), &creq);
-    let key = signing_key(&secret, &auth.date, &auth.region, &auth.service);
-    let expected = hex::encode(hmac_sha256(&key, sts.as_bytes()));
+    let expected = hex::encode(hmac_sha256(key.as_slice(), sts.as_bytes()));
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
         Ok(auth)
     } else {
