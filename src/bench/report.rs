@@ -266,22 +266,38 @@ impl Report {
     /// Write the Markdown report to `path`: between the bench markers if the file has them
     /// (the rest of the file is kept), else as a new file.
     pub fn write_markdown(&self, path: &Path) -> anyhow::Result<()> {
-        let section = format!("{BEGIN_MARKER}\n{}{END_MARKER}\n", self.markdown());
-        let existing = std::fs::read_to_string(path).unwrap_or_default();
-        let text = match (existing.find(BEGIN_MARKER), existing.find(END_MARKER)) {
-            (Some(b), Some(e)) if b < e => {
-                let after = existing[e + END_MARKER.len()..].trim_start_matches('\n');
-                let gap = if after.is_empty() { "" } else { "\n" };
-                format!("{}{section}{gap}{after}", &existing[..b])
-            }
-            _ => format!("# Performance\n\n{section}"),
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(path, text)?;
-        Ok(())
+        write_section(
+            path,
+            (BEGIN_MARKER, END_MARKER),
+            &self.markdown(),
+            |_, section| format!("# Performance\n\n{section}"),
+        )
     }
+}
+
+/// Write `body` between the `markers` of the file at `path`, keeping the rest of the file; a
+/// file without them becomes `fallback(existing text, marked section)`.
+pub(super) fn write_section(
+    path: &Path,
+    (begin, end): (&str, &str),
+    body: &str,
+    fallback: impl FnOnce(&str, &str) -> String,
+) -> anyhow::Result<()> {
+    let section = format!("{begin}\n{body}{end}\n");
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let text = match (existing.find(begin), existing.find(end)) {
+        (Some(b), Some(e)) if b < e => {
+            let after = existing[e + end.len()..].trim_start_matches('\n');
+            let gap = if after.is_empty() { "" } else { "\n" };
+            format!("{}{section}{gap}{after}", &existing[..b])
+        }
+        _ => fallback(&existing, &section),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text)?;
+    Ok(())
 }
 
 /// ops/s, p50, p90, p99, max, errors.
@@ -309,7 +325,7 @@ fn outcome_cells(o: &Outcome) -> Vec<String> {
     }
 }
 
-fn cpu_per_op(
+pub(super) fn cpu_per_op(
     stats: Option<&Stats>,
     which: impl Fn(&Stats) -> Option<std::time::Duration>,
 ) -> String {

@@ -138,10 +138,7 @@ fn memory_kib(pid: u32) -> Option<(u64, u64)> {
 
 impl ScaleReport {
     fn row(label: &str, s: &Stats) -> String {
-        let cpu = s
-            .server_cpu
-            .map(|c| format!("{:.0}", c.as_secs_f64() * 1e6 / (s.ops.max(1) as f64)))
-            .unwrap_or_else(|| "—".into());
+        let cpu = super::report::cpu_per_op(Some(s), |s| s.server_cpu);
         format!(
             "| {label} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {cpu} |\n",
             s.ops_per_sec(),
@@ -199,17 +196,11 @@ impl ScaleReport {
 
     /// Replace the scale section of `path` (or append one).
     pub fn write_markdown(&self, path: &Path) -> anyhow::Result<()> {
-        let section = format!("{BEGIN_MARKER}\n{}{END_MARKER}\n", self.markdown());
-        let existing = std::fs::read_to_string(path).unwrap_or_default();
-        let text = match (existing.find(BEGIN_MARKER), existing.find(END_MARKER)) {
-            (Some(b), Some(e)) if b < e => {
-                let after = existing[e + END_MARKER.len()..].trim_start_matches('\n');
-                let gap = if after.is_empty() { "" } else { "\n" };
-                format!("{}{section}{gap}{after}", &existing[..b])
-            }
-            _ => format!("{}\n## Key count\n\n{section}", existing.trim_end()),
-        };
-        std::fs::write(path, text)?;
-        Ok(())
+        super::report::write_section(
+            path,
+            (BEGIN_MARKER, END_MARKER),
+            &self.markdown(),
+            |existing, section| format!("{}\n## Key count\n\n{section}", existing.trim_end()),
+        )
     }
 }

@@ -77,6 +77,13 @@ pub struct KeyProtection {
     pub value_readable: bool,
 }
 
+impl KeyProtection {
+    /// Sensitive, non-extractable, value unreadable: how key material must be held.
+    pub fn holds(&self) -> bool {
+        self.sensitive && !self.extractable && !self.value_readable
+    }
+}
+
 /// The classes of key object this service creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObjectKind {
@@ -730,7 +737,11 @@ impl Inner {
         }
         let h = match anchor.copy_object(original, &[Attribute::Token(false)]) {
             // Public keys are not secret; key material must stay protected in the copy.
-            Ok(copy) if kind == ObjectKind::Public || protected(anchor, copy) => copy,
+            Ok(copy)
+                if kind == ObjectKind::Public || read_protection(anchor, kind, copy).holds() =>
+            {
+                copy
+            }
             Ok(copy) => {
                 tracing::warn!(
                     "the token's copy of a key object is not sensitive and non-extractable; \
@@ -811,23 +822,6 @@ impl Inner {
             Err(e) => Err(e),
         }
     }
-}
-
-/// Is this key object sensitive and non-extractable, as the token reports it?
-fn protected(s: &Session, h: ObjectHandle) -> bool {
-    let attrs = s.get_attributes(h, &[AttributeType::Sensitive, AttributeType::Extractable]);
-    let Ok(attrs) = attrs else {
-        return false;
-    };
-    let (mut sensitive, mut extractable) = (false, true);
-    for a in attrs {
-        match a {
-            Attribute::Sensitive(v) => sensitive = v,
-            Attribute::Extractable(v) => extractable = v,
-            _ => {}
-        }
-    }
-    sensitive && !extractable
 }
 
 /// `CKA_SENSITIVE`, `CKA_EXTRACTABLE` and whether the secret value can be read.
