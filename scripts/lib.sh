@@ -38,3 +38,27 @@ ensure_awscli() {
   echo "installing awscli into $venv (pip)" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check awscli
 }
+
+# PostgreSQL server binaries (initdb, postgres, psql) from Debian's packages, for the
+# several-node store and its tests. No cluster is created or started here: tests start their
+# own servers on tmpfs, and a deployment points `database` at its own server.
+ensure_postgres() {
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "installing postgresql (apt-get)" >&2
+    # Debian's postinst would create and start a "main" cluster: not wanted here.
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo mkdir -p /etc/postgresql-common
+    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+      echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
+    fi
+    _apt_install postgresql
+  fi
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  export KMS_BRIDGE_PG_BIN="$bin"
+  # initdb refuses to run as root: tests run the server as the postgres user.
+  if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+    useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
+  fi
+}

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/lib.sh
 ensure_packages
+ensure_postgres
 ensure_awscli "$root/.venv"
 export KMS_BRIDGE_AWS_CLI="$root/.venv/bin/aws"
 

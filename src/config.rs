@@ -15,7 +15,12 @@ pub use crate::kms::quota::QuotaSettings;
 struct Raw {
     listen: String,
     data_dir: PathBuf,
-    database: Option<PathBuf>,
+    database: Option<String>,
+    database_pool_size: u32,
+    database_statement_timeout_ms: u64,
+    database_acquire_timeout_ms: u64,
+    database_connect_retries: u32,
+    node_id: Option<String>,
     account_id: String,
     regions: Vec<String>,
     max_body_bytes: usize,
@@ -60,7 +65,9 @@ struct RawToken {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub database: PathBuf,
+    pub database: Database,
+    /// This process's name among the nodes sharing a database (leases, logs).
+    pub node_id: String,
     pub account_id: String,
     pub regions: Vec<String>,
     pub max_body_bytes: usize,
@@ -82,6 +89,53 @@ pub struct Settings {
     pub quotas: QuotaSettings,
     pub tls: Option<TlsSettings>,
     pub token: TokenSettings,
+}
+
+/// The metadata store: a SQLite file (one node) or a PostgreSQL database (several nodes).
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(crate::store::postgres::PgOptions),
+}
+
+impl Database {
+    /// For messages: the file, or the database URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(p) => p.display().to_string(),
+            Database::Postgres(o) => redact_url(&o.url),
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            Database::Postgres(o) => f
+                .debug_struct("Postgres")
+                .field("url", &redact_url(&o.url))
+                .field("pool_size", &o.pool_size)
+                .field("statement_timeout", &o.statement_timeout)
+                .field("acquire_timeout", &o.acquire_timeout)
+                .field("connect_retries", &o.connect_retries)
+                .finish(),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`; query parameters dropped
+/// (they may hold a password too).
+fn redact_url(url: &str) -> String {
+    let base = url.split('?').next().unwrap_or(url);
+    match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &base[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &base[..s + 3], &base[at..])
+        }
+        _ => base.to_string(),
+    }
 }
 
 /// TLS for the API listener: certificate chain and key (PEM); with `client_ca`, clients must
@@ -130,6 +184,10 @@ impl Settings {
             .set_default("allow_insecure_http", false)?
             .set_default("scheduler_interval_seconds", 60)?
             .set_default("store_cache_ttl_ms", 5000)?
+            .set_default("database_pool_size", 16)?
+            .set_default("database_statement_timeout_ms", 5000)?
+            .set_default("database_acquire_timeout_ms", 5000)?
+            .set_default("database_connect_retries", 20)?
             .set_default("debug_clock", false)?
             .set_default("audit.max_file_bytes", 64 * 1024 * 1024)?
             .set_default("token.module", DEFAULT_MODULE)?
@@ -253,13 +311,43 @@ impl Settings {
                 .max(2),
         };
         let pin = read_pin(&raw.token)?;
-        let database = raw
-            .database
-            .unwrap_or_else(|| raw.data_dir.join("kms-bridge.db"));
+        let database = match raw.database.as_deref() {
+            None | Some("") => Database::Sqlite(raw.data_dir.join("kms-bridge.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                if !(1..=1000).contains(&raw.database_pool_size) {
+                    bail!("database_pool_size: must be between 1 and 1000");
+                }
+                if raw.database_statement_timeout_ms == 0 || raw.database_acquire_timeout_ms == 0 {
+                    bail!("database_statement_timeout_ms, database_acquire_timeout_ms: must be positive");
+                }
+                Database::Postgres(crate::store::postgres::PgOptions {
+                    url: url.to_string(),
+                    pool_size: raw.database_pool_size,
+                    statement_timeout: std::time::Duration::from_millis(
+                        raw.database_statement_timeout_ms,
+                    ),
+                    acquire_timeout: std::time::Duration::from_millis(
+                        raw.database_acquire_timeout_ms,
+                    ),
+                    connect_retries: raw.database_connect_retries.max(1),
+                })
+            }
+            Some(path) => Database::Sqlite(PathBuf::from(path)),
+        };
+        let node_id = match raw.node_id {
+            Some(n) if !n.is_empty() => n,
+            _ => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "node".into());
+                format!("{host}:{}", std::process::id())
+            }
+        };
         Ok(Settings {
             listen,
             data_dir: raw.data_dir,
             database,
+            node_id,
             account_id: raw.account_id,
             regions: raw.regions,
             max_body_bytes: raw.max_body_bytes,

@@ -27,9 +27,10 @@ use anyhow::{bail, Context};
 use zeroize::Zeroizing;
 
 use crate::auth::{Authenticator, Principals};
-use crate::config::Settings;
+use crate::config::{Database, Settings};
 use crate::kms::{Kms, OffsetClock};
 use crate::store::cached::CachedStore;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::MetadataStore;
 use crate::token::{Token, TokenConfig};
@@ -55,13 +56,18 @@ pub async fn open_backends(settings: &Settings) -> anyhow::Result<Backends> {
         .await
         .context("opening the token")?
         .context("opening the token")?;
-    let store = SqliteStore::open(&settings.database)
-        .await
-        .with_context(|| format!("opening database {}", settings.database.display()))?;
-    Ok(Backends {
-        token,
-        store: Arc::new(CachedStore::new(store, settings.store_cache_ttl)),
-    })
+    let what = || format!("opening database {}", settings.database.describe());
+    let store: Arc<dyn MetadataStore> = match &settings.database {
+        Database::Sqlite(path) => Arc::new(CachedStore::new(
+            SqliteStore::open(path).await.with_context(what)?,
+            settings.store_cache_ttl,
+        )),
+        Database::Postgres(opts) => Arc::new(CachedStore::new(
+            PgStore::open(opts).await.with_context(what)?,
+            settings.store_cache_ttl,
+        )),
+    };
+    Ok(Backends { token, store })
 }
 
 /// Read `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` from a sourceable env file.
@@ -168,6 +174,7 @@ pub async fn serve(
             )
         })?;
     let clock = Arc::new(OffsetClock::default());
+    let scheduler_store = store.clone();
     let kms = Kms::new(
         token,
         store,
@@ -175,8 +182,14 @@ pub async fn serve(
         settings.quotas.clone(),
         settings.token.module.clone(),
     );
+    // With a shared database another node may be creating a key right now: only intents old
+    // enough to be abandoned are completed or removed.
+    let grace_ms = match settings.database {
+        Database::Sqlite(_) => 0,
+        Database::Postgres(_) => 120_000,
+    };
     let report = kms
-        .reconcile(objects)
+        .reconcile(objects, grace_ms)
         .await
         .context("reconciling store and token")?;
     tracing::info!(?report, "reconciled metadata store with token");
@@ -199,10 +212,33 @@ pub async fn serve(
     {
         let state = state.clone();
         let every = std::time::Duration::from_secs(settings.scheduler_interval_seconds);
+        let lease_ms = (every.as_millis() as i64).saturating_mul(3).max(10_000);
+        let node_id = settings.node_id.clone();
+        let store = scheduler_store;
         tokio::spawn(async move {
+            let mut held = 0;
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
+                // One node of those sharing the database runs the jobs: the holder of the
+                // lease, renewed every tick and taken over by another node when it lapses.
+                match store.try_lease("scheduler", &node_id, lease_ms).await {
+                    Ok(Some(fence)) => {
+                        if fence != held {
+                            tracing::info!(fence, node = %node_id, "scheduler lease taken");
+                            held = fence;
+                        }
+                    }
+                    Ok(None) => {
+                        held = 0;
+                        continue;
+                    }
+                    Err(e) => {
+                        held = 0;
+                        tracing::warn!(error = %e, "scheduler lease not renewed; skipping run");
+                        continue;
+                    }
+                }
                 let report = state.kms.run_scheduled_jobs(&state.audit).await;
                 if report != Default::default() {
                     tracing::info!(?report, "scheduled jobs ran");

@@ -488,7 +488,13 @@ async fn tags() {
     for i in 0..49 {
         many = many.tags(tag(&format!("t{i:02}"), "v"));
     }
-    assert_code!(many.send().await, "LimitExceededException");
+    // AWS: more than 50 tags on a key is TagException "Too many tags".
+    let err = many.send().await.expect_err("51 tags");
+    assert_eq!(code(&err), "TagException");
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.meta().message()),
+        Some("Too many tags")
+    );
     assert_code!(
         kms.list_resource_tags().key_id("alias/nope").send().await,
         "NotFoundException"

@@ -2,17 +2,21 @@
 //!
 //! Access-key secrets are sealed with AES-256-GCM by a key that lives in the token
 //! (`SEAL_KEY_ID`, non-extractable) and stored only in sealed form. A verified request looks its
-//! key up through a short-lived cache, so a deleted key stops working within `CACHE_TTL`.
+//! key up through a short-lived cache, so a deleted key stops working within `CACHE_TTL` —
+//! at once where the store announces other nodes' writes (PostgreSQL): their access-key and
+//! identity-policy changes drop the cached entries as they arrive, and while announcements may
+//! be missed every lookup reads the store.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
 use crate::store::{
-    AccessKeyRecord, IdentityPolicyRecord, MetadataStore, Millis, PrincipalKind, PrincipalRecord,
-    StoreError,
+    AccessKeyRecord, IdentityPolicyRecord, Invalidation, MetadataStore, Millis, PrincipalKind,
+    PrincipalRecord, StoreError,
 };
 use crate::token::{Token, TokenError};
 
@@ -83,8 +87,35 @@ struct CachedPolicies {
 pub struct Principals {
     token: Token,
     store: Arc<dyn MetadataStore>,
+    caches: Arc<Caches>,
+}
+
+struct Caches {
     keys: Mutex<HashMap<String, CachedKey>>,
     policies: Mutex<HashMap<String, CachedPolicies>>,
+    /// Bumped by every invalidation: a lookup that raced with one does not cache its result.
+    generation: AtomicU64,
+}
+
+impl Caches {
+    fn apply(&self, change: &Invalidation) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let keys = || self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let policies = || self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        match change {
+            Invalidation::AccessKey(id) => {
+                keys().remove(id);
+            }
+            Invalidation::Principal(arn) => {
+                policies().remove(arn);
+            }
+            Invalidation::Flush => {
+                keys().clear();
+                policies().clear();
+            }
+            Invalidation::Key(_) | Invalidation::Alias { .. } => {}
+        }
+    }
 }
 
 fn is_account(s: &str) -> bool {
@@ -120,11 +151,18 @@ impl Principals {
                 .await?;
             tracing::info!("created the credential sealing key in the token");
         }
+        let caches = Arc::new(Caches {
+            keys: Mutex::new(HashMap::new()),
+            policies: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        });
+        if let Some(rx) = store.subscribe() {
+            crate::store::follow_invalidations(rx, Arc::downgrade(&caches), Caches::apply);
+        }
         Ok(Principals {
             token,
             store,
-            keys: Mutex::new(HashMap::new()),
-            policies: Mutex::new(HashMap::new()),
+            caches,
         })
     }
 
@@ -133,16 +171,19 @@ impl Principals {
         &self,
         access_key_id: &str,
     ) -> Result<Option<(Principal, Zeroizing<Vec<u8>>)>> {
+        let trusted = self.store.cache_coherent();
         if let Some(c) = self
+            .caches
             .keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(access_key_id)
         {
-            if c.at.elapsed() < CACHE_TTL {
+            if trusted && c.at.elapsed() < CACHE_TTL {
                 return Ok(Some((c.principal.clone(), c.secret.clone())));
             }
         }
+        let generation = self.caches.generation.load(Ordering::SeqCst);
         let Some(rec) = self.store.get_access_key(access_key_id).await? else {
             return Ok(None);
         };
@@ -154,7 +195,10 @@ impl Principals {
         };
         let secret = self.unseal(access_key_id, &rec.sealed_secret).await?;
         let principal = Principal::from_record(&p);
-        let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.caches.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if !trusted || self.caches.generation.load(Ordering::SeqCst) != generation {
+            return Ok(Some((principal, secret)));
+        }
         cache.retain(|_, c| c.at.elapsed() < CACHE_TTL);
         cache.insert(
             access_key_id.to_owned(),
@@ -169,18 +213,28 @@ impl Principals {
 
     /// The identity policies attached to a principal (cached briefly).
     pub async fn identity_policies(&self, arn: &str) -> Result<Arc<Vec<IdentityPolicyRecord>>> {
+        let trusted = self.store.cache_coherent();
         if let Some(c) = self
+            .caches
             .policies
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(arn)
         {
-            if c.at.elapsed() < CACHE_TTL {
+            if trusted && c.at.elapsed() < CACHE_TTL {
                 return Ok(c.documents.clone());
             }
         }
+        let generation = self.caches.generation.load(Ordering::SeqCst);
         let docs = Arc::new(self.store.identity_policies(arn).await?);
-        let mut cache = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self
+            .caches
+            .policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !trusted || self.caches.generation.load(Ordering::SeqCst) != generation {
+            return Ok(docs);
+        }
         cache.retain(|_, c| c.at.elapsed() < CACHE_TTL);
         cache.insert(
             arn.to_owned(),
@@ -307,10 +361,8 @@ impl Principals {
         if !self.store.delete_access_key(access_key_id).await? {
             return Err(PrincipalError::NotFound(access_key_id.to_owned()));
         }
-        self.keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(access_key_id);
+        self.caches
+            .apply(&Invalidation::AccessKey(access_key_id.to_owned()));
         Ok(())
     }
 
@@ -333,10 +385,7 @@ impl Principals {
                 document: document.to_owned(),
             })
             .await?;
-        self.policies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(arn);
+        self.caches.apply(&Invalidation::Principal(arn.to_owned()));
         Ok(())
     }
 
@@ -344,10 +393,7 @@ impl Principals {
         if !self.store.delete_identity_policy(arn, name).await? {
             return Err(PrincipalError::NotFound(format!("policy {name} of {arn}")));
         }
-        self.policies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(arn);
+        self.caches.apply(&Invalidation::Principal(arn.to_owned()));
         Ok(())
     }
 

@@ -46,11 +46,6 @@ impl Kms {
                 key.arn()
             )));
         }
-        if self.store.count_aliases_for_key(key.key_id).await? >= MAX_ALIASES_PER_KEY {
-            return Err(KmsError::LimitExceeded(format!(
-                "A key can have at most {MAX_ALIASES_PER_KEY} aliases"
-            )));
-        }
         let now = self.now();
         let rec = AliasRecord {
             region: ctx.region.clone(),
@@ -60,8 +55,16 @@ impl Kms {
             created_at: now,
             updated_at: now,
         };
-        match self.store.insert_alias(&rec).await {
+        // The limit is checked in the inserting transaction (concurrent creates cannot pass it).
+        match self.store.insert_alias(&rec, MAX_ALIASES_PER_KEY).await {
             Ok(()) => Ok(()),
+            Err(StoreError::LimitExceeded) => Err(KmsError::LimitExceeded(format!(
+                "A key can have at most {MAX_ALIASES_PER_KEY} aliases"
+            ))),
+            Err(StoreError::NotFound) => Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                key.arn()
+            ))),
             Err(StoreError::AlreadyExists) => Err(KmsError::AlreadyExists(format!(
                 "An alias with the name {} already exists",
                 alias_arn(&ctx.region, &ctx.account, alias.as_str())

@@ -103,6 +103,14 @@ impl From<StoreError> for KmsError {
                 KmsError::Conflict("The key was modified concurrently; retry.".into())
             }
             StoreError::AlreadyExists => KmsError::AlreadyExists("Resource already exists".into()),
+            // Callers that know what was missing or limited answer with AWS's own text; these
+            // are the fallbacks (the record vanished between read and write).
+            StoreError::NotFound => KmsError::NotFound("The resource does not exist.".into()),
+            StoreError::LimitExceeded => KmsError::LimitExceeded("Limit exceeded".into()),
+            StoreError::InUse => KmsError::CustomKeyStoreHasCMKs(
+                "The custom key store still contains KMS keys.".into(),
+            ),
+            StoreError::Unavailable(_) => KmsError::DependencyTimeout(e.to_string()),
             StoreError::Corrupt(_) | StoreError::Db(_) => KmsError::Internal(e.to_string()),
         }
     }

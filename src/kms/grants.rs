@@ -15,7 +15,7 @@ use super::blob::EncryptionContext;
 use super::ids::KeyRef;
 use super::{page_limit, state_error, Kms, KmsError, Page, RequestContext, Result};
 use crate::model::{KeySpec, KeyState, KeyUsage};
-use crate::store::{GrantRecord, PrincipalKind};
+use crate::store::{GrantRecord, PrincipalKind, StoreError};
 
 pub const MAX_GRANTS_PER_KEY: i64 = 50_000;
 const TOKEN_MAGIC: &[u8] = b"KBGT1";
@@ -331,12 +331,6 @@ impl Kms {
                 return Ok((g.grant_id.clone(), token));
             }
         }
-        if self.store.count_grants_for_key(key.key_id).await? >= MAX_GRANTS_PER_KEY {
-            return Err(KmsError::LimitExceeded(format!(
-                "{} has reached the limit of {MAX_GRANTS_PER_KEY} grants",
-                key.arn()
-            )));
-        }
         let grant_id = hex::encode(self.token.random(32).await?.as_slice());
         let rec = GrantRecord {
             grant_id: grant_id.clone(),
@@ -349,7 +343,17 @@ impl Kms {
             constraints,
             created_at: self.now(),
         };
-        self.store.insert_grant(&rec).await?;
+        // The limit is checked in the inserting transaction (concurrent creates cannot pass it).
+        match self.store.insert_grant(&rec, MAX_GRANTS_PER_KEY).await {
+            Ok(()) => {}
+            Err(StoreError::LimitExceeded) => {
+                return Err(KmsError::LimitExceeded(format!(
+                    "{} has reached the limit of {MAX_GRANTS_PER_KEY} grants",
+                    key.arn()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
         let token = self.grant_token(&grant_id).await?;
         Ok((grant_id, token))
     }

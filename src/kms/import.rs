@@ -595,7 +595,7 @@ impl Kms {
                 key.state = KeyState::Enabled;
             }
             match self.store.activate_version(&key, 1).await {
-                Ok(()) => return Ok((key.arn(), material_id(&key.key_id, 1))),
+                Ok(_) => return Ok((key.arn(), material_id(&key.key_id, 1))),
                 Err(StoreError::Conflict) => {
                     key = self.store.get_key(key.key_id).await?.ok_or_else(|| {
                         KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
@@ -768,7 +768,8 @@ impl Kms {
             if matches!(key.state, KeyState::Enabled | KeyState::Disabled) {
                 key.state = KeyState::PendingImport;
                 match self.store.update_key(&key).await {
-                    Ok(()) => key.revision += 1,
+                    Ok(revision) => key.revision = revision,
+                    Err(StoreError::NotFound) => return Ok(0),
                     Err(StoreError::Conflict) => {
                         match self.store.get_key(key.key_id).await? {
                             Some(k) => key = k,

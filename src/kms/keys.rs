@@ -12,7 +12,7 @@ use super::{
 };
 use crate::model::{KeySpec, KeyState, KeyUsage, Origin};
 use crate::policy::{Context, Policy, PolicyKind};
-use crate::store::{KeyRecord, TagRecord, VersionRecord};
+use crate::store::{KeyRecord, StoreError, TagRecord, VersionRecord};
 
 /// Maximum tags on one key.
 pub const MAX_TAGS: usize = 50;
@@ -283,8 +283,7 @@ impl Kms {
             return Err(e);
         }
         key.state = KeyState::Enabled;
-        self.store.activate_version(&key, 1).await?;
-        key.revision += 1;
+        key.revision = self.store.activate_version(&key, 1).await?;
         self.key_info(key).await
     }
 
@@ -470,18 +469,16 @@ impl Kms {
         }
         let k = self.resolve(ctx, key, op).await?;
         require_not_pending_deletion(&k)?;
-        let existing = self.store.list_tags(k.key_id).await?;
-        let new_keys = tags
-            .iter()
-            .filter(|t| !existing.iter().any(|e| e.key == t.key))
-            .count();
-        if existing.len() + new_keys > MAX_TAGS {
-            return Err(KmsError::LimitExceeded(format!(
-                "A key can have at most {MAX_TAGS} tags"
-            )));
+        // The limit holds for the tags after the write, checked in its transaction.
+        match self.store.put_tags(k.key_id, &tags, MAX_TAGS as i64).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::LimitExceeded) => Err(KmsError::Tag("Too many tags".into())),
+            Err(StoreError::NotFound) => Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                k.arn()
+            ))),
+            Err(e) => Err(e.into()),
         }
-        self.store.put_tags(k.key_id, &tags).await?;
-        Ok(())
     }
 
     pub async fn untag_resource(

@@ -466,12 +466,14 @@ impl Kms {
                 "Disconnect custom key store {id} before deleting it"
             )));
         }
-        if self.store.count_keys_in_store(id).await? > 0 {
-            return Err(KmsError::CustomKeyStoreHasCMKs(format!(
+        // "No keys left" is checked in the deleting transaction, which locks the store's row
+        // as key creation in it does: a key created concurrently is never orphaned.
+        match self.store.delete_key_store(&rec.id).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::InUse) => Err(KmsError::CustomKeyStoreHasCMKs(format!(
                 "Custom key store {id} still has KMS keys; delete them first"
-            )));
+            ))),
+            Err(e) => Err(e.into()),
         }
-        self.store.delete_key_store(&rec.id).await?;
-        Ok(())
     }
 }

@@ -291,9 +291,15 @@ impl Kms {
         for _ in 0..8 {
             f(&mut key)?;
             match self.store.update_key(&key).await {
-                Ok(()) => {
-                    key.revision += 1;
+                Ok(revision) => {
+                    key.revision = revision;
                     return Ok(key);
+                }
+                Err(crate::store::StoreError::NotFound) => {
+                    return Err(KmsError::NotFound(format!(
+                        "Key '{}' does not exist",
+                        key.arn()
+                    )));
                 }
                 Err(crate::store::StoreError::Conflict) => {
                     key = self.load_key(ctx, key.key_id).await?.ok_or_else(|| {

@@ -33,7 +33,14 @@ pub struct ReconcileReport {
 impl Kms {
     /// Reconcile with `objects`, the token's key objects as `Token::load_objects` found them
     /// (that scan also fills the token's handle cache).
-    pub async fn reconcile(&self, mut objects: Vec<FoundObject>) -> Result<ReconcileReport> {
+    /// Intents younger than `grace_ms` are left alone (another node sharing the database may
+    /// still be working on them).
+    pub async fn reconcile(
+        &self,
+        mut objects: Vec<FoundObject>,
+        grace_ms: i64,
+    ) -> Result<ReconcileReport> {
+        let cutoff = self.now() - grace_ms;
         objects.retain(|o| o.kind.is_material());
         let present: HashSet<Vec<u8>> = objects.iter().map(|o| o.id.clone()).collect();
         let mut report = ReconcileReport {
@@ -42,6 +49,9 @@ impl Kms {
         };
 
         for mut key in self.store.unfinished_keys().await? {
+            if key.created_at > cutoff {
+                continue;
+            }
             let versions = self.store.versions(key.key_id).await?;
             let first = versions.iter().find(|v| v.version == 1);
             match first {
@@ -61,6 +71,9 @@ impl Kms {
 
         let mut destroyed = HashSet::new();
         for v in self.store.pending_versions().await? {
+            if v.created_at > cutoff {
+                continue;
+            }
             let Some(mut key) = self.store.get_key(v.key_id).await? else {
                 continue;
             };

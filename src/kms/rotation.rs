@@ -190,8 +190,8 @@ impl Kms {
             key.rotation_base = Some(now);
         }
         match self.store.activate_version(&key, version).await {
-            Ok(()) => {
-                key.revision += 1;
+            Ok(revision) => {
+                key.revision = revision;
                 Ok(key)
             }
             // Someone else changed the key meanwhile (even disabled it): the new material exists,
@@ -210,14 +210,11 @@ impl Kms {
                         Ok(())
                     })
                     .await?;
-                self.store
-                    .activate_version(&k, version)
-                    .await
-                    .or_else(|e| match e {
-                        StoreError::Conflict => Ok(()),
-                        e => Err(e),
-                    })?;
-                Ok(k)
+                match self.store.activate_version(&k, version).await {
+                    Ok(revision) => Ok(KeyRecord { revision, ..k }),
+                    Err(StoreError::Conflict) => Ok(k),
+                    Err(e) => Err(e.into()),
+                }
             }
             Err(e) => Err(e.into()),
         }

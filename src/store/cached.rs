@@ -10,17 +10,17 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::MetadataStore;
 use super::{
     AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord, IdentityPolicyRecord,
     ImportRecord, KeyRecord, Millis, PrincipalRecord, Result, TagRecord, VersionRecord,
 };
+use super::{Invalidation, MetadataStore};
 
 /// Entries kept per cache before it starts over (bounds memory; 10,000 keys fit).
 const CAPACITY: usize = 50_000;
@@ -89,27 +89,66 @@ impl<K: Eq + Hash + Clone, V: Clone> Table<K, V> {
     }
 }
 
+type AliasKey = (String, String, String);
+
+struct Tables {
+    keys: Table<Uuid, KeyRecord>,
+    imports: Table<Uuid, ImportRecord>,
+    aliases: Table<AliasKey, AliasRecord>,
+}
+
+impl Tables {
+    fn apply(&self, change: &Invalidation) {
+        match change {
+            Invalidation::Key(k) => {
+                self.keys.invalidate(k);
+                self.imports.invalidate(k);
+            }
+            Invalidation::Alias {
+                region,
+                account,
+                name,
+            } => self
+                .aliases
+                .invalidate(&(region.clone(), account.clone(), name.clone())),
+            Invalidation::AccessKey(_) | Invalidation::Principal(_) => {}
+            Invalidation::Flush => {
+                self.keys.clear();
+                self.imports.clear();
+                self.aliases.clear();
+            }
+        }
+    }
+}
+
 /// `inner` with cached key, alias and import lookups.
 pub struct CachedStore<S> {
     inner: S,
-    keys: Table<Uuid, KeyRecord>,
-    imports: Table<Uuid, ImportRecord>,
-    aliases: Table<(String, String, String), AliasRecord>,
+    t: Arc<Tables>,
 }
 
 impl<S: MetadataStore> CachedStore<S> {
+    /// Wrap `inner`; if it announces other writers' changes, a task applies them (it ends
+    /// with the cache). Must be called within a Tokio runtime if it does.
     pub fn new(inner: S, ttl: Duration) -> Self {
-        CachedStore {
-            inner,
+        let t = Arc::new(Tables {
             keys: Table::new(ttl),
             imports: Table::new(ttl),
             aliases: Table::new(ttl),
+        });
+        if let Some(rx) = inner.subscribe() {
+            super::follow_invalidations(rx, Arc::downgrade(&t), Tables::apply);
         }
+        CachedStore { inner, t }
     }
 
     fn forget_key(&self, key_id: &Uuid) {
-        self.keys.invalidate(key_id);
-        self.imports.invalidate(key_id);
+        self.t.apply(&Invalidation::Key(*key_id));
+    }
+
+    /// May cached entries be served now?
+    fn trusted(&self) -> bool {
+        self.inner.cache_coherent()
     }
 }
 
@@ -140,11 +179,14 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn get_key(&self, key_id: Uuid) -> Result<Option<KeyRecord>> {
-        match self.keys.get(&key_id) {
+        if !self.trusted() {
+            return self.inner.get_key(key_id).await;
+        }
+        match self.t.keys.get(&key_id) {
             Ok(v) => Ok(v),
             Err(generation) => {
                 let v = self.inner.get_key(key_id).await?;
-                self.keys.put(key_id, v.clone(), generation);
+                self.t.keys.put(key_id, v.clone(), generation);
                 Ok(v)
             }
         }
@@ -160,7 +202,7 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.list_keys(region, account, after, limit).await
     }
 
-    async fn update_key(&self, key: &KeyRecord) -> Result<()> {
+    async fn update_key(&self, key: &KeyRecord) -> Result<i64> {
         writing!(self.forget_key(&key.key_id), self.inner.update_key(key))
     }
 
@@ -179,7 +221,7 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.insert_version(version).await
     }
 
-    async fn activate_version(&self, key: &KeyRecord, version: i64) -> Result<()> {
+    async fn activate_version(&self, key: &KeyRecord, version: i64) -> Result<i64> {
         writing!(
             self.forget_key(&key.key_id),
             self.inner.activate_version(key, version)
@@ -202,17 +244,20 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.all_token_object_ids().await
     }
 
-    async fn insert_alias(&self, alias: &AliasRecord) -> Result<()> {
-        writing!(self.aliases.clear(), self.inner.insert_alias(alias))
+    async fn insert_alias(&self, alias: &AliasRecord, max_per_key: i64) -> Result<()> {
+        writing!(
+            self.t.aliases.clear(),
+            self.inner.insert_alias(alias, max_per_key)
+        )
     }
 
     async fn update_alias(&self, alias: &AliasRecord) -> Result<()> {
-        writing!(self.aliases.clear(), self.inner.update_alias(alias))
+        writing!(self.t.aliases.clear(), self.inner.update_alias(alias))
     }
 
     async fn delete_alias(&self, region: &str, account: &str, name: &str) -> Result<bool> {
         writing!(
-            self.aliases.clear(),
+            self.t.aliases.clear(),
             self.inner.delete_alias(region, account, name)
         )
     }
@@ -223,12 +268,15 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         account: &str,
         name: &str,
     ) -> Result<Option<AliasRecord>> {
+        if !self.trusted() {
+            return self.inner.get_alias(region, account, name).await;
+        }
         let k = (region.to_owned(), account.to_owned(), name.to_owned());
-        match self.aliases.get(&k) {
+        match self.t.aliases.get(&k) {
             Ok(v) => Ok(v),
             Err(generation) => {
                 let v = self.inner.get_alias(region, account, name).await?;
-                self.aliases.put(k, v.clone(), generation);
+                self.t.aliases.put(k, v.clone(), generation);
                 Ok(v)
             }
         }
@@ -251,8 +299,8 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.count_aliases_for_key(key_id).await
     }
 
-    async fn put_tags(&self, key_id: Uuid, tags: &[TagRecord]) -> Result<()> {
-        self.inner.put_tags(key_id, tags).await
+    async fn put_tags(&self, key_id: Uuid, tags: &[TagRecord], max_tags: i64) -> Result<()> {
+        self.inner.put_tags(key_id, tags, max_tags).await
     }
 
     async fn remove_tags(&self, key_id: Uuid, tag_keys: &[String]) -> Result<()> {
@@ -299,8 +347,8 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.identity_policies(principal_arn).await
     }
 
-    async fn insert_grant(&self, g: &GrantRecord) -> Result<()> {
-        self.inner.insert_grant(g).await
+    async fn insert_grant(&self, g: &GrantRecord, max_per_key: i64) -> Result<()> {
+        self.inner.insert_grant(g, max_per_key).await
     }
 
     async fn get_grant(&self, grant_id: &str) -> Result<Option<GrantRecord>> {
@@ -365,7 +413,7 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         writing!(
             {
                 self.forget_key(&key.key_id);
-                self.aliases.clear();
+                self.t.aliases.clear();
             },
             self.inner.tombstone_key(key)
         )
@@ -403,11 +451,14 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn get_import(&self, key_id: Uuid) -> Result<Option<ImportRecord>> {
-        match self.imports.get(&key_id) {
+        if !self.trusted() {
+            return self.inner.get_import(key_id).await;
+        }
+        match self.t.imports.get(&key_id) {
             Ok(v) => Ok(v),
             Err(generation) => {
                 let v = self.inner.get_import(key_id).await?;
-                self.imports.put(key_id, v.clone(), generation);
+                self.t.imports.put(key_id, v.clone(), generation);
                 Ok(v)
             }
         }
@@ -436,6 +487,18 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
 
     async fn due_expirations(&self, now: Millis) -> Result<Vec<KeyRecord>> {
         self.inner.due_expirations(now).await
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<Option<i64>> {
+        self.inner.try_lease(name, holder, ttl_ms).await
+    }
+
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Invalidation>> {
+        self.inner.subscribe()
+    }
+
+    fn cache_coherent(&self) -> bool {
+        self.inner.cache_coherent()
     }
 
     async fn ping(&self) -> Result<()> {
@@ -522,7 +585,7 @@ mod tests {
         };
         let get = || store.get_alias(&alias.region, &alias.account, &alias.name);
         assert!(get().await.unwrap().is_none());
-        store.insert_alias(&alias).await.unwrap();
+        store.insert_alias(&alias, 50).await.unwrap();
         assert_eq!(get().await.unwrap().unwrap().key_id, k.key_id);
         store
             .delete_alias(&alias.region, &alias.account, &alias.name)

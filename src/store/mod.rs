@@ -1,12 +1,30 @@
 //! The metadata store: key metadata, key versions with their token object ids, aliases, tags
 //! and policies. Never key material.
 //!
-//! `MetadataStore` is the interface; `sqlite::SqliteStore` is the embedded default. A
-//! PostgreSQL implementation will share the same records (multi-node deployments share one
-//! database and one HSM), which is why every mutation of a key is a compare-and-swap on its
-//! `revision`.
+//! `MetadataStore` is the contract; `sqlite::SqliteStore` is the embedded default for one node
+//! and `postgres::PgStore` the shared database of several nodes. Both are the same SQL
+//! (`sql.rs`, written once with `$N` placeholders that both engines accept) over versioned
+//! migrations (`store/migrations/<engine>/`), and `tests/store_conformance.rs` runs one suite of
+//! contract tests against both.
+//!
+//! The contract, for every engine:
+//! - Every mutation of a key is a compare-and-swap on its `revision`; the store, not the
+//!   caller, increments it and returns the new value. A CAS on a row that changed answers
+//!   `Conflict`; on a row that does not exist, `NotFound`.
+//! - Limits (aliases and grants per key, tags per key) and the "no keys left" rule of a custom
+//!   key store's deletion are enforced inside the writing transaction, which first locks the
+//!   parent row (`UPDATE … SET revision = revision`: a row lock on PostgreSQL, the write lock
+//!   on SQLite), so two concurrent writers can never both pass the check.
+//! - Singleton background work takes a lease (`try_lease`) timed by the database's clock;
+//!   each grant of a lease carries a fencing number that increases with every new holder.
+//! - Writes that change what a cache may hold (keys, aliases, import state, access keys,
+//!   identity policies) publish an `Invalidation` in their transaction; `subscribe` delivers
+//!   those of every node (PostgreSQL `NOTIFY`), `Flush` when some may have been missed.
+//! - Errors are engine-neutral: a database that cannot be reached is `Unavailable`.
 
 pub mod cached;
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -19,17 +37,107 @@ pub enum StoreError {
     /// A unique constraint was violated (alias exists, key id reused).
     #[error("already exists")]
     AlreadyExists,
-    /// The record changed since it was read (revision mismatch) or is gone.
+    /// The record changed since it was read (revision mismatch).
     #[error("concurrent modification")]
     Conflict,
+    /// The record to change does not exist (any more).
+    #[error("not found")]
+    NotFound,
+    /// A per-key limit (aliases, grants, tags) would be exceeded; nothing was written.
+    #[error("limit exceeded")]
+    LimitExceeded,
+    /// The record is still referenced (a custom key store that holds keys).
+    #[error("in use")]
+    InUse,
+    /// The database cannot be reached or did not answer in time; nothing is known about the
+    /// outcome of a write that was under way.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// A stored value could not be parsed back.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// Any other database error (a bug or a schema mismatch).
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(String),
+}
+
+/// What a write changed, for the caches of every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    Key(Uuid),
+    Alias {
+        region: String,
+        account: String,
+        name: String,
+    },
+    AccessKey(String),
+    Principal(String),
+    /// Anything may have changed (a listener lost its connection): drop every cached entry.
+    Flush,
+}
+
+impl Invalidation {
+    /// One line of a notification payload.
+    pub fn encode(&self) -> String {
+        match self {
+            Invalidation::Key(k) => format!("k {k}"),
+            Invalidation::Alias {
+                region,
+                account,
+                name,
+            } => format!("a {region} {account} {name}"),
+            Invalidation::AccessKey(id) => format!("ak {id}"),
+            Invalidation::Principal(arn) => format!("p {arn}"),
+            Invalidation::Flush => "*".into(),
+        }
+    }
+
+    /// The inverse of `encode`; an unreadable line is a `Flush` (never a missed invalidation).
+    pub fn decode(line: &str) -> Invalidation {
+        let mut parts = line.splitn(2, ' ');
+        let (kind, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        match kind {
+            "k" => Uuid::parse_str(rest).map_or(Invalidation::Flush, Invalidation::Key),
+            "a" => {
+                let f: Vec<&str> = rest.splitn(3, ' ').collect();
+                match f.as_slice() {
+                    [r, a, n] => Invalidation::Alias {
+                        region: (*r).into(),
+                        account: (*a).into(),
+                        name: (*n).into(),
+                    },
+                    _ => Invalidation::Flush,
+                }
+            }
+            "ak" if !rest.is_empty() => Invalidation::AccessKey(rest.into()),
+            "p" if !rest.is_empty() => Invalidation::Principal(rest.into()),
+            _ => Invalidation::Flush,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Apply a store's announcements to `target` (a cache) until the cache is dropped or the
+/// store stops announcing; falling behind counts as `Flush`. Spawned on the current runtime.
+pub fn follow_invalidations<T: Send + Sync + 'static>(
+    mut rx: tokio::sync::broadcast::Receiver<Invalidation>,
+    target: std::sync::Weak<T>,
+    apply: fn(&T, &Invalidation),
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::spawn(async move {
+        loop {
+            let change = match rx.recv().await {
+                Ok(c) => c,
+                Err(RecvError::Lagged(_)) => Invalidation::Flush,
+                Err(RecvError::Closed) => return,
+            };
+            let Some(t) = target.upgrade() else { return };
+            apply(&t, &change);
+        }
+    });
+}
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
@@ -219,8 +327,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<KeyRecord>>;
-    /// Compare-and-swap on `key.revision`; stores `revision + 1`.
-    async fn update_key(&self, key: &KeyRecord) -> Result<()>;
+    /// Compare-and-swap on `key.revision`; stores and returns the new revision.
+    async fn update_key(&self, key: &KeyRecord) -> Result<i64>;
     /// Remove a key whose creation never completed (no token object).
     async fn delete_unfinished_key(&self, key_id: Uuid) -> Result<()>;
     /// Keys in state `Creating` (start-up reconciliation).
@@ -228,15 +336,16 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Record a pending version (intent) before its token object is created.
     async fn insert_version(&self, version: &VersionRecord) -> Result<()>;
-    /// Mark a version complete and, with `key` (CAS), make it current.
-    async fn activate_version(&self, key: &KeyRecord, version: i64) -> Result<()>;
+    /// Mark a version complete and, with `key` (CAS), make it current; the new revision.
+    async fn activate_version(&self, key: &KeyRecord, version: i64) -> Result<i64>;
     async fn delete_pending_version(&self, key_id: Uuid, version: i64) -> Result<()>;
     async fn versions(&self, key_id: Uuid) -> Result<Vec<VersionRecord>>;
     async fn pending_versions(&self) -> Result<Vec<VersionRecord>>;
     /// Every token object id the store knows of.
     async fn all_token_object_ids(&self) -> Result<Vec<Vec<u8>>>;
 
-    async fn insert_alias(&self, alias: &AliasRecord) -> Result<()>;
+    /// Insert an alias unless its key already has `max_per_key` aliases (`LimitExceeded`).
+    async fn insert_alias(&self, alias: &AliasRecord, max_per_key: i64) -> Result<()>;
     async fn update_alias(&self, alias: &AliasRecord) -> Result<()>;
     async fn delete_alias(&self, region: &str, account: &str, name: &str) -> Result<bool>;
     async fn get_alias(
@@ -255,7 +364,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Vec<AliasRecord>>;
     async fn count_aliases_for_key(&self, key_id: Uuid) -> Result<i64>;
 
-    async fn put_tags(&self, key_id: Uuid, tags: &[TagRecord]) -> Result<()>;
+    /// Add or replace tags unless the key would hold more than `max_tags` (`LimitExceeded`).
+    async fn put_tags(&self, key_id: Uuid, tags: &[TagRecord], max_tags: i64) -> Result<()>;
     async fn remove_tags(&self, key_id: Uuid, tag_keys: &[String]) -> Result<()>;
     async fn list_tags(&self, key_id: Uuid) -> Result<Vec<TagRecord>>;
 
@@ -269,7 +379,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_identity_policy(&self, principal_arn: &str, name: &str) -> Result<bool>;
     async fn identity_policies(&self, principal_arn: &str) -> Result<Vec<IdentityPolicyRecord>>;
 
-    async fn insert_grant(&self, g: &GrantRecord) -> Result<()>;
+    /// Insert a grant unless its key already has `max_per_key` grants (`LimitExceeded`).
+    async fn insert_grant(&self, g: &GrantRecord, max_per_key: i64) -> Result<()>;
     async fn get_grant(&self, grant_id: &str) -> Result<Option<GrantRecord>>;
     /// Grants of a key, ordered by grant id, optionally for one grantee.
     async fn grants_for_key(&self, key_id: Uuid, grantee: Option<&str>)
@@ -308,6 +419,7 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     async fn insert_key_store(&self, s: &CustomKeyStoreRecord) -> Result<()>;
     async fn update_key_store(&self, s: &CustomKeyStoreRecord) -> Result<()>;
+    /// Delete a key store that holds no (undeleted) keys; `InUse` if it still does.
     async fn delete_key_store(&self, id: &str) -> Result<bool>;
     async fn key_stores(&self) -> Result<Vec<CustomKeyStoreRecord>>;
     /// Keys (not yet deleted) whose material lives in a custom key store.
@@ -330,6 +442,22 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// Keys holding imported material that expired at or before `now`.
     async fn due_expirations(&self, now: Millis) -> Result<Vec<KeyRecord>>;
+
+    /// Take or renew the lease `name` for `holder` for `ttl_ms` by the database's clock. Some
+    /// (fencing number) if `holder` holds it now; the number grows with every change of holder.
+    async fn try_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<Option<i64>>;
+
+    /// Invalidations published by every node's writes (None: this engine has no other
+    /// writers to hear from).
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Invalidation>> {
+        None
+    }
+
+    /// May a cache serve what it holds? False while this node may have missed other nodes'
+    /// invalidations (its listener is reconnecting): caches then read through.
+    fn cache_coherent(&self) -> bool {
+        true
+    }
 
     /// Is the store reachable?
     async fn ping(&self) -> Result<()>;

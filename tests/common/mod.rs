@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use aws_sdk_kms::config::{Credentials, Region};
 
+pub mod pg;
+
 pub const PIN: &str = "1234";
 pub const SO_PIN: &str = "5678";
 pub const TOKEN_LABEL: &str = "kms-bridge-test";
