@@ -11,6 +11,9 @@
 #   BENCH_SCALE_KEYS=N also measure key-count scaling (or --scale N): create N keys, restart the
 #                      server timing its start-up, Encrypt over 10 keys vs all N, server memory
 #   BENCH_MAIN=0       skip the main table (e.g. with BENCH_SCALE_KEYS, to run only that)
+#   BENCH_NODES=1,3    also (or --nodes 1,3) measure clusters: for each count, that many nodes on
+#                      one PostgreSQL database (tmpfs) and one token, the load spread over them
+#                      (ops from BENCH_CLUSTER_OPS, default encrypt-4k); printed, not written
 # Other arguments go to `kms-bridge bench` (e.g. --raw-threads 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,7 @@ source scripts/lib.sh
 ensure_packages
 
 moto=${BENCH_MOTO:-0}
+cluster_nodes=${BENCH_NODES:-}
 scale=${BENCH_SCALE_KEYS:-0}
 main=${BENCH_MAIN:-1}
 extra=()
@@ -26,6 +30,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --moto) moto=1 ;;
     --scale) scale=$2; shift ;;
+    --nodes) cluster_nodes=$2; shift ;;
     *) extra+=("$1") ;;
   esac
   shift
@@ -55,8 +60,15 @@ stop() {
 cleanup() {
   stop "$server_pid"
   stop "$moto_pid"
+  for p in "${node_pids[@]}"; do stop "$p"; done
+  if [ -n "$pg_dir" ]; then
+    as_pg "$KMS_BRIDGE_PG_BIN/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
   rm -rf "$work"
 }
+node_pids=()
+pg_dir=""
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 trap cleanup EXIT
 
 label=kms-bridge-bench
@@ -179,6 +191,57 @@ if [ "$scale" -gt 0 ]; then
   scale_rc=$?
   set -e
   [ "$scale_rc" = 0 ] || rc=$scale_rc
+fi
+if [ -n "$cluster_nodes" ]; then
+  # Clusters: one PostgreSQL server (tmpfs, fsync off like the tokens here), one token.
+  stop "$server_pid"
+  server_pid=""
+  ensure_postgres
+  pg_dir=$work/pg
+  mkdir -p "$pg_dir"
+  [ "$(id -u)" -ne 0 ] || chown postgres: "$pg_dir"
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  as_pg "$KMS_BRIDGE_PG_BIN/initdb" -D "$pg_dir/data" -U kms -A trust -E UTF8 --locale=C --no-sync >/dev/null
+  as_pg "$KMS_BRIDGE_PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+    -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+  data=$work/cluster
+  mkdir -p "$data"
+  softhsm/init-token.sh "$data" "$label" >/dev/null
+  export SOFTHSM2_CONF="$data/softhsm2.conf"
+  token_dir=$data
+  for count in ${cluster_nodes//,/ }; do
+    db="c$count"
+    as_pg "$KMS_BRIDGE_PG_BIN/psql" -h 127.0.0.1 -p "$pg_port" -U kms -d postgres -qc "CREATE DATABASE $db" >/dev/null
+    endpoints=""
+    node_pids=()
+    for k in $(seq 1 "$count"); do
+      data=$token_dir/n$count-$k
+      mkdir -p "$data"
+      cp "$token_dir/token-pin" "$data/token-pin"
+      addr=""
+      KMS_BRIDGE_DATABASE="postgres://kms@127.0.0.1:$pg_port/$db" KMS_BRIDGE_NODE_ID="node-$k" \
+        start_server
+      node_pids+=("$server_pid")
+      server_pid=""
+      endpoints+="${endpoints:+,}http://$addr"
+    done
+    echo "bench.sh: $count node(s) on PostgreSQL: $endpoints" >&2
+    set +e
+    "$bin" bench \
+      --endpoint "$endpoints" \
+      --token-label "$label" \
+      --pin-file "$token_dir/token-pin" \
+      --seconds "$seconds" \
+      --connections "$connections" \
+      --ops "${BENCH_CLUSTER_OPS:-encrypt-4k}" \
+      --note "scripts/bench.sh --nodes at $rev: $count node(s), one PostgreSQL 15 database and one SoftHSM token, all on tmpfs ($base), connections spread over the nodes" \
+      --note "load generator, PostgreSQL, the nodes and the raw loops share the machine"
+    c_rc=$?
+    set -e
+    [ "$c_rc" = 0 ] || rc=$c_rc
+    for p in "${node_pids[@]}"; do stop "$p"; done
+    node_pids=()
+  done
 fi
 if grep -q "ERROR" "$work/server.log"; then
   echo "bench.sh: the server logged errors:" >&2

@@ -62,3 +62,29 @@ ensure_postgres() {
     useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
   fi
 }
+
+# Dev credentials in FILE (sourceable AWS_* lines): kept if FILE exists, generated otherwise;
+# AWS_ENDPOINT_URL_KMS is rewritten to ENDPOINT. Sets akid, secret and region.
+dev_credentials() {
+  local file=$1 endpoint=$2
+  region=${3:-us-east-1}
+  if [ -f "$file" ]; then
+    # shellcheck disable=SC1090
+    source "$file"
+    akid=$AWS_ACCESS_KEY_ID
+    secret=$AWS_SECRET_ACCESS_KEY
+    region=${AWS_DEFAULT_REGION:-$region}
+  else
+    akid="AKIA$(od -An -N10 -tx1 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F' | cut -c1-16)"
+    secret=$(head -c 30 /dev/urandom | base64 | tr '+/' 'Ab' | cut -c1-40)
+  fi
+  (
+    umask 077
+    cat > "$file" <<ENV
+AWS_ACCESS_KEY_ID=$akid
+AWS_SECRET_ACCESS_KEY=$secret
+AWS_DEFAULT_REGION=$region
+AWS_ENDPOINT_URL_KMS=$endpoint
+ENV
+  )
+}

@@ -23,23 +23,7 @@ host=${listen%:*}
 port=${listen##*:}
 case "$host" in 0.0.0.0|"["*|::) host=127.0.0.1 ;; esac
 endpoint="http://$host:$port"
-if [ -f "$creds" ]; then
-  # shellcheck disable=SC1090
-  source "$creds"
-  akid=$AWS_ACCESS_KEY_ID
-  secret=$AWS_SECRET_ACCESS_KEY
-  region=${AWS_DEFAULT_REGION:-$region}
-else
-  akid="AKIA$(od -An -N10 -tx1 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F' | cut -c1-16)"
-  secret=$(head -c 30 /dev/urandom | base64 | tr '+/' 'Ab' | cut -c1-40)
-fi
-umask 077
-cat > "$creds" <<ENV
-AWS_ACCESS_KEY_ID=$akid
-AWS_SECRET_ACCESS_KEY=$secret
-AWS_DEFAULT_REGION=$region
-AWS_ENDPOINT_URL_KMS=$endpoint
-ENV
+dev_credentials "$creds" "$endpoint" "$region"
 
 cargo build --release --quiet
 

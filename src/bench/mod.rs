@@ -32,7 +32,8 @@ use runner::{Load, Request, Workload};
 #[derive(clap::Parser)]
 #[command(name = "bench")]
 pub struct BenchArgs {
-    /// KMS endpoint to drive.
+    /// KMS endpoint to drive; several, comma-separated (a cluster's nodes), share the
+    /// connections round-robin.
     #[arg(long, env = "BENCH_ENDPOINT", default_value = "http://127.0.0.1:4599")]
     pub endpoint: String,
     /// Access key id every request is signed with.
@@ -212,7 +213,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         args.ops.clone()
     };
     let token = open_token(args).await?;
-    let mut ctl = KmsClient::new(&args.endpoint, creds.clone())?;
+    let first = args.endpoint.split(',').next().unwrap_or(&args.endpoint);
+    let mut ctl = KmsClient::new(first, creds.clone())?;
     let key = create_key(&mut ctl, json!({ "Description": "kms-bridge bench" }))
         .await
         .with_context(|| format!("creating the benchmark key at {}", args.endpoint))?;

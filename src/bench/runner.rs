@@ -121,7 +121,8 @@ pub fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 600_000_000_000, 3).context("creating a latency histogram")
 }
 
-/// Drive `endpoint` with `workload` on `load.connections` connections: warm up, then measure
+/// Drive `endpoint` (or several, comma-separated, round-robin over the connections) with
+/// `workload` on `load.connections` connections: warm up, then measure
 /// for `load.duration`.
 pub async fn drive(
     endpoint: &str,
@@ -133,8 +134,10 @@ pub async fn drive(
     let measure_from = Instant::now() + load.warmup;
     let end = measure_from + load.duration;
     let mut workers = Vec::with_capacity(load.connections);
+    // Several endpoints (comma-separated: the nodes of a cluster) share the connections.
+    let endpoints: Vec<&str> = endpoint.split(',').collect();
     for index in 0..load.connections.max(1) {
-        let client = KmsClient::new(endpoint, creds.clone())?;
+        let client = KmsClient::new(endpoints[index % endpoints.len()], creds.clone())?;
         let workload = workload.clone();
         workers.push(tokio::spawn(worker(
             client,

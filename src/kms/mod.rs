@@ -170,7 +170,11 @@ impl Kms {
             .check()
             .await
             .map_err(|e| format!("token: {e}"))?;
-        self.store.ping().await.map_err(|e| format!("store: {e}"))
+        self.store.ping().await.map_err(|e| format!("store: {e}"))?;
+        if !self.store.cache_coherent() {
+            return Err("store: not hearing other nodes' changes (listener reconnecting)".into());
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<dyn MetadataStore> {

@@ -393,7 +393,7 @@ impl Token {
 
     /// Sign `input` (a digest, or a DigestInfo for PKCS#1) with the private key.
     pub async fn sign(&self, id: Vec<u8>, mech: SignMech, input: Vec<u8>) -> Result<Vec<u8>> {
-        self.run(move |inner, s| {
+        self.run_known("sign", move |inner, s| {
             let key = inner.working(s, ObjectKind::Private, &id)?;
             s.sign(&mech.mechanism(), key, &input)
                 .map_err(|e| TokenError::ck("C_Sign", e))
@@ -410,7 +410,7 @@ impl Token {
         input: Vec<u8>,
         signature: Vec<u8>,
     ) -> Result<bool> {
-        self.run(move |inner, s| {
+        self.run_known("verify", move |inner, s| {
             let key = inner.working(s, ObjectKind::Public, &id)?;
             match s.verify(&mech.mechanism(), key, &input, &signature) {
                 Ok(()) => Ok(true),
@@ -424,7 +424,7 @@ impl Token {
     /// Raw RSA with the private key (`CKM_RSA_X_509`): `block` must be exactly the modulus
     /// length and numerically below the modulus, else `Rejected`.
     pub async fn rsa_private_raw(&self, id: Vec<u8>, block: Vec<u8>) -> Result<Zeroizing<Vec<u8>>> {
-        self.run(move |inner, s| {
+        self.run_known("rsa_decrypt_raw", move |inner, s| {
             let key = inner.working(s, ObjectKind::Private, &id)?;
             let modulus = match s.get_attributes(key, &[AttributeType::Modulus]) {
                 Ok(attrs) => attrs.into_iter().find_map(|a| match a {
@@ -448,7 +448,7 @@ impl Token {
 
     /// Raw RSA with the public key (`CKM_RSA_X_509`).
     pub async fn rsa_public_raw(&self, id: Vec<u8>, block: Zeroizing<Vec<u8>>) -> Result<Vec<u8>> {
-        self.run(move |inner, s| {
+        self.run_known("rsa_encrypt_raw", move |inner, s| {
             let key = inner.working(s, ObjectKind::Public, &id)?;
             s.encrypt(&Mechanism::RsaX509, key, &block)
                 .map_err(|e| TokenError::ck("C_Encrypt", e))
@@ -458,7 +458,7 @@ impl Token {
 
     /// HMAC of `message` with a secret key.
     pub async fn hmac(&self, id: Vec<u8>, hash: HashAlg, message: Vec<u8>) -> Result<Vec<u8>> {
-        self.run(move |inner, s| {
+        self.run_known("hmac", move |inner, s| {
             let key = inner.working(s, ObjectKind::Secret, &id)?;
             s.sign(&hash.hmac(), key, &message)
                 .map_err(|e| TokenError::ck("C_Sign", e))

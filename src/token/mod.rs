@@ -141,7 +141,15 @@ struct Inner {
     max_copies: usize,
     caps: Capabilities,
     workers: Workers,
+    /// Held shared by every call into the library and exclusively by `reload`, which
+    /// finalizes and initializes the library (no call may be inside it then).
+    gate: RwLock<()>,
+    /// When the library was last reloaded (reloads are at most one per `RELOAD_EVERY`).
+    reloaded: Mutex<Option<std::time::Instant>>,
 }
+
+/// The shortest time between two library reloads.
+const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -265,6 +273,8 @@ impl Token {
                 pool: Mutex::new(Vec::new()),
                 handles: RwLock::new(HashMap::new()),
                 copies: RwLock::new(HashMap::new()),
+                gate: RwLock::new(()),
+                reloaded: Mutex::new(None),
                 max_copies: cfg.working_copies,
                 caps,
                 workers: Workers::start(&cfg.label, cfg.threads)?,
@@ -326,10 +336,42 @@ impl Token {
             .map_err(|_| TokenError::Join(format!("token call {call} did not finish")))?
     }
 
+    /// `run_named` for a call on an object the store names. If the token still says the
+    /// object does not exist after `Inner::known`'s searches, this process's view of the token
+    /// may be stale: SoftHSM indexes a token's objects per process and can miss an object
+    /// another process (node) created, until the library is initialized again (measured: a
+    /// new process finds it at once). So the library is reloaded (at most once per
+    /// `RELOAD_EVERY`) and the call made once more.
+    async fn run_known<T, F>(&self, call: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Inner, &Session) -> Result<T> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let first = {
+            let f = f.clone();
+            self.run_named(call, move |inner, s| f(inner, s)).await
+        };
+        match first {
+            Err(TokenError::ObjectNotFound(ref missing)) => {
+                let (inner, id) = (self.inner.clone(), missing.clone());
+                let reloaded = tokio::task::spawn_blocking(move || inner.reload(&id))
+                    .await
+                    .unwrap_or(false);
+                if !reloaded {
+                    return first;
+                }
+                self.run_named(call, move |inner, s| f(inner, s)).await
+            }
+            other => other,
+        }
+    }
+
     /// Is the logged-in anchor session still usable?
     pub async fn check(&self) -> Result<()> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let _shared = inner.gate.read().unwrap_or_else(|p| p.into_inner());
             inner.ensure_connected()?;
             let conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
             let anchor = conn.anchor.as_ref().ok_or(TokenError::NotLoggedIn)?;
@@ -437,7 +479,7 @@ impl Token {
         plaintext: Zeroizing<Vec<u8>>,
     ) -> Result<([u8; GCM_IV_LEN], Vec<u8>)> {
         debug_assert!(!aad.is_empty());
-        self.run_named("encrypt_aes_gcm", move |inner, s| {
+        self.run_known("encrypt_aes_gcm", move |inner, s| {
             let key = inner.working(s, ObjectKind::Secret, &id)?;
             let mut iv = [0u8; GCM_IV_LEN];
             s.generate_random_slice(&mut iv)
@@ -490,7 +532,7 @@ impl Token {
         ciphertext: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>> {
         debug_assert!(!aad.is_empty());
-        self.run_named("decrypt_aes_gcm", move |inner, s| {
+        self.run_known("decrypt_aes_gcm", move |inner, s| {
             let key = inner.working(s, ObjectKind::Secret, &id)?;
             let mut iv = iv;
             let params = GcmParams::new(&mut iv, &aad, ((GCM_TAG_LEN * 8) as u64).into())
@@ -521,12 +563,16 @@ impl Token {
 
     /// Does key material (a secret or private key) with this `CKA_ID` exist?
     pub async fn exists(&self, id: Vec<u8>) -> Result<bool> {
+        // One search, no retries: asked about objects that may well not exist yet.
         self.run_named("find_objects", move |inner, s| {
-            match inner.material(s, &id) {
-                Ok(_) => Ok(true),
-                Err(TokenError::ObjectNotFound(_)) => Ok(false),
-                Err(e) => Err(e),
+            for kind in [ObjectKind::Secret, ObjectKind::Private] {
+                match inner.handle(s, kind, &id) {
+                    Ok(_) => return Ok(true),
+                    Err(TokenError::ObjectNotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            Ok(false)
         })
         .await
     }
@@ -648,11 +694,36 @@ impl Inner {
         self.forget_handles();
     }
 
+    /// Finalize and initialize the library (a fresh view of the token), dropping every
+    /// session, handle and working copy; the next call reconnects and logs in. False if a
+    /// reload happened less than `RELOAD_EVERY` ago.
+    fn reload(&self, missing: &str) -> bool {
+        let _excl = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut last = self.reloaded.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < RELOAD_EVERY) {
+                return false;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        tracing::warn!(label = %self.label, object = missing, "a known object is missing from this process's view of the token; reloading the PKCS#11 library");
+        self.mark_broken("reload");
+        let _ = self.ctx.clone().finalize();
+        if let Err(e) = self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            tracing::warn!(error = %e, "C_Initialize after reload failed; the next call retries");
+        }
+        true
+    }
+
     fn with_session<T>(
         &self,
         call: &'static str,
         f: impl FnOnce(&Session) -> Result<T>,
     ) -> Result<T> {
+        let _shared = self.gate.read().unwrap_or_else(|p| p.into_inner());
         let slot = self.ensure_connected()?;
         let sessions = &crate::metrics::TOKEN_SESSIONS;
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -722,7 +793,7 @@ impl Inner {
             }
             copies.len() >= self.max_copies
         };
-        let original = self.handle(s, kind, id)?;
+        let (_, original) = self.known(s, &[kind], id)?;
         if full {
             // Beyond `token.working_copies`: compute with the token object itself.
             return Ok(original);
@@ -814,13 +885,34 @@ impl Inner {
 
     /// The key material object (secret or private key) with this id.
     fn material(&self, s: &Session, id: &[u8]) -> Result<(ObjectKind, ObjectHandle)> {
-        match self.handle(s, ObjectKind::Secret, id) {
-            Ok(h) => Ok((ObjectKind::Secret, h)),
-            Err(TokenError::ObjectNotFound(_)) => self
-                .handle(s, ObjectKind::Private, id)
-                .map(|h| (ObjectKind::Private, h)),
-            Err(e) => Err(e),
+        self.known(s, &[ObjectKind::Secret, ObjectKind::Private], id)
+    }
+
+    /// The handle of an object the store names, of the first of `kinds` that exists. A miss
+    /// is searched again a few times (about a second in all) before it counts as missing:
+    /// another process on the same token (another node) may have created it just now, and
+    /// SoftHSM makes a fresh object visible to other processes only once it has flushed it
+    /// (upstream issue #573). See also `Token::run_known`.
+    fn known(
+        &self,
+        s: &Session,
+        kinds: &[ObjectKind],
+        id: &[u8],
+    ) -> Result<(ObjectKind, ObjectHandle)> {
+        const PAUSES_MS: [u64; 5] = [0, 20, 50, 100, 250];
+        for pause in PAUSES_MS {
+            if pause > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(pause));
+            }
+            for &kind in kinds {
+                match self.handle(s, kind, id) {
+                    Ok(h) => return Ok((kind, h)),
+                    Err(TokenError::ObjectNotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
+        Err(TokenError::ObjectNotFound(hex::encode(id)))
     }
 }
 

@@ -120,6 +120,11 @@ impl TestDir {
         );
     }
 
+    /// Make every process started on this directory (servers, admin CLI) use this database.
+    pub fn use_database(&self, url: &str) {
+        std::fs::write(self.path.join("database.url"), url).expect("write database.url");
+    }
+
     /// Environment for a `kms-bridge` process on this directory's token and data.
     pub fn configure(&self, cmd: &mut Command) {
         let creds = self.path.join("bootstrap.env");
@@ -129,6 +134,10 @@ impl TestDir {
                 format!("AWS_ACCESS_KEY_ID={ACCESS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={SECRET_ACCESS_KEY}\nAWS_DEFAULT_REGION={REGION}\n"),
             )
             .expect("write bootstrap credentials");
+        }
+        // A shared database (`use_database`) for every process of this directory.
+        if let Ok(url) = std::fs::read_to_string(self.path.join("database.url")) {
+            cmd.env("KMS_BRIDGE_DATABASE", url.trim());
         }
         cmd.env("SOFTHSM2_CONF", self.softhsm_conf())
             .env("KMS_BRIDGE_LISTEN", "127.0.0.1:0")
