@@ -199,7 +199,7 @@ if [ -n "$cluster_nodes" ]; then
   ensure_postgres
   pg_dir=$work/pg
   mkdir -p "$pg_dir"
-  [ "$(id -u)" -ne 0 ] || chown postgres: "$pg_dir"
+  if [ "$(id -u)" -eq 0 ]; then chmod o+x "$work"; chown postgres: "$pg_dir"; fi
   pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   as_pg "$KMS_BRIDGE_PG_BIN/initdb" -D "$pg_dir/data" -U kms -A trust -E UTF8 --locale=C --no-sync >/dev/null
   as_pg "$KMS_BRIDGE_PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
