@@ -64,10 +64,12 @@ ensure_postgres() {
 }
 
 # Dev credentials in FILE (sourceable AWS_* lines): kept if FILE exists, generated otherwise;
-# AWS_ENDPOINT_URL_KMS is rewritten to ENDPOINT. Sets akid, secret and region.
+# AWS_ENDPOINT_URL_KMS is rewritten to ENDPOINT. Sets akid, secret, region and creds_new (1 if
+# generated now).
 dev_credentials() {
   local file=$1 endpoint=$2
   region=${3:-us-east-1}
+  creds_new=0
   if [ -f "$file" ]; then
     # shellcheck disable=SC1090
     source "$file"
@@ -77,6 +79,7 @@ dev_credentials() {
   else
     akid="AKIA$(od -An -N10 -tx1 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F' | cut -c1-16)"
     secret=$(head -c 30 /dev/urandom | base64 | tr '+/' 'Ab' | cut -c1-40)
+    creds_new=1
   fi
   (
     umask 077

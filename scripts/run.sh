@@ -31,7 +31,10 @@ echo "kms-bridge dev server"
 echo "  endpoint:    $endpoint"
 echo "  credentials: $creds (source it, then: aws kms list-keys)"
 echo "  AWS_ACCESS_KEY_ID=$akid"
-echo "  AWS_SECRET_ACCESS_KEY=$secret"
+# The secret is shown once, when it is made; afterwards it is only in the credentials file.
+if [ "$creds_new" = 1 ]; then
+  echo "  AWS_SECRET_ACCESS_KEY=$secret"
+fi
 echo "  AWS_DEFAULT_REGION=$region"
 
 export SOFTHSM2_CONF="$data_dir/softhsm2.conf"

@@ -482,7 +482,7 @@ async fn tags() {
             .tags(tag(&"k".repeat(129), "y"))
             .send()
             .await,
-        "TagException"
+        "ValidationException" // a model constraint, as AWS answers
     );
     let mut many = kms.tag_resource().key_id(&id);
     for i in 0..49 {

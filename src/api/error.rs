@@ -77,11 +77,8 @@ impl ApiError {
                 K::InvalidState(s) => (bad, "KMSInvalidStateException", m(s)),
                 K::InvalidCiphertext(s) => (bad, "InvalidCiphertextException", m(s)),
                 K::IncorrectKey(s) => (bad, "IncorrectKeyException", m(s)),
-                K::DryRun(s) => (
-                    StatusCode::PRECONDITION_FAILED,
-                    "DryRunOperationException",
-                    m(s),
-                ),
+                // The model says 412; AWS answers 400.
+                K::DryRun(s) => (bad, "DryRunOperationException", m(s)),
                 K::InvalidKeyUsage(s) => (bad, "InvalidKeyUsageException", m(s)),
                 K::InvalidSignature(s) => (bad, "KMSInvalidSignatureException", m(s)),
                 K::InvalidMac(s) => (bad, "KMSInvalidMacException", m(s)),
@@ -134,7 +131,13 @@ pub fn error_response(err: &ApiError, request_id: &str) -> Response {
     } else {
         tracing::debug!(request_id, error_type = name, %message, "client error");
     }
-    let body = serde_json::json!({ "__type": name, "message": message }).to_string();
+    // Errors whose AWS body has no message (InvalidCiphertextException on a bad blob,
+    // KMSInvalidSignatureException) carry none here either.
+    let body = if message.is_empty() {
+        serde_json::json!({ "__type": name }).to_string()
+    } else {
+        serde_json::json!({ "__type": name, "message": message }).to_string()
+    };
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(

@@ -15,7 +15,7 @@ use super::blob::EncryptionContext;
 use super::crypto::{require_symmetric, Decrypted, Encrypted};
 use super::ids::KeyRef;
 use super::keyformat::{self, Curve};
-use super::{oaep, require_enabled, token_object_id, Kms, KmsError, RequestContext, Result};
+use super::{oaep, require_enabled, texts, token_object_id, Kms, KmsError, RequestContext, Result};
 use crate::model::{
     DataKeyPairSpec, EncryptionAlgorithm, KeySpec, KeyUsage, MacAlgorithm, MessageType,
     SigningAlgorithm,
@@ -199,9 +199,8 @@ fn sign_input(
         MessageType::Raw => oaep::hash(hash, &[message]),
         MessageType::Digest if message.len() == hash.output_len() => message.to_vec(),
         MessageType::Digest => {
-            return Err(KmsError::Validation(format!(
-                "Digest is invalid length for algorithm {alg}: it must be {} bytes",
-                hash.output_len()
+            return Err(KmsError::Validation(texts::digest_invalid_length(
+                alg.as_str(),
             )))
         }
         MessageType::ExternalMu => {
@@ -216,10 +215,9 @@ fn sign_input(
     })
 }
 
+/// AWS's KMSInvalidSignatureException has no message.
 fn invalid_signature() -> KmsError {
-    KmsError::InvalidSignature(
-        "The signature is not valid for this key, message and algorithm.".into(),
-    )
+    KmsError::InvalidSignature(String::new())
 }
 
 /// Verify a signature with the public key object `object_id`: the production Verify path
@@ -285,19 +283,18 @@ fn object_id(key: &KeyRecord) -> Vec<u8> {
     token_object_id(&key.key_id, key.current_version as u32)
 }
 
-fn wrong_usage(key: &KeyRecord, needed: KeyUsage) -> KmsError {
-    KmsError::InvalidKeyUsage(format!(
-        "{} key usage is {} and key spec is {}; this operation needs a {needed} key",
-        key.arn(),
+fn wrong_usage(key: &KeyRecord, operation: &str) -> KmsError {
+    KmsError::InvalidKeyUsage(texts::key_usage_not_valid(
+        &key.arn(),
         key.key_usage,
-        key.key_spec
+        operation,
     ))
 }
 
 /// A signing key that supports `alg`.
-fn require_signing(key: &KeyRecord, alg: SigningAlgorithm) -> Result<()> {
+fn require_signing(key: &KeyRecord, alg: SigningAlgorithm, operation: &str) -> Result<()> {
     if key.key_usage != KeyUsage::SignVerify {
-        return Err(wrong_usage(key, KeyUsage::SignVerify));
+        return Err(wrong_usage(key, operation));
     }
     let valid = key.key_spec.signing_algorithms(key.key_usage);
     if !valid.contains(&alg) {
@@ -312,9 +309,9 @@ fn require_signing(key: &KeyRecord, alg: SigningAlgorithm) -> Result<()> {
 }
 
 /// An HMAC key of algorithm `alg`.
-fn require_mac(key: &KeyRecord, alg: MacAlgorithm) -> Result<()> {
+fn require_mac(key: &KeyRecord, alg: MacAlgorithm, operation: &str) -> Result<()> {
     if key.key_usage != KeyUsage::GenerateVerifyMac {
-        return Err(wrong_usage(key, KeyUsage::GenerateVerifyMac));
+        return Err(wrong_usage(key, operation));
     }
     match key.key_spec.mac_algorithm() {
         Some(a) if a == alg => Ok(()),
@@ -331,9 +328,10 @@ fn require_rsa_encryption(
     key: &KeyRecord,
     alg: Option<EncryptionAlgorithm>,
     enc_ctx: &EncryptionContext,
+    operation: &str,
 ) -> Result<HashAlg> {
     if key.key_usage != KeyUsage::EncryptDecrypt || key.key_spec.rsa_bits().is_none() {
-        return Err(wrong_usage(key, KeyUsage::EncryptDecrypt));
+        return Err(wrong_usage(key, operation));
     }
     let hash = oaep_hash(alg).ok_or_else(|| {
         KmsError::InvalidKeyUsage(format!(
@@ -429,7 +427,7 @@ impl Kms {
             .fact("kms:SigningAlgorithm", alg.as_str())
             .fact("kms:MessageType", mt.as_str());
         let k = self.resolve(ctx, key, op).await?;
-        require_signing(&k, alg)?;
+        require_signing(&k, alg, "Sign")?;
         require_enabled(&k)?;
         let (mech, input) = sign_input(self.capabilities(), alg, mt, &message)?;
         let raw = self.token.sign(object_id(&k), mech, input).await?;
@@ -458,7 +456,7 @@ impl Kms {
             .fact("kms:SigningAlgorithm", alg.as_str())
             .fact("kms:MessageType", mt.as_str());
         let k = self.resolve(ctx, key, op).await?;
-        require_signing(&k, alg)?;
+        require_signing(&k, alg, "Verify")?;
         require_enabled(&k)?;
         verify_signature(
             &self.token,
@@ -503,7 +501,7 @@ impl Kms {
         enc_ctx: &EncryptionContext,
         alg: Option<EncryptionAlgorithm>,
     ) -> Result<Encrypted> {
-        let hash = require_rsa_encryption(k, alg, enc_ctx)?;
+        let hash = require_rsa_encryption(k, alg, enc_ctx, "Encrypt")?;
         require_enabled(k)?;
         if !self.capabilities().rsa_raw {
             return Err(unsupported("RSA encryption"));
@@ -511,10 +509,10 @@ impl Kms {
         let bytes = k.key_spec.rsa_bits().unwrap_or(0) as usize / 8;
         let max = oaep::max_message_len(hash, bytes);
         if plaintext.len() > max {
-            return Err(KmsError::Validation(format!(
-                "Plaintext is too long: {} with {} allows at most {max} bytes",
-                k.key_spec,
-                alg.map_or("", |a| a.as_str())
+            return Err(KmsError::Validation(texts::plaintext_too_large(
+                alg.map_or("", |a| a.as_str()),
+                k.key_spec.as_str(),
+                max,
             )));
         }
         let seed = self.token.random(hash.output_len()).await?;
@@ -553,9 +551,9 @@ impl Kms {
         );
         let k = self.resolve(ctx, key, op).await?;
         if k.key_spec == KeySpec::SymmetricDefault {
-            require_symmetric(&k, alg)?;
+            require_symmetric(&k, alg, "Decrypt")?;
         }
-        let hash = require_rsa_encryption(&k, alg, enc_ctx)?;
+        let hash = require_rsa_encryption(&k, alg, enc_ctx, "Decrypt")?;
         require_enabled(&k)?;
         if !self.capabilities().rsa_raw {
             return Err(unsupported("RSA decryption"));
@@ -595,7 +593,7 @@ impl Kms {
             .with_context(enc_ctx)
             .fact("kms:DataKeyPairSpec", spec.as_str());
         let k = self.resolve(ctx, key, op).await?;
-        require_symmetric(&k, None)?;
+        require_symmetric(&k, None, "GenerateDataKeyPair")?;
         require_enabled(&k)?;
         let pair_spec = pair_spec(spec, self.capabilities())?;
         let pair = self
@@ -626,7 +624,7 @@ impl Kms {
     ) -> Result<(String, Vec<u8>)> {
         let op = Op::new("kms:GenerateMac").fact("kms:MacAlgorithm", alg.as_str());
         let k = self.resolve(ctx, key, op).await?;
-        require_mac(&k, alg)?;
+        require_mac(&k, alg, "GenerateMac")?;
         require_enabled(&k)?;
         let mac = compute_mac(&self.token, object_id(&k), alg, &message).await?;
         Ok((k.arn(), mac))
@@ -643,7 +641,7 @@ impl Kms {
     ) -> Result<String> {
         let op = Op::new("kms:VerifyMac").fact("kms:MacAlgorithm", alg.as_str());
         let k = self.resolve(ctx, key, op).await?;
-        require_mac(&k, alg)?;
+        require_mac(&k, alg, "VerifyMac")?;
         require_enabled(&k)?;
         verify_mac(&self.token, object_id(&k), alg, &message, mac).await?;
         Ok(k.arn())

@@ -6,7 +6,9 @@ use zeroize::Zeroizing;
 use super::authz::{Op, Permitted};
 use super::blob::{Blob, EncryptionContext, Header};
 use super::ids::KeyRef;
-use super::{material_id, require_enabled, token_object_id, Kms, KmsError, RequestContext, Result};
+use super::{
+    material_id, require_enabled, texts, token_object_id, Kms, KmsError, RequestContext, Result,
+};
 use crate::model::{DataKeySpec, EncryptionAlgorithm, KeySpec, KeyUsage};
 use crate::store::KeyRecord;
 use crate::token::FaultKind;
@@ -51,13 +53,16 @@ pub struct DataKey {
 
 /// Symmetric encryption needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key and, if given, the
 /// SYMMETRIC_DEFAULT algorithm.
-pub(super) fn require_symmetric(key: &KeyRecord, alg: Option<EncryptionAlgorithm>) -> Result<()> {
+pub(super) fn require_symmetric(
+    key: &KeyRecord,
+    alg: Option<EncryptionAlgorithm>,
+    operation: &str,
+) -> Result<()> {
     if key.key_spec != KeySpec::SymmetricDefault || key.key_usage != KeyUsage::EncryptDecrypt {
-        return Err(KmsError::InvalidKeyUsage(format!(
-            "{} key usage is {} and key spec is {}; this operation needs a symmetric encryption key",
-            key.arn(),
+        return Err(KmsError::InvalidKeyUsage(texts::key_usage_not_valid(
+            &key.arn(),
             key.key_usage,
-            key.key_spec
+            operation,
         )));
     }
     match alg {
@@ -84,14 +89,14 @@ fn data_key_len(spec: Option<DataKeySpec>, number_of_bytes: Option<i64>) -> Resu
 }
 
 fn random_len(n: i64) -> Result<usize> {
-    if (1..=1024).contains(&n) {
-        Ok(n as usize)
-    } else {
-        Err(KmsError::Validation(format!(
-            "1 validation error detected: Value '{n}' at 'numberOfBytes' failed to satisfy \
-             constraint: Member must have value between 1 and 1024"
-        )))
-    }
+    let bound = match n {
+        1..=1024 => return Ok(n as usize),
+        ..=0 => texts::at_least(1),
+        _ => texts::at_most(1024),
+    };
+    Err(KmsError::Validation(texts::validation(&[
+        texts::constraint(&n.to_string(), "numberOfBytes", &bound),
+    ])))
 }
 
 impl Kms {
@@ -155,14 +160,10 @@ impl Kms {
                 Err(e) => return Err(e),
             };
             if !matches {
-                return Err(KmsError::IncorrectKey(
-                    "The key ID in the request does not identify a KMS key that can perform \
-                     this operation."
-                        .into(),
-                ));
+                return Err(KmsError::IncorrectKey(texts::INCORRECT_KEY.into()));
             }
         }
-        require_symmetric(&key, alg)?;
+        require_symmetric(&key, alg, "Decrypt")?;
         require_enabled(&key)?;
         let version = parsed.header.key_version;
         if i64::from(version) > key.current_version {
@@ -203,7 +204,7 @@ impl Kms {
         if k.key_spec.rsa_bits().is_some() {
             return self.rsa_encrypt(&k, plaintext, enc_ctx, alg).await;
         }
-        require_symmetric(&k, alg)?;
+        require_symmetric(&k, alg, "Encrypt")?;
         require_enabled(&k)?;
         let (blob, material_id) = self.seal(&k, enc_ctx, plaintext).await?;
         Ok(Encrypted {
@@ -263,7 +264,7 @@ impl Kms {
         // An RSA destination is checked by `rsa_encrypt` (algorithm, no context, state).
         let dest_rsa = dest.key_spec.rsa_bits().is_some();
         if !dest_rsa {
-            require_symmetric(&dest, destination_alg)?;
+            require_symmetric(&dest, destination_alg, "ReEncrypt")?;
             require_enabled(&dest)?;
         }
         let source_rsa = matches!(
@@ -338,7 +339,7 @@ impl Kms {
         let k = self
             .resolve(ctx, key, Op::new(action).with_context(enc_ctx))
             .await?;
-        require_symmetric(&k, None)?;
+        require_symmetric(&k, None, "GenerateDataKey")?;
         require_enabled(&k)?;
         let data_key = self.token.random(len).await?;
         let plaintext = with_plaintext.then(|| data_key.clone());
@@ -358,9 +359,8 @@ impl Kms {
         custom_key_store_id: Option<&str>,
     ) -> Result<Zeroizing<Vec<u8>>> {
         self.authorize_account(ctx, "kms:GenerateRandom", "*", Default::default())?;
-        let n = number_of_bytes.ok_or_else(|| {
-            KmsError::Validation("NumberOfBytes is required for GenerateRandom".into())
-        })?;
+        let n = number_of_bytes
+            .ok_or_else(|| KmsError::Validation(texts::NUMBER_OF_BYTES_REQUIRED.into()))?;
         let len = random_len(n)?;
         let token = match custom_key_store_id {
             Some(id) => self.connected_store(ctx, id).await?,

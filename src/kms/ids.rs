@@ -33,7 +33,7 @@ impl AliasName {
             return Err(bad("is longer than 256 characters"));
         }
         let Some(rest) = s.strip_prefix("alias/") else {
-            return Err(bad("must begin with 'alias/'"));
+            return Err(KmsError::Validation(super::texts::ALIAS_PREFIX.into()));
         };
         if rest.is_empty() {
             return Err(bad("must have a name after 'alias/'"));

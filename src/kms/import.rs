@@ -22,8 +22,8 @@ use super::asymmetric::curve;
 use super::authz::Op;
 use super::ids::KeyRef;
 use super::{
-    material_id, state_error, token_object_id, token_object_label, Kms, KmsError, RequestContext,
-    Result, LABEL_PREFIX, MS_PER_DAY,
+    material_id, state_error, texts, token_object_id, token_object_label, Kms, KmsError,
+    RequestContext, Result, LABEL_PREFIX, MS_PER_DAY,
 };
 use crate::kms::keyformat::spki_der;
 use crate::model::{
@@ -209,11 +209,9 @@ fn require_external(key: &KeyRecord) -> Result<()> {
     if key.origin == Origin::External {
         Ok(())
     } else {
-        Err(KmsError::UnsupportedOperation(format!(
-            "{} origin is {}, not EXTERNAL; key material can be imported only into keys \
-             created with Origin EXTERNAL.",
-            key.arn(),
-            key.origin
+        Err(KmsError::UnsupportedOperation(texts::origin_not_valid(
+            &key.arn(),
+            key.origin,
         )))
     }
 }

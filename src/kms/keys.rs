@@ -7,7 +7,7 @@ use super::asymmetric::plan_material;
 use super::authz::Op;
 use super::ids::KeyRef;
 use super::{
-    material_id, page_limit, require_not_pending_deletion, state_error, token_object_id,
+    material_id, page_limit, require_not_pending_deletion, state_error, texts, token_object_id,
     token_object_label, Kms, KmsError, RequestContext, Result, MS_PER_DAY,
 };
 use crate::model::{KeySpec, KeyState, KeyUsage, Origin};
@@ -95,26 +95,36 @@ const LOCKOUT: &str =
 fn validate_tags(tags: &[TagRecord]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for t in tags {
-        if t.key.is_empty() || t.key.chars().count() > 128 {
-            return Err(KmsError::Tag(format!(
-                "Tag key {:?} must be 1 to 128 characters",
-                t.key
-            )));
+        // Lengths are model constraints (ValidationException), the rest TagException.
+        let n = seen.len() + 1;
+        let len = t.key.chars().count();
+        if len == 0 || len > 128 {
+            let bound = if len == 0 {
+                texts::length_at_least(1)
+            } else {
+                texts::length_at_most(128)
+            };
+            return Err(KmsError::Validation(texts::validation(&[
+                texts::constraint(&t.key, &format!("tags.{n}.member.tagKey"), &bound),
+            ])));
         }
         if t.value.chars().count() > 256 {
-            return Err(KmsError::Tag(format!(
-                "Tag value for {:?} must be at most 256 characters",
-                t.key
-            )));
+            return Err(KmsError::Validation(texts::validation(&[
+                texts::constraint(
+                    &t.value,
+                    &format!("tags.{n}.member.tagValue"),
+                    &texts::length_at_most(256),
+                ),
+            ])));
         }
-        if t.key.starts_with("aws:") {
-            return Err(KmsError::Tag(format!(
-                "Tag key {:?} uses the reserved prefix 'aws:'",
-                t.key
-            )));
+        if t.key
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
+        {
+            return Err(KmsError::Tag(texts::RESERVED_TAG_PREFIX.into()));
         }
         if !seen.insert(t.key.as_str()) {
-            return Err(KmsError::Tag(format!("Duplicate tag key {:?}", t.key)));
+            return Err(KmsError::Tag(texts::DUPLICATE_TAG_KEYS.into()));
         }
     }
     Ok(())
@@ -472,7 +482,7 @@ impl Kms {
         // The limit holds for the tags after the write, checked in its transaction.
         match self.store.put_tags(k.key_id, &tags, MAX_TAGS as i64).await {
             Ok(()) => Ok(()),
-            Err(StoreError::LimitExceeded) => Err(KmsError::Tag("Too many tags".into())),
+            Err(StoreError::LimitExceeded) => Err(KmsError::Tag(texts::TOO_MANY_TAGS.into())),
             Err(StoreError::NotFound) => Err(KmsError::NotFound(format!(
                 "Key '{}' does not exist",
                 k.arn()

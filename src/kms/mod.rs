@@ -25,6 +25,7 @@ pub mod quota;
 mod reconcile;
 mod rotation;
 pub mod scheduler;
+pub mod texts;
 
 pub use aliases::AliasInfo;
 pub use asymmetric::{
@@ -198,7 +199,10 @@ impl Kms {
         cross_account: bool,
     ) -> Result<KeyRecord> {
         let scoped = |region: &str, account: &str, what: &str| -> Result<()> {
-            if region != ctx.region || (account != ctx.account && !cross_account) {
+            if region != ctx.region {
+                return Err(KmsError::NotFound(texts::invalid_arn_region(region)));
+            }
+            if account != ctx.account && !cross_account {
                 return Err(KmsError::NotFound(format!("Invalid arn {what}")));
             }
             Ok(())
@@ -343,9 +347,9 @@ pub fn material_id(key_id: &Uuid, version: u32) -> String {
 /// The error AWS gives when a key's state forbids an operation.
 fn state_error(arn: &str, state: KeyState) -> KmsError {
     match state {
-        KeyState::Disabled => KmsError::Disabled(format!("{arn} is disabled.")),
-        KeyState::PendingDeletion => KmsError::InvalidState(format!("{arn} is pending deletion.")),
-        KeyState::PendingImport => KmsError::InvalidState(format!("{arn} is pending import.")),
+        KeyState::Disabled => KmsError::Disabled(texts::disabled(arn)),
+        KeyState::PendingDeletion => KmsError::InvalidState(texts::pending_deletion(arn)),
+        KeyState::PendingImport => KmsError::InvalidState(texts::pending_import(arn)),
         KeyState::Unavailable => KmsError::InvalidState(format!("{arn} is unavailable.")),
         KeyState::Creating => KmsError::InvalidState(format!("{arn} is creating.")),
         KeyState::Deleted => KmsError::NotFound(format!("Key '{arn}' does not exist")),

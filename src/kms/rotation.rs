@@ -126,8 +126,9 @@ impl Kms {
         let k = self
             .resolve(ctx, key, Op::new("kms:RotateKeyOnDemand"))
             .await?;
-        require_rotatable(&k)?;
+        // AWS checks the state before the key type.
         require_enabled(&k)?;
+        require_rotatable(&k)?;
         let versions = self.store.versions(k.key_id).await?;
         let on_demand = versions
             .iter()

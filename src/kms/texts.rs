@@ -1,0 +1,93 @@
+//! AWS KMS's own error texts, in one place. Each is what real AWS KMS answers (from recorded
+//! responses, the API reference and the developer guide); where AWS's text is not known, the
+//! model's style is kept ("1 validation error detected: …"). Callers build errors only from
+//! these, so a text is fixed here once for every path that gives it.
+
+use crate::model::{KeyUsage, Origin};
+
+/// The model's validation wording for one or more violated constraints.
+pub fn validation(errors: &[String]) -> String {
+    match errors {
+        [one] => format!("1 validation error detected: {one}"),
+        many => format!(
+            "{} validation errors detected: {}",
+            many.len(),
+            many.join("; ")
+        ),
+    }
+}
+
+/// One violated constraint: `Value '<v>' at '<path>' failed to satisfy constraint: <what>`.
+pub fn constraint(value: &str, path: &str, what: &str) -> String {
+    format!("Value '{value}' at '{path}' failed to satisfy constraint: {what}")
+}
+
+pub fn at_least(min: i64) -> String {
+    format!("Member must have value greater than or equal to {min}")
+}
+
+pub fn at_most(max: i64) -> String {
+    format!("Member must have value less than or equal to {max}")
+}
+
+pub fn length_at_most(max: usize) -> String {
+    format!("Member must have length less than or equal to {max}")
+}
+
+pub fn length_at_least(min: usize) -> String {
+    format!("Member must have length greater than or equal to {min}")
+}
+
+/// GenerateRandom without `NumberOfBytes`.
+pub const NUMBER_OF_BYTES_REQUIRED: &str = "NumberOfBytes is required.";
+
+/// A key of the wrong usage for an operation (`InvalidKeyUsageException`).
+pub fn key_usage_not_valid(arn: &str, usage: KeyUsage, operation: &str) -> String {
+    format!("{arn} key usage is {usage} which is not valid for {operation}.")
+}
+
+/// An operation for another origin (`UnsupportedOperationException`).
+pub fn origin_not_valid(arn: &str, origin: Origin) -> String {
+    format!("{arn} origin is {origin} which is not valid for this operation.")
+}
+
+/// Key states (`DisabledException`, `KMSInvalidStateException`).
+pub fn disabled(arn: &str) -> String {
+    format!("{arn} is disabled.")
+}
+pub fn pending_deletion(arn: &str) -> String {
+    format!("{arn} is pending deletion.")
+}
+pub fn pending_import(arn: &str) -> String {
+    format!("{arn} is pending import.")
+}
+
+/// Sign/Verify with `MessageType=DIGEST` of the wrong length.
+pub fn digest_invalid_length(algorithm: &str) -> String {
+    format!("Digest is invalid length for algorithm {algorithm}.")
+}
+
+/// RSA Encrypt over the OAEP limit.
+pub fn plaintext_too_large(algorithm: &str, key_spec: &str, max: usize) -> String {
+    format!(
+        "Algorithm {algorithm} and key spec {key_spec} cannot encrypt data larger than {max} bytes."
+    )
+}
+
+/// An alias name without its prefix (`ValidationException`).
+pub const ALIAS_PREFIX: &str = "Alias must start with the prefix \"alias/\". Please see \
+     https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html";
+
+/// Tags (`TagException`).
+pub const DUPLICATE_TAG_KEYS: &str = "Duplicate tag keys";
+pub const TOO_MANY_TAGS: &str = "Too many tags";
+pub const RESERVED_TAG_PREFIX: &str = "Tags beginning with aws: are reserved";
+
+/// A key ARN of another region (`NotFoundException`).
+pub fn invalid_arn_region(region: &str) -> String {
+    format!("Invalid arn {region}")
+}
+
+/// A ciphertext whose key is not the one the request names (`IncorrectKeyException`).
+pub const INCORRECT_KEY: &str =
+    "The key ID in the request does not identify a CMK that can perform this operation.";
