@@ -324,3 +324,43 @@ async fn tag_limit_holds_under_concurrent_callers() {
     let tags = kms.list_resource_tags().key_id(&id).send().await.unwrap();
     assert_eq!(tags.tags().len(), 48);
 }
+
+/// Concurrent EnableKey/DisableKey on one key all succeed, as on AWS (no ConflictException).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enable_and_disable_all_succeed() {
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+    let id = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let mut calls = Vec::new();
+    for i in 0..24 {
+        let kms = kms.clone();
+        let id = id.clone();
+        calls.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                kms.disable_key()
+                    .key_id(&id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| code(&e))
+            } else {
+                kms.enable_key()
+                    .key_id(&id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| code(&e))
+            }
+        }));
+    }
+    for c in calls {
+        assert_eq!(c.await.unwrap(), Ok(()));
+    }
+}

@@ -294,11 +294,21 @@ async fn requests_fail_when_the_audit_trail_cannot_be_written() {
 
     // An unwritable location.
     let dir = TestDir::new();
-    let server = Server::start(&dir, &[("KMS_BRIDGE_AUDIT__DIR", "/proc/self")]);
+    let server = Server::start(
+        &dir,
+        &[
+            ("KMS_BRIDGE_AUDIT__DIR", "/proc/self"),
+            ("KMS_BRIDGE_METRICS_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let metrics = server.metrics_addr.clone().unwrap();
+    assert_eq!(http_get(&metrics, "/readyz").status, 200);
     let r = server.signed("TrentService.ListKeys", "{}");
     assert_eq!(r.status, 500, "{r:?}");
     assert_eq!(r.error_type(), "KMSInternalException");
     assert!(server.log().contains("audit write failed"));
+    // A node that cannot write its audit trail is not ready (load balancers move away).
+    assert_eq!(http_get(&metrics, "/readyz").status, 503);
 }
 
 fn metric(text: &str, name_and_labels: &str) -> f64 {

@@ -86,7 +86,11 @@ async fn advance_clock(State(state): State<Arc<AppState>>, uri: Uri) -> Response
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.kms.ready().await {
+    let ready = match state.kms.ready().await {
+        Ok(()) if !state.audit.healthy() => Err("audit trail: the last write failed".to_string()),
+        other => other,
+    };
+    match ready {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(why) => {
             tracing::warn!(%why, "not ready");

@@ -39,6 +39,8 @@ type Ack = oneshot::Sender<Result<(), AuditError>>;
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<(Map<String, Value>, Ack)>,
+    /// False while the last write failed (readiness: a node that cannot audit cannot answer).
+    healthy: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Writer {
@@ -274,6 +276,8 @@ impl AuditLog {
     pub fn open(dir: PathBuf, max_file_bytes: u64) -> Result<AuditLog, AuditError> {
         let mut writer = Writer::open(dir, max_file_bytes.max(4096))?;
         let (tx, mut rx) = mpsc::channel::<(Map<String, Value>, Ack)>(65_536);
+        let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let health = healthy.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
@@ -293,6 +297,7 @@ impl AuditLog {
                     if let Err(e) = &result {
                         tracing::error!(error = %e, records = records.len(), "audit write failed");
                     }
+                    health.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
                     for ack in acks {
                         let _ = ack.send(match &result {
                             Ok(()) => Ok(()),
@@ -302,7 +307,12 @@ impl AuditLog {
                 }
             })
             .map_err(|e| AuditError::Io(e.to_string()))?;
-        Ok(AuditLog { tx })
+        Ok(AuditLog { tx, healthy })
+    }
+
+    /// Did the last write reach the disk? (Every request fails while it does not.)
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Append a record and wait until it is durable.

@@ -296,7 +296,15 @@ impl Kms {
     where
         F: FnMut(&mut KeyRecord) -> Result<()>,
     {
-        for _ in 0..8 {
+        // Concurrent writers of one key (Enable/Disable races, on one node or several) retry
+        // here on a fresh copy, with a growing random pause: AWS answers them all, never
+        // ConflictException.
+        for attempt in 0..64u64 {
+            if attempt > 0 {
+                let spread = 200 * attempt.min(25);
+                let jitter = (Uuid::new_v4().as_u128() % u128::from(spread)) as u64;
+                tokio::time::sleep(std::time::Duration::from_micros(jitter)).await;
+            }
             f(&mut key)?;
             match self.store.update_key(&key).await {
                 Ok(revision) => {
