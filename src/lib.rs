@@ -52,6 +52,8 @@ pub async fn open_backends(settings: &Settings) -> anyhow::Result<Backends> {
         threads: settings.token.threads,
         working_copies: settings.token.working_copies,
     };
+    // Several nodes share the token: see `token::shared_with_other_processes`.
+    crate::token::shared_with_other_processes(matches!(settings.database, Database::Postgres(_)));
     let token = tokio::task::spawn_blocking(move || Token::open(&token_cfg))
         .await
         .context("opening the token")?

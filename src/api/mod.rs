@@ -1,6 +1,7 @@
 //! The protocol layer: AWS JSON 1.1 over `POST /` with `X-Amz-Target: TrentService.<Op>`.
 
 pub mod error;
+mod model;
 mod ops;
 pub mod wire;
 
@@ -329,6 +330,11 @@ async fn serve(
     seen.principal = Some(caller.principal.clone());
     seen.access_key_id = Some(caller.access_key_id.clone());
     seen.region = Some(caller.region.clone());
+    // The service model's constraints first, all violations at once, as AWS answers.
+    let violations = model::violations(op.name(), &body);
+    if !violations.is_empty() {
+        return Err(ProtocolError::Validation(crate::kms::texts::validation(&violations)).into());
+    }
     let ctx = RequestContext {
         region: caller.region,
         account: caller.principal.account.clone(),

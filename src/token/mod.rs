@@ -141,15 +141,29 @@ struct Inner {
     max_copies: usize,
     caps: Capabilities,
     workers: Workers,
-    /// Held shared by every call into the library and exclusively by `reload`, which
-    /// finalizes and initializes the library (no call may be inside it then).
-    gate: RwLock<()>,
-    /// When the library was last reloaded (reloads are at most one per `RELOAD_EVERY`).
-    reloaded: Mutex<Option<std::time::Instant>>,
 }
 
 /// The shortest time between two library reloads.
 const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Held shared by every call into a PKCS#11 library and exclusively by `Inner::reload`, which
+/// finalizes and initializes it: that is process-wide (every `Token` of the process on that
+/// library — the default token and custom key stores — loses its sessions), so no call may be
+/// inside the library then, and every `Token` is reset first.
+static LIBRARY_GATE: RwLock<()> = RwLock::new(());
+/// Every open token's state, for `reload` to reset.
+static OPEN_TOKENS: Mutex<Vec<std::sync::Weak<Inner>>> = Mutex::new(Vec::new());
+/// When a library was last reloaded.
+static LAST_RELOAD: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+/// Whether other processes (other nodes) create objects in this process's tokens.
+static SHARED_WITH_OTHER_PROCESSES: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Declare that other processes share the tokens (several nodes on one token): a known object
+/// missing from this process's view then makes it reload the library (see `run_known`).
+pub fn shared_with_other_processes(shared: bool) {
+    SHARED_WITH_OTHER_PROCESSES.store(shared, std::sync::atomic::Ordering::Relaxed);
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -259,7 +273,7 @@ impl Token {
         let ctx = load(&cfg.module)?;
         let (slot, anchor) = connect(&ctx, &cfg.label, &cfg.pin)?;
         let caps = Capabilities::probe(&ctx, slot)?;
-        Ok(Token {
+        let token = Token {
             inner: Arc::new(Inner {
                 ctx,
                 label: cfg.label.clone(),
@@ -273,13 +287,16 @@ impl Token {
                 pool: Mutex::new(Vec::new()),
                 handles: RwLock::new(HashMap::new()),
                 copies: RwLock::new(HashMap::new()),
-                gate: RwLock::new(()),
-                reloaded: Mutex::new(None),
                 max_copies: cfg.working_copies,
                 caps,
                 workers: Workers::start(&cfg.label, cfg.threads)?,
             }),
-        })
+        };
+        OPEN_TOKENS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(&token.inner));
+        Ok(token)
     }
 
     /// Is an initialized token with this label reachable through `module`? (Blocking.)
@@ -353,7 +370,9 @@ impl Token {
             self.run_named(call, move |inner, s| f(inner, s)).await
         };
         match first {
-            Err(TokenError::ObjectNotFound(ref missing)) => {
+            Err(TokenError::ObjectNotFound(ref missing))
+                if SHARED_WITH_OTHER_PROCESSES.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
                 let (inner, id) = (self.inner.clone(), missing.clone());
                 let reloaded = tokio::task::spawn_blocking(move || inner.reload(&id))
                     .await
@@ -371,7 +390,7 @@ impl Token {
     pub async fn check(&self) -> Result<()> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let _shared = inner.gate.read().unwrap_or_else(|p| p.into_inner());
+            let _shared = LIBRARY_GATE.read().unwrap_or_else(|p| p.into_inner());
             inner.ensure_connected()?;
             let conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
             let anchor = conn.anchor.as_ref().ok_or(TokenError::NotLoggedIn)?;
@@ -698,15 +717,25 @@ impl Inner {
     /// session, handle and working copy; the next call reconnects and logs in. False if a
     /// reload happened less than `RELOAD_EVERY` ago.
     fn reload(&self, missing: &str) -> bool {
-        let _excl = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let _excl = LIBRARY_GATE.write().unwrap_or_else(|p| p.into_inner());
         {
-            let mut last = self.reloaded.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = LAST_RELOAD.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|t| t.elapsed() < RELOAD_EVERY) {
                 return false;
             }
             *last = Some(std::time::Instant::now());
         }
         tracing::warn!(label = %self.label, object = missing, "a known object is missing from this process's view of the token; reloading the PKCS#11 library");
+        // Every token of the process closes its sessions while the library still knows them
+        // (no call is in flight: the gate is ours); they reconnect on their next call.
+        let open: Vec<Arc<Inner>> = {
+            let mut list = OPEN_TOKENS.lock().unwrap_or_else(|p| p.into_inner());
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(|w| w.upgrade()).collect()
+        };
+        for t in &open {
+            t.mark_broken("library reload");
+        }
         self.mark_broken("reload");
         let _ = self.ctx.clone().finalize();
         if let Err(e) = self
@@ -723,7 +752,7 @@ impl Inner {
         call: &'static str,
         f: impl FnOnce(&Session) -> Result<T>,
     ) -> Result<T> {
-        let _shared = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let _shared = LIBRARY_GATE.read().unwrap_or_else(|p| p.into_inner());
         let slot = self.ensure_connected()?;
         let sessions = &crate::metrics::TOKEN_SESSIONS;
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
