@@ -364,3 +364,34 @@ async fn concurrent_enable_and_disable_all_succeed() {
         assert_eq!(c.await.unwrap(), Ok(()));
     }
 }
+
+/// The service model's constraints are checked first and reported together.
+#[test]
+fn model_validation_reports_every_violation_at_once() {
+    let (_dir, server) = Server::start_new();
+    expect(
+        call(
+            &server,
+            "CreateKey",
+            json!({"KeyUsage": "NOPE", "Tags": [{"TagKey": "", "TagValue": "v"}]}),
+        ),
+        400,
+        "ValidationException",
+        Some("2 validation errors detected: Value 'NOPE' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: [SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT, ENCAPSULATE_DECAPSULATE]; Value '' at 'tags.1.member.tagKey' failed to satisfy constraint: Member must have length greater than or equal to 1"),
+    );
+    expect(
+        call(&server, "Encrypt", json!({})),
+        400,
+        "ValidationException",
+        Some("2 validation errors detected: Value null at 'keyId' failed to satisfy constraint: Member must not be null; Value null at 'plaintext' failed to satisfy constraint: Member must not be null"),
+    );
+    // A secret's value is never echoed.
+    use base64::Engine;
+    let big = base64::engine::general_purpose::STANDARD.encode([1u8; 4097]);
+    expect(
+        call(&server, "Encrypt", json!({"KeyId": "alias/x", "Plaintext": big})),
+        400,
+        "ValidationException",
+        Some("1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096"),
+    );
+}
