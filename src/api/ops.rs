@@ -42,7 +42,7 @@ macro_rules! operations {
                     || (n.starts_with("Get") && n != "GetParametersForImport")
                     || matches!(n, "Encrypt" | "Decrypt" | "ReEncrypt" | "GenerateDataKey"
                         | "GenerateDataKeyWithoutPlaintext" | "GenerateRandom" | "Sign" | "Verify"
-                        | "GenerateMac" | "VerifyMac" | "GenerateDataKeyPair"
+                        | "GenerateMac" | "VerifyMac" | "DeriveSharedSecret" | "GenerateDataKeyPair"
                         | "GenerateDataKeyPairWithoutPlaintext"))
             }
         }
@@ -94,6 +94,7 @@ operations!(
     Verify,
     GetPublicKey,
     GenerateMac,
+    DeriveSharedSecret,
     VerifyMac,
     GenerateDataKeyPair,
     GenerateDataKeyPairWithoutPlaintext,
@@ -137,6 +138,7 @@ fn key_metadata(k: &KeyInfo) -> Value {
         "EncryptionAlgorithms": algorithms(r.key_spec.encryption_algorithms(r.key_usage), |a| a.as_str()),
         "SigningAlgorithms": algorithms(r.key_spec.signing_algorithms(r.key_usage), |a| a.as_str()),
         "MacAlgorithms": algorithms(&r.key_spec.mac_algorithms(r.key_usage), |a| a.as_str()),
+        "KeyAgreementAlgorithms": (r.key_usage == KeyUsage::KeyAgreement).then(|| json!(["ECDH"])),
         "MultiRegion": false,
         "CustomKeyStoreId": r.custom_key_store_id,
         "CloudHsmClusterId": k.cluster_id,
@@ -830,6 +832,28 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 "KeyUsage": p.key_usage.as_str(),
                 "EncryptionAlgorithms": algorithms(p.key_spec.encryption_algorithms(p.key_usage), |a| a.as_str()),
                 "SigningAlgorithms": algorithms(p.key_spec.signing_algorithms(p.key_usage), |a| a.as_str()),
+            }))
+        }
+        O::DeriveSharedSecret => {
+            let r: DeriveReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
+            let key = key_ref(r.key_id, "keyId")?;
+            grant_tokens(&r.grant_tokens)?;
+            // The model's validation has checked the algorithm (ECDH) and the key's presence.
+            let public_key = required(r.public_key, "publicKey")?;
+            if r.recipient.is_some() {
+                return Err(crate::kms::KmsError::UnsupportedOperation(
+                    "Recipient (attested enclaves) is not supported by this server".into(),
+                )
+                .into());
+            }
+            let (arn, secret) = kms.derive_shared_secret(ctx, &key, &public_key).await?;
+            let shared = secret_b64(&secret);
+            done(json!({
+                "KeyId": arn,
+                "SharedSecret": shared.as_str(),
+                "KeyAgreementAlgorithm": "ECDH",
+                "KeyOrigin": "AWS_KMS",
             }))
         }
         O::GenerateMac | O::VerifyMac => {

@@ -170,6 +170,19 @@ pub struct MacReq {
     pub grant_tokens: Option<Vec<String>>,
 }
 
+/// DeriveSharedSecret.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeriveReq {
+    pub dry_run: Option<bool>,
+    pub key_id: Option<String>,
+    pub key_agreement_algorithm: Option<String>,
+    #[serde(default, deserialize_with = "blob")]
+    pub public_key: Option<Vec<u8>>,
+    pub grant_tokens: Option<Vec<String>>,
+    pub recipient: Option<serde_json::Value>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct DataKeyPairReq {

@@ -332,6 +332,7 @@ const REQUEST_FIELDS: &[&str] = &[
     "KeyId",
     "EncryptionContext",
     "EncryptionAlgorithm",
+    "KeyAgreementAlgorithm",
     "KeySpec",
     "NumberOfBytes",
     "KeyUsage",

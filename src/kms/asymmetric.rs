@@ -119,10 +119,19 @@ pub(crate) fn plan_material(
                 ),
             )),
             U::SignVerify => Err(unsupported(format!("KeySpec {spec}"))),
-            U::KeyAgreement if spec != KeySpec::EccSecgP256k1 => {
-                Err(KmsError::UnsupportedOperation(
-                    "KeyUsage KEY_AGREEMENT (DeriveSharedSecret) is not supported by this server"
-                        .into(),
+            // AWS offers key agreement on the NIST curves (not secp256k1).
+            U::KeyAgreement if spec != KeySpec::EccSecgP256k1 && caps.ec_keygen => {
+                if !caps.ecdh_derive {
+                    return Err(unsupported("ECDH key agreement (CKM_ECDH1_DERIVE)"));
+                }
+                Ok((
+                    usage,
+                    Material::Pair(
+                        PairSpec::Ec {
+                            params: c.ec_params()?,
+                        },
+                        PairUse::Agree,
+                    ),
                 ))
             }
             u => Err(invalid(u)),
@@ -628,6 +637,33 @@ impl Kms {
         require_enabled(&k)?;
         let mac = compute_mac(&self.token, object_id(&k), alg, &message).await?;
         Ok((k.arn(), mac))
+    }
+
+    /// DeriveSharedSecret (ECDH): the shared secret of the key's private key and the peer's
+    /// public key (DER SubjectPublicKeyInfo on the key's curve), computed in the token.
+    pub async fn derive_shared_secret(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        peer_public_key: &[u8],
+    ) -> Result<(String, Zeroizing<Vec<u8>>)> {
+        let op = Op::new("kms:DeriveSharedSecret").fact("kms:KeyAgreementAlgorithm", "ECDH");
+        let k = self.resolve(ctx, key, op).await?;
+        if k.key_usage != KeyUsage::KeyAgreement {
+            return Err(wrong_usage(&k, "DeriveSharedSecret"));
+        }
+        require_enabled(&k)?;
+        let c = curve(k.key_spec).ok_or_else(|| wrong_usage(&k, "DeriveSharedSecret"))?;
+        let point = keyformat::peer_point(peer_public_key, c).ok_or_else(|| {
+            KmsError::Validation(format!(
+                "PublicKey must be a DER-encoded SubjectPublicKeyInfo of a point on the curve \
+                 of {} ({})",
+                k.arn(),
+                k.key_spec
+            ))
+        })?;
+        let secret = self.token.ecdh(object_id(&k), point).await?;
+        Ok((k.arn(), secret))
     }
 
     /// VerifyMac; `Ok(key ARN)` if valid, `InvalidMac` if not.

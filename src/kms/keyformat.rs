@@ -79,6 +79,36 @@ impl Curve {
     }
 }
 
+/// The peer's public key of DeriveSharedSecret: a DER SubjectPublicKeyInfo of an EC key on
+/// `curve`; its point (compressed or not) checked to be on the curve and returned
+/// uncompressed. None if it is anything else.
+pub fn peer_point(spki: &[u8], curve: Curve) -> Option<Vec<u8>> {
+    let info = SubjectPublicKeyInfoRef::from_der(spki).ok()?;
+    if info.algorithm.oid != EC_PUBLIC_KEY {
+        return None;
+    }
+    let params = info.algorithm.parameters?;
+    if params.decode_as::<ObjectIdentifier>().ok()? != curve.oid() {
+        return None;
+    }
+    let sec1 = info.subject_public_key.as_bytes()?;
+    fn on_curve<C>(sec1: &[u8]) -> Option<Vec<u8>>
+    where
+        C: CurveArithmetic,
+        C::AffinePoint: FromEncodedPoint<C> + ToEncodedPoint<C>,
+        FieldBytesSize<C>: ModulusSize,
+    {
+        let p = p256::elliptic_curve::PublicKey::<C>::from_sec1_bytes(sec1).ok()?;
+        Some(p.as_affine().to_encoded_point(false).as_bytes().to_vec())
+    }
+    match curve {
+        Curve::P256 => on_curve::<p256::NistP256>(sec1),
+        Curve::P384 => on_curve::<p384::NistP384>(sec1),
+        Curve::P521 => on_curve::<p521::NistP521>(sec1),
+        Curve::Secp256k1 => on_curve::<k256::Secp256k1>(sec1),
+    }
+}
+
 fn generator_of<C>() -> Vec<u8>
 where
     C: CurveArithmetic,

@@ -116,6 +116,8 @@ pub enum PairSpec {
 pub enum PairUse {
     Sign,
     Encrypt,
+    /// ECDH key agreement (`CKA_DERIVE` on the private key only).
+    Agree,
 }
 
 /// Public key attributes as the token holds them.
@@ -158,12 +160,14 @@ fn pair_templates(
     persistent: bool,
 ) -> (Mechanism<'static>, Vec<Attribute>, Vec<Attribute>) {
     let sign = usage == PairUse::Sign;
+    let encrypt = usage == PairUse::Encrypt;
+    let agree = usage == PairUse::Agree;
     let mut public = vec![
         Attribute::Class(ObjectClass::PUBLIC_KEY),
         Attribute::Token(persistent),
         Attribute::Private(false),
         Attribute::Verify(sign),
-        Attribute::Encrypt(!sign),
+        Attribute::Encrypt(encrypt),
         Attribute::Wrap(false),
     ];
     let mut private = vec![
@@ -173,9 +177,9 @@ fn pair_templates(
         Attribute::Sensitive(persistent),
         Attribute::Extractable(!persistent),
         Attribute::Sign(sign),
-        Attribute::Decrypt(!sign),
+        Attribute::Decrypt(encrypt),
         Attribute::Unwrap(false),
-        Attribute::Derive(false),
+        Attribute::Derive(agree),
     ];
     let mech = match spec {
         PairSpec::Rsa { bits } => {
@@ -277,11 +281,18 @@ fn read_private(s: &Session, h: ObjectHandle) -> Result<PrivateParts> {
 /// The x-coordinate of the public point of the EC private key `private` (which must allow
 /// `CKA_DERIVE`), computed in the token: `CKM_ECDH1_DERIVE` (`CKD_NULL`) with the curve's
 /// generator `generator` (uncompressed) as the peer's public key gives the x-coordinate of
-/// d·G, which is the public key's x. That value is public: it is derived as a non-sensitive,
-/// extractable session secret, read and destroyed. The private scalar never leaves the token.
+/// d·G, which is the public key's x. That value is public. The private scalar never leaves the
+/// token.
 pub(super) fn ec_public_x(s: &Session, private: ObjectHandle, generator: &[u8]) -> Result<Vec<u8>> {
-    let field_len = generator.len().saturating_sub(1) / 2;
-    let params = Ecdh1DeriveParams::new(EcKdf::null(), generator);
+    ecdh_x(s, private, generator).map(|x| x.to_vec())
+}
+
+/// ECDH in the token (`CKM_ECDH1_DERIVE`, `CKD_NULL`): the x-coordinate of d·P for the peer's
+/// uncompressed point `peer`. Derived as a non-sensitive, extractable session secret (the
+/// caller asked for this value), read and destroyed at once.
+fn ecdh_x(s: &Session, private: ObjectHandle, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let field_len = peer.len().saturating_sub(1) / 2;
+    let params = Ecdh1DeriveParams::new(EcKdf::null(), peer);
     let template = [
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::GENERIC_SECRET),
@@ -304,7 +315,7 @@ pub(super) fn ec_public_x(s: &Session, private: ObjectHandle, generator: &[u8]) 
         .map_err(|e| TokenError::ck("C_GetAttributeValue", e))
         .map(|attrs| {
             attrs.into_iter().find_map(|a| match a {
-                Attribute::Value(v) => Some(v),
+                Attribute::Value(v) => Some(Zeroizing::new(v)),
                 _ => None,
             })
         });
@@ -312,7 +323,7 @@ pub(super) fn ec_public_x(s: &Session, private: ObjectHandle, generator: &[u8]) 
     match x? {
         Some(x) if x.len() == field_len => Ok(x),
         _ => Err(TokenError::Rejected(
-            "ECDH with the generator gave no x-coordinate of the curve's length",
+            "ECDH gave no x-coordinate of the curve's length",
         )),
     }
 }
@@ -452,6 +463,16 @@ impl Token {
             let key = inner.working(s, ObjectKind::Public, &id)?;
             s.encrypt(&Mechanism::RsaX509, key, &block)
                 .map_err(|e| TokenError::ck("C_Encrypt", e))
+        })
+        .await
+    }
+
+    /// ECDH with the private key `id` and the peer's uncompressed point: the shared secret
+    /// (the x-coordinate), as DeriveSharedSecret returns it.
+    pub async fn ecdh(&self, id: Vec<u8>, peer_point: Vec<u8>) -> Result<Zeroizing<Vec<u8>>> {
+        self.run_known("derive_ecdh", move |inner, s| {
+            let key = inner.working(s, ObjectKind::Private, &id)?;
+            ecdh_x(s, key, &peer_point)
         })
         .await
     }
