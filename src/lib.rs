@@ -249,6 +249,18 @@ pub async fn serve(
         });
     }
 
+    {
+        // GetKeyLastUsage: noted uses go to the store once a second.
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                state.kms.flush_usage().await;
+            }
+        });
+    }
+
     let handle = axum_server::Handle::new();
     if let Some(m) = settings.metrics_listen {
         let ml = tokio::net::TcpListener::bind(m)

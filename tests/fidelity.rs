@@ -395,3 +395,68 @@ fn model_validation_reports_every_violation_at_once() {
         Some("1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096"),
     );
 }
+
+/// GetKeyLastUsage: the newest successful cryptographic use, with its request id and the
+/// audit record's event id; tracked from creation; kept across restarts.
+#[test]
+fn get_key_last_usage_reports_the_newest_use() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    let (id, arn) = key(&server, json!({}));
+    let created = ok(&server, "DescribeKey", json!({"KeyId": id}))["KeyMetadata"]["CreationDate"]
+        .as_f64()
+        .unwrap();
+    let before = ok(&server, "GetKeyLastUsage", json!({"KeyId": arn}));
+    assert_eq!(before["KeyId"], json!(id));
+    assert_eq!(before["KeyLastUsage"], json!({}));
+    assert_eq!(before["TrackingStartDate"].as_f64(), Some(created));
+    assert_eq!(before["KeyCreationDate"].as_f64(), Some(created));
+
+    let r = server.signed(
+        "TrentService.Encrypt",
+        &json!({"KeyId": id, "Plaintext": "aGk="}).to_string(),
+    );
+    assert_eq!(r.status, 200);
+    let request_id = r.header("x-amzn-requestid").unwrap().to_string();
+    let after = ok(&server, "GetKeyLastUsage", json!({"KeyId": id}));
+    let last = &after["KeyLastUsage"];
+    assert_eq!(last["Operation"], json!("Encrypt"));
+    assert_eq!(last["KmsRequestId"], json!(request_id));
+    // The event id is the audit record's.
+    let audit = std::fs::read_dir(dir.data_dir().join("audit"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    let record: Value = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["requestID"] == json!(request_id) && r["eventName"] == json!("Encrypt"))
+        .expect("audit record of the Encrypt");
+    assert_eq!(last["CloudTrailEventId"], record["eventID"]);
+
+    // A failed use is not a use; a later success replaces the earlier one.
+    let ct = serde_json::from_str::<Value>(&r.body).unwrap()["CiphertextBlob"].clone();
+    let (other, _) = key(&server, json!({}));
+    let failed = call(
+        &server,
+        "Decrypt",
+        json!({"CiphertextBlob": ct, "KeyId": other}),
+    );
+    assert_eq!(failed.1, "IncorrectKeyException");
+    assert_eq!(
+        ok(&server, "GetKeyLastUsage", json!({"KeyId": other}))["KeyLastUsage"],
+        json!({})
+    );
+    ok(&server, "Decrypt", json!({"CiphertextBlob": ct}));
+    let after = ok(&server, "GetKeyLastUsage", json!({"KeyId": id}));
+    assert_eq!(after["KeyLastUsage"]["Operation"], json!("Decrypt"));
+    assert!(
+        call(&server, "GetKeyLastUsage", json!({"KeyId": "alias/nope"})).1 == "ValidationException"
+    );
+    // Written to the store within a second: it survives a restart.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    server.stop();
+    let server = Server::start(&dir, &[]);
+    let again = ok(&server, "GetKeyLastUsage", json!({"KeyId": id}));
+    assert_eq!(again["KeyLastUsage"]["Operation"], json!("Decrypt"));
+}

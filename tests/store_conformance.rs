@@ -183,7 +183,35 @@ conformance!(
     principals_and_policies_round_trip,
     invalidations_reach_the_other_writer,
     migrations_are_safe_for_concurrent_starts,
+    key_usage_keeps_the_newest_whatever_the_order,
 );
+
+async fn key_usage_keeps_the_newest_whatever_the_order(db: Db) {
+    let a = db.open().await;
+    let b = db.open().await;
+    let k = new_key(&*a, KeyState::Enabled).await;
+    let use_at = |at: i64, op: &str| kms_bridge::store::KeyUsageRecord {
+        key_id: k.key_id,
+        operation: op.into(),
+        used_at: at,
+        event_id: format!("e{at}"),
+        request_id: format!("r{at}"),
+    };
+    assert!(a.key_last_usage(k.key_id).await.unwrap().is_none());
+    a.record_key_usage(&[use_at(20, "Encrypt")]).await.unwrap();
+    // An older use written later (another node's late batch) does not replace it.
+    b.record_key_usage(&[use_at(10, "Decrypt")]).await.unwrap();
+    assert_eq!(
+        b.key_last_usage(k.key_id).await.unwrap(),
+        Some(use_at(20, "Encrypt"))
+    );
+    b.record_key_usage(&[use_at(30, "Sign")]).await.unwrap();
+    assert_eq!(
+        a.key_last_usage(k.key_id).await.unwrap(),
+        Some(use_at(30, "Sign"))
+    );
+    a.record_key_usage(&[]).await.unwrap();
+}
 
 async fn cas_returns_the_new_revision_and_tells_conflict_from_not_found(db: Db) {
     let s = db.open().await;

@@ -128,6 +128,7 @@ async fn handle(
 ) -> Response {
     let started = std::time::Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
+    let event_id = uuid::Uuid::new_v4().to_string();
     let incoming = Incoming {
         peer,
         method,
@@ -141,9 +142,19 @@ async fn handle(
         async move {
             let mut seen = Seen::default();
             let result = serve(&state, &incoming, body, &request_id, &mut seen).await;
-            let record = audit_record(&state, &incoming, &request_id, &seen, &result);
+            let record = audit_record(&state, &incoming, &request_id, &event_id, &seen, &result);
             // Fail closed: nothing is answered before its record is durable.
             let audited = state.audit.append(record).await;
+            if let (Ok(()), Ok(Some(v)), Some(op)) = (&audited, &result, seen.op) {
+                // GetKeyLastUsage: the keys this answer used, with its audit event.
+                let arns: Vec<&str> = ["KeyId", "SourceKeyId"]
+                    .iter()
+                    .filter_map(|m| v.get(*m).and_then(|k| k.as_str()))
+                    .collect();
+                state
+                    .kms
+                    .note_usage(op.name(), &arns, &request_id, &event_id);
+            }
             (request_id, seen.op, result, audited)
         },
         span,
@@ -191,6 +202,7 @@ fn audit_record(
     state: &AppState,
     req: &Incoming,
     request_id: &str,
+    event_id: &str,
     seen: &Seen,
     result: &Result<Option<Value>, ApiError>,
 ) -> serde_json::Map<String, Value> {
@@ -281,7 +293,7 @@ fn audit_record(
     rec.insert("requestParameters".into(), request_parameters);
     rec.insert("responseElements".into(), response_elements);
     rec.insert("requestID".into(), json!(request_id));
-    rec.insert("eventID".into(), json!(uuid::Uuid::new_v4().to_string()));
+    rec.insert("eventID".into(), json!(event_id));
     rec.insert("readOnly".into(), json!(read_only));
     rec.insert("resources".into(), Value::Array(resources));
     rec.insert("eventType".into(), json!("AwsApiCall"));
@@ -350,7 +362,8 @@ async fn serve(
     tracing::debug!(request_id, operation = op.name(), principal = %ctx.principal.arn, "request");
     if op.changes_state() {
         // Fail closed before the change: its intent is on disk, or nothing happens.
-        let mut intent = audit_record(state, req, request_id, seen, &Ok(None));
+        let intent_id = uuid::Uuid::new_v4().to_string();
+        let mut intent = audit_record(state, req, request_id, &intent_id, seen, &Ok(None));
         intent.insert("auditPhase".into(), Value::String("intent".into()));
         intent.remove("responseElements");
         if let Err(e) = state.audit.append(intent).await {

@@ -95,6 +95,7 @@ operations!(
     GetPublicKey,
     GenerateMac,
     DeriveSharedSecret,
+    GetKeyLastUsage,
     VerifyMac,
     GenerateDataKeyPair,
     GenerateDataKeyPairWithoutPlaintext,
@@ -832,6 +833,28 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 "KeyUsage": p.key_usage.as_str(),
                 "EncryptionAlgorithms": algorithms(p.key_spec.encryption_algorithms(p.key_usage), |a| a.as_str()),
                 "SigningAlgorithms": algorithms(p.key_spec.signing_algorithms(p.key_usage), |a| a.as_str()),
+            }))
+        }
+        O::GetKeyLastUsage => {
+            let r: KeyReq = parse(body)?;
+            let u = kms
+                .get_key_last_usage(ctx, &key_ref(r.key_id, "keyId")?)
+                .await?;
+            let last = match &u.last {
+                Some(l) => json!({
+                    "Operation": l.operation,
+                    "Timestamp": ts(l.used_at),
+                    "CloudTrailEventId": l.event_id,
+                    "KmsRequestId": l.request_id,
+                }),
+                None => json!({}),
+            };
+            // Uses are tracked from a key's creation on.
+            done(json!({
+                "KeyId": u.key.key_id.to_string(),
+                "KeyLastUsage": last,
+                "TrackingStartDate": ts(u.key.created_at),
+                "KeyCreationDate": ts(u.key.created_at),
             }))
         }
         O::DeriveSharedSecret => {

@@ -26,6 +26,7 @@ mod reconcile;
 mod rotation;
 pub mod scheduler;
 pub mod texts;
+pub mod usage;
 
 pub use aliases::AliasInfo;
 pub use asymmetric::{
@@ -137,6 +138,8 @@ pub struct Kms {
     /// Wrapping algorithms the token turned out not to support (learned by trying).
     import_unsupported:
         std::sync::Mutex<std::collections::HashSet<crate::model::WrappingAlgorithm>>,
+    /// Key uses not yet written to the store (GetKeyLastUsage).
+    usage: usage::Pending,
 }
 
 /// Prefix of every token object label this service creates.
@@ -162,6 +165,7 @@ impl Kms {
             key_stores: keystores::KeyStores::new(module, threads, working_copies),
             import_mac: tokio::sync::OnceCell::new(),
             import_unsupported: Default::default(),
+            usage: Default::default(),
         }
     }
 

@@ -489,6 +489,14 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.due_expirations(now).await
     }
 
+    async fn record_key_usage(&self, uses: &[super::KeyUsageRecord]) -> Result<()> {
+        self.inner.record_key_usage(uses).await
+    }
+
+    async fn key_last_usage(&self, key_id: Uuid) -> Result<Option<super::KeyUsageRecord>> {
+        self.inner.key_last_usage(key_id).await
+    }
+
     async fn try_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<Option<i64>> {
         self.inner.try_lease(name, holder, ttl_ms).await
     }

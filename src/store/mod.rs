@@ -291,6 +291,18 @@ pub struct CustomKeyStoreRecord {
     pub created_at: Millis,
 }
 
+/// The newest successful cryptographic use of a key (GetKeyLastUsage).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyUsageRecord {
+    pub key_id: Uuid,
+    /// The operation, as `KeyLastUsageTrackingOperation` names it (`Encrypt`, …).
+    pub operation: String,
+    pub used_at: Millis,
+    /// The audit record's `eventID`.
+    pub event_id: String,
+    pub request_id: String,
+}
+
 /// The import state of a key with origin `EXTERNAL` (one row per key).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ImportRecord {
@@ -442,6 +454,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// Keys holding imported material that expired at or before `now`.
     async fn due_expirations(&self, now: Millis) -> Result<Vec<KeyRecord>>;
+
+    /// Record uses of keys; per key the newest (by `used_at`) is kept, whatever the order in
+    /// which nodes write.
+    async fn record_key_usage(&self, uses: &[KeyUsageRecord]) -> Result<()>;
+    async fn key_last_usage(&self, key_id: Uuid) -> Result<Option<KeyUsageRecord>>;
 
     /// Take or renew the lease `name` for `holder` for `ttl_ms` by the database's clock. Some
     /// (fencing number) if `holder` holds it now; the number grows with every change of holder.

@@ -73,8 +73,9 @@ macro_rules! sql_store {
         use $crate::store::sql::{key_columns_of_k, parse, KEY_COLUMNS};
         use $crate::store::{
             AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord,
-            IdentityPolicyRecord, ImportRecord, Invalidation, KeyRecord, MetadataStore, Millis,
-            PrincipalKind, PrincipalRecord, Result, StoreError, TagRecord, VersionRecord,
+            IdentityPolicyRecord, ImportRecord, Invalidation, KeyRecord, KeyUsageRecord,
+            MetadataStore, Millis, PrincipalKind, PrincipalRecord, Result, StoreError, TagRecord,
+            VersionRecord,
         };
 
         type Tx<'c> = sqlx::Transaction<'c, $db>;
@@ -1149,6 +1150,48 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(key_from_row).collect()
+            }
+
+            async fn record_key_usage(&self, uses: &[KeyUsageRecord]) -> Result<()> {
+                if uses.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                for u in uses {
+                    sqlx::query(
+                        "INSERT INTO key_last_usage (key_id, operation, used_at, event_id, \
+                         request_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key_id) DO UPDATE \
+                         SET operation = excluded.operation, used_at = excluded.used_at, \
+                         event_id = excluded.event_id, request_id = excluded.request_id \
+                         WHERE excluded.used_at >= key_last_usage.used_at",
+                    )
+                    .bind(u.key_id.to_string())
+                    .bind(&u.operation)
+                    .bind(u.used_at)
+                    .bind(&u.event_id)
+                    .bind(&u.request_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn key_last_usage(&self, key_id: uuid::Uuid) -> Result<Option<KeyUsageRecord>> {
+                let row = sqlx::query("SELECT * FROM key_last_usage WHERE key_id = $1")
+                    .bind(key_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| {
+                    Ok(KeyUsageRecord {
+                        key_id: uuid_col(&r, "key_id")?,
+                        operation: r.try_get("operation")?,
+                        used_at: r.try_get("used_at")?,
+                        event_id: r.try_get("event_id")?,
+                        request_id: r.try_get("request_id")?,
+                    })
+                })
+                .transpose()
             }
 
             async fn try_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<Option<i64>> {
