@@ -5,8 +5,13 @@ use common::*;
 
 use kms_bridge::kms::{token_object_id, token_object_label};
 
+/// SoftHSM reads `SOFTHSM2_CONF` once per process, when the library is initialized: tests that
+/// open a token in this process take turns.
+static IN_PROCESS_TOKEN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn key_material_is_sensitive_and_never_readable() {
+    let _turn = IN_PROCESS_TOKEN.lock().await;
     let dir = TestDir::new();
     // A key created through the API…
     let server = Server::start(&dir, &[]);
@@ -88,6 +93,7 @@ async fn key_material_is_sensitive_and_never_readable() {
 /// copy keeps the token object's protection, and destroying the key destroys the copy too.
 #[tokio::test]
 async fn working_copies_are_protected_session_objects() {
+    let _turn = IN_PROCESS_TOKEN.lock().await;
     let dir = TestDir::new();
     let server = Server::start(&dir, &[]);
     let mut ids = Vec::new();
