@@ -109,6 +109,34 @@ async fn token_faults_heal_without_restart() {
         assert_eq!(d.plaintext().unwrap().as_ref(), b"fault", "{fault}");
         assert_eq!(http_get(&metrics, "/readyz").status, 200);
     }
+    // CKR_GENERAL_ERROR from C_Decrypt (SoftHSM's answer to a bad tag, and a failing token's):
+    // a valid ciphertext is not called invalid while the token fails; it decrypts after.
+    std::fs::write(&control, "general").unwrap();
+    let err = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "KeyUnavailableException", "{err:?}");
+    std::fs::remove_file(&control).unwrap();
+    eventually(|| async {
+        kms.decrypt()
+            .ciphertext_blob(blob.clone())
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    // Without a fault, a tampered ciphertext is still InvalidCiphertextException.
+    let mut bad = blob.clone().into_inner();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert_code!(
+        kms.decrypt().ciphertext_blob(Blob::new(bad)).send().await,
+        "InvalidCiphertextException"
+    );
+
     // No metadata was lost or changed by the faults.
     let after = kms
         .describe_key()

@@ -558,11 +558,23 @@ impl Token {
                 .map_err(|e| TokenError::ck("GcmParams", e))?;
             match s.decrypt(&Mechanism::AesGcm(params), key, &ciphertext) {
                 Ok(pt) => Ok(Zeroizing::new(pt)),
-                Err(e @ CkError::Pkcs11(RvError::GeneralError, _)) => Err(TokenError::Pkcs11 {
-                    op: "C_Decrypt",
-                    kind: FaultKind::BadInput,
-                    source: e,
-                }),
+                // SoftHSM answers a bad tag with CKR_GENERAL_ERROR, which is also what a
+                // failing token says. A round trip with the same key tells them apart: if it
+                // works, the ciphertext was bad; if not, the token is, and the caller gets a
+                // (retryable) token error instead of being told a valid ciphertext is invalid.
+                Err(e @ CkError::Pkcs11(RvError::GeneralError, _)) => {
+                    let kind = if gcm_round_trip(s, key) {
+                        FaultKind::BadInput
+                    } else {
+                        tracing::warn!("C_Decrypt failed and the token fails a GCM round trip too");
+                        FaultKind::Device
+                    };
+                    Err(TokenError::Pkcs11 {
+                        op: "C_Decrypt",
+                        kind,
+                        source: e,
+                    })
+                }
                 Err(e) => Err(TokenError::ck("C_Decrypt", e)),
             }
         })
@@ -644,6 +656,29 @@ impl Token {
         })
         .await
     }
+}
+
+/// Encrypt and decrypt a fixed block with `key` (AES-GCM): does the token work with it?
+fn gcm_round_trip(s: &Session, key: ObjectHandle) -> bool {
+    let probe = [0x5au8; 16];
+    let aad = b"kms-bridge token probe";
+    let mut iv = [0u8; GCM_IV_LEN];
+    if s.generate_random_slice(&mut iv).is_err() {
+        return false;
+    }
+    let tag_bits = ((GCM_TAG_LEN * 8) as u64).into();
+    let mut iv_enc = iv;
+    let Ok(params) = GcmParams::new(&mut iv_enc, aad, tag_bits) else {
+        return false;
+    };
+    let Ok(ct) = s.encrypt(&Mechanism::AesGcm(params), key, &probe) else {
+        return false;
+    };
+    let mut iv_dec = iv;
+    let Ok(params) = GcmParams::new(&mut iv_dec, aad, tag_bits) else {
+        return false;
+    };
+    matches!(s.decrypt(&Mechanism::AesGcm(params), key, &ct), Ok(pt) if pt == probe)
 }
 
 impl Inner {

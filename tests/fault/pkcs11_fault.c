@@ -5,6 +5,8 @@
  *   "session" → the same calls return CKR_SESSION_HANDLE_INVALID
  *   "absent"  → as "device", and C_OpenSession / C_Login / C_GetSessionInfo return
  *               CKR_TOKEN_NOT_PRESENT (the token is gone until the file is removed)
+ *   "general" → C_Decrypt returns CKR_GENERAL_ERROR (what SoftHSM also answers for a bad
+ *               GCM tag), everything else works
  * Built by tests/faults.rs with: cc -shared -fPIC -o libpkcs11fault.so pkcs11_fault.c -ldl
  */
 #include <dlfcn.h>
@@ -45,6 +47,7 @@ static int mode(void) {
     buf[n] = 0;
     if (strncmp(buf, "session", 7) == 0) return 2;
     if (strncmp(buf, "absent", 6) == 0) return 3;
+    if (strncmp(buf, "general", 7) == 0) return 4;
     return 1;
 }
 
@@ -68,7 +71,10 @@ typedef CK_RV (*fn_init)(CK_ULONG, void *, CK_ULONG);
 static CK_RV w_encrypt_init(CK_ULONG s, void *m, CK_ULONG k) { FAULTED(((fn_init)real->fn[F_ENCRYPTINIT])(s, m, k)); }
 static CK_RV w_encrypt(CK_ULONG s, void *d, CK_ULONG l, void *o, void *ol) { FAULTED(((fn5)real->fn[F_ENCRYPT])(s, d, l, o, ol)); }
 static CK_RV w_decrypt_init(CK_ULONG s, void *m, CK_ULONG k) { FAULTED(((fn_init)real->fn[F_DECRYPTINIT])(s, m, k)); }
-static CK_RV w_decrypt(CK_ULONG s, void *d, CK_ULONG l, void *o, void *ol) { FAULTED(((fn5)real->fn[F_DECRYPT])(s, d, l, o, ol)); }
+static CK_RV w_decrypt(CK_ULONG s, void *d, CK_ULONG l, void *o, void *ol) {
+    if (mode() == 4) return CKR_GENERAL_ERROR;
+    FAULTED(((fn5)real->fn[F_DECRYPT])(s, d, l, o, ol));
+}
 static CK_RV w_sign_init(CK_ULONG s, void *m, CK_ULONG k) { FAULTED(((fn_init)real->fn[F_SIGNINIT])(s, m, k)); }
 static CK_RV w_random(CK_ULONG s, void *d, CK_ULONG l) { FAULTED(((fn3)real->fn[F_GENERATERANDOM])(s, d, l)); }
 static CK_RV w_find_init(CK_ULONG s, void *t, CK_ULONG c) { FAULTED(((fn3)real->fn[F_FINDOBJECTSINIT])(s, t, c)); }
