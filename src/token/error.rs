@@ -123,7 +123,11 @@ fn classify(e: &CkError) -> FaultKind {
         SessionHandleInvalid | SessionClosed | UserNotLoggedIn | OperationNotInitialized => {
             FaultKind::SessionFatal
         }
-        DeviceError
+        // CKR_GENERAL_ERROR: the token is in trouble (measured after file-descriptor
+        // exhaustion in SoftHSM); heal by reconnecting. Where SoftHSM uses it for bad input
+        // (a GCM tag, an unwrap), the caller decides first (`decrypt_gcm`, `unwrap_err`).
+        GeneralError
+        | DeviceError
         | DeviceRemoved
         | TokenNotPresent
         | TokenNotRecognized

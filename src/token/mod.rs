@@ -369,6 +369,19 @@ impl Token {
             let f = f.clone();
             self.run_named(call, move |inner, s| f(inner, s)).await
         };
+        // A stale handle (the connection was reset by `with_session`): once more, afresh.
+        let first = match first {
+            Err(ref e)
+                if matches!(
+                    e.rv(),
+                    Some(RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid)
+                ) =>
+            {
+                let f = f.clone();
+                self.run_named(call, move |inner, s| f(inner, s)).await
+            }
+            other => other,
+        };
         match first {
             Err(TokenError::ObjectNotFound(ref missing))
                 if SHARED_WITH_OTHER_PROCESSES.load(std::sync::atomic::Ordering::Relaxed) =>
@@ -816,7 +829,12 @@ impl Inner {
         sessions.with_label_values(&["in_use"]).dec();
         if let Err(e) = &result {
             let logged_out = matches!(e.rv(), Some(RvError::UserNotLoggedIn));
-            if e.kind() == FaultKind::Device || logged_out {
+            // A cached handle the token no longer knows: look everything up afresh.
+            let stale = matches!(
+                e.rv(),
+                Some(RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid)
+            );
+            if e.kind() == FaultKind::Device || logged_out || stale {
                 drop(session);
                 self.mark_broken(call);
                 return result;
