@@ -48,11 +48,10 @@ ensure_postgres() {
     # Debian's postinst would create and start a "main" cluster: not wanted here.
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo mkdir -p /etc/postgresql-common
-    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
-      echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
-    fi
-    _apt_install postgresql
+    $sudo mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" |
+      $sudo tee /etc/postgresql-common/createcluster.d/kms-bridge.conf >/dev/null
+    _apt_install -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold postgresql
   fi
   local bin
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
