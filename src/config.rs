@@ -24,6 +24,9 @@ struct Raw {
     account_id: String,
     regions: Vec<String>,
     max_body_bytes: usize,
+    max_connections: usize,
+    header_read_timeout_ms: u64,
+    body_read_timeout_ms: u64,
     bootstrap_credentials: Option<PathBuf>,
     metrics_listen: Option<String>,
     allow_insecure_http: bool,
@@ -71,6 +74,11 @@ pub struct Settings {
     pub account_id: String,
     pub regions: Vec<String>,
     pub max_body_bytes: usize,
+    /// Open client connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; its body within `body_read_timeout`.
+    pub header_read_timeout: std::time::Duration,
+    pub body_read_timeout: std::time::Duration,
     /// Sourceable `AWS_ACCESS_KEY_ID=…`/`AWS_SECRET_ACCESS_KEY=…` file: the dev admin's key.
     pub bootstrap_credentials: Option<PathBuf>,
     /// Listener for /metrics, /healthz and /readyz (none = not served).
@@ -181,6 +189,9 @@ impl Settings {
             .set_default("account_id", "111122223333")?
             .set_default("regions", vec!["us-east-1"])?
             .set_default("max_body_bytes", 262_144)?
+            .set_default("max_connections", 1024)?
+            .set_default("header_read_timeout_ms", 10_000)?
+            .set_default("body_read_timeout_ms", 30_000)?
             .set_default("allow_insecure_http", false)?
             .set_default("scheduler_interval_seconds", 60)?
             .set_default("store_cache_ttl_ms", 5000)?
@@ -229,6 +240,12 @@ impl Settings {
             if !valid_region(r) {
                 bail!("regions: {r:?} is not a region name like us-east-1");
             }
+        }
+        if raw.max_connections == 0 {
+            bail!("max_connections: must be at least 1");
+        }
+        if raw.header_read_timeout_ms == 0 || raw.body_read_timeout_ms == 0 {
+            bail!("header_read_timeout_ms, body_read_timeout_ms: must be positive");
         }
         if raw.max_body_bytes < 16_384 {
             bail!("max_body_bytes: must be at least 16384");
@@ -351,6 +368,9 @@ impl Settings {
             account_id: raw.account_id,
             regions: raw.regions,
             max_body_bytes: raw.max_body_bytes,
+            max_connections: raw.max_connections,
+            header_read_timeout: std::time::Duration::from_millis(raw.header_read_timeout_ms),
+            body_read_timeout: std::time::Duration::from_millis(raw.body_read_timeout_ms),
             bootstrap_credentials: raw.bootstrap_credentials,
             metrics_listen,
             scheduler_interval_seconds: raw.scheduler_interval_seconds.max(1),

@@ -72,6 +72,16 @@ pub async fn open_backends(settings: &Settings) -> anyhow::Result<Backends> {
     Ok(Backends { token, store })
 }
 
+/// Headers must arrive within `header_timeout` (slow clients do not hold connections).
+fn bound_reads(
+    http: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    header_timeout: std::time::Duration,
+) {
+    http.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+}
+
 /// Read `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` from a sourceable env file.
 pub fn read_credentials_file(path: &Path) -> anyhow::Result<(String, Zeroizing<String>)> {
     let text = Zeroizing::new(
@@ -208,6 +218,7 @@ pub async fn serve(
         auth: Authenticator::new(principals, settings.regions.clone()),
         audit,
         max_body_bytes: settings.max_body_bytes,
+        body_read_timeout: settings.body_read_timeout,
         secure_transport: settings.tls.is_some(),
         debug_clock: settings.debug_clock.then_some(clock),
     });
@@ -284,25 +295,26 @@ pub async fn serve(
             handle.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
         });
     }
+    let limits = api::limits::ConnectionLimit::new(settings.max_connections);
     match &settings.tls {
         Some(tls) => {
             let cfg =
                 axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config(tls)?));
             // Tests and scripts read this line to learn the bound address.
             println!("kms-bridge listening on https://{addr}");
-            axum_server::from_tcp_rustls(listener, cfg)
-                .handle(handle)
-                .serve(app)
-                .await
-                .context("serving")?;
+            let mut server = axum_server::from_tcp_rustls(listener, cfg)
+                .map(|tls| tls.acceptor(limits.clone()))
+                .handle(handle);
+            bound_reads(server.http_builder(), settings.header_read_timeout);
+            server.serve(app).await.context("serving")?;
         }
         None => {
             println!("kms-bridge listening on http://{addr}");
-            axum_server::from_tcp(listener)
-                .handle(handle)
-                .serve(app)
-                .await
-                .context("serving")?;
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(limits)
+                .handle(handle);
+            bound_reads(server.http_builder(), settings.header_read_timeout);
+            server.serve(app).await.context("serving")?;
         }
     }
     // The audit writer fsyncs every batch before acknowledging it, so nothing is pending here;

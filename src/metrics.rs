@@ -91,6 +91,16 @@ pub static AUDIT_WRITE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
+pub static CONNECTIONS_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "kms_connections_refused_total",
+            "Client connections closed at once because max_connections were open",
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
 pub static AUDIT_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new(
@@ -137,6 +147,7 @@ pub fn init() {
     }
     LazyLock::force(&AUDIT_WRITE_SECONDS);
     LazyLock::force(&AUDIT_FAILURES);
+    LazyLock::force(&CONNECTIONS_REFUSED);
     LazyLock::force(&SCHEDULER_RUNS);
 }
 

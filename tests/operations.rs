@@ -619,6 +619,7 @@ fn mtls_request(server: &Server, dir: &Path, with_client_cert: bool) -> Result<u
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     use std::io::{Read, Write};
+    use std::time::Duration;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
@@ -729,4 +730,83 @@ fn refuses_public_plain_http_and_bad_settings() {
     ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("tls.cert"), "{err}");
+}
+
+/// Slow and idle clients cannot hold the server: at most `max_connections` are kept open,
+/// headers and bodies must arrive in time, and a real client is served afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_bounded_and_timed_out() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let dir = TestDir::new();
+    let server = Server::start(
+        &dir,
+        &[
+            ("KMS_BRIDGE_MAX_CONNECTIONS", "16"),
+            ("KMS_BRIDGE_HEADER_READ_TIMEOUT_MS", "700"),
+            ("KMS_BRIDGE_BODY_READ_TIMEOUT_MS", "700"),
+        ],
+    );
+    // 40 slowloris connections: a request line and half the headers, then nothing.
+    let started = std::time::Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let mut c = std::net::TcpStream::connect(&server.addr).unwrap();
+        let _ =
+            c.write_all(b"POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: TrentService.ListKeys\r\n");
+        held.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // Those over the limit were closed at once; the rest are still open.
+    let mut open_now = 0;
+    for c in &mut held {
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut b = [0u8; 1];
+        match c.read(&mut b) {
+            Ok(0) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                open_now += 1
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        open_now <= 16,
+        "{open_now} slow connections held (limit 16)"
+    );
+    assert!(open_now > 0, "the first connections are accepted");
+    // After the header timeout, none is left open.
+    let deadline = started + Duration::from_secs(5);
+    for c in &mut held {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a slow connection outlived the timeout"
+        );
+    }
+    // A body that stalls is cut off too.
+    let mut c = std::net::TcpStream::connect(&server.addr).unwrap();
+    c.write_all(b"POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 1000\r\n\r\n{\"Limit\"")
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "a stalled body held its connection"
+    );
+    drop(held);
+    // Real clients are served.
+    server
+        .client()
+        .list_keys()
+        .send()
+        .await
+        .expect("served after the slow clients");
 }

@@ -1,6 +1,7 @@
 //! The protocol layer: AWS JSON 1.1 over `POST /` with `X-Amz-Target: TrentService.<Op>`.
 
 pub mod error;
+pub mod limits;
 mod model;
 mod ops;
 pub mod wire;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub auth: Authenticator,
     pub audit: AuditLog,
     pub max_body_bytes: usize,
+    /// The whole body must arrive within this.
+    pub body_read_timeout: std::time::Duration,
     /// True when the listener terminates TLS (the `aws:SecureTransport` condition key).
     pub secure_transport: bool,
     /// Testing only (config `debug_clock`): the lifecycle clock the debug endpoint may move.
@@ -320,7 +323,14 @@ async fn serve(
     let op = Operation::from_target(target)
         .ok_or_else(|| ProtocolError::UnknownOperation(format!("Unknown operation {target:?}")))?;
     seen.op = Some(op);
-    let body = read_body(body, state.max_body_bytes).await?;
+    let body = tokio::time::timeout(
+        state.body_read_timeout,
+        read_body(body, state.max_body_bytes),
+    )
+    .await
+    .map_err(|_| {
+        ProtocolError::Serialization("The request body did not arrive in time".into())
+    })??;
     seen.body = body.clone();
     let header_pairs: Vec<(&str, &str)> = req
         .headers
