@@ -619,7 +619,6 @@ fn mtls_request(server: &Server, dir: &Path, with_client_cert: bool) -> Result<u
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     use std::io::{Read, Write};
-    use std::time::Duration;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
