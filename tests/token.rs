@@ -228,3 +228,57 @@ async fn wrong_pin_and_label_fail_to_start() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
 }
+
+/// Each key object allows only the usages its key needs, as an outside tool (OpenSC's
+/// pkcs11-tool) reads them from the token.
+#[tokio::test]
+async fn key_objects_allow_only_their_usages() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    kms.create_key().send().await.unwrap();
+    kms.create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::Hmac256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .unwrap();
+    server.stop();
+    let out = std::process::Command::new("pkcs11-tool")
+        .args(["--module"])
+        .arg(softhsm_module())
+        .args([
+            "--token-label",
+            TOKEN_LABEL,
+            "--login",
+            "--pin",
+            PIN,
+            "--list-objects",
+            "--type",
+            "secrkey",
+        ])
+        .env("SOFTHSM2_CONF", dir.softhsm_conf())
+        .output()
+        .expect("pkcs11-tool (opensc) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut seen = (0, 0);
+    for block in text.split("Secret Key Object;").skip(1) {
+        if !block.contains("label:      kms-bridge/") {
+            continue; // system keys (credential seal, import MAC)
+        }
+        let usage = block
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Usage:"))
+            .map(str::trim)
+            .unwrap_or("");
+        if block.trim_start().starts_with("AES") {
+            assert_eq!(usage, "encrypt, decrypt", "{block}");
+            seen.0 += 1;
+        } else {
+            // (pkcs11-tool does not print CKA_SIGN for secret keys.)
+            assert_eq!(usage, "verify", "{block}");
+            seen.1 += 1;
+        }
+    }
+    assert_eq!(seen, (1, 1), "{text}");
+}

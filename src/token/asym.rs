@@ -383,6 +383,8 @@ impl Token {
                 Attribute::Verify(true),
                 Attribute::Encrypt(false),
                 Attribute::Decrypt(false),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
                 Attribute::Derive(false),
                 Attribute::Id(id.clone()),
                 Attribute::Label(label.into_bytes()),

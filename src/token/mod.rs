@@ -485,8 +485,12 @@ impl Token {
                 Attribute::Private(true),
                 Attribute::Sensitive(true),
                 Attribute::Extractable(false),
+                // Only the usages the key needs. (CKA_MODIFIABLE stays true: SoftHSM 2.6.1 refuses
+                // C_CopyObject of a non-modifiable object, and the working copies need it.)
                 Attribute::Encrypt(true),
                 Attribute::Decrypt(true),
+                Attribute::Sign(false),
+                Attribute::Verify(false),
                 Attribute::Wrap(false),
                 Attribute::Unwrap(false),
                 Attribute::Derive(false),
