@@ -4,7 +4,7 @@
 Usage: scripts/model-constraints.py [path/to/service-2.json]
 (default ../shared/reference/kms/service-2.json). Keeps, for every operation's input shape and
 the shapes it reaches, only what request validation needs: type, min/max, enum, required
-members, member shapes, sensitivity. No documentation is copied.
+members, member shapes, patterns, sensitivity. No documentation is copied.
 """
 import json
 import os
@@ -23,7 +23,7 @@ def visit(name):
         return
     s = shapes[name]
     o = {"type": s["type"]}
-    for k in ("min", "max", "enum", "required", "sensitive"):
+    for k in ("min", "max", "enum", "pattern", "required", "sensitive"):
         if k in s:
             o[k] = s[k]
     out_shapes[name] = o

@@ -32,6 +32,10 @@ struct Shape {
     max: Option<i64>,
     #[serde(rename = "enum")]
     values: Option<Vec<String>>,
+    /// A Java-style regular expression the whole value must match.
+    pattern: Option<String>,
+    #[serde(skip)]
+    compiled: OnceLock<Option<regex_lite::Regex>>,
     #[serde(default)]
     required: Vec<String>,
     #[serde(default)]
@@ -73,6 +77,28 @@ pub fn violations(operation: &str, body: &[u8]) -> Vec<String> {
         return Vec::new();
     }
     errors
+}
+
+/// The model's Java-style pattern as a whole-value regex (`\uXXXX` → `\x{XXXX}`); None if it
+/// does not compile (then it is not checked).
+fn compile(pattern: &str) -> Option<regex_lite::Regex> {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.peek() == Some(&'u') {
+            chars.next();
+            let hex: String = chars.by_ref().take(4).collect();
+            out.push_str(&format!("\\x{{{hex}}}"));
+        } else {
+            out.push(c);
+            if c == '\\' {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    regex_lite::Regex::new(&format!("^(?:{out})$")).ok()
 }
 
 /// `KeyId` → `keyId`, as AWS names members in validation messages.
@@ -152,7 +178,14 @@ impl Check<'_> {
                     }
                 }
                 let q = self.quoted(v);
-                self.length(v.chars().count(), q);
+                self.length(v.chars().count(), q.clone());
+                if let Some(p) = &self.shape.pattern {
+                    let re = self.shape.compiled.get_or_init(|| compile(p));
+                    if re.as_ref().is_some_and(|re| !re.is_match(v)) {
+                        let what = format!("Member must satisfy regular expression pattern: {p}");
+                        self.fail(q, what);
+                    }
+                }
             }
             "blob" => {
                 // The decoded length, from the base64 text (malformed base64 is the typed
@@ -362,6 +395,24 @@ mod tests {
         assert_eq!(
             violations("CreateKey", br#"{"KeyUsage": "NOPE"}"#),
             vec!["Value 'NOPE' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: [SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT, ENCAPSULATE_DECAPSULATE]"]
+        );
+        // Patterns (Java style, whole value); both a length and a pattern may fail.
+        assert_eq!(
+            violations("CreateAlias", br#"{"AliasName": "alias/with space", "TargetKeyId": "k"}"#),
+            vec!["Value 'alias/with space' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"]
+        );
+        assert!(violations(
+            "PutKeyPolicy",
+            br#"{"KeyId": "k", "Policy": "{\"a\": \"\t\"}"}"#
+        )
+        .is_empty());
+        assert_eq!(
+            violations(
+                "PutKeyPolicy",
+                "{\"KeyId\": \"k\", \"Policy\": \"\u{2603}\"}".as_bytes()
+            )
+            .len(),
+            1
         );
         // A JSON null is an absent member; unknown members are ignored; bad JSON is not ours.
         assert!(violations("ListKeys", br#"{"Limit": null, "Other": [1]}"#).is_empty());

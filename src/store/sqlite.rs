@@ -20,6 +20,24 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Open (and create if needed) the database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
+        // Processes opening a new file at once (a server and the admin CLI) can find it locked
+        // while another one switches it to WAL or records a migration (SQLite answers BUSY at
+        // once there, whatever busy_timeout says); the loser finds the work done when it tries
+        // again.
+        let mut attempt = 0u64;
+        loop {
+            attempt += 1;
+            match Self::try_open(path).await {
+                Err(StoreError::Unavailable(e)) if attempt < 20 => {
+                    tracing::debug!(error = %e, attempt, "database busy while opening; retrying");
+                    tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_open(path: &Path) -> Result<SqliteStore> {
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -44,24 +62,17 @@ impl SqliteStore {
                 .execute(&pool)
                 .await?;
         }
-        // Two processes opening a new file at once (a server and the admin CLI) may both try
-        // to record the same migration; the loser finds it applied when it tries again.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match sqlx::migrate!("./src/store/migrations/sqlite")
-                .run(&pool)
-                .await
-            {
-                Ok(()) => break,
-                Err(e) if attempt < 5 => {
-                    tracing::debug!(error = %e, "migration raced; retrying");
-                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        match sqlx::migrate!("./src/store/migrations/sqlite")
+            .run(&pool)
+            .await
+        {
+            Ok(()) => Ok(SqliteStore { pool }),
+            // A concurrent opener recorded the same migration first.
+            Err(e) => Err(match StoreError::from(e) {
+                StoreError::AlreadyExists => StoreError::Unavailable("migration raced".into()),
+                other => other,
+            }),
         }
-        Ok(SqliteStore { pool })
     }
 
     async fn publish(&self, _tx: &mut Tx<'_>, _changes: &[Invalidation]) -> Result<()> {
