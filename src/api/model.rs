@@ -121,10 +121,7 @@ fn join(parent: &str, member: &str) -> String {
 fn check_required(shape: &Shape, present: &[String], path: &str, errors: &mut Vec<String>) {
     for r in &shape.required {
         if !present.iter().any(|p| p == r) {
-            errors.push(format!(
-                "Value null at '{}' failed to satisfy constraint: Member must not be null",
-                join(path, r)
-            ));
+            errors.push(texts::not_null(&join(path, r)));
         }
     }
 }
@@ -143,12 +140,10 @@ impl Check<'_> {
     }
 
     fn fail(&mut self, value: Option<String>, what: String) {
-        let at = match value {
-            Some(v) => format!("Value '{v}' at '{}'", self.path),
-            None => format!("Value at '{}'", self.path),
-        };
-        self.errors
-            .push(format!("{at} failed to satisfy constraint: {what}"));
+        self.errors.push(match value {
+            Some(v) => texts::constraint(&v, &self.path, &what),
+            None => texts::constraint_unquoted(&self.path, &what),
+        });
     }
 
     fn length(&mut self, n: usize, value: Option<String>) {
@@ -169,10 +164,7 @@ impl Check<'_> {
             "string" => {
                 if let Some(values) = &self.shape.values {
                     if !values.iter().any(|x| x == v) {
-                        let what = format!(
-                            "Member must satisfy enum value set: [{}]",
-                            values.join(", ")
-                        );
+                        let what = texts::enum_set(&format!("[{}]", values.join(", ")));
                         let q = self.quoted(v);
                         return self.fail(q, what);
                     }

@@ -7,6 +7,7 @@ use super::wire::{self, *};
 use super::ApiError;
 use crate::kms::blob::EncryptionContext;
 use crate::kms::ids::AliasName;
+use crate::kms::texts;
 use crate::kms::{
     CreateGrantInput, CreateKeyInput, GrantConstraints, GrantInfo, KeyInfo, Kms, RequestContext,
 };
@@ -597,9 +598,13 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 None | Some("ROTATIONS_ONLY") => false,
                 Some("ALL_KEY_MATERIAL") => true,
                 Some(other) => {
-                    return Err(super::error::ProtocolError::Validation(format!(
-                        "1 validation error detected: Value '{other}' at 'includeKeyMaterial' failed to satisfy constraint: Member must satisfy enum value set: [ALL_KEY_MATERIAL, ROTATIONS_ONLY]"
-                    ))
+                    return Err(super::error::ProtocolError::Validation(texts::validation(&[
+                        texts::constraint(
+                            other,
+                            "includeKeyMaterial",
+                            &texts::enum_set("[ALL_KEY_MATERIAL, ROTATIONS_ONLY]"),
+                        ),
+                    ]))
                     .into())
                 }
             };
@@ -787,11 +792,13 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             )?;
             if let Some(t) = r.import_type.as_deref() {
                 if !matches!(t, "NEW_KEY_MATERIAL" | "EXISTING_KEY_MATERIAL") {
-                    return Err(crate::kms::KmsError::Validation(format!(
-                        "1 validation error detected: Value '{t}' at 'importType' failed to \
-                         satisfy constraint: Member must satisfy enum value set: \
-                         [NEW_KEY_MATERIAL, EXISTING_KEY_MATERIAL]"
-                    ))
+                    return Err(crate::kms::KmsError::Validation(texts::validation(&[
+                        texts::constraint(
+                            t,
+                            "importType",
+                            &texts::enum_set("[NEW_KEY_MATERIAL, EXISTING_KEY_MATERIAL]"),
+                        ),
+                    ]))
                     .into());
                 }
             }

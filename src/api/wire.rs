@@ -12,6 +12,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::error::ProtocolError;
 use crate::kms::ids::KeyRef;
+use crate::kms::texts;
 
 type Res<T> = Result<T, ProtocolError>;
 
@@ -295,44 +296,31 @@ pub fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Res<T> {
 }
 
 fn validation(detail: String) -> ProtocolError {
-    ProtocolError::Validation(format!("1 validation error detected: {detail}"))
+    ProtocolError::Validation(texts::validation(&[detail]))
 }
 
 pub fn required<T>(v: Option<T>, member: &str) -> Res<T> {
-    v.ok_or_else(|| {
-        validation(format!(
-            "Value null at '{member}' failed to satisfy constraint: Member must not be null"
-        ))
-    })
+    v.ok_or_else(|| validation(texts::not_null(member)))
+}
+
+/// `n` (characters or bytes) within `min..=max`; the value itself is not quoted.
+fn length_within(n: usize, member: &str, min: usize, max: usize) -> Res<()> {
+    let what = if n < min {
+        texts::length_at_least(min)
+    } else if n > max {
+        texts::length_at_most(max)
+    } else {
+        return Ok(());
+    };
+    Err(validation(texts::constraint_unquoted(member, &what)))
 }
 
 pub fn length(s: &str, member: &str, min: usize, max: usize) -> Res<()> {
-    let n = s.chars().count();
-    if n < min {
-        return Err(validation(format!(
-            "Value at '{member}' failed to satisfy constraint: Member must have length greater than or equal to {min}"
-        )));
-    }
-    if n > max {
-        return Err(validation(format!(
-            "Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
-        )));
-    }
-    Ok(())
+    length_within(s.chars().count(), member, min, max)
 }
 
 pub fn blob_length(b: &[u8], member: &str, min: usize, max: usize) -> Res<()> {
-    if b.len() < min {
-        return Err(validation(format!(
-            "Value at '{member}' failed to satisfy constraint: Member must have length greater than or equal to {min}"
-        )));
-    }
-    if b.len() > max {
-        return Err(validation(format!(
-            "Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
-        )));
-    }
-    Ok(())
+    length_within(b.len(), member, min, max)
 }
 
 /// Parse an enum member against its allowed values.
@@ -344,12 +332,9 @@ pub fn enum_member<T>(
 ) -> Res<Option<T>> {
     match v {
         None => Ok(None),
-        Some(s) => parse(&s).map(Some).ok_or_else(|| {
-            validation(format!(
-                "Value '{s}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: {}",
-                allowed()
-            ))
-        }),
+        Some(s) => parse(&s)
+            .map(Some)
+            .ok_or_else(|| validation(texts::constraint(&s, member, &texts::enum_set(&allowed())))),
     }
 }
 
@@ -370,9 +355,10 @@ pub fn opt_key_ref(v: Option<String>, member: &str) -> Result<Option<KeyRef>, su
 pub fn grant_tokens(v: &Option<Vec<String>>) -> Result<(), super::ApiError> {
     if let Some(t) = v {
         if t.len() > 10 {
-            return Err(validation(
-                "Value at 'grantTokens' failed to satisfy constraint: Member must have length less than or equal to 10".into(),
-            )
+            return Err(validation(texts::constraint_unquoted(
+                "grantTokens",
+                &texts::length_at_most(10),
+            ))
             .into());
         }
         crate::kms::validate_grant_tokens(t)?;

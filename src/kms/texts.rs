@@ -22,6 +22,21 @@ pub fn constraint(value: &str, path: &str, what: &str) -> String {
     format!("Value '{value}' at '{path}' failed to satisfy constraint: {what}")
 }
 
+/// The same for a value that is not quoted (secrets, blobs): `Value at '<path>' …`.
+pub fn constraint_unquoted(path: &str, what: &str) -> String {
+    format!("Value at '{path}' failed to satisfy constraint: {what}")
+}
+
+/// A required member that is absent (or JSON null).
+pub fn not_null(path: &str) -> String {
+    format!("Value null at '{path}' failed to satisfy constraint: Member must not be null")
+}
+
+/// `allowed` is the bracketed list, `[A, B]`.
+pub fn enum_set(allowed: &str) -> String {
+    format!("Member must satisfy enum value set: {allowed}")
+}
+
 pub fn at_least(min: i64) -> String {
     format!("Member must have value greater than or equal to {min}")
 }
