@@ -7,13 +7,12 @@
 //! identity-policy changes drop the cached entries as they arrive, and while announcements may
 //! be missed every lookup reads the store.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use crate::store::cached::Table;
 use crate::store::{
     AccessKeyRecord, IdentityPolicyRecord, Invalidation, MetadataStore, Millis, PrincipalKind,
     PrincipalRecord, StoreError,
@@ -72,17 +71,6 @@ impl Principal {
     }
 }
 
-struct CachedKey {
-    principal: Principal,
-    secret: Zeroizing<Vec<u8>>,
-    at: Instant,
-}
-
-struct CachedPolicies {
-    documents: Arc<Vec<IdentityPolicyRecord>>,
-    at: Instant,
-}
-
 /// Principals, access keys and identity policies, backed by the store and sealed by the token.
 pub struct Principals {
     token: Token,
@@ -90,28 +78,20 @@ pub struct Principals {
     caches: Arc<Caches>,
 }
 
+/// Verified credentials and identity policies; an invalidation wins over a racing read.
 struct Caches {
-    keys: Mutex<HashMap<String, CachedKey>>,
-    policies: Mutex<HashMap<String, CachedPolicies>>,
-    /// Bumped by every invalidation: a lookup that raced with one does not cache its result.
-    generation: AtomicU64,
+    keys: Table<String, (Principal, Zeroizing<Vec<u8>>)>,
+    policies: Table<String, Arc<Vec<IdentityPolicyRecord>>>,
 }
 
 impl Caches {
     fn apply(&self, change: &Invalidation) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        let keys = || self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        let policies = || self.policies.lock().unwrap_or_else(|p| p.into_inner());
         match change {
-            Invalidation::AccessKey(id) => {
-                keys().remove(id);
-            }
-            Invalidation::Principal(arn) => {
-                policies().remove(arn);
-            }
+            Invalidation::AccessKey(id) => self.keys.invalidate(id),
+            Invalidation::Principal(arn) => self.policies.invalidate(arn),
             Invalidation::Flush => {
-                keys().clear();
-                policies().clear();
+                self.keys.clear();
+                self.policies.clear();
             }
             Invalidation::Key(_) | Invalidation::Alias { .. } => {}
         }
@@ -152,9 +132,8 @@ impl Principals {
             tracing::info!("created the credential sealing key in the token");
         }
         let caches = Arc::new(Caches {
-            keys: Mutex::new(HashMap::new()),
-            policies: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
+            keys: Table::new(CACHE_TTL),
+            policies: Table::new(CACHE_TTL),
         });
         if let Some(rx) = store.subscribe() {
             crate::store::follow_invalidations(rx, Arc::downgrade(&caches), Caches::apply);
@@ -171,19 +150,13 @@ impl Principals {
         &self,
         access_key_id: &str,
     ) -> Result<Option<(Principal, Zeroizing<Vec<u8>>)>> {
+        // While other nodes' changes may be missed, read through (and keep nothing).
         let trusted = self.store.cache_coherent();
-        if let Some(c) = self
-            .caches
-            .keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(access_key_id)
-        {
-            if trusted && c.at.elapsed() < CACHE_TTL {
-                return Ok(Some((c.principal.clone(), c.secret.clone())));
-            }
-        }
-        let generation = self.caches.generation.load(Ordering::SeqCst);
+        let generation = match self.caches.keys.get(access_key_id) {
+            Ok(Some(hit)) if trusted => return Ok(Some(hit)),
+            Ok(_) => None,
+            Err(generation) => trusted.then_some(generation),
+        };
         let Some(rec) = self.store.get_access_key(access_key_id).await? else {
             return Ok(None);
         };
@@ -195,54 +168,30 @@ impl Principals {
         };
         let secret = self.unseal(access_key_id, &rec.sealed_secret).await?;
         let principal = Principal::from_record(&p);
-        let mut cache = self.caches.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if !trusted || self.caches.generation.load(Ordering::SeqCst) != generation {
-            return Ok(Some((principal, secret)));
+        if let Some(generation) = generation {
+            self.caches.keys.put(
+                access_key_id.to_owned(),
+                Some((principal.clone(), secret.clone())),
+                generation,
+            );
         }
-        cache.retain(|_, c| c.at.elapsed() < CACHE_TTL);
-        cache.insert(
-            access_key_id.to_owned(),
-            CachedKey {
-                principal: principal.clone(),
-                secret: secret.clone(),
-                at: Instant::now(),
-            },
-        );
         Ok(Some((principal, secret)))
     }
 
     /// The identity policies attached to a principal (cached briefly).
     pub async fn identity_policies(&self, arn: &str) -> Result<Arc<Vec<IdentityPolicyRecord>>> {
         let trusted = self.store.cache_coherent();
-        if let Some(c) = self
-            .caches
-            .policies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(arn)
-        {
-            if trusted && c.at.elapsed() < CACHE_TTL {
-                return Ok(c.documents.clone());
-            }
-        }
-        let generation = self.caches.generation.load(Ordering::SeqCst);
+        let generation = match self.caches.policies.get(arn) {
+            Ok(Some(hit)) if trusted => return Ok(hit),
+            Ok(_) => None,
+            Err(generation) => trusted.then_some(generation),
+        };
         let docs = Arc::new(self.store.identity_policies(arn).await?);
-        let mut cache = self
-            .caches
-            .policies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if !trusted || self.caches.generation.load(Ordering::SeqCst) != generation {
-            return Ok(docs);
+        if let Some(generation) = generation {
+            self.caches
+                .policies
+                .put(arn.to_owned(), Some(docs.clone()), generation);
         }
-        cache.retain(|_, c| c.at.elapsed() < CACHE_TTL);
-        cache.insert(
-            arn.to_owned(),
-            CachedPolicies {
-                documents: docs.clone(),
-                at: Instant::now(),
-            },
-        );
         Ok(docs)
     }
 

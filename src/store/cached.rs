@@ -25,7 +25,9 @@ use super::{Invalidation, MetadataStore};
 /// Entries kept per cache before it starts over (bounds memory; 10,000 keys fit).
 const CAPACITY: usize = 50_000;
 
-struct Table<K, V> {
+/// A TTL cache whose invalidations win over racing reads (see the module docs); also the
+/// credential and identity-policy cache of `auth::Principals`.
+pub(crate) struct Table<K, V> {
     ttl: Duration,
     inner: Mutex<Inner<K, V>>,
 }
@@ -36,7 +38,7 @@ struct Inner<K, V> {
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Table<K, V> {
-    fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Table {
             ttl,
             inner: Mutex::new(Inner {
@@ -54,7 +56,11 @@ impl<K: Eq + Hash + Clone, V: Clone> Table<K, V> {
 
     /// A fresh entry (`Some(row)`; the row itself may be `None` = known absent) or the
     /// generation to pass to `put` after reading the store.
-    fn get(&self, key: &K) -> std::result::Result<Option<V>, u64> {
+    pub(crate) fn get<Q>(&self, key: &Q) -> std::result::Result<Option<V>, u64>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let g = self.lock();
         match g.entries.get(key) {
             Some((at, v)) if at.elapsed() < self.ttl => Ok(v.clone()),
@@ -62,7 +68,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Table<K, V> {
         }
     }
 
-    fn put(&self, key: K, value: Option<V>, generation: u64) {
+    pub(crate) fn put(&self, key: K, value: Option<V>, generation: u64) {
         if self.ttl.is_zero() {
             return;
         }
@@ -76,13 +82,17 @@ impl<K: Eq + Hash + Clone, V: Clone> Table<K, V> {
         g.entries.insert(key, (Instant::now(), value));
     }
 
-    fn invalidate(&self, key: &K) {
+    pub(crate) fn invalidate<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut g = self.lock();
         g.generation += 1;
         g.entries.remove(key);
     }
 
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let mut g = self.lock();
         g.generation += 1;
         g.entries.clear();
