@@ -10,6 +10,8 @@
 #   BENCH_OUTPUT       Markdown file to write (default docs/PERFORMANCE.md; "-" for none)
 #   BENCH_SCALE_KEYS=N also measure key-count scaling (or --scale N): create N keys, restart the
 #                      server timing its start-up, Encrypt over 10 keys vs all N, server memory
+#   BENCH_FLOOD=N      (or --flood N) N more connections flood GenerateDataKeyPair RSA_4096
+#                      during every measurement (quotas off: only the keygen lane limits it)
 #   BENCH_MAIN=0       skip the main table (e.g. with BENCH_SCALE_KEYS, to run only that)
 #   BENCH_NODES=1,3    also (or --nodes 1,3) measure clusters: for each count, that many nodes on
 #                      one PostgreSQL database (tmpfs) and one token, the load spread over them
@@ -100,7 +102,9 @@ start_server() {
   KMS_BRIDGE_BOOTSTRAP_CREDENTIALS="$creds" \
   KMS_BRIDGE_QUOTAS__SYMMETRIC=0 KMS_BRIDGE_QUOTAS__RSA=0 KMS_BRIDGE_QUOTAS__ECC=0 \
   KMS_BRIDGE_QUOTAS__GENERATE_RANDOM=0 KMS_BRIDGE_QUOTAS__CREATE_KEY=0 \
-  KMS_BRIDGE_QUOTAS__MANAGEMENT=0 \
+  KMS_BRIDGE_QUOTAS__MANAGEMENT=0 KMS_BRIDGE_QUOTAS__DATA_KEY_PAIR_ECC=0 \
+  KMS_BRIDGE_QUOTAS__DATA_KEY_PAIR_RSA_2048=0 KMS_BRIDGE_QUOTAS__DATA_KEY_PAIR_RSA_3072=0 \
+  KMS_BRIDGE_QUOTAS__DATA_KEY_PAIR_RSA_4096=0 \
   "$bin" serve > "$data/server.out" 2>> "$work/server.log" &
   server_pid=$!
   addr=""

@@ -59,6 +59,8 @@ struct RawToken {
     label: String,
     threads: Option<usize>,
     working_copies: usize,
+    keygen_threads: usize,
+    keygen_queue: usize,
     pin_env: Option<String>,
     pin_file: Option<PathBuf>,
 }
@@ -163,6 +165,8 @@ pub struct TokenSettings {
     pub threads: usize,
     /// Most session-object working copies of keys kept in the token (0 = none).
     pub working_copies: usize,
+    /// Key pair generation's own threads and queue (`token.keygen_threads`, `keygen_queue`).
+    pub keygen: crate::token::KeygenLane,
     /// The user PIN: never logged (`Debug` is redacted).
     pub pin: SecretString,
 }
@@ -174,6 +178,7 @@ impl std::fmt::Debug for TokenSettings {
             .field("label", &self.label)
             .field("threads", &self.threads)
             .field("working_copies", &self.working_copies)
+            .field("keygen", &self.keygen)
             .field("pin", &"<redacted>")
             .finish()
     }
@@ -203,7 +208,9 @@ impl Settings {
             .set_default("audit.max_file_bytes", 64 * 1024 * 1024)?
             .set_default("token.module", DEFAULT_MODULE)?
             .set_default("token.label", "kms-bridge")?
-            .set_default("token.working_copies", 16_384)?;
+            .set_default("token.working_copies", 16_384)?
+            .set_default("token.keygen_threads", 1)?
+            .set_default("token.keygen_queue", 8)?;
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
         }
@@ -295,15 +302,8 @@ impl Settings {
         if raw.debug_clock && !metrics_listen.is_some_and(|m| m.ip().is_loopback()) {
             bail!("debug_clock: only for tests, and only with a loopback metrics_listen");
         }
-        let q = &raw.quotas;
-        for (name, v) in [
-            ("symmetric", q.symmetric),
-            ("rsa", q.rsa),
-            ("ecc", q.ecc),
-            ("generate_random", q.generate_random),
-            ("create_key", q.create_key),
-            ("management", q.management),
-        ] {
+        for group in crate::kms::quota::QuotaGroup::ALL {
+            let (name, v) = (group.name(), raw.quotas.rate(group));
             if !(v >= 0.0 && v.is_finite()) {
                 bail!("quotas.{name}: {v} must be a non-negative number of requests per second");
             }
@@ -327,6 +327,18 @@ impl Settings {
                 .unwrap_or(2)
                 .max(2),
         };
+        if !(1..=64).contains(&raw.token.keygen_threads) {
+            bail!(
+                "token.keygen_threads: {} must be between 1 and 64",
+                raw.token.keygen_threads
+            );
+        }
+        if raw.token.keygen_queue > 4096 {
+            bail!(
+                "token.keygen_queue: {} must be at most 4096",
+                raw.token.keygen_queue
+            );
+        }
         let pin = read_pin(&raw.token)?;
         let database = match raw.database.as_deref() {
             None | Some("") => Database::Sqlite(raw.data_dir.join("kms-bridge.db")),
@@ -385,6 +397,10 @@ impl Settings {
                 label: raw.token.label,
                 threads,
                 working_copies: raw.token.working_copies,
+                keygen: crate::token::KeygenLane {
+                    threads: raw.token.keygen_threads,
+                    queue: raw.token.keygen_queue,
+                },
                 pin,
             },
         })

@@ -51,6 +51,7 @@ pub async fn open_backends(settings: &Settings) -> anyhow::Result<Backends> {
         pin: settings.token.pin.clone(),
         threads: settings.token.threads,
         working_copies: settings.token.working_copies,
+        keygen: settings.token.keygen,
     };
     // Several nodes share the token: see `token::shared_with_other_processes`.
     crate::token::shared_with_other_processes(matches!(settings.database, Database::Postgres(_)));

@@ -83,6 +83,7 @@ async fn bench_measures_server_and_raw_ceiling() {
         pin: PIN.to_owned().into(),
         threads: 2,
         working_copies: 1024,
+        keygen: Default::default(),
     };
     let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
         .await

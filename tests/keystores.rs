@@ -222,6 +222,7 @@ async fn keys_live_in_their_custom_key_store() {
         pin: CLUSTER_PIN.to_owned().into(),
         threads: 2,
         working_copies: 1024,
+        keygen: Default::default(),
     };
     let store_token = tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
         .await

@@ -456,6 +456,100 @@ async fn throttling_and_sdk_retry() {
     assert!(metric(&text, r#"kms_throttled_requests_total{quota="symmetric"}"#) >= 10.0);
 }
 
+/// A flood of RSA-4096 generation (data key pairs and CreateKey) cannot take the token threads
+/// cheap calls need: generation has a bounded lane of its own, and what does not fit is
+/// refused with AWS's `ThrottlingException` (nothing half-made left behind), while Encrypt
+/// keeps working throughout.
+#[tokio::test]
+async fn key_generation_flood_is_throttled_by_its_own_lane() {
+    let dir = TestDir::new();
+    let server = Server::start(
+        &dir,
+        &[
+            ("KMS_BRIDGE_QUOTAS__DATA_KEY_PAIR_RSA_4096", "0"),
+            ("KMS_BRIDGE_QUOTAS__CREATE_KEY", "0"),
+            ("KMS_BRIDGE_TOKEN__KEYGEN_THREADS", "1"),
+            ("KMS_BRIDGE_TOKEN__KEYGEN_QUEUE", "1"),
+            ("KMS_BRIDGE_METRICS_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let kms = server.client();
+    let key = new_symmetric_key(&kms).await;
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (kms, key) = (kms.clone(), key.clone());
+        flood.spawn(async move {
+            if i % 4 == 3 {
+                kms.create_key()
+                    .key_spec(aws_sdk_kms::types::KeySpec::Rsa4096)
+                    .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+                    .send()
+                    .await
+                    .map(|_| true)
+                    .map_err(|e| code_and_message(&e))
+            } else {
+                kms.generate_data_key_pair()
+                    .key_id(&key)
+                    .key_pair_spec(aws_sdk_kms::types::DataKeyPairSpec::Rsa4096)
+                    .send()
+                    .await
+                    .map(|_| false)
+                    .map_err(|e| code_and_message(&e))
+            }
+        });
+    }
+    // Cheap calls while the flood runs: every one is served.
+    for _ in 0..40 {
+        kms.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"cheap".to_vec()))
+            .send()
+            .await
+            .expect("Encrypt during a key generation flood");
+    }
+    let (mut made, mut keys_made, mut throttled) = (0, 0, 0);
+    while let Some(r) = flood.join_next().await {
+        match r.unwrap() {
+            Ok(created_key) => {
+                made += 1;
+                keys_made += usize::from(created_key);
+            }
+            Err((code, message)) => {
+                assert_eq!(code, "ThrottlingException");
+                assert_eq!(
+                    message.as_deref(),
+                    Some("You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.")
+                );
+                throttled += 1;
+            }
+        }
+    }
+    // One generating and one waiting fit the lane; 8 arriving at once cannot all fit.
+    assert!(made >= 1, "nothing was generated");
+    assert!(throttled >= 1, "no generation was refused ({made} made)");
+    let listed = kms.list_keys().send().await.unwrap().keys.unwrap().len();
+    assert_eq!(
+        listed,
+        1 + keys_made,
+        "a refused CreateKey left a key behind"
+    );
+    let text = http_get(server.metrics_addr.as_ref().unwrap(), "/metrics").body;
+    assert_eq!(
+        metric(
+            &text,
+            r#"kms_throttled_requests_total{quota="token_keygen"}"#
+        ),
+        throttled as f64
+    );
+    // The lane frees up: generation works again.
+    kms.generate_data_key_pair()
+        .key_id(&key)
+        .key_pair_spec(aws_sdk_kms::types::DataKeyPairSpec::EccNistP256)
+        .send()
+        .await
+        .unwrap();
+}
+
 /// A test CA with a server certificate for 127.0.0.1 and a client certificate, via openssl.
 fn make_pki(dir: &Path) {
     let run = |args: &[&str]| {

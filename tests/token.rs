@@ -176,6 +176,7 @@ async fn working_copies_are_protected_session_objects() {
         pin: PIN.to_owned().into(),
         threads: 1,
         working_copies: 0,
+        keygen: Default::default(),
     };
     let plain = tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
         .await

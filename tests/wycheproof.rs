@@ -98,6 +98,7 @@ async fn open_token(dir: &TestDir) -> Token {
         pin: PIN.to_owned().into(),
         threads: 2,
         working_copies: 1024,
+        keygen: Default::default(),
     };
     tokio::task::spawn_blocking(move || Token::open(&cfg))
         .await

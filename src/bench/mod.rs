@@ -100,6 +100,70 @@ pub struct BenchArgs {
     /// Start-up time of the server with the populated keys, measured by the caller.
     #[arg(long)]
     pub startup_seconds: Option<f64>,
+    /// Abuse while measuring: this many more connections send GenerateDataKeyPair RSA_4096
+    /// back to back for the whole run (the expensive-generation flood of issue 18); the
+    /// report says how many pairs were made and how many were throttled.
+    #[arg(long, env = "BENCH_FLOOD", default_value_t = 0)]
+    pub flood: usize,
+}
+
+/// Background connections flooding the server with RSA-4096 data key pair generation.
+struct Flood {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// (made, throttled, other errors)
+    counts: Arc<[std::sync::atomic::AtomicU64; 3]>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Flood {
+    fn start(
+        endpoint: &str,
+        creds: &Arc<Credentials>,
+        key: &str,
+        connections: usize,
+    ) -> anyhow::Result<Flood> {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+        let body = Bytes::from(serde_json::to_vec(
+            &json!({ "KeyId": key, "KeyPairSpec": "RSA_4096" }),
+        )?);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            let mut client = KmsClient::new(endpoint, creds.clone())?;
+            let (stop, counts, body) = (stop.clone(), counts.clone(), body.clone());
+            tasks.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let slot = match client.send("GenerateDataKeyPair", body.clone()).await {
+                        Ok(a) if a.status == 200 => 0,
+                        Ok(a) if a.error_type() == "ThrottlingException" => 1,
+                        _ => 2,
+                    };
+                    counts[slot].fetch_add(1, Ordering::Relaxed);
+                    if slot != 0 {
+                        // A refused caller backs off a little, as the SDKs do.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            });
+        }
+        Ok(Flood {
+            stop,
+            counts,
+            tasks,
+        })
+    }
+
+    async fn finish(mut self) -> String {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        while self.tasks.join_next().await.is_some() {}
+        let [made, throttled, failed] = [0, 1, 2].map(|i| self.counts[i].load(Ordering::Relaxed));
+        format!(
+            "connections sending GenerateDataKeyPair RSA_4096 throughout: {made} pairs made, \
+             {throttled} throttled, {failed} other errors"
+        )
+    }
 }
 
 /// The operations the load generator knows.
@@ -230,6 +294,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         done: HashMap::new(),
     };
 
+    let flood = match args.flood {
+        0 => None,
+        n => Some((n, Flood::start(first, &creds, &fixtures.key, n)?)),
+    };
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     for op in ops {
@@ -259,6 +327,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         });
     }
 
+    let flood_note = match flood {
+        Some((n, f)) => Some(format!("{n} {}", f.finish().await)),
+        None => None,
+    };
     let mut peers = Vec::new();
     if let Some(moto) = &args.moto_endpoint {
         tracing::info!(endpoint = moto, "driving moto_server");
@@ -293,6 +365,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         ),
     ];
     settings.extend(args.note.iter().map(|n| ("note".to_owned(), n.clone())));
+    if let Some(f) = flood_note {
+        settings.push(("flood".to_owned(), f));
+    }
     Ok(Report {
         rows,
         peers,
@@ -329,6 +404,7 @@ async fn open_token(args: &BenchArgs) -> anyhow::Result<Option<Token>> {
         pin: pin.trim_end_matches(['\r', '\n']).to_owned().into(),
         threads: 2,
         working_copies: 0,
+        keygen: Default::default(),
     };
     let token = tokio::task::spawn_blocking(move || Token::open(&cfg))
         .await?

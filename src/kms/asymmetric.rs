@@ -598,9 +598,7 @@ impl Kms {
         } else {
             "kms:GenerateDataKeyPairWithoutPlaintext"
         };
-        let op = Op::new(action)
-            .with_context(enc_ctx)
-            .fact("kms:DataKeyPairSpec", spec.as_str());
+        let op = Op::new(action).with_context(enc_ctx).data_key_pair(spec);
         let k = self.resolve(ctx, key, op).await?;
         require_symmetric(&k, None, "GenerateDataKeyPair")?;
         require_enabled(&k)?;

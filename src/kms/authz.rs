@@ -67,6 +67,9 @@ pub(crate) struct Op<'a> {
     pub action: &'static str,
     pub facts: Context,
     pub enc_ctx: Option<&'a EncryptionContext>,
+    /// The quota group when the action's own group does not follow from the key (data key
+    /// pairs are charged by the pair's spec).
+    pub quota: Option<super::quota::QuotaGroup>,
 }
 
 /// Actions whose KeyId may be an alias name or alias ARN.
@@ -139,7 +142,16 @@ impl<'a> Op<'a> {
             action,
             facts: Context::new(),
             enc_ctx: None,
+            quota: None,
         }
+    }
+
+    /// A GenerateDataKeyPair(WithoutPlaintext) for this pair spec: the condition fact, and the
+    /// spec's own quota.
+    pub fn data_key_pair(mut self, spec: crate::model::DataKeyPairSpec) -> Op<'a> {
+        self.facts.set("kms:DataKeyPairSpec", spec.as_str());
+        self.quota = Some(super::quota::QuotaGroup::of_data_key_pair(spec));
+        self
     }
 
     /// Bind the request's encryption context (condition keys and grant constraints).
@@ -240,24 +252,15 @@ fn denied(ctx: &RequestContext, action: &str, resource: &str, why: &str) -> KmsE
 
 impl Kms {
     /// Count the request against its quota group (once per request).
-    fn charge(
-        &self,
-        ctx: &RequestContext,
-        action: &str,
-        spec: Option<crate::model::KeySpec>,
-    ) -> Result<()> {
+    fn charge(&self, ctx: &RequestContext, group: super::quota::QuotaGroup) -> Result<()> {
         use std::sync::atomic::Ordering;
         if ctx.quota_charged.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
-        let group = super::quota::QuotaGroup::of(action, spec);
         if self.quotas.take(&ctx.principal.account, group) {
             Ok(())
         } else {
-            Err(KmsError::Throttling(
-                "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
-                    .into(),
-            ))
+            Err(KmsError::Throttling(super::texts::THROTTLED.into()))
         }
     }
 
@@ -374,7 +377,10 @@ impl Kms {
         key: KeyRecord,
         mut op: Op<'_>,
     ) -> Result<Permitted> {
-        self.charge(ctx, op.action, Some(key.key_spec))?;
+        let group = op
+            .quota
+            .unwrap_or_else(|| super::quota::QuotaGroup::of(op.action, Some(key.key_spec)));
+        self.charge(ctx, group)?;
         let arn = super::ids::key_arn(&key.region, &key.account, &key.key_id);
         self.base_facts(ctx, &mut op.facts);
         op.facts.set("kms:KeySpec", key.key_spec.as_str());
@@ -471,7 +477,7 @@ impl Kms {
         resource: &str,
         mut facts: Context,
     ) -> Result<AccountPermit> {
-        self.charge(ctx, action, None)?;
+        self.charge(ctx, super::quota::QuotaGroup::of(action, None))?;
         self.base_facts(ctx, &mut facts);
         let eval = self.evaluate_identity(ctx, action, resource, &facts)?;
         if eval.explicit_deny {

@@ -84,6 +84,9 @@ pub enum KmsError {
 
 impl From<TokenError> for KmsError {
     fn from(e: TokenError) -> Self {
+        if let TokenError::Busy(_) = e {
+            return KmsError::Throttling(super::texts::THROTTLED.into());
+        }
         match e.kind() {
             FaultKind::Retryable => KmsError::DependencyTimeout(e.to_string()),
             FaultKind::SessionFatal | FaultKind::Device | FaultKind::ObjectMissing => {

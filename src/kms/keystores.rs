@@ -26,15 +26,22 @@ pub struct KeyStores {
     module: PathBuf,
     threads: usize,
     working_copies: usize,
+    keygen: crate::token::KeygenLane,
     tokens: RwLock<HashMap<String, Token>>,
 }
 
 impl KeyStores {
-    pub fn new(module: PathBuf, threads: usize, working_copies: usize) -> KeyStores {
+    pub fn new(
+        module: PathBuf,
+        threads: usize,
+        working_copies: usize,
+        keygen: crate::token::KeygenLane,
+    ) -> KeyStores {
         KeyStores {
             module,
             threads,
             working_copies,
+            keygen,
             tokens: RwLock::new(HashMap::new()),
         }
     }
@@ -154,6 +161,7 @@ impl Kms {
             pin,
             threads: self.key_stores.threads,
             working_copies: self.key_stores.working_copies,
+            keygen: self.key_stores.keygen,
         };
         let opened = tokio::task::spawn_blocking(move || Token::open(&cfg))
             .await

@@ -155,14 +155,18 @@ impl Kms {
         quotas: quota::QuotaSettings,
         module: std::path::PathBuf,
     ) -> Kms {
-        let (threads, working_copies) = (token.threads(), token.max_working_copies());
+        let (threads, working_copies, keygen) = (
+            token.threads(),
+            token.max_working_copies(),
+            token.keygen_lane(),
+        );
         Kms {
             token,
             store,
             clock,
             policies: authz::PolicyCache::default(),
             quotas: quota::Quotas::new(quotas),
-            key_stores: keystores::KeyStores::new(module, threads, working_copies),
+            key_stores: keystores::KeyStores::new(module, threads, working_copies, keygen),
             import_mac: tokio::sync::OnceCell::new(),
             import_unsupported: Default::default(),
             usage: Default::default(),

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use crate::model::KeySpec;
+use crate::model::{DataKeyPairSpec, KeySpec};
 
 /// Requests per second per account; 0 disables a quota. Bursts up to one second's worth.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +23,13 @@ pub struct QuotaSettings {
     pub create_key: f64,
     /// Every other operation.
     pub management: f64,
+    /// GenerateDataKeyPair and GenerateDataKeyPairWithoutPlaintext share quotas of their own,
+    /// by key pair spec (AWS's "GenerateDataKeyPair (<spec>) request rate"): what the pair costs
+    /// to generate, not what the wrapping key's crypto costs.
+    pub data_key_pair_ecc: f64,
+    pub data_key_pair_rsa_2048: f64,
+    pub data_key_pair_rsa_3072: f64,
+    pub data_key_pair_rsa_4096: f64,
 }
 
 impl Default for QuotaSettings {
@@ -34,6 +41,30 @@ impl Default for QuotaSettings {
             generate_random: 50_000.0,
             create_key: 50.0,
             management: 1_000.0,
+            // AWS's defaults (developer guide, "Request quotas").
+            data_key_pair_ecc: 100.0,
+            data_key_pair_rsa_2048: 20.0,
+            data_key_pair_rsa_3072: 4.0,
+            data_key_pair_rsa_4096: 1.0,
+        }
+    }
+}
+
+impl QuotaSettings {
+    /// The configured rate of a group (requests per second; 0 = unlimited).
+    pub fn rate(&self, g: QuotaGroup) -> f64 {
+        let s = self;
+        match g {
+            QuotaGroup::Symmetric => s.symmetric,
+            QuotaGroup::Rsa => s.rsa,
+            QuotaGroup::Ecc => s.ecc,
+            QuotaGroup::GenerateRandom => s.generate_random,
+            QuotaGroup::CreateKey => s.create_key,
+            QuotaGroup::Management => s.management,
+            QuotaGroup::DataKeyPairEcc => s.data_key_pair_ecc,
+            QuotaGroup::DataKeyPairRsa2048 => s.data_key_pair_rsa_2048,
+            QuotaGroup::DataKeyPairRsa3072 => s.data_key_pair_rsa_3072,
+            QuotaGroup::DataKeyPairRsa4096 => s.data_key_pair_rsa_4096,
         }
     }
 }
@@ -46,9 +77,26 @@ pub enum QuotaGroup {
     GenerateRandom,
     CreateKey,
     Management,
+    DataKeyPairEcc,
+    DataKeyPairRsa2048,
+    DataKeyPairRsa3072,
+    DataKeyPairRsa4096,
 }
 
 impl QuotaGroup {
+    pub const ALL: [QuotaGroup; 10] = [
+        QuotaGroup::Symmetric,
+        QuotaGroup::Rsa,
+        QuotaGroup::Ecc,
+        QuotaGroup::GenerateRandom,
+        QuotaGroup::CreateKey,
+        QuotaGroup::Management,
+        QuotaGroup::DataKeyPairEcc,
+        QuotaGroup::DataKeyPairRsa2048,
+        QuotaGroup::DataKeyPairRsa3072,
+        QuotaGroup::DataKeyPairRsa4096,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             QuotaGroup::Symmetric => "symmetric",
@@ -57,6 +105,20 @@ impl QuotaGroup {
             QuotaGroup::GenerateRandom => "generate_random",
             QuotaGroup::CreateKey => "create_key",
             QuotaGroup::Management => "management",
+            QuotaGroup::DataKeyPairEcc => "data_key_pair_ecc",
+            QuotaGroup::DataKeyPairRsa2048 => "data_key_pair_rsa_2048",
+            QuotaGroup::DataKeyPairRsa3072 => "data_key_pair_rsa_3072",
+            QuotaGroup::DataKeyPairRsa4096 => "data_key_pair_rsa_4096",
+        }
+    }
+
+    /// The group of a GenerateDataKeyPair(WithoutPlaintext) request for this pair spec.
+    pub fn of_data_key_pair(spec: DataKeyPairSpec) -> QuotaGroup {
+        match spec {
+            DataKeyPairSpec::Rsa2048 => QuotaGroup::DataKeyPairRsa2048,
+            DataKeyPairSpec::Rsa3072 => QuotaGroup::DataKeyPairRsa3072,
+            DataKeyPairSpec::Rsa4096 => QuotaGroup::DataKeyPairRsa4096,
+            _ => QuotaGroup::DataKeyPairEcc,
         }
     }
 
@@ -70,8 +132,6 @@ impl QuotaGroup {
             "kms:ReEncryptFrom",
             "kms:GenerateDataKey",
             "kms:GenerateDataKeyWithoutPlaintext",
-            "kms:GenerateDataKeyPair",
-            "kms:GenerateDataKeyPairWithoutPlaintext",
             "kms:GenerateMac",
             "kms:VerifyMac",
             "kms:Sign",
@@ -115,15 +175,7 @@ impl Quotas {
     }
 
     fn rate(&self, g: QuotaGroup) -> f64 {
-        let s = &self.settings;
-        match g {
-            QuotaGroup::Symmetric => s.symmetric,
-            QuotaGroup::Rsa => s.rsa,
-            QuotaGroup::Ecc => s.ecc,
-            QuotaGroup::GenerateRandom => s.generate_random,
-            QuotaGroup::CreateKey => s.create_key,
-            QuotaGroup::Management => s.management,
-        }
+        self.settings.rate(g)
     }
 
     /// Take one request from the account's bucket; false when over quota.
@@ -202,5 +254,29 @@ mod tests {
             );
         }
         assert_eq!(QuotaGroup::of("kms:CreateKey", None), QuotaGroup::CreateKey);
+        assert_eq!(
+            QuotaGroup::of_data_key_pair(DataKeyPairSpec::Rsa4096),
+            QuotaGroup::DataKeyPairRsa4096
+        );
+        assert_eq!(
+            QuotaGroup::of_data_key_pair(DataKeyPairSpec::EccNistP521),
+            QuotaGroup::DataKeyPairEcc
+        );
+    }
+
+    #[test]
+    fn data_key_pairs_have_their_own_quota() {
+        let q = Quotas::new(QuotaSettings {
+            data_key_pair_rsa_4096: 1.0,
+            ..Default::default()
+        });
+        let rsa = QuotaGroup::of_data_key_pair(DataKeyPairSpec::Rsa4096);
+        assert!(q.take("a", rsa));
+        assert!(
+            !q.take("a", rsa),
+            "AWS's default: one RSA-4096 pair a second"
+        );
+        assert!(q.take("a", QuotaGroup::of_data_key_pair(DataKeyPairSpec::Rsa2048)));
+        assert!(q.take("a", QuotaGroup::Symmetric));
     }
 }

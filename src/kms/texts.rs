@@ -106,3 +106,8 @@ pub fn invalid_arn_region(region: &str) -> String {
 /// A ciphertext whose key is not the one the request names (`IncorrectKeyException`).
 pub const INCORRECT_KEY: &str =
     "The key ID in the request does not identify a CMK that can perform this operation.";
+
+/// `ThrottlingException`: a quota is exhausted, or the token's key generation lane is full
+/// (the developer guide's "Throttling" page shows this text).
+pub const THROTTLED: &str =
+    "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.";

@@ -352,7 +352,7 @@ impl Token {
         spec: PairSpec,
         usage: PairUse,
     ) -> Result<()> {
-        self.run(move |inner, s| {
+        self.run_keygen(move |inner, s| {
             let (mech, mut public, mut private) = pair_templates(&spec, usage, true);
             for t in [&mut public, &mut private] {
                 t.push(Attribute::Id(id.clone()));
@@ -492,7 +492,7 @@ impl Token {
     /// Generate a key pair in the token as extractable session objects, read its components and
     /// destroy the objects: the token's key generation for data key pairs.
     pub async fn generate_exportable_pair(&self, spec: PairSpec) -> Result<ExportedPair> {
-        self.run(move |_, s| {
+        self.run_keygen(move |_, s| {
             let (mech, public, private) = pair_templates(&spec, PairUse::Sign, false);
             let (pub_h, priv_h) = s
                 .generate_key_pair(&mech, &public, &private)

@@ -57,6 +57,9 @@ pub enum TokenError {
     /// The input was rejected by a check made before the token was asked.
     #[error("input rejected: {0}")]
     Rejected(&'static str),
+    /// The call's lane is full (key generation: `KeygenLane`); try again later.
+    #[error("the token is busy with {0}")]
+    Busy(&'static str),
     /// A ceiling measurement (`token::ceiling`) could not run or record.
     #[error("token ceiling measurement: {0}")]
     Ceiling(&'static str),
@@ -77,6 +80,7 @@ impl TokenError {
             TokenError::NotLoggedIn => FaultKind::SessionFatal,
             TokenError::Unavailable(_) => FaultKind::Device,
             TokenError::Rejected(_) => FaultKind::BadInput,
+            TokenError::Busy(_) => FaultKind::Retryable,
         }
     }
 

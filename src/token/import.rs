@@ -410,7 +410,7 @@ impl Token {
         bits: u32,
         hash: HashAlg,
     ) -> Result<Option<PublicParts>> {
-        self.run_named("generate_key_pair", move |inner, s| {
+        self.run_keygen(move |inner, s| {
             let public = [
                 Attribute::Class(ObjectClass::PUBLIC_KEY),
                 Attribute::KeyType(KeyType::RSA),

@@ -66,6 +66,29 @@ pub struct TokenConfig {
     /// Most working copies (session-object copies of keys) to keep; 0 = compute with the
     /// token objects themselves.
     pub working_copies: usize,
+    /// The lane of its own that key pair generation runs in.
+    pub keygen: KeygenLane,
+}
+
+/// Key pair generation (RSA above all: SoftHSM makes about 1.4 RSA-4096 pairs a second) runs
+/// on threads of its own with a bounded queue, so a flood of it cannot take the threads that
+/// cheap calls need: a generation that finds the queue full is refused (`TokenError::Busy`,
+/// answered as `ThrottlingException`) instead of waiting behind the others.
+#[derive(Debug, Clone, Copy)]
+pub struct KeygenLane {
+    /// Threads generating key pairs (calls in flight at the token for generation).
+    pub threads: usize,
+    /// Generations that may wait for a thread; more are refused.
+    pub queue: usize,
+}
+
+impl Default for KeygenLane {
+    fn default() -> Self {
+        KeygenLane {
+            threads: 1,
+            queue: 8,
+        }
+    }
 }
 
 /// Protection attributes of a key object as the token reports them.
@@ -141,6 +164,7 @@ struct Inner {
     max_copies: usize,
     caps: Capabilities,
     workers: Workers,
+    keygen: KeygenLane,
 }
 
 /// The shortest time between two library reloads.
@@ -175,36 +199,70 @@ type Job = Box<dyn FnOnce() + Send>;
 struct Workers {
     queue: flume::Sender<Job>,
     threads: usize,
+    /// Key pair generation's own lane (bounded).
+    keygen: flume::Sender<Job>,
+}
+
+/// Which threads a call runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Calls,
+    Keygen,
+}
+
+fn spawn_workers(
+    label: &str,
+    name: &str,
+    threads: usize,
+    jobs: &flume::Receiver<Job>,
+) -> Result<()> {
+    for i in 0..threads {
+        let jobs = jobs.clone();
+        std::thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || {
+                while let Ok(job) = jobs.recv() {
+                    // A panicking call drops its reply (the caller gets an error); the
+                    // thread lives on.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })
+            .map_err(|e| TokenError::Join(format!("starting token thread for {label:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 impl Workers {
-    fn start(label: &str, threads: usize) -> Result<Workers> {
+    fn start(label: &str, threads: usize, keygen: KeygenLane) -> Result<Workers> {
         let (queue, jobs) = flume::unbounded::<Job>();
-        for i in 0..threads.max(1) {
-            let jobs = jobs.clone();
-            std::thread::Builder::new()
-                .name(format!("token-{i}"))
-                .spawn(move || {
-                    while let Ok(job) = jobs.recv() {
-                        // A panicking call drops its reply (the caller gets an error); the
-                        // thread lives on.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                    }
-                })
-                .map_err(|e| {
-                    TokenError::Join(format!("starting token thread for {label:?}: {e}"))
-                })?;
-        }
+        spawn_workers(label, "token", threads.max(1), &jobs)?;
+        let (keygen_queue, keygen_jobs) = flume::bounded::<Job>(keygen.queue);
+        spawn_workers(label, "token-keygen", keygen.threads.max(1), &keygen_jobs)?;
         Ok(Workers {
             queue,
             threads: threads.max(1),
+            keygen: keygen_queue,
         })
     }
 
-    fn submit(&self, job: Job) -> Result<()> {
-        self.queue
-            .send(job)
-            .map_err(|_| TokenError::Join("token threads stopped".into()))
+    fn submit(&self, lane: Lane, job: Job) -> Result<()> {
+        match lane {
+            Lane::Calls => self
+                .queue
+                .send(job)
+                .map_err(|_| TokenError::Join("token threads stopped".into())),
+            Lane::Keygen => self.keygen.try_send(job).map_err(|e| match e {
+                flume::TrySendError::Full(_) => {
+                    crate::metrics::THROTTLED
+                        .with_label_values(&["token_keygen"])
+                        .inc();
+                    TokenError::Busy("key generation")
+                }
+                flume::TrySendError::Disconnected(_) => {
+                    TokenError::Join("token threads stopped".into())
+                }
+            }),
+        }
     }
 }
 
@@ -289,7 +347,8 @@ impl Token {
                 copies: RwLock::new(HashMap::new()),
                 max_copies: cfg.working_copies,
                 caps,
-                workers: Workers::start(&cfg.label, cfg.threads)?,
+                workers: Workers::start(&cfg.label, cfg.threads, cfg.keygen)?,
+                keygen: cfg.keygen,
             }),
         };
         OPEN_TOKENS
@@ -311,6 +370,11 @@ impl Token {
     /// How many threads make this token's calls.
     pub fn threads(&self) -> usize {
         self.inner.workers.threads
+    }
+
+    /// Key pair generation's lane.
+    pub fn keygen_lane(&self) -> KeygenLane {
+        self.inner.keygen
     }
 
     /// The most working copies this token keeps.
@@ -339,15 +403,35 @@ impl Token {
         T: Send + 'static,
         F: FnOnce(&Inner, &Session) -> Result<T> + Send + 'static,
     {
+        self.run_in(Lane::Calls, call, f).await
+    }
+
+    /// `run_named` in key generation's own lane (see `KeygenLane`).
+    async fn run_keygen<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &Session) -> Result<T> + Send + 'static,
+    {
+        self.run_in(Lane::Keygen, "generate_key_pair", f).await
+    }
+
+    async fn run_in<T, F>(&self, lane: Lane, call: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &Session) -> Result<T> + Send + 'static,
+    {
         let inner = self.inner.clone();
         let (done, result) = tokio::sync::oneshot::channel();
-        self.inner.workers.submit(Box::new(move || {
-            let result = inner.with_session(call, |s| f(&inner, s));
-            // Let go of the token before answering: the last handle must never be dropped on
-            // a token thread (that would finalize the library there, racing process exit).
-            drop(inner);
-            let _ = done.send(result);
-        }))?;
+        self.inner.workers.submit(
+            lane,
+            Box::new(move || {
+                let result = inner.with_session(call, |s| f(&inner, s));
+                // Let go of the token before answering: the last handle must never be dropped on
+                // a token thread (that would finalize the library there, racing process exit).
+                drop(inner);
+                let _ = done.send(result);
+            }),
+        )?;
         result
             .await
             .map_err(|_| TokenError::Join(format!("token call {call} did not finish")))?

@@ -90,6 +90,7 @@ impl TestDir {
             pin: PIN.to_owned().into(),
             threads: 2,
             working_copies: 1024,
+            keygen: Default::default(),
         };
         tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
             .await
@@ -621,6 +622,29 @@ where
         Some(e) => e.code().unwrap_or("<no code>").to_owned(),
         None => format!("<not a service error: {err:?}>"),
     }
+}
+
+/// The AWS error code and message of an SDK error.
+pub fn code_and_message<E, R>(err: &aws_sdk_kms::error::SdkError<E, R>) -> (String, Option<String>)
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    let message = err
+        .as_service_error()
+        .and_then(|e| e.message().map(str::to_owned));
+    (code(err), message)
+}
+
+/// A new symmetric encryption key's id.
+pub async fn new_symmetric_key(kms: &aws_sdk_kms::Client) -> String {
+    kms.create_key()
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata
+        .expect("KeyMetadata")
+        .key_id
 }
 
 /// Assert that an SDK call failed with the given AWS error code.
