@@ -627,6 +627,7 @@ fn authentication_failures() {
         creds: &wrong,
         region: REGION,
         skew_secs: 0,
+        content_type: JSON_CONTENT_TYPE,
     };
     expect(
         server.signed_with(target, body.as_bytes(), body.as_bytes(), &s),
@@ -639,6 +640,7 @@ fn authentication_failures() {
         creds: &user,
         region: REGION,
         skew_secs: 0,
+        content_type: JSON_CONTENT_TYPE,
     };
     expect(
         server.signed_with(target, br#"{"Limit":1}"#, br#"{"Limit":2}"#, &s),
@@ -651,6 +653,7 @@ fn authentication_failures() {
         creds: &user,
         region: REGION,
         skew_secs: -600,
+        content_type: JSON_CONTENT_TYPE,
     };
     expect(
         server.signed_with(target, body.as_bytes(), body.as_bytes(), &s),
@@ -662,6 +665,7 @@ fn authentication_failures() {
         creds: &user,
         region: REGION,
         skew_secs: 600,
+        content_type: JSON_CONTENT_TYPE,
     };
     expect(
         server.signed_with(target, body.as_bytes(), body.as_bytes(), &s),
@@ -674,6 +678,7 @@ fn authentication_failures() {
         creds: &user,
         region: "ap-south-1",
         skew_secs: 0,
+        content_type: JSON_CONTENT_TYPE,
     };
     expect(
         server.signed_with(target, body.as_bytes(), body.as_bytes(), &s),
@@ -690,6 +695,7 @@ fn authentication_failures() {
         creds: &ghost,
         region: REGION,
         skew_secs: 0,
+        content_type: JSON_CONTENT_TYPE,
     };
     expect(
         server.signed_with(target, body.as_bytes(), body.as_bytes(), &s),
@@ -701,6 +707,7 @@ fn authentication_failures() {
         creds: &never_used,
         region: REGION,
         skew_secs: 0,
+        content_type: JSON_CONTENT_TYPE,
     };
     expect(
         server.signed_with(target, body.as_bytes(), body.as_bytes(), &s),

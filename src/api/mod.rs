@@ -323,6 +323,32 @@ async fn serve(
     let op = Operation::from_target(target)
         .ok_or_else(|| ProtocolError::UnknownOperation(format!("Unknown operation {target:?}")))?;
     seen.op = Some(op);
+    let header_pairs: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("")))
+        .collect();
+    // Before the body is read: a declared length over the limit, then everything the
+    // signature's headers can show (a request that cannot authenticate holds no body buffer),
+    // then the content type.
+    if let Some(n) = req
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+    {
+        if n > state.max_body_bytes as u64 {
+            return Err(too_large(state.max_body_bytes).into());
+        }
+    }
+    // Signatures are checked against real time, never the (test-movable) lifecycle clock.
+    let now_ms = crate::kms::Clock::now_millis(&crate::kms::SystemClock);
+    let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+        .map_err(|e| ApiError::Auth(crate::auth::AuthError::Backend(e.to_string())))?;
+    let pre = state
+        .auth
+        .precheck(&header_pairs, req.uri.query().unwrap_or(""), now)
+        .await?;
+    check_content_type(&req.headers)?;
     let body = tokio::time::timeout(
         state.body_read_timeout,
         read_body(body, state.max_body_bytes),
@@ -332,11 +358,6 @@ async fn serve(
         ProtocolError::Serialization("The request body did not arrive in time".into())
     })??;
     seen.body = body.clone();
-    let header_pairs: Vec<(&str, &str)> = req
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("")))
-        .collect();
     let parts = RequestParts {
         method: req.method.as_str(),
         path: req.uri.path(),
@@ -344,11 +365,7 @@ async fn serve(
         headers: &header_pairs,
         body: &body,
     };
-    // Signatures are checked against real time, never the (test-movable) lifecycle clock.
-    let now_ms = crate::kms::Clock::now_millis(&crate::kms::SystemClock);
-    let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
-        .map_err(|e| ApiError::Auth(crate::auth::AuthError::Backend(e.to_string())))?;
-    let caller = state.auth.authenticate(&parts, now).await?;
+    let caller = state.auth.finish(pre, &parts).await?;
     seen.principal = Some(caller.principal.clone());
     seen.access_key_id = Some(caller.access_key_id.clone());
     seen.region = Some(caller.region.clone());
@@ -383,13 +400,34 @@ async fn serve(
     ops::dispatch(&state.kms, &ctx, op, &body).await
 }
 
+fn too_large(limit: usize) -> ProtocolError {
+    ProtocolError::TooLarge(format!("The request body is larger than {limit} bytes"))
+}
+
+/// The AWS JSON protocol's content types (the SDKs send `application/x-amz-json-1.1`; 1.0 and
+/// plain JSON carry the same body). Anything else is not this protocol.
+fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ProtocolError> {
+    let value = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = value.split(';').next().unwrap_or("").trim();
+    const JSON_TYPES: [&str; 3] = [
+        "application/x-amz-json-1.1",
+        "application/x-amz-json-1.0",
+        "application/json",
+    ];
+    if JSON_TYPES.iter().any(|t| media.eq_ignore_ascii_case(t)) {
+        Ok(())
+    } else {
+        Err(ProtocolError::UnknownOperation(String::new()))
+    }
+}
+
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProtocolError::TooLarge(
-            format!("The request body is larger than {limit} bytes"),
-        )
-        .into()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit).into()),
         Err(_) => {
             Err(ProtocolError::Serialization("Could not read the request body".into()).into())
         }

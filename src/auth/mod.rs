@@ -123,48 +123,60 @@ impl Authenticator {
         req: &RequestParts<'_>,
         now: OffsetDateTime,
     ) -> Result<Caller, AuthError> {
-        let header = req
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-            .map(|(_, v)| *v)
-            .ok_or(AuthError::Missing)?;
-        if req
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("x-amz-security-token"))
-        {
+        let pre = self.precheck(req.headers, req.query, now).await?;
+        self.finish(pre, req).await
+    }
+
+    /// Everything `authenticate` checks before the body: the `Authorization` header and the
+    /// signed headers (scope, date and skew, what must be signed) and that the access key is
+    /// known. A server calls it before it reads a body, so an unauthenticated sender cannot
+    /// make it buffer one.
+    pub async fn precheck(
+        &self,
+        headers: &[(&str, &str)],
+        query: &str,
+        now: OffsetDateTime,
+    ) -> Result<Prechecked, AuthError> {
+        let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        if has("authorization") && has("x-amz-security-token") {
             // No STS here: temporary credentials cannot be valid.
             return Err(AuthError::Unrecognized);
         }
-        let parsed = sigv4::parse_authorization(header)?;
+        let checked = sigv4::check_headers(headers, query, &self.options(now))?;
         // The operation comes from X-Amz-Target: an unsigned one could be swapped on replay.
-        if !parsed.signed_headers.iter().any(|h| h == "x-amz-target") {
+        if !checked
+            .auth
+            .signed_headers
+            .iter()
+            .any(|h| h == "x-amz-target")
+        {
             return Err(AuthError::Incomplete(
                 "Signed headers must include x-amz-target".into(),
             ));
         }
         let found = self
             .principals
-            .lookup(&parsed.access_key_id)
+            .lookup(&checked.auth.access_key_id)
             .await
             .map_err(|e| AuthError::Backend(e.to_string()))?;
-        let (principal, secret) = match found {
-            Some((p, s)) => (Some(p), Some(s)),
-            None => (None, None),
-        };
-        let opts = VerifyOptions {
-            service: "kms",
-            regions: &self.regions,
-            now,
-            max_skew: MAX_SKEW,
-            normalize: true,
-        };
-        let auth = sigv4::verify_with_key(req, &opts, |a| {
-            let secret = secret?;
-            Some(self.signing_keys.get(a, &secret))
-        })?;
-        let principal = principal.ok_or(AuthError::Unrecognized)?;
+        let (principal, secret) = found.ok_or(AuthError::Unrecognized)?;
+        Ok(Prechecked {
+            checked,
+            principal,
+            secret,
+        })
+    }
+
+    /// The body's part of `authenticate`, after `precheck`: the signature, then the caller's
+    /// identity policies.
+    pub async fn finish(
+        &self,
+        pre: Prechecked,
+        req: &RequestParts<'_>,
+    ) -> Result<Caller, AuthError> {
+        let key = self.signing_keys.get(&pre.checked.auth, &pre.secret);
+        sigv4::verify_body(req, &pre.checked, &key, true)?;
+        let principal = pre.principal;
         let identity_policies = self
             .principals
             .identity_policies(&principal.arn)
@@ -172,11 +184,28 @@ impl Authenticator {
             .map_err(|e| AuthError::Backend(e.to_string()))?;
         Ok(Caller {
             principal,
-            access_key_id: auth.access_key_id,
-            region: auth.region,
+            access_key_id: pre.checked.auth.access_key_id,
+            region: pre.checked.auth.region,
             identity_policies,
         })
     }
+
+    fn options(&self, now: OffsetDateTime) -> VerifyOptions<'_> {
+        VerifyOptions {
+            service: "kms",
+            regions: &self.regions,
+            now,
+            max_skew: MAX_SKEW,
+            normalize: true,
+        }
+    }
+}
+
+/// A request whose headers passed `Authenticator::precheck`: its body is still to be verified.
+pub struct Prechecked {
+    checked: sigv4::HeaderCheck,
+    principal: Principal,
+    secret: Zeroizing<Vec<u8>>,
 }
 
 #[cfg(test)]

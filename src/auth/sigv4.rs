@@ -296,8 +296,30 @@ pub fn verify_with_key<F>(
 where
     F: FnOnce(&ParsedAuth) -> Option<Zeroizing<[u8; 32]>>,
 {
-    let Some(auth_value) = single_header(req.headers, "authorization")? else {
-        if query_has(req.query, "X-Amz-Algorithm") {
+    let checked = check_headers(req.headers, req.query, opts)?;
+    let key = key_for(&checked.auth).ok_or(SigV4Error::UnknownAccessKey)?;
+    verify_body(req, &checked, &key, opts.normalize)?;
+    Ok(checked.auth)
+}
+
+/// What a request's headers alone establish (`check_headers`): the parsed `Authorization`
+/// header, checked against everything but the body and the key.
+#[derive(Debug, Clone)]
+pub struct HeaderCheck {
+    pub auth: ParsedAuth,
+    amz_date: String,
+}
+
+/// The checks of [`verify`] that need neither the body nor the key, in the same order: a
+/// server makes them before it reads (buffers) a body, so a request that cannot be valid
+/// costs no body buffer.
+pub fn check_headers(
+    headers: &[(&str, &str)],
+    query: &str,
+    opts: &VerifyOptions,
+) -> Result<HeaderCheck, SigV4Error> {
+    let Some(auth_value) = single_header(headers, "authorization")? else {
+        if query_has(query, "X-Amz-Algorithm") {
             return Err(incomplete(
                 "Presigned (query-string) requests are not supported; sign with the Authorization header.",
             ));
@@ -318,7 +340,7 @@ where
         )));
     }
 
-    let amz_date = single_header(req.headers, "x-amz-date")?
+    let amz_date = single_header(headers, "x-amz-date")?
         .ok_or_else(|| {
             incomplete("Authorization header requires existence of a 'X-Amz-Date' header.")
         })?
@@ -343,7 +365,7 @@ where
             )));
         }
     }
-    if header_values(req.headers, "x-amz-security-token")
+    if header_values(headers, "x-amz-security-token")
         .next()
         .is_some()
         && !is_signed("x-amz-security-token")
@@ -355,13 +377,26 @@ where
     if auth
         .signed_headers
         .iter()
-        .any(|h| header_values(req.headers, h).next().is_none())
+        .any(|h| header_values(headers, h).next().is_none())
     {
         // AWS would sign the absent header as empty, which cannot match either.
         return Err(SigV4Error::InvalidSignature(MISMATCH.to_owned()));
     }
+    Ok(HeaderCheck {
+        amz_date: amz_date.to_owned(),
+        auth,
+    })
+}
 
-    let key = key_for(&auth).ok_or(SigV4Error::UnknownAccessKey)?;
+/// The rest of [`verify`] once the headers passed `check_headers`: the body's hash and the
+/// signature under the derived signing `key`.
+pub fn verify_body(
+    req: &RequestParts,
+    checked: &HeaderCheck,
+    key: &[u8; 32],
+    normalize: bool,
+) -> Result<(), SigV4Error> {
+    let (auth, amz_date) = (&checked.auth, checked.amz_date.as_str());
 
     let payload_hash = hex::encode(Sha256::digest(req.body));
     if header_values(req.headers, "x-amz-content-sha256").any(|v| v.trim() != payload_hash) {
@@ -371,11 +406,11 @@ where
         ));
     }
 
-    let creq = canonical_request(req, &auth.signed_headers, &payload_hash, opts.normalize);
+    let creq = canonical_request(req, &auth.signed_headers, &payload_hash, normalize);
     let sts = string_to_sign(amz_date, &auth.scope(), &creq);
     let expected = hex::encode(hmac_sha256(key.as_slice(), sts.as_bytes()));
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
-        Ok(auth)
+        Ok(())
     } else {
         Err(SigV4Error::InvalidSignature(MISMATCH.to_owned()))
     }

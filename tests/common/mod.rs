@@ -463,7 +463,12 @@ pub struct Signing<'a> {
     pub region: &'a str,
     /// Seconds to add to the current time for X-Amz-Date.
     pub skew_secs: i64,
+    /// The Content-Type sent (and signed).
+    pub content_type: &'a str,
 }
+
+/// The content type the AWS SDKs send to KMS.
+pub const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 impl Default for Signing<'static> {
     fn default() -> Self {
@@ -472,6 +477,7 @@ impl Default for Signing<'static> {
             creds: ADMIN.get_or_init(Creds::admin),
             region: REGION,
             skew_secs: 0,
+            content_type: JSON_CONTENT_TYPE,
         }
     }
 }
@@ -492,10 +498,7 @@ pub fn signed_headers(addr: &str, target: &str, body: &[u8], s: &Signing) -> Vec
     );
     let date = &amz_date[..8];
     let headers = vec![
-        (
-            "content-type".to_owned(),
-            "application/x-amz-json-1.1".to_owned(),
-        ),
+        ("content-type".to_owned(), s.content_type.to_owned()),
         ("host".to_owned(), addr.to_owned()),
         ("x-amz-date".to_owned(), amz_date.clone()),
         ("x-amz-target".to_owned(), target.to_owned()),
@@ -563,6 +566,15 @@ impl Server {
     }
 }
 
+/// The value of one metric line (`name{labels}`) in a Prometheus text page.
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name_and_labels} in\n{text}"))
+}
+
 /// GET a path on a plain-HTTP listener.
 pub fn http_get(addr: &str, path: &str) -> RawResponse {
     let mut s = TcpStream::connect(addr).expect("connect");
@@ -592,7 +604,7 @@ pub fn raw_request(addr: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResp
     parse_response(&buf)
 }
 
-fn parse_response(buf: &[u8]) -> RawResponse {
+pub fn parse_response(buf: &[u8]) -> RawResponse {
     let text = String::from_utf8_lossy(buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
