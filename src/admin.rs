@@ -64,10 +64,33 @@ pub enum AdminCommand {
         name: String,
     },
     ListPrincipals,
+    /// List the token's key objects that no key refers to (orphans); --destroy destroys them.
+    /// Only the default token; make sure no database restore is pending first: an orphan may
+    /// be the only remains of a key whose metadata was lost.
+    Orphans {
+        #[arg(long)]
+        destroy: bool,
+    },
 }
 
 pub async fn run(settings: Settings, cmd: AdminCommand) -> anyhow::Result<()> {
     let backends = crate::open_backends(&settings).await?;
+    if let AdminCommand::Orphans { destroy } = cmd {
+        let kms = crate::kms::Kms::new(
+            backends.token,
+            backends.store,
+            std::sync::Arc::new(crate::kms::SystemClock),
+            settings.quotas.clone(),
+            settings.token.module.clone(),
+        );
+        let found = kms.orphan_objects(destroy).await?;
+        for o in &found {
+            println!("{}\t{}", hex::encode(&o.id), o.label);
+        }
+        let verb = if destroy { "destroyed" } else { "found" };
+        eprintln!("{} orphan token object(s) {verb}", found.len());
+        return Ok(());
+    }
     let principals = Principals::open(backends.token, backends.store)
         .await
         .context("opening the credential store")?;
@@ -132,6 +155,8 @@ pub async fn run(settings: Settings, cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::DeleteIdentityPolicy { principal, name } => {
             principals.delete_identity_policy(&principal, &name).await
         }
+        // Answered above, before the credential store is opened.
+        AdminCommand::Orphans { .. } => Ok(()),
         AdminCommand::ListPrincipals => principals.list().await.map(|list| {
             for p in list {
                 println!("{}\t{}", p.arn, p.kind.as_str());

@@ -214,4 +214,68 @@ async fn reconciliation_after_interrupted_creation() {
         log.contains("removed key whose creation never reached the token"),
         "{log}"
     );
+
+    // The orphan is cleaned up on an operator's word, the keys' material stays.
+    let listed = dir.admin(&["orphans"]);
+    assert!(listed.contains(&orphan.to_string()), "{listed}");
+    assert!(!listed.contains(&half_done.to_string()), "{listed}");
+    let destroyed = dir.admin(&["orphans", "--destroy"]);
+    assert!(destroyed.contains(&orphan.to_string()), "{destroyed}");
+    assert_eq!(dir.admin(&["orphans"]).trim(), "", "nothing left to clean");
+    server.stop();
+    let server = Server::start(&dir, &[]);
+    assert!(
+        !server.log().contains("orphan token object"),
+        "{}",
+        server.log()
+    );
+    let kms = server.client();
+    kms.encrypt()
+        .key_id(half_done.to_string())
+        .plaintext(Blob::new(b"still usable".to_vec()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A key whose material is gone from the token (destroyed behind kms-bridge's back) does not
+/// show `Enabled`: it is `Unavailable`, and using it answers `KeyUnavailableException`; a key
+/// whose material is there is untouched.
+#[tokio::test]
+async fn a_key_without_its_material_shows_unavailable() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let gone = uuid::Uuid::parse_str(&new_symmetric_key(&kms).await).unwrap();
+    let kept = new_symmetric_key(&kms).await;
+    server.stop();
+    {
+        let token = dir.open_token().await;
+        token.destroy(token_object_id(&gone, 1)).await.unwrap();
+    }
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let m = describe(&kms, &gone.to_string()).await;
+    assert_eq!(
+        m.key_state(),
+        Some(&aws_sdk_kms::types::KeyState::Unavailable)
+    );
+    assert!(!m.enabled());
+    assert_code!(
+        kms.encrypt()
+            .key_id(gone.to_string())
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await,
+        "KeyUnavailableException"
+    );
+    let m = describe(&kms, &kept).await;
+    assert_eq!(m.key_state(), Some(&aws_sdk_kms::types::KeyState::Enabled));
+    kms.encrypt()
+        .key_id(&kept)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert!(server.log().contains("key material missing from the token"));
 }

@@ -94,12 +94,25 @@ impl Kms {
         }
     }
 
-    /// The key state as the caller sees it: keys of a disconnected store are Unavailable.
+    /// The key state as the caller sees it: keys of a disconnected store are Unavailable, and
+    /// so is an enabled or disabled key whose current material the token no longer holds (the
+    /// object was destroyed behind kms-bridge's back, or the token was restored without it):
+    /// it cannot be used, so it does not show `Enabled`. Found again, it shows its state.
     pub fn visible_state(&self, key: &KeyRecord) -> crate::model::KeyState {
         use crate::model::KeyState;
         match (&key.custom_key_store_id, key.state) {
             (Some(id), s)
                 if s != KeyState::PendingDeletion && self.key_stores.get(id).is_none() =>
+            {
+                KeyState::Unavailable
+            }
+            (_, KeyState::Enabled | KeyState::Disabled)
+                if self.token_for(key).is_ok_and(|t| {
+                    t.is_missing(&super::token_object_id(
+                        &key.key_id,
+                        key.current_version as u32,
+                    ))
+                }) =>
             {
                 KeyState::Unavailable
             }

@@ -4,8 +4,11 @@
 //! is created and completes it afterwards. After a crash in between:
 //! - intent with its token object present → completed now;
 //! - intent without a token object → removed (the request never succeeded);
-//! - a completed version whose object is missing → reported (served as KeyUnavailable);
-//! - a token object of ours that no version names → reported as an orphan, never deleted;
+//! - a completed version whose object is missing → reported; the key shows `Unavailable` (not
+//!   `Enabled`) while its current material is missing, and use answers KeyUnavailable;
+//! - a token object of ours that no version names → reported as an orphan, never deleted here
+//!   (`kms-bridge admin orphans --destroy` does it on an operator's word: after a database
+//!   restore such an object may be a key's only remains);
 //! - a pending import (EXTERNAL key) → undone: its object destroyed, the version removed.
 //!   Import wrapping keys count as known objects (the store names them).
 //!
@@ -105,27 +108,73 @@ impl Kms {
             }
         }
 
-        let known: HashSet<Vec<u8>> = self
-            .store
-            .all_token_object_ids()
-            .await?
-            .into_iter()
-            .collect();
+        let known = self.known_object_ids().await?;
         for id in &known {
             if !present.contains(id) {
+                self.token.note_missing(id);
                 tracing::error!(object_id = %hex::encode(id), "key material missing from the token");
                 report.missing_material.push(hex::encode(id));
             }
         }
-        for o in &objects {
-            if o.label.starts_with(LABEL_PREFIX)
-                && !known.contains(&o.id)
-                && !destroyed.contains(&o.id)
-            {
-                tracing::warn!(object_id = %hex::encode(&o.id), label = %o.label, "orphan token object: no key refers to it");
+        for o in orphans(&objects, &known) {
+            if !destroyed.contains(&o.id) {
+                tracing::warn!(object_id = %hex::encode(&o.id), label = %o.label, "orphan token object: no key refers to it (`kms-bridge admin orphans` lists and destroys them)");
                 report.orphan_objects.push(o.label.clone());
             }
         }
         Ok(report)
     }
+
+    /// `kms-bridge admin orphans`: the token's key material objects of ours that no key
+    /// version or import names (with `destroy`: those it destroyed). Never automatic: an object
+    /// without metadata may be all that is left of a key after a database restore (its label
+    /// names the key), so only an operator decides it is garbage.
+    pub async fn orphan_objects(&self, destroy: bool) -> Result<Vec<FoundObject>> {
+        let objects: Vec<FoundObject> = self
+            .token
+            .load_objects()
+            .await?
+            .into_iter()
+            .filter(|o| o.kind.is_material())
+            .collect();
+        let known = self.known_object_ids().await?;
+        let found: Vec<FoundObject> = orphans(&objects, &known).cloned().collect();
+        if !destroy {
+            return Ok(found);
+        }
+        let mut destroyed = Vec::with_capacity(found.len());
+        for o in found {
+            // Checked again right before: a key made since the scan keeps its object.
+            if self.store.all_token_object_ids().await?.contains(&o.id) {
+                continue;
+            }
+            self.token.destroy(o.id.clone()).await?;
+            tracing::warn!(object_id = %hex::encode(&o.id), label = %o.label, "destroyed orphan token object");
+            destroyed.push(o);
+        }
+        Ok(destroyed)
+    }
+}
+
+impl Kms {
+    /// Every token object id the store names (key versions of the default token, import
+    /// wrapping keys).
+    async fn known_object_ids(&self) -> Result<HashSet<Vec<u8>>> {
+        Ok(self
+            .store
+            .all_token_object_ids()
+            .await?
+            .into_iter()
+            .collect())
+    }
+}
+
+/// Material objects labelled as ours (`kms-bridge/<key>/v<n>`) that `known` does not name.
+fn orphans<'a>(
+    objects: &'a [FoundObject],
+    known: &'a HashSet<Vec<u8>>,
+) -> impl Iterator<Item = &'a FoundObject> {
+    objects
+        .iter()
+        .filter(move |o| o.label.starts_with(LABEL_PREFIX) && !known.contains(&o.id))
 }

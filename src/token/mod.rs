@@ -165,6 +165,8 @@ struct Inner {
     caps: Capabilities,
     workers: Workers,
     keygen: KeygenLane,
+    /// Objects the store names that this token's last search did not find (`is_missing`).
+    missing: RwLock<std::collections::HashSet<Vec<u8>>>,
 }
 
 /// The shortest time between two library reloads.
@@ -349,6 +351,7 @@ impl Token {
                 caps,
                 workers: Workers::start(&cfg.label, cfg.threads, cfg.keygen)?,
                 keygen: cfg.keygen,
+                missing: RwLock::new(std::collections::HashSet::new()),
             }),
         };
         OPEN_TOKENS
@@ -370,6 +373,18 @@ impl Token {
     /// How many threads make this token's calls.
     pub fn threads(&self) -> usize {
         self.inner.workers.threads
+    }
+
+    /// Did the last search for this object (a key the store names) find nothing? Set by a
+    /// failed lookup (after its retries) and by `note_missing`, cleared when it is found again.
+    pub fn is_missing(&self, id: &[u8]) -> bool {
+        let set = self.inner.missing.read().unwrap_or_else(|p| p.into_inner());
+        !set.is_empty() && set.contains(id)
+    }
+
+    /// Record objects the store names that the token does not hold (start-up reconciliation).
+    pub fn note_missing(&self, id: &[u8]) {
+        self.inner.set_missing(id, true);
     }
 
     /// Key pair generation's lane.
@@ -1076,13 +1091,34 @@ impl Inner {
             }
             for &kind in kinds {
                 match self.handle(s, kind, id) {
-                    Ok(h) => return Ok((kind, h)),
+                    Ok(h) => {
+                        self.set_missing(id, false);
+                        return Ok((kind, h));
+                    }
                     Err(TokenError::ObjectNotFound(_)) => {}
                     Err(e) => return Err(e),
                 }
             }
         }
+        self.set_missing(id, true);
         Err(TokenError::ObjectNotFound(hex::encode(id)))
+    }
+
+    fn set_missing(&self, id: &[u8], missing: bool) {
+        let known = || {
+            self.missing
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(id)
+        };
+        if known() != missing {
+            let mut set = self.missing.write().unwrap_or_else(|p| p.into_inner());
+            if missing {
+                set.insert(id.to_vec());
+            } else {
+                set.remove(id);
+            }
+        }
     }
 }
 

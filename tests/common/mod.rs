@@ -659,6 +659,17 @@ pub async fn new_symmetric_key(kms: &aws_sdk_kms::Client) -> String {
         .key_id
 }
 
+/// DescribeKey's KeyMetadata.
+pub async fn describe(kms: &aws_sdk_kms::Client, key_id: &str) -> aws_sdk_kms::types::KeyMetadata {
+    kms.describe_key()
+        .key_id(key_id)
+        .send()
+        .await
+        .expect("DescribeKey")
+        .key_metadata
+        .expect("KeyMetadata")
+}
+
 /// Assert that an SDK call failed with the given AWS error code.
 #[macro_export]
 macro_rules! assert_code {
