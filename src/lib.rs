@@ -179,13 +179,20 @@ pub async fn serve(
             .context("bootstrapping the dev admin")?;
         tracing::info!(%arn, access_key_id = %id, "bootstrap administrator ready");
     }
-    let audit = audit::AuditLog::open(settings.audit_dir.clone(), settings.audit_max_file_bytes)
-        .with_context(|| {
-            format!(
-                "opening the audit trail in {}",
-                settings.audit_dir.display()
-            )
-        })?;
+    let anchor = audit::Anchor::open(token.clone(), &settings.audit_dir)
+        .await
+        .context("opening the audit head anchor")?;
+    let audit = audit::AuditLog::open(
+        settings.audit_dir.clone(),
+        settings.audit_max_file_bytes,
+        Some(anchor),
+    )
+    .with_context(|| {
+        format!(
+            "opening the audit trail in {}",
+            settings.audit_dir.display()
+        )
+    })?;
     let clock = Arc::new(OffsetClock::default());
     let scheduler_store = store.clone();
     let kms = Kms::new(

@@ -111,6 +111,16 @@ pub static AUDIT_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+pub static AUDIT_TAMPERING: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "kms_audit_tampering_detected_total",
+            "Audit trail tampering found at start-up (truncation, rewritten or missing head anchor)",
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
 pub static SCHEDULER_RUNS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
@@ -135,18 +145,13 @@ pub fn init() {
     LazyLock::force(&REQUEST_SECONDS);
     LazyLock::force(&TOKEN_CALL_SECONDS);
     LazyLock::force(&TOKEN_SESSIONS);
-    for quota in [
-        "symmetric",
-        "rsa",
-        "ecc",
-        "generate_random",
-        "create_key",
-        "management",
-    ] {
-        THROTTLED.with_label_values(&[quota]);
+    for group in crate::kms::quota::QuotaGroup::ALL {
+        THROTTLED.with_label_values(&[group.name()]);
     }
+    THROTTLED.with_label_values(&["token_keygen"]);
     LazyLock::force(&AUDIT_WRITE_SECONDS);
     LazyLock::force(&AUDIT_FAILURES);
+    LazyLock::force(&AUDIT_TAMPERING);
     LazyLock::force(&CONNECTIONS_REFUSED);
     LazyLock::force(&SCHEDULER_RUNS);
 }

@@ -209,12 +209,7 @@ async fn audit_verify_finds_edits_deletions_and_reordering() {
         kms.create_key().send().await.unwrap();
     }
     let audit = dir.data_dir().join("audit");
-    let file = std::fs::read_dir(&audit)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let file = audit.join("audit-000001.jsonl");
     let original = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = original.lines().collect();
     assert_eq!(
@@ -268,6 +263,109 @@ async fn audit_verify_finds_edits_deletions_and_reordering() {
     }
     std::fs::write(&file, &original).unwrap();
     assert!(verify(&file).0);
+}
+
+/// The head sequence number anchored in `audit-head.json`, once it has caught up with `n`.
+fn wait_for_head(audit: &Path, n: u64) {
+    for _ in 0..200 {
+        let head: Option<Value> = std::fs::read(audit.join("audit-head.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if head.is_some_and(|h| h["sequence"].as_u64() == Some(n)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("the audit head never reached record {n}");
+}
+
+/// Records cut off the end of the trail (or whole files removed) form a valid chain, but no
+/// longer reach the head anchored under a token MAC: `audit verify` and the next start-up
+/// report it, the start-up writes the finding into the trail, and sequence numbers are not
+/// reused. An edited head does not verify.
+#[tokio::test]
+async fn audit_truncation_is_detected_through_the_anchored_head() {
+    let dir = TestDir::new();
+    let audit = dir.data_dir().join("audit");
+    let env = [("KMS_BRIDGE_METRICS_LISTEN", "127.0.0.1:0")];
+    let server = Server::start(&dir, &env);
+    for _ in 0..3 {
+        server.client().create_key().send().await.unwrap();
+    }
+    wait_for_head(&audit, 6);
+    server.stop();
+    assert!(verify(&audit).0, "{}", verify(&audit).1);
+
+    // The last two records removed: still a valid chain of 4.
+    let file = audit.join("audit-000001.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let kept: Vec<&str> = text.lines().take(4).collect();
+    std::fs::write(&file, kept.join("\n") + "\n").unwrap();
+    let (ok, out) = verify(&audit);
+    assert!(!ok, "{out}");
+    assert!(out.contains("records 5..6 were removed"), "{out}");
+
+    let server = Server::start(&dir, &env);
+    assert!(
+        server.log().contains("audit trail tampering detected"),
+        "{}",
+        server.log()
+    );
+    server.client().list_keys().send().await.unwrap();
+    let text = http_get(server.metrics_addr.as_ref().unwrap(), "/metrics").body;
+    assert_eq!(metric(&text, "kms_audit_tampering_detected_total"), 1.0);
+    let records = audit_records(&audit);
+    let finding = records
+        .iter()
+        .find(|r| r["eventName"] == "AuditTrailTampering")
+        .expect("the finding is in the trail");
+    assert_eq!(
+        finding["sequence"], 7,
+        "numbering continues after the anchored head"
+    );
+    assert!(finding["additionalEventData"]["finding"]
+        .as_str()
+        .unwrap()
+        .contains("records 5..6 were removed"));
+    let last = records.last().unwrap();
+    assert_eq!(last["eventName"], "ListKeys");
+    assert_eq!(last["sequence"], 8);
+    wait_for_head(&audit, 8);
+    server.stop();
+    let (ok, out) = verify(&audit);
+    assert!(!ok && out.contains("records 5..6 are missing"), "{out}");
+
+    // An edited head (pointing back to hide a truncation) does not verify.
+    let head_path = audit.join("audit-head.json");
+    let mut head: Value = serde_json::from_slice(&std::fs::read(&head_path).unwrap()).unwrap();
+    head["sequence"] = Value::from(4);
+    std::fs::write(&head_path, serde_json::to_vec(&head).unwrap()).unwrap();
+    let server = Server::start(&dir, &env);
+    server.client().list_keys().send().await.unwrap();
+    assert!(
+        server
+            .log()
+            .contains("the audit head anchor is not authentic"),
+        "{}",
+        server.log()
+    );
+    // The finding (9) and ListKeys (10), anchored anew.
+    wait_for_head(&audit, 10);
+    server.stop();
+
+    // Every file removed: the head still names record 10.
+    for (_, f) in kms_bridge::audit::audit_files(&audit).unwrap() {
+        std::fs::remove_file(f).unwrap();
+    }
+    let server = Server::start(&dir, &env);
+    assert!(
+        server.log().contains("records 1..10 were removed"),
+        "{}",
+        server.log()
+    );
+    let records = audit_records(&audit);
+    assert_eq!(records[0]["eventName"], "AuditTrailTampering");
+    assert_eq!(records[0]["sequence"], 11);
 }
 
 #[tokio::test]

@@ -9,9 +9,13 @@
 //!   waiting, fsyncs once, then acknowledges them all.
 //! - Files rotate by size (`audit-000001.jsonl`, `audit-000002.jsonl`, …) without breaking the
 //!   chain; after a restart the chain continues from the last record on disk.
+//! - Truncation-evident: the chain's head is anchored outside the trail under a token MAC
+//!   (`anchor`), so records cut off at the end, or whole files removed, are detected.
 
+pub mod anchor;
 mod verify;
 
+pub use anchor::Anchor;
 pub use verify::{verify_path, VerifyReport};
 
 use std::fs::{File, OpenOptions};
@@ -165,8 +169,39 @@ fn last_line(path: &Path) -> std::io::Result<Option<String>> {
     Ok(None)
 }
 
+/// The hash of record `sequence`, searched from the newest file back (the anchored head lags
+/// the trail by a fraction of a second, so it is near the end).
+fn find_hash(files: &[(u64, PathBuf)], sequence: u64) -> Option<String> {
+    use std::io::BufRead;
+    for (_, path) in files.iter().rev() {
+        let Ok(f) = File::open(path) else { continue };
+        let mut first = None;
+        for line in std::io::BufReader::new(f).lines() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let seq = v["sequence"].as_u64().unwrap_or(0);
+            first.get_or_insert(seq);
+            if seq == sequence {
+                return v["hash"].as_str().map(str::to_owned);
+            }
+        }
+        if first.is_some_and(|f| f <= sequence) {
+            return None;
+        }
+    }
+    None
+}
+
 impl Writer {
-    fn open(dir: PathBuf, max_file_bytes: u64) -> Result<Writer, AuditError> {
+    /// Open the trail in `dir`, continuing its chain; with the head `found` at start-up, also
+    /// what comparing the trail with it found (see `anchor`).
+    fn open(
+        dir: PathBuf,
+        max_file_bytes: u64,
+        found: Option<&anchor::Found>,
+    ) -> Result<(Writer, Option<String>), AuditError> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| AuditError::Io(format!("{}: {e}", dir.display())))?;
         let files = audit_files(&dir).map_err(|e| AuditError::Io(e.to_string()))?;
@@ -200,7 +235,13 @@ impl Writer {
                 break;
             }
         }
-        Ok(w)
+        let finding = found
+            .and_then(|f| anchor::compare(f, (w.sequence, &w.last_hash), |n| find_hash(&files, n)));
+        // Never reuse a sequence number the anchored head has seen.
+        if let Some(anchor::Found::Valid(head)) = found {
+            w.sequence = w.sequence.max(head.sequence);
+        }
+        Ok((w, finding))
     }
 
     fn current(&mut self) -> Result<&mut File, AuditError> {
@@ -272,37 +313,90 @@ impl Writer {
 }
 
 impl AuditLog {
-    /// Start the writer on a dedicated thread.
-    pub fn open(dir: PathBuf, max_file_bytes: u64) -> Result<AuditLog, AuditError> {
-        let mut writer = Writer::open(dir, max_file_bytes.max(4096))?;
+    /// Start the writer on a dedicated thread; with an `anchor`, the trail is first checked
+    /// against its head (a finding goes into the trail) and the head is kept up to date.
+    /// Call from within the tokio runtime when anchoring (the head's MAC is a token call).
+    pub fn open(
+        dir: PathBuf,
+        max_file_bytes: u64,
+        anchor: Option<Anchor>,
+    ) -> Result<AuditLog, AuditError> {
+        let (mut writer, finding) = Writer::open(
+            dir,
+            max_file_bytes.max(4096),
+            anchor.as_ref().map(Anchor::found),
+        )?;
+        let mut dirty = false;
+        if let Some(what) = finding {
+            crate::metrics::AUDIT_TAMPERING.inc();
+            tracing::error!(finding = %what, "audit trail tampering detected");
+            writer.write_batch(&mut [tampering_record(&what)])?;
+            dirty = true;
+        }
+        let anchoring = match anchor {
+            Some(a) => Some((
+                a,
+                tokio::runtime::Handle::try_current()
+                    .map_err(|e| AuditError::Io(format!("audit head: {e}")))?,
+            )),
+            None => None,
+        };
         let (tx, mut rx) = mpsc::channel::<(Map<String, Value>, Ack)>(65_536);
         let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let health = healthy.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
-                while let Some(first) = rx.blocking_recv() {
-                    let mut records = vec![first.0];
-                    let mut acks = vec![first.1];
-                    while let Ok((r, a)) = rx.try_recv() {
-                        records.push(r);
-                        acks.push(a);
-                        if records.len() >= 4096 {
-                            break;
+                let mut anchored_at = Instant::now() - anchor::EVERY;
+                loop {
+                    let next = match &anchoring {
+                        // Idle with an unanchored head: wait only until it is due.
+                        Some((_, rt)) if dirty => {
+                            let wait = anchor::EVERY.saturating_sub(anchored_at.elapsed());
+                            // The timer is made inside the runtime's context.
+                            match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                                Ok(next) => next.map(Some),
+                                Err(_) => Some(None),
+                            }
+                        }
+                        _ => rx.blocking_recv().map(Some),
+                    };
+                    let Some(next) = next else { break };
+                    if let Some(first) = next {
+                        let mut records = vec![first.0];
+                        let mut acks = vec![first.1];
+                        while let Ok((r, a)) = rx.try_recv() {
+                            records.push(r);
+                            acks.push(a);
+                            if records.len() >= 4096 {
+                                break;
+                            }
+                        }
+                        let started = Instant::now();
+                        let result = writer.write_batch(&mut records);
+                        crate::metrics::AUDIT_WRITE_SECONDS
+                            .observe(started.elapsed().as_secs_f64());
+                        if let Err(e) = &result {
+                            tracing::error!(error = %e, records = records.len(), "audit write failed");
+                        }
+                        health.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
+                        dirty |= result.is_ok();
+                        for ack in acks {
+                            let _ = ack.send(match &result {
+                                Ok(()) => Ok(()),
+                                Err(e) => Err(AuditError::Io(e.to_string())),
+                            });
                         }
                     }
-                    let started = Instant::now();
-                    let result = writer.write_batch(&mut records);
-                    crate::metrics::AUDIT_WRITE_SECONDS.observe(started.elapsed().as_secs_f64());
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, records = records.len(), "audit write failed");
-                    }
-                    health.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
-                    for ack in acks {
-                        let _ = ack.send(match &result {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(AuditError::Io(e.to_string())),
-                        });
+                    // The head, once the batch is acknowledged: no answer waits for it.
+                    if let Some((a, rt)) = &anchoring {
+                        if dirty && anchored_at.elapsed() >= anchor::EVERY {
+                            match a.write(rt, writer.sequence, &writer.last_hash) {
+                                Ok(()) => dirty = false,
+                                Err(e) => tracing::error!(error = %e, "audit head not anchored"),
+                            }
+                            anchored_at = Instant::now();
+                        }
                     }
                 }
             })
@@ -324,6 +418,20 @@ impl AuditLog {
             .map_err(|_| AuditError::Stopped)?;
         done.await.map_err(|_| AuditError::Stopped)?
     }
+}
+
+/// The record a start-up check writes into the trail when it finds tampering.
+fn tampering_record(what: &str) -> Map<String, Value> {
+    let now = crate::kms::Clock::now_millis(&crate::kms::SystemClock);
+    let mut rec = Map::new();
+    rec.insert("eventVersion".into(), json!("1.08"));
+    rec.insert("eventTime".into(), json!(event_time(now)));
+    rec.insert("eventSource".into(), json!("kms.amazonaws.com"));
+    rec.insert("eventName".into(), json!("AuditTrailTampering"));
+    rec.insert("eventType".into(), json!("AwsServiceEvent"));
+    rec.insert("eventID".into(), json!(uuid::Uuid::new_v4().to_string()));
+    rec.insert("additionalEventData".into(), json!({ "finding": what }));
+    rec
 }
 
 /// Request members that may appear in `requestParameters` (allow-list: never plaintext,
@@ -545,7 +653,7 @@ mod tests {
     fn chain_across_rotation_and_restart() {
         let dir = std::env::temp_dir().join(format!("audit-unit-{}", uuid::Uuid::new_v4()));
         {
-            let mut w = Writer::open(dir.clone(), 4096).unwrap();
+            let mut w = Writer::open(dir.clone(), 4096, None).unwrap().0;
             for i in 0..50 {
                 let mut batch = vec![
                     json!({"eventName": "Encrypt", "i": i, "pad": "x".repeat(200)})
@@ -557,7 +665,7 @@ mod tests {
             }
         }
         {
-            let mut w = Writer::open(dir.clone(), 4096).unwrap();
+            let mut w = Writer::open(dir.clone(), 4096, None).unwrap().0;
             assert_eq!(w.sequence, 50);
             let mut batch = vec![json!({"eventName": "Decrypt"}).as_object().unwrap().clone()];
             w.write_batch(&mut batch).unwrap();

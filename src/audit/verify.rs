@@ -105,5 +105,25 @@ pub fn verify_path(path: &Path) -> std::io::Result<VerifyReport> {
         }
         report.records += 1;
     }
+    // The newest records are anchored outside the trail: a trail cut off at its end is a valid
+    // chain, but no longer reaches its head. (The head's MAC needs the token: the server
+    // checks it at start-up; here its position is checked.)
+    if path.is_dir() {
+        if let Ok(bytes) = std::fs::read(path.join(super::anchor::HEAD_FILE)) {
+            let Ok(head) = serde_json::from_slice::<super::anchor::Head>(&bytes) else {
+                report.problem = Some(format!(
+                    "{}: the head anchor is unreadable",
+                    super::anchor::HEAD_FILE
+                ));
+                return Ok(report);
+            };
+            let last = entries.last().map_or((0, ""), |e| (e.seq, e.hash.as_str()));
+            let found = super::anchor::Found::Valid(head);
+            let hash_of = |n| entries.iter().find(|e| e.seq == n).map(|e| e.hash.clone());
+            if let Some(what) = super::anchor::compare(&found, last, hash_of) {
+                report.problem = Some(format!("{}: {what}", super::anchor::HEAD_FILE));
+            }
+        }
+    }
     Ok(report)
 }
