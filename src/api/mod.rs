@@ -455,11 +455,38 @@ fn success(out: Option<Value>, request_id: &str) -> Response {
     resp
 }
 
+/// Response members that carry secrets (base64 of plaintext, a data key pair's private key,
+/// an ECDH shared secret).
+const SECRET_MEMBERS: [&str; 3] = ["Plaintext", "PrivateKeyPlaintext", "SharedSecret"];
+
 /// Zeroize secret members of a response value once it has been encoded.
 fn scrub(v: &mut Value) {
     if let Value::Object(m) = v {
-        if let Some(Value::String(s)) = m.get_mut("Plaintext") {
-            s.zeroize();
+        for member in SECRET_MEMBERS {
+            if let Some(Value::String(s)) = m.get_mut(member) {
+                s.zeroize();
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::*;
+
+    #[test]
+    fn every_secret_member_is_zeroized() {
+        let mut v = serde_json::json!({
+            "Plaintext": "cGxhaW4=",
+            "PrivateKeyPlaintext": "cHJpdmF0ZQ==",
+            "SharedSecret": "c2hhcmVk",
+            "KeyId": "arn:aws:kms:us-east-1:111122223333:key/k",
+        });
+        scrub(&mut v);
+        // `Zeroize` for String overwrites the bytes, then empties it.
+        for member in SECRET_MEMBERS {
+            assert_eq!(v[member].as_str(), Some(""), "{member} not zeroized");
+        }
+        assert!(v["KeyId"].as_str().unwrap().starts_with("arn:"));
     }
 }
