@@ -28,6 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::{Authenticator, Principals};
 use crate::config::{Database, Settings};
+use crate::kms::sealed::TokenSealer;
 use crate::kms::{Kms, OffsetClock};
 use crate::store::cached::CachedStore;
 use crate::store::postgres::PgStore;
@@ -60,15 +61,27 @@ pub async fn open_backends(settings: &Settings) -> anyhow::Result<Backends> {
         .context("opening the token")?
         .context("opening the token")?;
     let what = || format!("opening database {}", settings.database.describe());
+    // Key rows are sealed and verified with the token (`kms::sealed`).
+    let sealer: Arc<dyn crate::store::RowSealer> = Arc::new(
+        TokenSealer::open(token.clone())
+            .await
+            .context("opening the row MAC key")?,
+    );
     let store: Arc<dyn MetadataStore> = match &settings.database {
-        Database::Sqlite(path) => Arc::new(CachedStore::new(
-            SqliteStore::open(path).await.with_context(what)?,
-            settings.store_cache_ttl,
-        )),
-        Database::Postgres(opts) => Arc::new(CachedStore::new(
-            PgStore::open(opts).await.with_context(what)?,
-            settings.store_cache_ttl,
-        )),
+        Database::Sqlite(path) => Arc::new(
+            CachedStore::new(
+                SqliteStore::open(path).await.with_context(what)?,
+                settings.store_cache_ttl,
+            )
+            .with_sealer(sealer),
+        ),
+        Database::Postgres(opts) => Arc::new(
+            CachedStore::new(
+                PgStore::open(opts).await.with_context(what)?,
+                settings.store_cache_ttl,
+            )
+            .with_sealer(sealer),
+        ),
     };
     Ok(Backends { token, store })
 }

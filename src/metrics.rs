@@ -121,6 +121,16 @@ pub static AUDIT_TAMPERING: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+pub static ROW_INTEGRITY_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "kms_row_integrity_failures_total",
+            "Key rows refused because their MAC does not verify (changed outside kms-bridge)",
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
 pub static SCHEDULER_RUNS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
@@ -152,6 +162,7 @@ pub fn init() {
     LazyLock::force(&AUDIT_WRITE_SECONDS);
     LazyLock::force(&AUDIT_FAILURES);
     LazyLock::force(&AUDIT_TAMPERING);
+    LazyLock::force(&ROW_INTEGRITY_FAILURES);
     LazyLock::force(&CONNECTIONS_REFUSED);
     LazyLock::force(&SCHEDULER_RUNS);
 }

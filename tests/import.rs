@@ -603,10 +603,7 @@ async fn reconciliation_undoes_an_interrupted_import() {
     // A crash after C_UnwrapKey, before the import was completed.
     let id = uuid::Uuid::new_v4();
     {
-        let store =
-            kms_bridge::store::sqlite::SqliteStore::open(&dir.data_dir().join("kms-bridge.db"))
-                .await
-                .unwrap();
+        let store = dir.sealed_store().await;
         let key = KeyRecord {
             key_id: id,
             region: REGION.into(),
@@ -626,6 +623,7 @@ async fn reconciliation_undoes_an_interrupted_import() {
             policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#.into(),
             revision: 0,
             custom_key_store_id: None,
+            mac: Vec::new(),
         };
         store.insert_external_key(&key, &[]).await.unwrap();
         store

@@ -92,15 +92,7 @@ async fn scheduled_deletion_happens_on_time_and_never_early() {
         kms.cancel_key_deletion().key_id(&doomed).send().await,
         "NotFoundException"
     );
-    let listed: Vec<String> = kms
-        .list_keys()
-        .send()
-        .await
-        .unwrap()
-        .keys()
-        .iter()
-        .filter_map(|k| k.key_id().map(str::to_owned))
-        .collect();
+    let listed = listed_key_ids(&kms).await;
     assert!(!listed.contains(&doomed));
     assert!(listed.contains(&saved) && listed.contains(&keeper));
     assert!(kms

@@ -4,12 +4,10 @@
 mod common;
 use common::*;
 
-use std::sync::Arc;
-
 use aws_sdk_kms::primitives::Blob;
 use kms_bridge::kms::{material_id, token_object_id, token_object_label};
 use kms_bridge::model::{KeySpec, KeyState, KeyUsage, Origin};
-use kms_bridge::store::sqlite::SqliteStore;
+use kms_bridge::store::sqlite::SqliteStore as SqliteStoreForTests;
 use kms_bridge::store::{KeyRecord, MetadataStore, VersionRecord};
 
 #[tokio::test]
@@ -133,6 +131,7 @@ fn unfinished_key(id: uuid::Uuid) -> (KeyRecord, VersionRecord) {
         policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#.into(),
                 revision: 0,
         custom_key_store_id: None,
+        mac: Vec::new(),
     };
     let version = VersionRecord {
         key_id: id,
@@ -158,11 +157,7 @@ async fn reconciliation_after_interrupted_creation() {
     let half_done = uuid::Uuid::new_v4();
     let orphan = uuid::Uuid::new_v4();
     {
-        let store = Arc::new(
-            SqliteStore::open(&dir.data_dir().join("kms-bridge.db"))
-                .await
-                .unwrap(),
-        );
+        let store = dir.sealed_store().await;
         for id in [lost, half_done] {
             let (k, v) = unfinished_key(id);
             store.insert_key(&k, &v, &[]).await.unwrap();
@@ -278,4 +273,76 @@ async fn a_key_without_its_material_shows_unavailable() {
         .await
         .unwrap();
     assert!(server.log().contains("key material missing from the token"));
+}
+
+/// Key rows are sealed with a token MAC: a key policy edited directly in the database (by
+/// someone who can write the database but not use the token) is not honoured — the key is
+/// refused (`KMSInternalException`, counted, logged) instead of serving the forged policy —
+/// while changes made through the API keep working.
+#[tokio::test]
+async fn a_key_row_changed_outside_kms_bridge_is_refused() {
+    let dir = TestDir::new();
+    let env = [("KMS_BRIDGE_METRICS_LISTEN", "127.0.0.1:0")];
+    let server = Server::start(&dir, &env);
+    let (mallory_arn, mallory) = dir.user("mallory");
+    let kms = server.client();
+    let forged = new_symmetric_key(&kms).await;
+    let kept = new_symmetric_key(&kms).await;
+    let as_mallory = server.client_for(&mallory);
+    let encrypt = |key: &str| {
+        as_mallory
+            .encrypt()
+            .key_id(key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+    };
+    assert_code!(encrypt(&forged).await, "AccessDeniedException");
+    // A policy change through the API is sealed like any write.
+    kms.update_key_description()
+        .key_id(&kept)
+        .description("changed through the API")
+        .send()
+        .await
+        .unwrap();
+    server.stop();
+
+    // The database edited directly: mallory may use the key.
+    let allow_mallory = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{mallory_arn}"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    );
+    {
+        let raw = SqliteStoreForTests::open(&dir.data_dir().join("kms-bridge.db"))
+            .await
+            .unwrap();
+        let id = uuid::Uuid::parse_str(&forged).unwrap();
+        let mut row = raw.get_key(id).await.unwrap().unwrap();
+        row.policy = allow_mallory;
+        raw.update_key(&row).await.unwrap();
+    }
+    let server = Server::start(&dir, &env);
+    let kms = server.client();
+    let as_mallory = server.client_for(&mallory);
+    assert_code!(
+        as_mallory
+            .encrypt()
+            .key_id(&forged)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await,
+        "KMSInternalException"
+    );
+    assert_code!(
+        kms.describe_key().key_id(&forged).send().await,
+        "KMSInternalException"
+    );
+    let listed = listed_key_ids(&kms).await;
+    assert!(!listed.contains(&forged), "a forged row is not listed");
+    assert!(listed.contains(&kept));
+    assert_eq!(
+        describe(&kms, &kept).await.description(),
+        Some("changed through the API")
+    );
+    let text = http_get(server.metrics_addr.as_ref().unwrap(), "/metrics").body;
+    assert!(metric(&text, "kms_row_integrity_failures_total") >= 1.0);
+    assert!(server.log().contains("fails its integrity check"));
 }

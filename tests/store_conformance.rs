@@ -94,6 +94,7 @@ fn key(state: KeyState) -> (KeyRecord, VersionRecord) {
         policy: "{}".into(),
         revision: 0,
         custom_key_store_id: None,
+        mac: Vec::new(),
     };
     let v = VersionRecord {
         key_id: id,
@@ -217,6 +218,7 @@ async fn cas_returns_the_new_revision_and_tells_conflict_from_not_found(db: Db) 
     let s = db.open().await;
     let mut k = new_key(&*s, KeyState::Enabled).await;
     k.description = "second".into();
+    k.mac = vec![7; 32];
     let r1 = s.update_key(&k).await.expect("first update");
     assert_eq!(r1, k.revision + 1);
     // The same (now stale) revision again: the row changed.
@@ -227,6 +229,7 @@ async fn cas_returns_the_new_revision_and_tells_conflict_from_not_found(db: Db) 
     let stored = s.get_key(k.key_id).await.unwrap().unwrap();
     assert_eq!(stored.revision, r2);
     assert_eq!(stored.description, "second");
+    assert_eq!(stored.mac, vec![7; 32], "the row's MAC is stored as given");
     // A key that does not exist.
     let (ghost, _) = key(KeyState::Enabled);
     assert!(matches!(
@@ -608,11 +611,17 @@ async fn tombstone_is_a_cas_and_removes_dependents(db: Db) {
     let r = b.update_key(&cancelled).await.unwrap();
     let fresh = KeyRecord {
         revision: r,
+        mac: vec![9; 32],
         ..cancelled.clone()
     };
     a.tombstone_key(&fresh).await.unwrap();
     let gone = b.get_key(k.key_id).await.unwrap().unwrap();
     assert_eq!(gone.state, KeyState::Deleted);
+    assert_eq!(
+        gone.mac,
+        vec![9; 32],
+        "the tombstone stores the MAC given for it"
+    );
     assert!(b
         .get_alias(REGION, ACCOUNT, "alias/doomed")
         .await

@@ -250,6 +250,7 @@ impl Kms {
             policy,
             revision: 0,
             custom_key_store_id: input.custom_key_store_id.clone(),
+            mac: Vec::new(),
         };
         if let Some(parsed) = &parsed {
             if !input.bypass_policy_lockout_safety_check

@@ -25,6 +25,7 @@ pub mod quota;
 mod reconcile;
 mod rotation;
 pub mod scheduler;
+pub mod sealed;
 pub mod texts;
 pub mod usage;
 

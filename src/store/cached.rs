@@ -1,6 +1,11 @@
 //! A read-through cache in front of any `MetadataStore` for the lookups every cryptographic
 //! request makes: key records, aliases and import records. Everything else is forwarded.
 //!
+//! Row integrity (with a `RowSealer`, `with_sealer`): every key row written is sealed with its
+//! MAC and every key row read from the engine is verified before it is used or cached — so a
+//! row is verified once per cache fill. A row that fails is refused (`Corrupt`; listings and
+//! the scheduler's queries leave it out), logged and counted (see `kms::sealed`).
+//!
 //! Coherence: every write that goes through this wrapper invalidates what it touches before it
 //! returns (a failed compare-and-swap too, so the retry re-reads). A reader that raced with an
 //! invalidation does not put its (possibly older) row into the cache: each cache carries a
@@ -20,7 +25,7 @@ use super::{
     AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord, IdentityPolicyRecord,
     ImportRecord, KeyRecord, Millis, PrincipalRecord, Result, TagRecord, VersionRecord,
 };
-use super::{Invalidation, MetadataStore};
+use super::{Invalidation, MetadataStore, RowSealer, StoreError};
 
 /// Entries kept per cache before it starts over (bounds memory; 10,000 keys fit).
 const CAPACITY: usize = 50_000;
@@ -135,6 +140,7 @@ impl Tables {
 pub struct CachedStore<S> {
     inner: S,
     t: Arc<Tables>,
+    sealer: Option<Arc<dyn RowSealer>>,
 }
 
 impl<S: MetadataStore> CachedStore<S> {
@@ -149,7 +155,67 @@ impl<S: MetadataStore> CachedStore<S> {
         if let Some(rx) = inner.subscribe() {
             super::follow_invalidations(rx, Arc::downgrade(&t), Tables::apply);
         }
-        CachedStore { inner, t }
+        CachedStore {
+            inner,
+            t,
+            sealer: None,
+        }
+    }
+
+    /// Seal the key rows written and verify the key rows read with `sealer`.
+    pub fn with_sealer(mut self, sealer: Arc<dyn RowSealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// `k` as it is to be stored: with its MAC when sealing.
+    async fn sealed(&self, k: &KeyRecord) -> Result<KeyRecord> {
+        let mut k = k.clone();
+        if let Some(s) = &self.sealer {
+            k.mac = s.mac(super::key_mac_input(&k)).await?;
+        }
+        Ok(k)
+    }
+
+    /// `Ok(k)` unless sealing is on and its MAC does not verify.
+    async fn verified(&self, k: KeyRecord) -> Result<KeyRecord> {
+        use subtle::ConstantTimeEq;
+        let Some(s) = &self.sealer else {
+            return Ok(k);
+        };
+        let expected = s.mac(super::key_mac_input(&k)).await?;
+        if !k.mac.is_empty() && bool::from(expected.ct_eq(&k.mac)) {
+            return Ok(k);
+        }
+        crate::metrics::ROW_INTEGRITY_FAILURES.inc();
+        tracing::error!(key_id = %k.key_id, "key row fails its integrity check (changed outside kms-bridge?): refused");
+        Err(StoreError::Corrupt(format!(
+            "key {} fails its integrity check",
+            k.key_id
+        )))
+    }
+
+    /// The rows of a listing that verify (the others are logged and left out).
+    async fn verified_all(&self, rows: Vec<KeyRecord>) -> Result<Vec<KeyRecord>> {
+        if self.sealer.is_none() {
+            return Ok(rows);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for k in rows {
+            match self.verified(k).await {
+                Ok(k) => out.push(k),
+                Err(StoreError::Corrupt(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_key(&self, key_id: Uuid) -> Result<Option<KeyRecord>> {
+        match self.inner.get_key(key_id).await? {
+            Some(k) => Ok(Some(self.verified(k).await?)),
+            None => Ok(None),
+        }
     }
 
     fn forget_key(&self, key_id: &Uuid) {
@@ -182,20 +248,21 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         version: &VersionRecord,
         tags: &[TagRecord],
     ) -> Result<()> {
+        let key = self.sealed(key).await?;
         writing!(
             self.forget_key(&key.key_id),
-            self.inner.insert_key(key, version, tags)
+            self.inner.insert_key(&key, version, tags)
         )
     }
 
     async fn get_key(&self, key_id: Uuid) -> Result<Option<KeyRecord>> {
         if !self.trusted() {
-            return self.inner.get_key(key_id).await;
+            return self.read_key(key_id).await;
         }
         match self.t.keys.get(&key_id) {
             Ok(v) => Ok(v),
             Err(generation) => {
-                let v = self.inner.get_key(key_id).await?;
+                let v = self.read_key(key_id).await?;
                 self.t.keys.put(key_id, v.clone(), generation);
                 Ok(v)
             }
@@ -209,11 +276,13 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<KeyRecord>> {
-        self.inner.list_keys(region, account, after, limit).await
+        let rows = self.inner.list_keys(region, account, after, limit).await?;
+        self.verified_all(rows).await
     }
 
     async fn update_key(&self, key: &KeyRecord) -> Result<i64> {
-        writing!(self.forget_key(&key.key_id), self.inner.update_key(key))
+        let key = self.sealed(key).await?;
+        writing!(self.forget_key(&key.key_id), self.inner.update_key(&key))
     }
 
     async fn delete_unfinished_key(&self, key_id: Uuid) -> Result<()> {
@@ -224,7 +293,8 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn unfinished_keys(&self) -> Result<Vec<KeyRecord>> {
-        self.inner.unfinished_keys().await
+        let rows = self.inner.unfinished_keys().await?;
+        self.verified_all(rows).await
     }
 
     async fn insert_version(&self, version: &VersionRecord) -> Result<()> {
@@ -232,9 +302,10 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn activate_version(&self, key: &KeyRecord, version: i64) -> Result<i64> {
+        let key = self.sealed(key).await?;
         writing!(
             self.forget_key(&key.key_id),
-            self.inner.activate_version(key, version)
+            self.inner.activate_version(&key, version)
         )
     }
 
@@ -407,11 +478,13 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn due_deletions(&self, now: Millis) -> Result<Vec<KeyRecord>> {
-        self.inner.due_deletions(now).await
+        let rows = self.inner.due_deletions(now).await?;
+        self.verified_all(rows).await
     }
 
     async fn due_rotations(&self, now: Millis) -> Result<Vec<KeyRecord>> {
-        self.inner.due_rotations(now).await
+        let rows = self.inner.due_rotations(now).await?;
+        self.verified_all(rows).await
     }
 
     async fn deleted_keys_with_material(&self) -> Result<Vec<Uuid>> {
@@ -419,13 +492,20 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn tombstone_key(&self, key: &KeyRecord) -> Result<()> {
+        // Sealed as it will be stored: in state `Deleted` (the revision is checked as given).
+        let mut deleted = key.clone();
+        deleted.state = crate::model::KeyState::Deleted;
+        let key = KeyRecord {
+            mac: self.sealed(&deleted).await?.mac,
+            ..key.clone()
+        };
         // The tombstone removes the key's aliases too.
         writing!(
             {
                 self.forget_key(&key.key_id);
                 self.t.aliases.clear();
             },
-            self.inner.tombstone_key(key)
+            self.inner.tombstone_key(&key)
         )
     }
 
@@ -454,9 +534,10 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn insert_external_key(&self, key: &KeyRecord, tags: &[TagRecord]) -> Result<()> {
+        let key = self.sealed(key).await?;
         writing!(
             self.forget_key(&key.key_id),
-            self.inner.insert_external_key(key, tags)
+            self.inner.insert_external_key(&key, tags)
         )
     }
 
@@ -496,7 +577,8 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn due_expirations(&self, now: Millis) -> Result<Vec<KeyRecord>> {
-        self.inner.due_expirations(now).await
+        let rows = self.inner.due_expirations(now).await?;
+        self.verified_all(rows).await
     }
 
     async fn record_key_usage(&self, uses: &[super::KeyUsageRecord]) -> Result<()> {
@@ -551,6 +633,7 @@ mod tests {
             policy: "{}".into(),
             revision: 0,
             custom_key_store_id: None,
+            mac: Vec::new(),
         };
         let v = VersionRecord {
             key_id: id,

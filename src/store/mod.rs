@@ -165,6 +165,9 @@ pub struct KeyRecord {
     pub revision: i64,
     /// The custom key store (another token) holding the material; None = the default token.
     pub custom_key_store_id: Option<String>,
+    /// Integrity MAC over the row's contents (`key_mac_input`), made in the token
+    /// (`kms::sealed`, applied by `cached::CachedStore`); stored as given (`tombstone_key` stores the one given for the row in state `Deleted`).
+    pub mac: Vec<u8>,
 }
 
 impl KeyRecord {
@@ -319,6 +322,44 @@ pub struct ImportRecord {
     pub valid_to: Option<Millis>,
     /// Key check value of the first material imported (computed in the token).
     pub check_value: Option<Vec<u8>>,
+}
+
+/// Makes the integrity MACs of rows (`kms::sealed::TokenSealer`: in the token).
+#[async_trait]
+pub trait RowSealer: Send + Sync + 'static {
+    async fn mac(&self, input: Vec<u8>) -> Result<Vec<u8>>;
+}
+
+/// The bytes a key row's MAC covers: every member but `revision` and `mac`, each length-
+/// prefixed (an absent optional member differs from an empty one).
+pub fn key_mac_input(k: &KeyRecord) -> Vec<u8> {
+    let mut out = b"kms-bridge key row v1".to_vec();
+    let mut field = |b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        out.extend_from_slice(b);
+    };
+    let opt_i64 = |v: Option<i64>| v.map(|v| v.to_be_bytes().to_vec()).unwrap_or_default();
+    field(k.key_id.as_bytes());
+    field(k.region.as_bytes());
+    field(k.account.as_bytes());
+    field(k.description.as_bytes());
+    field(k.key_spec.as_str().as_bytes());
+    field(k.key_usage.as_str().as_bytes());
+    field(k.origin.as_str().as_bytes());
+    field(k.state.as_str().as_bytes());
+    field(&k.created_at.to_be_bytes());
+    field(&opt_i64(k.deletion_date));
+    field(&opt_i64(k.pending_window_days));
+    field(&[u8::from(k.rotation_enabled)]);
+    field(&opt_i64(k.rotation_period_days));
+    field(&opt_i64(k.rotation_base));
+    field(&k.current_version.to_be_bytes());
+    field(k.policy.as_bytes());
+    match &k.custom_key_store_id {
+        None => field(&[0]),
+        Some(id) => field(&[&[1u8][..], id.as_bytes()].concat()),
+    }
+    out
 }
 
 #[async_trait]

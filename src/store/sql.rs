@@ -55,7 +55,7 @@ pub(super) fn parse<T>(v: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> su
 pub(super) const KEY_COLUMNS: &str = "key_id, region, account, description, key_spec, \
      key_usage, origin, state, created_at, deletion_date, pending_window_days, \
      rotation_enabled, rotation_period_days, rotation_base, current_version, policy, revision, \
-     custom_key_store_id";
+     custom_key_store_id, mac";
 
 /// `KEY_COLUMNS` qualified with the table alias `k.`.
 pub(super) fn key_columns_of_k() -> String {
@@ -105,6 +105,7 @@ macro_rules! sql_store {
                 policy: row.try_get("policy")?,
                 revision: row.try_get("revision")?,
                 custom_key_store_id: row.try_get("custom_key_store_id")?,
+                mac: row.try_get("mac")?,
             })
         }
 
@@ -247,7 +248,7 @@ macro_rules! sql_store {
             }
             sqlx::query(&format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
             ))
             .bind(k.key_id.to_string())
             .bind(&k.region)
@@ -267,6 +268,7 @@ macro_rules! sql_store {
             .bind(&k.policy)
             .bind(k.revision)
             .bind(&k.custom_key_store_id)
+            .bind(&k.mac)
             .execute(&mut **tx)
             .await?;
             for t in tags {
@@ -286,8 +288,8 @@ macro_rules! sql_store {
             let row = sqlx::query(
                 "UPDATE keys SET description = $1, state = $2, deletion_date = $3, \
                  pending_window_days = $4, rotation_enabled = $5, rotation_period_days = $6, \
-                 rotation_base = $7, current_version = $8, policy = $9, \
-                 revision = revision + 1 WHERE key_id = $10 AND revision = $11 \
+                 rotation_base = $7, current_version = $8, policy = $9, mac = $10, \
+                 revision = revision + 1 WHERE key_id = $11 AND revision = $12 \
                  RETURNING revision",
             )
             .bind(&k.description)
@@ -299,6 +301,7 @@ macro_rules! sql_store {
             .bind(k.rotation_base)
             .bind(k.current_version)
             .bind(&k.policy)
+            .bind(&k.mac)
             .bind(k.key_id.to_string())
             .bind(k.revision)
             .fetch_optional(&mut **tx)
@@ -943,11 +946,12 @@ macro_rules! sql_store {
             async fn tombstone_key(&self, key: &KeyRecord) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
-                    "UPDATE keys SET state = 'Deleted', revision = revision + 1 \
+                    "UPDATE keys SET state = 'Deleted', mac = $3, revision = revision + 1 \
                      WHERE key_id = $1 AND revision = $2 AND state = 'PendingDeletion'",
                 )
                 .bind(key.key_id.to_string())
                 .bind(key.revision)
+                .bind(&key.mac)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {

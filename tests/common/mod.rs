@@ -82,6 +82,23 @@ impl TestDir {
 
     /// Open this directory's token in the test process (the server may run too: SoftHSM's
     /// file store supports several processes). Sets SOFTHSM2_CONF for this process.
+    /// The server's database as the server sees it (key rows sealed with the token), for
+    /// tests that write crash states directly. The server must have started once (it makes
+    /// the database and the row MAC key).
+    pub async fn sealed_store(
+        &self,
+    ) -> kms_bridge::store::cached::CachedStore<kms_bridge::store::sqlite::SqliteStore> {
+        let store =
+            kms_bridge::store::sqlite::SqliteStore::open(&self.data_dir().join("kms-bridge.db"))
+                .await
+                .expect("open the database");
+        let sealer = kms_bridge::kms::sealed::TokenSealer::open(self.open_token().await)
+            .await
+            .expect("row MAC key");
+        kms_bridge::store::cached::CachedStore::new(store, Duration::ZERO)
+            .with_sealer(std::sync::Arc::new(sealer))
+    }
+
     pub async fn open_token(&self) -> kms_bridge::token::Token {
         std::env::set_var("SOFTHSM2_CONF", self.softhsm_conf());
         let cfg = kms_bridge::token::TokenConfig {
@@ -657,6 +674,18 @@ pub async fn new_symmetric_key(kms: &aws_sdk_kms::Client) -> String {
         .key_metadata
         .expect("KeyMetadata")
         .key_id
+}
+
+/// The key ids ListKeys returns (first page).
+pub async fn listed_key_ids(kms: &aws_sdk_kms::Client) -> Vec<String> {
+    kms.list_keys()
+        .send()
+        .await
+        .expect("ListKeys")
+        .keys()
+        .iter()
+        .filter_map(|k| k.key_id().map(str::to_owned))
+        .collect()
 }
 
 /// DescribeKey's KeyMetadata.
