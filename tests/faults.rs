@@ -75,9 +75,12 @@ async fn token_faults_heal_without_restart() {
     let blob = encrypt(&kms, &key).await.unwrap();
     let metrics = server.metrics_addr.clone().unwrap();
 
-    for fault in ["device", "session", "absent"] {
+    for fault in ["device", "session", "absent", "general-all"] {
+        let keys_before = listed_key_ids(&kms).await.len();
         std::fs::write(&control, fault).unwrap();
         let err = encrypt(&kms, &key).await.unwrap_err();
+        // Key creation fails cleanly during the fault, and leaves nothing behind.
+        assert!(kms.create_key().send().await.is_err(), "{fault}: CreateKey");
         assert!(
             [
                 "KeyUnavailableException",
@@ -108,7 +111,18 @@ async fn token_faults_heal_without_restart() {
             .unwrap();
         assert_eq!(d.plaintext().unwrap().as_ref(), b"fault", "{fault}");
         assert_eq!(http_get(&metrics, "/readyz").status, 200);
+        // Healed without a restart: keys can be made again.
+        assert_eq!(listed_key_ids(&kms).await.len(), keys_before, "{fault}");
+        let made = new_symmetric_key(&kms).await;
+        encrypt(&kms, &made).await.unwrap();
     }
+    // A handle gone stale (CKR_KEY_HANDLE_INVALID once): the call is made again afresh, and
+    // the request succeeds.
+    std::fs::write(&control, "stale-once").unwrap();
+    encrypt(&kms, &key)
+        .await
+        .expect("retried after a stale handle");
+    assert!(!control.exists(), "the stale handle was met");
     // CKR_GENERAL_ERROR from C_Decrypt (SoftHSM's answer to a bad tag, and a failing token's):
     // a valid ciphertext is not called invalid while the token fails; it decrypts after.
     std::fs::write(&control, "general").unwrap();

@@ -285,6 +285,7 @@ async fn a_key_row_changed_outside_kms_bridge_is_refused() {
     let env = [("KMS_BRIDGE_METRICS_LISTEN", "127.0.0.1:0")];
     let server = Server::start(&dir, &env);
     let (mallory_arn, mallory) = dir.user("mallory");
+    let (_, eve) = dir.user("eve");
     let kms = server.client();
     let forged = new_symmetric_key(&kms).await;
     let kept = new_symmetric_key(&kms).await;
@@ -316,8 +317,50 @@ async fn a_key_row_changed_outside_kms_bridge_is_refused() {
             .unwrap();
         let id = uuid::Uuid::parse_str(&forged).unwrap();
         let mut row = raw.get_key(id).await.unwrap().unwrap();
-        row.policy = allow_mallory;
+        row.policy = allow_mallory.clone();
         raw.update_key(&row).await.unwrap();
+        // And an identity policy and a grant that would let mallory use the other key.
+        raw.put_identity_policy(&kms_bridge::store::IdentityPolicyRecord {
+            principal_arn: mallory_arn.clone(),
+            name: "forged".into(),
+            document: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#.into(),
+            mac: Vec::new(),
+        })
+        .await
+        .unwrap();
+        raw.insert_grant(
+            &kms_bridge::store::GrantRecord {
+                grant_id: "f".repeat(64),
+                key_id: uuid::Uuid::parse_str(&kept).unwrap(),
+                name: None,
+                grantee_principal: mallory_arn.clone(),
+                retiring_principal: None,
+                issuing_account: format!("arn:aws:iam::{ACCOUNT}:root"),
+                operations: vec!["Encrypt".into()],
+                constraints: None,
+                created_at: 1,
+                mac: vec![0; 32],
+            },
+            50,
+        )
+        .await
+        .unwrap();
+        // A second user's access key moved to the administrator (the secret still unseals:
+        // its seal binds the key id, not the principal).
+        let admin_arn = raw
+            .get_access_key(&Creds::admin().access_key_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .principal_arn;
+        let mut moved = raw
+            .get_access_key(&eve.access_key_id)
+            .await
+            .unwrap()
+            .unwrap();
+        raw.delete_access_key(&eve.access_key_id).await.unwrap();
+        moved.principal_arn = admin_arn;
+        raw.insert_access_key(&moved).await.unwrap();
     }
     let server = Server::start(&dir, &env);
     let kms = server.client();
@@ -341,6 +384,24 @@ async fn a_key_row_changed_outside_kms_bridge_is_refused() {
     assert_eq!(
         describe(&kms, &kept).await.description(),
         Some("changed through the API")
+    );
+    // The forged identity policy and grant are not honoured either.
+    assert_code!(
+        as_mallory
+            .encrypt()
+            .key_id(&kept)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await,
+        "AccessDeniedException"
+    );
+    let grants = kms.list_grants().key_id(&kept).send().await.unwrap();
+    assert!(grants.grants().is_empty(), "a forged grant is not listed");
+    // The moved access key does not make eve the administrator.
+    let as_eve = server.client_for(&eve);
+    assert!(
+        as_eve.list_keys().send().await.is_err(),
+        "eve is not the administrator"
     );
     let text = http_get(server.metrics_addr.as_ref().unwrap(), "/metrics").body;
     assert!(metric(&text, "kms_row_integrity_failures_total") >= 1.0);

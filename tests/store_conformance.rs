@@ -136,6 +136,7 @@ fn grant(key_id: Uuid, id: &str) -> GrantRecord {
         operations: vec!["Encrypt".into()],
         constraints: None,
         created_at: 1,
+        mac: vec![3; 32],
     }
 }
 
@@ -595,6 +596,12 @@ async fn tombstone_is_a_cas_and_removes_dependents(db: Db) {
     a.insert_grant(&grant(k.key_id, "doomed-grant"), 50)
         .await
         .unwrap();
+    let stored = a.get_grant("doomed-grant").await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        grant(k.key_id, "doomed-grant"),
+        "a grant row (and its MAC) round-trips"
+    );
     // A cancel (a write) in between makes the tombstone fail: never early, never after a cancel.
     let mut cancelled = k.clone();
     cancelled.state = KeyState::Disabled;
@@ -872,6 +879,7 @@ async fn principals_and_policies_round_trip(db: Db) {
         sealed_secret: vec![0, 255, 7],
         active: true,
         created_at: 4,
+        mac: vec![1; 32],
     };
     s.insert_access_key(&k).await.unwrap();
     assert_eq!(
@@ -882,10 +890,12 @@ async fn principals_and_policies_round_trip(db: Db) {
         principal_arn: p.arn.clone(),
         name: "p1".into(),
         document: "{}".into(),
+        mac: vec![2; 32],
     };
     s.put_identity_policy(&pol).await.unwrap();
     s.put_identity_policy(&IdentityPolicyRecord {
         document: "{\"Version\":\"2012-10-17\"}".into(),
+        mac: vec![4; 32],
         ..pol.clone()
     })
     .await
@@ -893,6 +903,11 @@ async fn principals_and_policies_round_trip(db: Db) {
     let pols = s.identity_policies(&p.arn).await.unwrap();
     assert_eq!(pols.len(), 1);
     assert_eq!(pols[0].document, "{\"Version\":\"2012-10-17\"}");
+    assert_eq!(
+        pols[0].mac,
+        vec![4; 32],
+        "a replaced policy carries its new MAC"
+    );
     assert!(s.delete_identity_policy(&p.arn, "p1").await.unwrap());
     assert!(!s.delete_identity_policy(&p.arn, "p1").await.unwrap());
     assert!(s.delete_access_key(&k.access_key_id).await.unwrap());
@@ -964,6 +979,7 @@ async fn invalidations_reach_the_other_writer(db: Db) {
         sealed_secret: vec![1],
         active: true,
         created_at: 1,
+        mac: Vec::new(),
     })
     .await
     .unwrap();
@@ -973,6 +989,7 @@ async fn invalidations_reach_the_other_writer(db: Db) {
         principal_arn: "arn:aws:iam::111122223333:user/bob".into(),
         name: "p".into(),
         document: "{}".into(),
+        mac: Vec::new(),
     })
     .await
     .unwrap();

@@ -298,6 +298,7 @@ impl Principals {
             sealed_secret: sealed,
             active: true,
             created_at: now_millis(),
+            mac: Vec::new(),
         };
         match self.store.insert_access_key(&rec).await {
             Ok(()) => Ok((id, secret)),
@@ -332,6 +333,7 @@ impl Principals {
                 principal_arn: arn.to_owned(),
                 name: name.to_owned(),
                 document: document.to_owned(),
+                mac: Vec::new(),
             })
             .await?;
         self.caches.apply(&Invalidation::Principal(arn.to_owned()));

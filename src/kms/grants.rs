@@ -342,6 +342,7 @@ impl Kms {
             operations: ops,
             constraints,
             created_at: self.now(),
+            mac: Vec::new(),
         };
         // The limit is checked in the inserting transaction (concurrent creates cannot pass it).
         match self.store.insert_grant(&rec, MAX_GRANTS_PER_KEY).await {

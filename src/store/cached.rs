@@ -25,7 +25,7 @@ use super::{
     AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord, IdentityPolicyRecord,
     ImportRecord, KeyRecord, Millis, PrincipalRecord, Result, TagRecord, VersionRecord,
 };
-use super::{Invalidation, MetadataStore, RowSealer, StoreError};
+use super::{Invalidation, MetadataStore, RowSealer, Sealed, StoreError};
 
 /// Entries kept per cache before it starts over (bounds memory; 10,000 keys fit).
 const CAPACITY: usize = 50_000;
@@ -168,42 +168,49 @@ impl<S: MetadataStore> CachedStore<S> {
         self
     }
 
-    /// `k` as it is to be stored: with its MAC when sealing.
-    async fn sealed(&self, k: &KeyRecord) -> Result<KeyRecord> {
-        let mut k = k.clone();
+    /// `row` as it is to be stored: with its MAC when sealing.
+    async fn sealed<T: Sealed>(&self, row: &T) -> Result<T> {
+        let mut row = row.clone();
         if let Some(s) = &self.sealer {
-            k.mac = s.mac(super::key_mac_input(&k)).await?;
+            row.set_mac(s.mac(row.mac_input()).await?);
         }
-        Ok(k)
+        Ok(row)
     }
 
-    /// `Ok(k)` unless sealing is on and its MAC does not verify.
-    async fn verified(&self, k: KeyRecord) -> Result<KeyRecord> {
+    /// `Ok(row)` unless sealing is on and its MAC does not verify.
+    async fn verified<T: Sealed>(&self, row: T) -> Result<T> {
         use subtle::ConstantTimeEq;
         let Some(s) = &self.sealer else {
-            return Ok(k);
+            return Ok(row);
         };
-        let expected = s.mac(super::key_mac_input(&k)).await?;
-        if !k.mac.is_empty() && bool::from(expected.ct_eq(&k.mac)) {
-            return Ok(k);
+        let expected = s.mac(row.mac_input()).await?;
+        if !row.mac().is_empty() && bool::from(expected.ct_eq(row.mac())) {
+            return Ok(row);
         }
         crate::metrics::ROW_INTEGRITY_FAILURES.inc();
-        tracing::error!(key_id = %k.key_id, "key row fails its integrity check (changed outside kms-bridge?): refused");
+        let what = row.describe();
+        tracing::error!(row = %what, "row fails its integrity check (changed outside kms-bridge?): refused");
         Err(StoreError::Corrupt(format!(
-            "key {} fails its integrity check",
-            k.key_id
+            "{what} fails its integrity check"
         )))
     }
 
+    async fn verified_opt<T: Sealed>(&self, row: Option<T>) -> Result<Option<T>> {
+        match row {
+            Some(r) => Ok(Some(self.verified(r).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// The rows of a listing that verify (the others are logged and left out).
-    async fn verified_all(&self, rows: Vec<KeyRecord>) -> Result<Vec<KeyRecord>> {
+    async fn verified_all<T: Sealed>(&self, rows: Vec<T>) -> Result<Vec<T>> {
         if self.sealer.is_none() {
             return Ok(rows);
         }
         let mut out = Vec::with_capacity(rows.len());
-        for k in rows {
-            match self.verified(k).await {
-                Ok(k) => out.push(k),
+        for r in rows {
+            match self.verified(r).await {
+                Ok(r) => out.push(r),
                 Err(StoreError::Corrupt(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -212,10 +219,8 @@ impl<S: MetadataStore> CachedStore<S> {
     }
 
     async fn read_key(&self, key_id: Uuid) -> Result<Option<KeyRecord>> {
-        match self.inner.get_key(key_id).await? {
-            Some(k) => Ok(Some(self.verified(k).await?)),
-            None => Ok(None),
-        }
+        let row = self.inner.get_key(key_id).await?;
+        self.verified_opt(row).await
     }
 
     fn forget_key(&self, key_id: &Uuid) {
@@ -405,11 +410,12 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn insert_access_key(&self, k: &AccessKeyRecord) -> Result<()> {
-        self.inner.insert_access_key(k).await
+        self.inner.insert_access_key(&self.sealed(k).await?).await
     }
 
     async fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
-        self.inner.get_access_key(access_key_id).await
+        let row = self.inner.get_access_key(access_key_id).await?;
+        self.verified_opt(row).await
     }
 
     async fn delete_access_key(&self, access_key_id: &str) -> Result<bool> {
@@ -417,7 +423,7 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn put_identity_policy(&self, p: &IdentityPolicyRecord) -> Result<()> {
-        self.inner.put_identity_policy(p).await
+        self.inner.put_identity_policy(&self.sealed(p).await?).await
     }
 
     async fn delete_identity_policy(&self, principal_arn: &str, name: &str) -> Result<bool> {
@@ -425,15 +431,19 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn identity_policies(&self, principal_arn: &str) -> Result<Vec<IdentityPolicyRecord>> {
-        self.inner.identity_policies(principal_arn).await
+        let rows = self.inner.identity_policies(principal_arn).await?;
+        self.verified_all(rows).await
     }
 
     async fn insert_grant(&self, g: &GrantRecord, max_per_key: i64) -> Result<()> {
-        self.inner.insert_grant(g, max_per_key).await
+        self.inner
+            .insert_grant(&self.sealed(g).await?, max_per_key)
+            .await
     }
 
     async fn get_grant(&self, grant_id: &str) -> Result<Option<GrantRecord>> {
-        self.inner.get_grant(grant_id).await
+        let row = self.inner.get_grant(grant_id).await?;
+        self.verified_opt(row).await
     }
 
     async fn grants_for_key(
@@ -441,7 +451,8 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         key_id: Uuid,
         grantee: Option<&str>,
     ) -> Result<Vec<GrantRecord>> {
-        self.inner.grants_for_key(key_id, grantee).await
+        let rows = self.inner.grants_for_key(key_id, grantee).await?;
+        self.verified_all(rows).await
     }
 
     async fn grants_retirable_by(
@@ -450,9 +461,11 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<GrantRecord>> {
-        self.inner
+        let rows = self
+            .inner
             .grants_retirable_by(retiring_principal, after, limit)
-            .await
+            .await?;
+        self.verified_all(rows).await
     }
 
     async fn grants_page(
@@ -462,11 +475,16 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<GrantRecord>> {
-        self.inner.grants_page(key_id, grantee, after, limit).await
+        let rows = self
+            .inner
+            .grants_page(key_id, grantee, after, limit)
+            .await?;
+        self.verified_all(rows).await
     }
 
     async fn grants_named(&self, key_id: Uuid, name: &str) -> Result<Vec<GrantRecord>> {
-        self.inner.grants_named(key_id, name).await
+        let rows = self.inner.grants_named(key_id, name).await?;
+        self.verified_all(rows).await
     }
 
     async fn delete_grant(&self, grant_id: &str) -> Result<bool> {

@@ -165,7 +165,7 @@ pub struct KeyRecord {
     pub revision: i64,
     /// The custom key store (another token) holding the material; None = the default token.
     pub custom_key_store_id: Option<String>,
-    /// Integrity MAC over the row's contents (`key_mac_input`), made in the token
+    /// Integrity MAC over the row's contents (`Sealed`), made in the token
     /// (`kms::sealed`, applied by `cached::CachedStore`); stored as given (`tombstone_key` stores the one given for the row in state `Deleted`).
     pub mac: Vec<u8>,
 }
@@ -254,6 +254,8 @@ pub struct AccessKeyRecord {
     pub sealed_secret: Vec<u8>,
     pub active: bool,
     pub created_at: Millis,
+    /// Integrity MAC (see `Sealed`).
+    pub mac: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -261,6 +263,8 @@ pub struct IdentityPolicyRecord {
     pub principal_arn: String,
     pub name: String,
     pub document: String,
+    /// Integrity MAC (see `Sealed`).
+    pub mac: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -275,6 +279,8 @@ pub struct GrantRecord {
     /// JSON of the grant constraints (`EncryptionContextEquals` / `EncryptionContextSubset`).
     pub constraints: Option<String>,
     pub created_at: Millis,
+    /// Integrity MAC (see `Sealed`).
+    pub mac: Vec<u8>,
 }
 
 /// A custom key store: another PKCS#11 token (AWS_CLOUDHSM semantics mapped onto a token:
@@ -330,36 +336,146 @@ pub trait RowSealer: Send + Sync + 'static {
     async fn mac(&self, input: Vec<u8>) -> Result<Vec<u8>>;
 }
 
-/// The bytes a key row's MAC covers: every member but `revision` and `mac`, each length-
-/// prefixed (an absent optional member differs from an empty one).
-pub fn key_mac_input(k: &KeyRecord) -> Vec<u8> {
-    let mut out = b"kms-bridge key row v1".to_vec();
-    let mut field = |b: &[u8]| {
-        out.extend_from_slice(&(b.len() as u64).to_be_bytes());
-        out.extend_from_slice(b);
-    };
-    let opt_i64 = |v: Option<i64>| v.map(|v| v.to_be_bytes().to_vec()).unwrap_or_default();
-    field(k.key_id.as_bytes());
-    field(k.region.as_bytes());
-    field(k.account.as_bytes());
-    field(k.description.as_bytes());
-    field(k.key_spec.as_str().as_bytes());
-    field(k.key_usage.as_str().as_bytes());
-    field(k.origin.as_str().as_bytes());
-    field(k.state.as_str().as_bytes());
-    field(&k.created_at.to_be_bytes());
-    field(&opt_i64(k.deletion_date));
-    field(&opt_i64(k.pending_window_days));
-    field(&[u8::from(k.rotation_enabled)]);
-    field(&opt_i64(k.rotation_period_days));
-    field(&opt_i64(k.rotation_base));
-    field(&k.current_version.to_be_bytes());
-    field(k.policy.as_bytes());
-    match &k.custom_key_store_id {
-        None => field(&[0]),
-        Some(id) => field(&[&[1u8][..], id.as_bytes()].concat()),
+/// Length-prefixed fields of a row's MAC input (an absent optional member differs from an
+/// empty one).
+struct MacInput(Vec<u8>);
+
+impl MacInput {
+    fn new(kind: &str) -> MacInput {
+        MacInput(format!("kms-bridge {kind} row v1").into_bytes())
     }
-    out
+    fn field(mut self, b: &[u8]) -> Self {
+        self.0.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn text(self, s: &str) -> Self {
+        self.field(s.as_bytes())
+    }
+    fn int(self, v: i64) -> Self {
+        self.field(&v.to_be_bytes())
+    }
+    fn opt_int(self, v: Option<i64>) -> Self {
+        self.field(&v.map(|v| v.to_be_bytes().to_vec()).unwrap_or_default())
+    }
+    fn opt_text(self, v: Option<&str>) -> Self {
+        match v {
+            None => self.field(&[0]),
+            Some(s) => self.field(&[&[1u8][..], s.as_bytes()].concat()),
+        }
+    }
+}
+
+/// A row whose security-relevant contents are integrity-protected by a MAC made in the token
+/// (`RowSealer`; applied by `cached::CachedStore`).
+pub trait Sealed: Clone + Send + Sync {
+    /// The bytes the MAC covers: every member but the revision (keys) and the MAC itself.
+    fn mac_input(&self) -> Vec<u8>;
+    fn mac(&self) -> &[u8];
+    fn set_mac(&mut self, mac: Vec<u8>);
+    /// What the row is, for the log (no secrets).
+    fn describe(&self) -> String;
+}
+
+impl Sealed for KeyRecord {
+    fn mac_input(&self) -> Vec<u8> {
+        MacInput::new("key")
+            .field(self.key_id.as_bytes())
+            .text(&self.region)
+            .text(&self.account)
+            .text(&self.description)
+            .text(self.key_spec.as_str())
+            .text(self.key_usage.as_str())
+            .text(self.origin.as_str())
+            .text(self.state.as_str())
+            .int(self.created_at)
+            .opt_int(self.deletion_date)
+            .opt_int(self.pending_window_days)
+            .field(&[u8::from(self.rotation_enabled)])
+            .opt_int(self.rotation_period_days)
+            .opt_int(self.rotation_base)
+            .int(self.current_version)
+            .text(&self.policy)
+            .opt_text(self.custom_key_store_id.as_deref())
+            .0
+    }
+    fn mac(&self) -> &[u8] {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Vec<u8>) {
+        self.mac = mac;
+    }
+    fn describe(&self) -> String {
+        format!("key {}", self.key_id)
+    }
+}
+
+impl Sealed for AccessKeyRecord {
+    fn mac_input(&self) -> Vec<u8> {
+        MacInput::new("access key")
+            .text(&self.access_key_id)
+            .text(&self.principal_arn)
+            .field(&self.sealed_secret)
+            .field(&[u8::from(self.active)])
+            .int(self.created_at)
+            .0
+    }
+    fn mac(&self) -> &[u8] {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Vec<u8>) {
+        self.mac = mac;
+    }
+    fn describe(&self) -> String {
+        format!("access key {}", self.access_key_id)
+    }
+}
+
+impl Sealed for IdentityPolicyRecord {
+    fn mac_input(&self) -> Vec<u8> {
+        MacInput::new("identity policy")
+            .text(&self.principal_arn)
+            .text(&self.name)
+            .text(&self.document)
+            .0
+    }
+    fn mac(&self) -> &[u8] {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Vec<u8>) {
+        self.mac = mac;
+    }
+    fn describe(&self) -> String {
+        format!("identity policy {} of {}", self.name, self.principal_arn)
+    }
+}
+
+impl Sealed for GrantRecord {
+    fn mac_input(&self) -> Vec<u8> {
+        let mut m = MacInput::new("grant")
+            .text(&self.grant_id)
+            .field(self.key_id.as_bytes())
+            .opt_text(self.name.as_deref())
+            .text(&self.grantee_principal)
+            .opt_text(self.retiring_principal.as_deref())
+            .text(&self.issuing_account)
+            .int(self.operations.len() as i64);
+        for op in &self.operations {
+            m = m.text(op);
+        }
+        m.opt_text(self.constraints.as_deref())
+            .int(self.created_at)
+            .0
+    }
+    fn mac(&self) -> &[u8] {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Vec<u8>) {
+        self.mac = mac;
+    }
+    fn describe(&self) -> String {
+        format!("grant {} of key {}", self.grant_id, self.key_id)
+    }
 }
 
 #[async_trait]

@@ -159,6 +159,7 @@ macro_rules! sql_store {
                     .map_err(|_| StoreError::Corrupt(format!("grant operations {ops:?}")))?,
                 constraints: row.try_get("constraints")?,
                 created_at: row.try_get("created_at")?,
+                mac: row.try_get("mac")?,
             })
         }
 
@@ -694,13 +695,14 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO access_keys (access_key_id, principal_arn, sealed_secret, \
-                     active, created_at) VALUES ($1, $2, $3, $4, $5)",
+                     active, created_at, mac) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&k.access_key_id)
                 .bind(&k.principal_arn)
                 .bind(&k.sealed_secret)
                 .bind(k.active as i64)
                 .bind(k.created_at)
+                .bind(&k.mac)
                 .execute(&mut *tx)
                 .await?;
                 let inv = Invalidation::AccessKey(k.access_key_id.clone());
@@ -720,6 +722,7 @@ macro_rules! sql_store {
                         sealed_secret: r.try_get("sealed_secret")?,
                         active: r.try_get::<i64, _>("active")? != 0,
                         created_at: r.try_get("created_at")?,
+                        mac: r.try_get("mac")?,
                     })
                 })
                 .transpose()
@@ -739,13 +742,14 @@ macro_rules! sql_store {
             async fn put_identity_policy(&self, p: &IdentityPolicyRecord) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
-                    "INSERT INTO identity_policies (principal_arn, name, document) \
-                     VALUES ($1, $2, $3) ON CONFLICT (principal_arn, name) \
-                     DO UPDATE SET document = excluded.document",
+                    "INSERT INTO identity_policies (principal_arn, name, document, mac) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (principal_arn, name) \
+                     DO UPDATE SET document = excluded.document, mac = excluded.mac",
                 )
                 .bind(&p.principal_arn)
                 .bind(&p.name)
                 .bind(&p.document)
+                .bind(&p.mac)
                 .execute(&mut *tx)
                 .await?;
                 let inv = Invalidation::Principal(p.principal_arn.clone());
@@ -772,7 +776,7 @@ macro_rules! sql_store {
                 principal_arn: &str,
             ) -> Result<Vec<IdentityPolicyRecord>> {
                 let rows = sqlx::query(
-                    "SELECT principal_arn, name, document FROM identity_policies \
+                    "SELECT principal_arn, name, document, mac FROM identity_policies \
                      WHERE principal_arn = $1 ORDER BY name",
                 )
                 .bind(principal_arn)
@@ -784,6 +788,7 @@ macro_rules! sql_store {
                             principal_arn: r.try_get("principal_arn")?,
                             name: r.try_get("name")?,
                             document: r.try_get("document")?,
+                            mac: r.try_get("mac")?,
                         })
                     })
                     .collect()
@@ -801,8 +806,8 @@ macro_rules! sql_store {
                 }
                 sqlx::query(
                     "INSERT INTO grants (grant_id, key_id, name, grantee_principal, \
-                     retiring_principal, issuing_account, operations, constraints, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     retiring_principal, issuing_account, operations, constraints, created_at, \
+                     mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(&g.grant_id)
                 .bind(g.key_id.to_string())
@@ -813,6 +818,7 @@ macro_rules! sql_store {
                 .bind(ops)
                 .bind(&g.constraints)
                 .bind(g.created_at)
+                .bind(&g.mac)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;

@@ -67,9 +67,14 @@ impl SqliteStore {
             .await
         {
             Ok(()) => Ok(SqliteStore { pool }),
-            // A concurrent opener recorded the same migration first.
+            // A concurrent opener recorded the same migration first, or applied an
+            // `ALTER TABLE … ADD COLUMN` (not idempotent in SQLite) while this one waited for
+            // the write lock: once more, and the migration is found applied.
             Err(e) => Err(match StoreError::from(e) {
                 StoreError::AlreadyExists => StoreError::Unavailable("migration raced".into()),
+                StoreError::Db(m) if m.contains("duplicate column name") => {
+                    StoreError::Unavailable(format!("migration raced: {m}"))
+                }
                 other => other,
             }),
         }
