@@ -366,6 +366,18 @@ impl MacInput {
     }
 }
 
+/// `Sealed::mac`/`set_mac` of a row whose MAC is its `mac` member.
+macro_rules! mac_member {
+    () => {
+        fn mac(&self) -> &[u8] {
+            &self.mac
+        }
+        fn set_mac(&mut self, mac: Vec<u8>) {
+            self.mac = mac;
+        }
+    };
+}
+
 /// A row whose security-relevant contents are integrity-protected by a MAC made in the token
 /// (`RowSealer`; applied by `cached::CachedStore`).
 pub trait Sealed: Clone + Send + Sync {
@@ -399,12 +411,7 @@ impl Sealed for KeyRecord {
             .opt_text(self.custom_key_store_id.as_deref())
             .0
     }
-    fn mac(&self) -> &[u8] {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Vec<u8>) {
-        self.mac = mac;
-    }
+    mac_member!();
     fn describe(&self) -> String {
         format!("key {}", self.key_id)
     }
@@ -420,12 +427,7 @@ impl Sealed for AccessKeyRecord {
             .int(self.created_at)
             .0
     }
-    fn mac(&self) -> &[u8] {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Vec<u8>) {
-        self.mac = mac;
-    }
+    mac_member!();
     fn describe(&self) -> String {
         format!("access key {}", self.access_key_id)
     }
@@ -439,12 +441,7 @@ impl Sealed for IdentityPolicyRecord {
             .text(&self.document)
             .0
     }
-    fn mac(&self) -> &[u8] {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Vec<u8>) {
-        self.mac = mac;
-    }
+    mac_member!();
     fn describe(&self) -> String {
         format!("identity policy {} of {}", self.name, self.principal_arn)
     }
@@ -467,12 +464,7 @@ impl Sealed for GrantRecord {
             .int(self.created_at)
             .0
     }
-    fn mac(&self) -> &[u8] {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Vec<u8>) {
-        self.mac = mac;
-    }
+    mac_member!();
     fn describe(&self) -> String {
         format!("grant {} of key {}", self.grant_id, self.key_id)
     }
