@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Measure kms-bridge beside its token's raw ceiling (issue 5): installs what is missing,
-# builds release, starts a server on a fresh SoftHSM token on tmpfs, runs `kms-bridge bench`
-# against it, prints the table and writes it to docs/PERFORMANCE.md (between the bench
-# markers, so the analysis around them stays), then stops the server and removes the token.
+# builds release, starts a server on a fresh SoftHSM token (on tmpfs) with its data directory
+# — the audit trail every answer waits for, and the database — on the disk (a directory under
+# the checkout, or $BENCH_DIR), runs `kms-bridge bench` against it, prints the table and writes
+# it to docs/PERFORMANCE.md (between the bench markers, so the analysis around them stays),
+# then stops the server and removes the token and data.
+#   --tmpfs            the data directory on tmpfs too (the old figure); --both: both runs, the
+#                      tmpfs one written to the bench-tmpfs section
+#   BENCH_DIR          where the on-disk data directory goes (default target/bench-data)
 #   BENCH_SECONDS      measured seconds per operation (default 10)
 #   BENCH_CONNECTIONS  concurrent connections (default 16)
 #   BENCH_OPS          comma-separated operations (default all; see `kms-bridge bench --help`)
@@ -24,6 +29,7 @@ source scripts/lib.sh
 ensure_packages
 
 moto=${BENCH_MOTO:-0}
+where=${BENCH_WHERE:-disk}
 cluster_nodes=${BENCH_NODES:-}
 scale=${BENCH_SCALE_KEYS:-0}
 main=${BENCH_MAIN:-1}
@@ -33,6 +39,8 @@ while [ $# -gt 0 ]; do
     --moto) moto=1 ;;
     --scale) scale=$2; shift ;;
     --nodes) cluster_nodes=$2; shift ;;
+    --tmpfs) where=tmpfs ;;
+    --both) where=both ;;
     *) extra+=("$1") ;;
   esac
   shift
@@ -47,6 +55,9 @@ bin=$root/target/release/kms-bridge
 base=/dev/shm
 [ -d "$base" ] || base=${TMPDIR:-/tmp}
 work=$(mktemp -d "$base/kms-bridge-bench.XXXXXX")
+disk_base=${BENCH_DIR:-$root/target/bench-data}
+mkdir -p "$disk_base"
+disk=$(mktemp -d "$disk_base/run.XXXXXX")
 server_pid=""
 moto_pid=""
 stop() {
@@ -66,7 +77,7 @@ cleanup() {
   if [ -n "$pg_dir" ]; then
     as_pg "$KMS_BRIDGE_PG_BIN/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
   fi
-  rm -rf "$work"
+  rm -rf "$work" "$disk"
 }
 node_pids=()
 pg_dir=""
@@ -96,6 +107,8 @@ start_server() {
   t0=$(date +%s.%N)
   KMS_BRIDGE_LISTEN=${addr:-127.0.0.1:0} \
   KMS_BRIDGE_DATA_DIR="$data" \
+  KMS_BRIDGE_AUDIT__DIR="${state_dir:-$data}/audit" \
+  KMS_BRIDGE_DATABASE="${KMS_BRIDGE_DATABASE:-${state_dir:-$data}/kms-bridge.db}" \
   KMS_BRIDGE_TOKEN__LABEL="$label" \
   KMS_BRIDGE_TOKEN__PIN_FILE="$data/token-pin" \
   KMS_BRIDGE_REGIONS="$region" \
@@ -121,8 +134,17 @@ start_server() {
   [ -n "$addr" ] || { echo "bench.sh: no listening line from the server" >&2; exit 1; }
   t1=$(date +%s.%N)
   startup_seconds=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
-  echo "bench.sh: kms-bridge on http://$addr (pid $server_pid, listening after ${startup_seconds} s), token in $work" >&2
+  echo "bench.sh: kms-bridge on http://$addr (pid $server_pid, listening after ${startup_seconds} s), token in $work, audit trail and database in ${state_dir:-$data}" >&2
 }
+case "$where" in
+  disk) locations=(disk) ;;
+  tmpfs) locations=(tmpfs) ;;
+  both) locations=(disk tmpfs) ;;
+  *) echo "bench.sh: BENCH_WHERE must be disk, tmpfs or both" >&2; exit 2 ;;
+esac
+# Where the audit trail and the database go (the token stays on tmpfs: it stands for an HSM).
+state_for() { if [ "$1" = disk ]; then echo "$disk"; fi; }
+state_dir=$(state_for "${locations[0]}")
 start_server
 
 if [ "$moto" = 1 ]; then
@@ -151,21 +173,42 @@ markdown=()
 rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
 rc=0
 export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=$region
-set +e
-[ "$main" = 1 ] && "$bin" bench \
-  --endpoint "http://$addr" \
-  --token-label "$label" \
-  --pin-file "$data/token-pin" \
-  --server-pid "$server_pid" \
-  --seconds "$seconds" \
-  --connections "$connections" \
-  ${BENCH_OPS:+--ops "$BENCH_OPS"} \
-  --note "scripts/bench.sh at $rev: release build, fresh token and data dir on tmpfs ($base)" \
-  --note "load generator, server and raw loops share the machine; raw and server runs alternate" \
-  --note "server with SigV4 verification, key-policy and identity-policy evaluation and the fail-closed audit trail on; request quotas off (they would throttle the load)" \
-  "${markdown[@]}" "${extra[@]}"
-[ "$main" = 1 ] && rc=$?
-set -e
+for loc in "${locations[@]}"; do
+  [ "$main" = 1 ] || break
+  if [ "$loc" != "${locations[0]}" ]; then
+    stop "$server_pid"
+    state_dir=$(state_for "$loc")
+    addr=""
+    start_server
+  fi
+  section=bench
+  [ "$where" = both ] && [ "$loc" = tmpfs ] && section=bench-tmpfs
+  if [ "$loc" = disk ]; then
+    fs=$(df -PT "$disk" | awk 'NR == 2 {print $2 " on " $1}')
+    place="audit trail and database on the disk ($disk, $fs); token on tmpfs ($base)"
+  else
+    place="token, audit trail and database on tmpfs ($base)"
+  fi
+  set +e
+  "$bin" bench \
+    --endpoint "http://$addr" \
+    --token-label "$label" \
+    --pin-file "$data/token-pin" \
+    --server-pid "$server_pid" \
+    --seconds "$seconds" \
+    --connections "$connections" \
+    ${BENCH_OPS:+--ops "$BENCH_OPS"} \
+    --section "$section" \
+    --note "scripts/bench.sh at $rev: release build, fresh token and data dir; $place" \
+    --note "load generator, server and raw loops share the machine; raw and server runs alternate" \
+    --note "server with SigV4 verification, key-policy and identity-policy evaluation and the fail-closed audit trail on; request quotas off (they would throttle the load)" \
+    "${markdown[@]}" "${extra[@]}"
+  r=$?
+  set -e
+  [ "$r" = 0 ] || rc=$r
+done
+# Key-count scaling and clusters as before: everything on tmpfs.
+state_dir=""
 
 if [ "$scale" -gt 0 ]; then
   # A fresh token and data dir, so the token holds the N keys (and a handful of others) only.

@@ -307,6 +307,7 @@ pub async fn serve(
             }
         });
     }
+    let audit_log = state.audit.clone();
     let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     {
         let handle = handle.clone();
@@ -339,7 +340,9 @@ pub async fn serve(
         }
     }
     // The audit writer fsyncs every batch before acknowledging it, so nothing is pending here;
-    // token sessions close when the last handle drops.
+    // it is stopped (its last head anchored) before the token goes away. Token sessions close
+    // when the last handle drops.
+    audit_log.close().await;
     tracing::info!("shut down");
     Ok(())
 }

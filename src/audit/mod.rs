@@ -39,10 +39,17 @@ pub enum AuditError {
 
 type Ack = oneshot::Sender<Result<(), AuditError>>;
 
+/// What the writer thread is sent.
+enum Msg {
+    Record(Map<String, Value>, Ack),
+    /// Anchor the head one last time, stop, and say so (`AuditLog::close`).
+    Close(oneshot::Sender<()>),
+}
+
 /// Handle to the audit writer. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<(Map<String, Value>, Ack)>,
+    tx: mpsc::Sender<Msg>,
     /// False while the last write failed (readiness: a node that cannot audit cannot answer).
     healthy: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -341,7 +348,7 @@ impl AuditLog {
             )),
             None => None,
         };
-        let (tx, mut rx) = mpsc::channel::<(Map<String, Value>, Ack)>(65_536);
+        let (tx, mut rx) = mpsc::channel::<Msg>(65_536);
         let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let health = healthy.clone();
         std::thread::Builder::new()
@@ -362,16 +369,27 @@ impl AuditLog {
                         _ => rx.blocking_recv().map(Some),
                     };
                     let Some(next) = next else { break };
-                    if let Some(first) = next {
-                        let mut records = vec![first.0];
-                        let mut acks = vec![first.1];
-                        while let Ok((r, a)) = rx.try_recv() {
+                    let mut closing = None;
+                    let (mut records, mut acks) = (Vec::new(), Vec::new());
+                    match next {
+                        Some(Msg::Record(r, a)) => {
                             records.push(r);
                             acks.push(a);
-                            if records.len() >= 4096 {
-                                break;
-                            }
                         }
+                        Some(Msg::Close(done)) => closing = Some(done),
+                        None => {}
+                    }
+                    while closing.is_none() && !records.is_empty() && records.len() < 4096 {
+                        match rx.try_recv() {
+                            Ok(Msg::Record(r, a)) => {
+                                records.push(r);
+                                acks.push(a);
+                            }
+                            Ok(Msg::Close(done)) => closing = Some(done),
+                            Err(_) => break,
+                        }
+                    }
+                    if !records.is_empty() {
                         let started = Instant::now();
                         let result = writer.write_batch(&mut records);
                         crate::metrics::AUDIT_WRITE_SECONDS
@@ -390,13 +408,19 @@ impl AuditLog {
                     }
                     // The head, once the batch is acknowledged: no answer waits for it.
                     if let Some((a, rt)) = &anchoring {
-                        if dirty && anchored_at.elapsed() >= anchor::EVERY {
+                        let due = anchored_at.elapsed() >= anchor::EVERY || closing.is_some();
+                        if dirty && due {
                             match a.write(rt, writer.sequence, &writer.last_hash) {
                                 Ok(()) => dirty = false,
                                 Err(e) => tracing::error!(error = %e, "audit head not anchored"),
                             }
                             anchored_at = Instant::now();
                         }
+                    }
+                    if let Some(done) = closing {
+                        // No token call of this thread outlives `close`.
+                        let _ = done.send(());
+                        break;
                     }
                 }
             })
@@ -413,10 +437,21 @@ impl AuditLog {
     pub async fn append(&self, record: Map<String, Value>) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
         self.tx
-            .send((record, ack))
+            .send(Msg::Record(record, ack))
             .await
             .map_err(|_| AuditError::Stopped)?;
         done.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// Stop the writer after what was sent before (its head anchored one last time); later
+    /// appends fail. At shutdown, before the token goes away: the writer's last token call
+    /// (the head's MAC) is then over — a token call during process exit can crash the
+    /// PKCS#11 library.
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.tx.send(Msg::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
     }
 }
 

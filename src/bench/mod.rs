@@ -83,6 +83,10 @@ pub struct BenchArgs {
     /// Write the report as Markdown here (between bench markers if the file has them).
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Name of the marked section the report replaces (`<!-- NAME:begin … -->`): the default
+    /// `bench` is the main table; e.g. `bench-tmpfs` for a second run beside it.
+    #[arg(long, default_value = "bench")]
+    pub section: String,
     /// Free-text line for the report's settings (repeatable), e.g. "token on tmpfs".
     #[arg(long)]
     pub note: Vec<String>,
@@ -674,7 +678,7 @@ pub async fn cli(args: &BenchArgs) -> anyhow::Result<bool> {
     print!("{}", report.text());
     if let Some(path) = &args.markdown {
         report
-            .write_markdown(path)
+            .write_markdown_section(path, &args.section)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("kms-bridge bench: wrote {}", path.display());
     }
