@@ -16,15 +16,7 @@ use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 async fn create(kms: &Client, spec: KeySpec, usage: KeyUsageType) -> String {
-    kms.create_key()
-        .key_spec(spec)
-        .key_usage(usage)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id
+    new_key(kms, spec, usage).await
 }
 
 /// Create several keys concurrently (RSA key generation takes a while in SoftHSM).

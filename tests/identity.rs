@@ -1017,3 +1017,209 @@ async fn resource_tag_and_alias_conditions() {
         .unwrap();
     encrypt(&u, &k2, &[]).await.unwrap();
 }
+
+/// What the administrator can see of the server's state (compared before and after).
+async fn state_snapshot(kms: &Client, keys: &[&str]) -> Vec<String> {
+    let mut out = vec![format!("{:?}", listed_key_ids(kms).await)];
+    let aliases = kms.list_aliases().send().await.unwrap();
+    out.push(format!("{:?}", aliases.aliases()));
+    for k in keys {
+        let m = describe(kms, k).await;
+        out.push(format!(
+            "{:?} {:?} {:?} {:?}",
+            m.key_state(),
+            m.description(),
+            m.deletion_date(),
+            m.current_key_material_id()
+        ));
+        let p = kms.get_key_policy().key_id(*k).send().await.unwrap();
+        out.push(p.policy().unwrap_or_default().to_owned());
+        let t = kms.list_resource_tags().key_id(*k).send().await.unwrap();
+        out.push(format!("{:?}", t.tags()));
+        let g = kms.list_grants().key_id(*k).send().await.unwrap();
+        out.push(format!("{:?}", g.grants()));
+        let r = kms.list_key_rotations().key_id(*k).send().await;
+        out.push(format!("{:?}", r.map(|r| r.rotations().len()).ok()));
+    }
+    let stores = kms.describe_custom_key_stores().send().await.unwrap();
+    out.push(format!("{:?}", stores.custom_key_stores()));
+    out
+}
+
+/// Every operation the server answers, called by a principal with no permissions at all, is
+/// refused with AccessDeniedException and changes nothing. The list comes from the server's
+/// own operation table: a new operation fails here until it has a request below — and is
+/// authorized.
+#[tokio::test]
+async fn every_operation_refuses_an_unprivileged_caller() {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    use base64::Engine;
+    const CLUSTER: &str = "cluster-abcdefghijk";
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let dir = TestDir::new();
+    dir.add_token(CLUSTER, "store-pin-1234");
+    let server = Server::start(&dir, &[]);
+    let (_, nobody) = dir.user("nobody");
+    let kms = server.client();
+    let key = new_symmetric_key(&kms).await;
+    kms.create_alias()
+        .alias_name("alias/k")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let sign = new_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let hmac = new_key(&kms, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let agree = new_key(&kms, KeySpec::EccNistP256, KeyUsageType::KeyAgreement).await;
+    let external = new_external_key(&kms).await;
+    let grant = kms
+        .create_grant()
+        .key_id(&key)
+        .grantee_principal(format!("arn:aws:iam::{ACCOUNT}:user/somebody"))
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let blob = encrypt_blob(&kms, &key, b"x").await;
+    let peer = kms
+        .get_public_key()
+        .key_id(&agree)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap();
+    let store = kms
+        .create_custom_key_store()
+        .custom_key_store_name("store")
+        .cloud_hsm_cluster_id(CLUSTER)
+        .trust_anchor_certificate("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+        .key_store_password("store-pin-1234")
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    let ct = b64(&blob);
+    let m = b64(b"message");
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    );
+    let body = |op: &str| -> Option<serde_json::Value> {
+        use serde_json::json;
+        Some(match op {
+            "CreateKey" => json!({}),
+            "DescribeKey"
+            | "EnableKey"
+            | "DisableKey"
+            | "CancelKeyDeletion"
+            | "ListResourceTags"
+            | "ListKeyPolicies"
+            | "EnableKeyRotation"
+            | "DisableKeyRotation"
+            | "GetKeyRotationStatus"
+            | "RotateKeyOnDemand"
+            | "ListKeyRotations"
+            | "ListGrants"
+            | "GetKeyLastUsage" => json!({"KeyId": key}),
+            "ListKeys" | "ListAliases" | "DescribeCustomKeyStores" => json!({}),
+            "ScheduleKeyDeletion" => json!({"KeyId": key, "PendingWindowInDays": 7}),
+            "UpdateKeyDescription" => json!({"KeyId": key, "Description": "changed"}),
+            "CreateAlias" => json!({"AliasName": "alias/new", "TargetKeyId": key}),
+            "UpdateAlias" => json!({"AliasName": "alias/k", "TargetKeyId": sign}),
+            "DeleteAlias" => json!({"AliasName": "alias/k"}),
+            "TagResource" => json!({"KeyId": key, "Tags": [{"TagKey": "a", "TagValue": "b"}]}),
+            "UntagResource" => json!({"KeyId": key, "TagKeys": ["a"]}),
+            "GetKeyPolicy" => json!({"KeyId": key, "PolicyName": "default"}),
+            "PutKeyPolicy" => json!({"KeyId": key, "PolicyName": "default", "Policy": policy}),
+            "Encrypt" => json!({"KeyId": key, "Plaintext": m}),
+            "Decrypt" => json!({"CiphertextBlob": ct}),
+            "ReEncrypt" => json!({"CiphertextBlob": ct, "DestinationKeyId": key}),
+            "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
+                json!({"KeyId": key, "KeySpec": "AES_256"})
+            }
+            "GenerateRandom" => json!({"NumberOfBytes": 16}),
+            "CreateGrant" => {
+                json!({"KeyId": key, "GranteePrincipal": format!("arn:aws:iam::{ACCOUNT}:user/nobody"), "Operations": ["Encrypt"]})
+            }
+            "ListRetirableGrants" => {
+                json!({"RetiringPrincipal": format!("arn:aws:iam::{ACCOUNT}:user/somebody")})
+            }
+            "RetireGrant" | "RevokeGrant" => json!({"KeyId": key, "GrantId": grant}),
+            "CreateCustomKeyStore" => {
+                json!({"CustomKeyStoreName": "other", "CloudHsmClusterId": "cluster-zzzzzzzzzzz", "TrustAnchorCertificate": "x", "KeyStorePassword": "password-1"})
+            }
+            "ConnectCustomKeyStore" | "DisconnectCustomKeyStore" | "DeleteCustomKeyStore" => {
+                json!({"CustomKeyStoreId": store})
+            }
+            "UpdateCustomKeyStore" => {
+                json!({"CustomKeyStoreId": store, "NewCustomKeyStoreName": "renamed"})
+            }
+            "Sign" => json!({"KeyId": sign, "Message": m, "SigningAlgorithm": "ECDSA_SHA_256"}),
+            "Verify" => {
+                json!({"KeyId": sign, "Message": m, "Signature": m, "SigningAlgorithm": "ECDSA_SHA_256"})
+            }
+            "GetPublicKey" => json!({"KeyId": sign}),
+            "GenerateMac" => json!({"KeyId": hmac, "Message": m, "MacAlgorithm": "HMAC_SHA_256"}),
+            "VerifyMac" => {
+                json!({"KeyId": hmac, "Message": m, "Mac": m, "MacAlgorithm": "HMAC_SHA_256"})
+            }
+            "DeriveSharedSecret" => {
+                json!({"KeyId": agree, "KeyAgreementAlgorithm": "ECDH", "PublicKey": b64(peer.as_ref())})
+            }
+            "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext" => {
+                json!({"KeyId": key, "KeyPairSpec": "ECC_NIST_P256"})
+            }
+            "GetParametersForImport" => {
+                json!({"KeyId": external, "WrappingAlgorithm": "RSAES_OAEP_SHA_1", "WrappingKeySpec": "RSA_2048"})
+            }
+            "ImportKeyMaterial" => {
+                json!({"KeyId": external, "ImportToken": m, "EncryptedKeyMaterial": m, "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"})
+            }
+            "DeleteImportedKeyMaterial" => json!({"KeyId": external}),
+            _ => return None,
+        })
+    };
+    let keys = [
+        key.as_str(),
+        sign.as_str(),
+        hmac.as_str(),
+        agree.as_str(),
+        external.as_str(),
+    ];
+    let before = state_snapshot(&kms, &keys).await;
+    let signing = Signing {
+        creds: &nobody,
+        ..Signing::default()
+    };
+    let names = kms_bridge::api::operation_names();
+    assert!(names.len() >= 52, "{names:?}");
+    let mut wrong = Vec::new();
+    for op in names {
+        let Some(b) = body(op) else {
+            panic!("no unprivileged request for {op}: add one here (and authorize {op})");
+        };
+        let text = b.to_string();
+        let r = server.signed_with(
+            &format!("TrentService.{op}"),
+            text.as_bytes(),
+            text.as_bytes(),
+            &signing,
+        );
+        if r.status != 400 || r.error_type() != "AccessDeniedException" {
+            wrong.push(format!("{op}: {} {}", r.status, r.body));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "not refused as AccessDeniedException:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(
+        state_snapshot(&kms, &keys).await,
+        before,
+        "an unprivileged call changed state"
+    );
+}

@@ -42,6 +42,11 @@ pub struct AppState {
     pub debug_clock: Option<Arc<crate::kms::OffsetClock>>,
 }
 
+/// The name of every operation the server answers (tests check each one is authorized).
+pub fn operation_names() -> Vec<&'static str> {
+    ops::Operation::ALL.iter().map(|o| o.name()).collect()
+}
+
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()

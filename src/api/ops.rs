@@ -24,6 +24,9 @@ macro_rules! operations {
         pub enum Operation { $($name),+ }
 
         impl Operation {
+            /// Every operation, in the order of the table.
+            pub const ALL: &'static [Operation] = &[$(Operation::$name),+];
+
             pub fn from_target(target: &str) -> Option<Operation> {
                 match target.strip_prefix("TrentService.")? {
                     $(stringify!($name) => Some(Operation::$name),)+

@@ -667,13 +667,50 @@ where
 
 /// A new symmetric encryption key's id.
 pub async fn new_symmetric_key(kms: &aws_sdk_kms::Client) -> String {
-    kms.create_key()
-        .send()
+    created(kms.create_key()).await
+}
+
+/// A new key of this spec and usage; its id.
+pub async fn new_key(
+    kms: &aws_sdk_kms::Client,
+    spec: aws_sdk_kms::types::KeySpec,
+    usage: aws_sdk_kms::types::KeyUsageType,
+) -> String {
+    created(kms.create_key().key_spec(spec).key_usage(usage)).await
+}
+
+/// The id of the key a CreateKey request makes.
+pub async fn created(
+    req: aws_sdk_kms::operation::create_key::builders::CreateKeyFluentBuilder,
+) -> String {
+    req.send()
         .await
         .expect("CreateKey")
         .key_metadata
         .expect("KeyMetadata")
         .key_id
+}
+
+/// A new symmetric key with origin EXTERNAL (waiting for its material); its id.
+pub async fn new_external_key(kms: &aws_sdk_kms::Client) -> String {
+    created(
+        kms.create_key()
+            .origin(aws_sdk_kms::types::OriginType::External),
+    )
+    .await
+}
+
+/// The ciphertext blob of `plaintext` under `key`.
+pub async fn encrypt_blob(kms: &aws_sdk_kms::Client, key: &str, plaintext: &[u8]) -> Vec<u8> {
+    kms.encrypt()
+        .key_id(key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(plaintext.to_vec()))
+        .send()
+        .await
+        .expect("Encrypt")
+        .ciphertext_blob
+        .expect("CiphertextBlob")
+        .into_inner()
 }
 
 /// The key ids ListKeys returns (first page).
