@@ -460,3 +460,57 @@ fn get_key_last_usage_reports_the_newest_use() {
     let again = ok(&server, "GetKeyLastUsage", json!({"KeyId": id}));
     assert_eq!(again["KeyLastUsage"]["Operation"], json!("Decrypt"));
 }
+
+/// Texts recorded against AWS (LocalStack's AWS-validated snapshots): HMAC algorithm against
+/// key spec, CreateKey without KeyUsage, ImportKeyMaterial without ValidTo, and the on-demand
+/// rotation limit.
+#[test]
+fn recorded_texts_of_mac_create_import_and_rotation() {
+    let (_dir, server) = Server::start_new();
+    let (hmac, _) = key(
+        &server,
+        json!({"KeySpec": "HMAC_224", "KeyUsage": "GENERATE_VERIFY_MAC"}),
+    );
+    expect(
+        call(
+            &server,
+            "GenerateMac",
+            json!({"KeyId": hmac, "Message": "bQ==", "MacAlgorithm": "HMAC_SHA_256"}),
+        ),
+        400,
+        "InvalidKeyUsageException",
+        Some("Algorithm HMAC_SHA_256 is incompatible with key spec HMAC_224."),
+    );
+    expect(
+        call(&server, "CreateKey", json!({"KeySpec": "ECC_NIST_P256"})),
+        400,
+        "ValidationException",
+        Some("You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys."),
+    );
+    let (external, _) = key(&server, json!({"Origin": "EXTERNAL"}));
+    let params = ok(
+        &server,
+        "GetParametersForImport",
+        json!({"KeyId": external, "WrappingAlgorithm": "RSAES_OAEP_SHA_1", "WrappingKeySpec": "RSA_2048"}),
+    );
+    expect(
+        call(
+            &server,
+            "ImportKeyMaterial",
+            json!({"KeyId": external, "ImportToken": params["ImportToken"], "EncryptedKeyMaterial": "bQ==", "ExpirationModel": "KEY_MATERIAL_EXPIRES"}),
+        ),
+        400,
+        "ValidationException",
+        Some("A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES"),
+    );
+    let (rotating, arn) = key(&server, json!({}));
+    for _ in 0..25 {
+        ok(&server, "RotateKeyOnDemand", json!({"KeyId": rotating}));
+    }
+    expect(
+        call(&server, "RotateKeyOnDemand", json!({"KeyId": rotating})),
+        400,
+        "LimitExceededException",
+        Some(&format!("The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: {arn}")),
+    );
+}

@@ -92,9 +92,7 @@ pub(crate) fn plan_material(
         };
     }
     let Some(usage) = usage else {
-        return Err(KmsError::Validation(format!(
-            "You must specify a KeyUsage value for a KMS key with KeySpec {spec}"
-        )));
+        return Err(KmsError::Validation(texts::KEY_USAGE_REQUIRED.into()));
     };
     if let Some(bits) = spec.rsa_bits() {
         let pair_use = match usage {
@@ -324,11 +322,9 @@ fn require_mac(key: &KeyRecord, alg: MacAlgorithm, operation: &str) -> Result<()
     }
     match key.key_spec.mac_algorithm() {
         Some(a) if a == alg => Ok(()),
-        _ => Err(KmsError::InvalidKeyUsage(format!(
-            "MAC algorithm {alg} is not valid for {} ({})",
-            key.arn(),
-            key.key_spec
-        ))),
+        _ => Err(KmsError::InvalidKeyUsage(
+            texts::mac_algorithm_incompatible(alg.as_str(), key.key_spec.as_str()),
+        )),
     }
 }
 
@@ -652,14 +648,10 @@ impl Kms {
         }
         require_enabled(&k)?;
         let c = curve(k.key_spec).ok_or_else(|| wrong_usage(&k, "DeriveSharedSecret"))?;
-        let point = keyformat::peer_point(peer_public_key, c).ok_or_else(|| {
-            KmsError::Validation(format!(
-                "PublicKey must be a DER-encoded SubjectPublicKeyInfo of a point on the curve \
-                 of {} ({})",
-                k.arn(),
-                k.key_spec
-            ))
-        })?;
+        // AWS answers a public key it cannot use (not DER SPKI, another curve) with a
+        // ValidationException that carries no message (recorded in LocalStack's AWS snapshots).
+        let point = keyformat::peer_point(peer_public_key, c)
+            .ok_or_else(|| KmsError::Validation(String::new()))?;
         let secret = self.token.ecdh(object_id(&k), point).await?;
         Ok((k.arn(), secret))
     }

@@ -436,9 +436,7 @@ impl Kms {
         let now = self.now();
         let valid_to = match (model, input.valid_to) {
             (ExpirationModel::KeyMaterialExpires, None) => {
-                return Err(KmsError::Validation(
-                    "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES".into(),
-                ))
+                return Err(KmsError::Validation(super::texts::VALID_TO_REQUIRED.into()))
             }
             (ExpirationModel::KeyMaterialExpires, Some(t)) if t <= now => {
                 return Err(KmsError::Validation("ValidTo must be in the future".into()))

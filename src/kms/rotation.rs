@@ -135,10 +135,9 @@ impl Kms {
             .filter(|v| v.rotation_type == Some(RotationType::OnDemand))
             .count();
         if on_demand >= MAX_ON_DEMAND_ROTATIONS {
-            return Err(KmsError::LimitExceeded(format!(
-                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations",
-                k.arn()
-            )));
+            return Err(KmsError::LimitExceeded(
+                super::texts::on_demand_rotation_limit(&k.arn()),
+            ));
         }
         let k = self.rotate(ctx, k, RotationType::OnDemand).await?;
         Ok(k.arn())

@@ -111,3 +111,24 @@ pub const INCORRECT_KEY: &str =
 /// (the developer guide's "Throttling" page shows this text).
 pub const THROTTLED: &str =
     "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.";
+
+/// A MAC algorithm the HMAC key's spec does not have (`InvalidKeyUsageException`).
+pub fn mac_algorithm_incompatible(algorithm: &str, key_spec: &str) -> String {
+    format!("Algorithm {algorithm} is incompatible with key spec {key_spec}.")
+}
+
+/// CreateKey of an asymmetric or HMAC spec without `KeyUsage`.
+pub const KEY_USAGE_REQUIRED: &str =
+    "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.";
+
+/// ImportKeyMaterial with `KEY_MATERIAL_EXPIRES` and no `ValidTo`.
+pub const VALID_TO_REQUIRED: &str =
+    "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES";
+
+/// RotateKeyOnDemand past the per-key limit (`LimitExceededException`).
+pub fn on_demand_rotation_limit(arn: &str) -> String {
+    format!(
+        "The on-demand rotations limit has been reached for the given keyId. No more on-demand \
+         rotations can be performed for this key: {arn}"
+    )
+}
