@@ -503,6 +503,17 @@ fn recorded_texts_of_mac_create_import_and_rotation() {
         "ValidationException",
         Some("A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES"),
     );
+    // RotateKeyOnDemand of an asymmetric key: no message.
+    let (rsa, _) = key(
+        &server,
+        json!({"KeySpec": "RSA_4096", "KeyUsage": "ENCRYPT_DECRYPT"}),
+    );
+    expect(
+        call(&server, "RotateKeyOnDemand", json!({"KeyId": rsa})),
+        400,
+        "UnsupportedOperationException",
+        None,
+    );
     let (rotating, arn) = key(&server, json!({}));
     for _ in 0..25 {
         ok(&server, "RotateKeyOnDemand", json!({"KeyId": rotating}));

@@ -33,12 +33,16 @@ pub struct RotationEntry {
 }
 
 fn require_rotatable(key: &KeyRecord) -> Result<()> {
-    if key.key_spec != KeySpec::SymmetricDefault || key.origin != Origin::AwsKms {
-        return Err(KmsError::UnsupportedOperation(format!(
-            "{} does not support rotation: only symmetric encryption keys with origin AWS_KMS \
-             can be rotated",
-            key.arn()
-        )));
+    // As recorded against AWS (LocalStack's snapshots of RotateKeyOnDemand): a key that is not
+    // symmetric gets UnsupportedOperationException without a message; a symmetric key of
+    // another origin, AWS's origin text.
+    if key.key_spec != KeySpec::SymmetricDefault {
+        return Err(KmsError::UnsupportedOperation(String::new()));
+    }
+    if key.origin != Origin::AwsKms {
+        return Err(KmsError::UnsupportedOperation(
+            super::texts::origin_not_valid(&key.arn(), key.origin),
+        ));
     }
     Ok(())
 }
