@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::audit::AuditLog;
 use crate::auth::sigv4::RequestParts;
@@ -442,11 +442,11 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 fn success(out: Option<Value>, request_id: &str) -> Response {
     let body = match out {
         Some(mut v) => {
-            let bytes = serde_json::to_vec(&v).unwrap_or_default();
+            let bytes = encode(&v);
             scrub(&mut v);
             bytes
         }
-        None => Vec::new(),
+        None => Bytes::new(),
     };
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
@@ -458,6 +458,36 @@ fn success(out: Option<Value>, request_id: &str) -> Response {
         h.insert("x-amzn-requestid", v);
     }
     resp
+}
+
+/// The JSON body of an answer. One that carries a secret member is written into a buffer of
+/// exactly its size (no reallocation leaves a partial copy behind) owned by a `Zeroizing`, so
+/// the body is wiped when hyper lets go of it, after it is written.
+fn encode(v: &Value) -> Bytes {
+    let secret = v
+        .as_object()
+        .is_some_and(|m| SECRET_MEMBERS.iter().any(|k| m.contains_key(*k)));
+    if !secret {
+        return Bytes::from(serde_json::to_vec(v).unwrap_or_default());
+    }
+    let mut size = ByteCount(0);
+    let _ = serde_json::to_writer(&mut size, v);
+    let mut buf = Zeroizing::new(Vec::with_capacity(size.0));
+    let _ = serde_json::to_writer(&mut *buf, v);
+    Bytes::from_owner(buf)
+}
+
+/// Counts what is written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Response members that carry secrets (base64 of plaintext, a data key pair's private key,
@@ -488,6 +518,8 @@ mod scrub_tests {
             "KeyId": "arn:aws:kms:us-east-1:111122223333:key/k",
         });
         scrub(&mut v);
+        let body = encode(&serde_json::json!({"Plaintext": "cGxhaW4=", "KeyId": "k"}));
+        assert_eq!(&body[..], br#"{"KeyId":"k","Plaintext":"cGxhaW4="}"#);
         // `Zeroize` for String overwrites the bytes, then empties it.
         for member in SECRET_MEMBERS {
             assert_eq!(v[member].as_str(), Some(""), "{member} not zeroized");
