@@ -16,6 +16,15 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(m: T) -> T {
     m
 }
 
+/// A registered counter.
+fn counter(name: &str, help: &str) -> IntCounter {
+    register(IntCounter::new(name, help).unwrap_or_else(|_| unreachable_metric()))
+}
+
+/// The `kms_throttled_requests_total` label of generations refused because the token's key
+/// generation lane was full.
+pub const KEYGEN_THROTTLED: &str = "token_keygen";
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
@@ -92,42 +101,30 @@ pub static AUDIT_WRITE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
 });
 
 pub static CONNECTIONS_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(
-        IntCounter::new(
-            "kms_connections_refused_total",
-            "Client connections closed at once because max_connections were open",
-        )
-        .unwrap_or_else(|_| unreachable_metric()),
+    counter(
+        "kms_connections_refused_total",
+        "Client connections closed at once because max_connections were open",
     )
 });
 
 pub static AUDIT_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(
-        IntCounter::new(
-            "kms_audit_failures_total",
-            "Requests refused because auditing failed",
-        )
-        .unwrap_or_else(|_| unreachable_metric()),
+    counter(
+        "kms_audit_failures_total",
+        "Requests refused because auditing failed",
     )
 });
 
 pub static AUDIT_TAMPERING: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(
-        IntCounter::new(
-            "kms_audit_tampering_detected_total",
-            "Audit trail tampering found at start-up (truncation, rewritten or missing head anchor)",
-        )
-        .unwrap_or_else(|_| unreachable_metric()),
+    counter(
+        "kms_audit_tampering_detected_total",
+        "Audit trail tampering found at start-up (truncation, rewritten or missing head anchor)",
     )
 });
 
 pub static ROW_INTEGRITY_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(
-        IntCounter::new(
-            "kms_row_integrity_failures_total",
-            "Key rows refused because their MAC does not verify (changed outside kms-bridge)",
-        )
-        .unwrap_or_else(|_| unreachable_metric()),
+    counter(
+        "kms_row_integrity_failures_total",
+        "Rows (keys, grants, identity policies, access keys) refused because their MAC does not verify (changed outside kms-bridge)",
     )
 });
 
@@ -158,7 +155,7 @@ pub fn init() {
     for group in crate::kms::quota::QuotaGroup::ALL {
         THROTTLED.with_label_values(&[group.name()]);
     }
-    THROTTLED.with_label_values(&["token_keygen"]);
+    THROTTLED.with_label_values(&[KEYGEN_THROTTLED]);
     LazyLock::force(&AUDIT_WRITE_SECONDS);
     LazyLock::force(&AUDIT_FAILURES);
     LazyLock::force(&AUDIT_TAMPERING);

@@ -460,9 +460,9 @@ fn success(out: Option<Value>, request_id: &str) -> Response {
     resp
 }
 
-/// The JSON body of an answer. One that carries a secret member is written into a buffer of
-/// exactly its size (no reallocation leaves a partial copy behind) owned by a `Zeroizing`, so
-/// the body is wiped when hyper lets go of it, after it is written.
+/// The JSON body of an answer. One that carries a secret member is written into `Zeroizing`
+/// buffers only (every buffer outgrown is wiped, so no reallocation leaves a partial copy
+/// behind), and the last one is handed to hyper as the body, wiped when hyper lets go of it.
 fn encode(v: &Value) -> Bytes {
     let secret = v
         .as_object()
@@ -470,19 +470,24 @@ fn encode(v: &Value) -> Bytes {
     if !secret {
         return Bytes::from(serde_json::to_vec(v).unwrap_or_default());
     }
-    let mut size = ByteCount(0);
-    let _ = serde_json::to_writer(&mut size, v);
-    let mut buf = Zeroizing::new(Vec::with_capacity(size.0));
-    let _ = serde_json::to_writer(&mut *buf, v);
-    Bytes::from_owner(buf)
+    let mut buf = SecretBuf(Zeroizing::new(Vec::with_capacity(8192)));
+    let _ = serde_json::to_writer(&mut buf, v);
+    Bytes::from_owner(buf.0)
 }
 
-/// Counts what is written to it.
-struct ByteCount(usize);
+/// A growable buffer that wipes what it outgrows.
+struct SecretBuf(Zeroizing<Vec<u8>>);
 
-impl std::io::Write for ByteCount {
+impl std::io::Write for SecretBuf {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0 += b.len();
+        let need = self.0.len() + b.len();
+        if need > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(need.max(2 * self.0.capacity())));
+            bigger.extend_from_slice(&self.0);
+            // The old buffer is wiped as it drops.
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(b);
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -520,6 +525,10 @@ mod scrub_tests {
         scrub(&mut v);
         let body = encode(&serde_json::json!({"Plaintext": "cGxhaW4=", "KeyId": "k"}));
         assert_eq!(&body[..], br#"{"KeyId":"k","Plaintext":"cGxhaW4="}"#);
+        // Bodies larger than the first buffer come out whole.
+        let big = "A".repeat(20_000);
+        let body = encode(&serde_json::json!({"Plaintext": big}));
+        assert_eq!(body.len(), big.len() + r#"{"Plaintext":""}"#.len());
         // `Zeroize` for String overwrites the bytes, then empties it.
         for member in SECRET_MEMBERS {
             assert_eq!(v[member].as_str(), Some(""), "{member} not zeroized");

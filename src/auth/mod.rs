@@ -117,18 +117,9 @@ impl Authenticator {
         &self.principals
     }
 
-    /// Verify the request's SigV4 signature at time `now` and identify the caller.
-    pub async fn authenticate(
-        &self,
-        req: &RequestParts<'_>,
-        now: OffsetDateTime,
-    ) -> Result<Caller, AuthError> {
-        let pre = self.precheck(req.headers, req.query, now).await?;
-        self.finish(pre, req).await
-    }
-
-    /// Everything `authenticate` checks before the body: the `Authorization` header and the
-    /// signed headers (scope, date and skew, what must be signed) and that the access key is
+    /// The first half of verifying a request's SigV4 signature at time `now` (`finish` is the
+    /// second): everything that needs no body — the `Authorization` header and the signed
+    /// headers (scope, date and skew, what must be signed) and that the access key is
     /// known. A server calls it before it reads a body, so an unauthenticated sender cannot
     /// make it buffer one.
     pub async fn precheck(
@@ -167,8 +158,7 @@ impl Authenticator {
         })
     }
 
-    /// The body's part of `authenticate`, after `precheck`: the signature, then the caller's
-    /// identity policies.
+    /// The body's part, after `precheck`: the signature, then the caller's identity policies.
     pub async fn finish(
         &self,
         pre: Prechecked,

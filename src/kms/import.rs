@@ -237,14 +237,11 @@ impl Kms {
     async fn import_mac_key(&self) -> Result<()> {
         self.import_mac
             .get_or_try_init(|| async {
-                if !self.token.exists(IMPORT_MAC_KEY_ID.to_vec()).await? {
-                    self.token
-                        .generate_hmac_key(
-                            IMPORT_MAC_KEY_ID.to_vec(),
-                            IMPORT_MAC_KEY_LABEL.to_owned(),
-                            32,
-                        )
-                        .await?;
+                if self
+                    .token
+                    .ensure_hmac_key(IMPORT_MAC_KEY_ID, IMPORT_MAC_KEY_LABEL, 32)
+                    .await?
+                {
                     tracing::info!("created the import-token MAC key in the token");
                 }
                 Ok::<(), KmsError>(())

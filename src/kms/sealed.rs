@@ -1,9 +1,11 @@
-//! Row integrity: every key row carries a MAC made in the token (HMAC-SHA256 with the
-//! non-extractable system key `kms-bridge-system/row-mac/v1`) over all its contents but the
-//! revision, and a row whose MAC does not verify is refused. Someone who can write the database
-//! but not use the token cannot change a key's policy, state, usage, spec, origin, key store or
-//! account and have it honoured: a `get_key` of such a row fails (`KMSInternalException`, logged
-//! with the key id) and listings leave it out.
+//! Row integrity: every key, grant, identity-policy and access-key row carries a MAC made in
+//! the token (HMAC-SHA256 with the non-extractable system key `kms-bridge-system/row-mac/v1`)
+//! over its contents (`store::Sealed`), and a row whose MAC does not verify is refused.
+//! Someone who can write the database but not use the token cannot change a key's policy,
+//! state, usage, spec, origin, key store or account, add a grant or an identity policy, or move
+//! an access key to another principal and have it honoured: a `get_key` of such a row fails
+//! (`KMSInternalException`, logged), a forged access key does not authenticate, and listings
+//! and lookups leave such rows out.
 //!
 //! `store::cached::CachedStore` does the sealing and verifying (a row is verified once per
 //! cache fill, so cached reads cost nothing) with the `TokenSealer` made here. Not covered:
@@ -26,10 +28,10 @@ pub struct TokenSealer {
 impl TokenSealer {
     /// The sealer of `token`; creates the row MAC key there on first use.
     pub async fn open(token: Token) -> std::result::Result<TokenSealer, TokenError> {
-        if !token.exists(ROW_MAC_KEY_ID.to_vec()).await? {
-            token
-                .generate_hmac_key(ROW_MAC_KEY_ID.to_vec(), ROW_MAC_KEY_LABEL.to_owned(), 32)
-                .await?;
+        if token
+            .ensure_hmac_key(ROW_MAC_KEY_ID, ROW_MAC_KEY_LABEL, 32)
+            .await?
+        {
             tracing::info!("created the row MAC key in the token");
         }
         Ok(TokenSealer { token })

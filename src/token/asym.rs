@@ -368,6 +368,17 @@ impl Token {
         .await
     }
 
+    /// Make sure the system HMAC key with this `CKA_ID` exists (`generate_hmac_key` if it
+    /// does not); true when it was created now.
+    pub async fn ensure_hmac_key(&self, id: &[u8], label: &str, len: usize) -> Result<bool> {
+        if self.exists(id.to_vec()).await? {
+            return Ok(false);
+        }
+        self.generate_hmac_key(id.to_vec(), label.to_owned(), len)
+            .await?;
+        Ok(true)
+    }
+
     /// Generate a persistent, non-extractable generic secret of `len` bytes for HMAC.
     pub async fn generate_hmac_key(&self, id: Vec<u8>, label: String, len: usize) -> Result<()> {
         self.run(move |inner, s| {

@@ -256,7 +256,7 @@ impl Workers {
             Lane::Keygen => self.keygen.try_send(job).map_err(|e| match e {
                 flume::TrySendError::Full(_) => {
                     crate::metrics::THROTTLED
-                        .with_label_values(&["token_keygen"])
+                        .with_label_values(&[crate::metrics::KEYGEN_THROTTLED])
                         .inc();
                     TokenError::Busy("key generation")
                 }
@@ -1105,6 +1105,16 @@ impl Inner {
     }
 
     fn set_missing(&self, id: &[u8], missing: bool) {
+        // Nearly always: found, and nothing is missing (one read lock, no hashing).
+        if !missing
+            && self
+                .missing
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        {
+            return;
+        }
         let known = || {
             self.missing
                 .read()
