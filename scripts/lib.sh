@@ -90,3 +90,39 @@ AWS_ENDPOINT_URL_KMS=$endpoint
 ENV
   )
 }
+
+# Kryoptic, a second PKCS#11 software token (with vendored OpenSSL 3.x: EdDSA, ML-DSA, ML-KEM,
+# RSA-OAEP with SHA-256), built from crates.io with softhsm/kryoptic/ into
+# .cache/kryoptic/ under the checkout, once per recipe. Sets KMS_BRIDGE_KRYOPTIC_MODULE.
+ensure_kryoptic() {
+  local root recipe cache stamp want
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  recipe="$root/softhsm/kryoptic"
+  cache="$root/.cache/kryoptic"
+  stamp="$cache/lib/recipe.sha256"
+  want=$(cat "$recipe/Cargo.toml" "$recipe/Cargo.lock" | sha256sum | cut -d' ' -f1)
+  export KMS_BRIDGE_KRYOPTIC_MODULE="$cache/lib/libkryoptic_pkcs11.so"
+  if [ -f "$KMS_BRIDGE_KRYOPTIC_MODULE" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  # bindgen needs libclang; OpenSSL's build needs perl and make; the token store, SQLite.
+  local need=()
+  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+  command -v perl >/dev/null || need+=(perl)
+  command -v make >/dev/null || need+=(make)
+  [ -e /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
+  command -v pkcs11-tool >/dev/null || need+=(opensc)
+  if [ "${#need[@]}" -gt 0 ]; then
+    echo "installing ${need[*]} (apt-get)" >&2
+    _apt_install "${need[@]}"
+  fi
+  echo "building kryoptic (crates.io, once; a few minutes)" >&2
+  cargo build --release --locked --quiet --manifest-path "$recipe/Cargo.toml" \
+    --target-dir "$cache/target"
+  local built
+  built=$(ls -t "$cache"/target/release/deps/libkryoptic_pkcs11-*.so | head -1)
+  mkdir -p "$cache/lib"
+  cp "$built" "$KMS_BRIDGE_KRYOPTIC_MODULE.tmp"
+  mv "$KMS_BRIDGE_KRYOPTIC_MODULE.tmp" "$KMS_BRIDGE_KRYOPTIC_MODULE"
+  echo "$want" > "$stamp"
+}

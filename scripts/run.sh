@@ -3,6 +3,7 @@
 # credentials on first run, builds (release) and serves.
 #   KMS_BRIDGE_LISTEN    listen address (default 127.0.0.1:4599)
 #   KMS_BRIDGE_DATA_DIR  token, database and credentials (default ./data)
+#   KMS_BRIDGE_DEV_TOKEN softhsm (default) or kryoptic: which PKCS#11 token the dev server uses
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -15,7 +16,24 @@ mkdir -p "$data_dir"
 data_dir=$(cd "$data_dir" && pwd)
 region=${AWS_DEFAULT_REGION:-us-east-1}
 
-softhsm/init-token.sh "$data_dir" kms-bridge-dev
+dev_token=${KMS_BRIDGE_DEV_TOKEN:-softhsm}
+case "$dev_token" in
+  softhsm)
+    softhsm/init-token.sh "$data_dir" kms-bridge-dev
+    export SOFTHSM2_CONF="$data_dir/softhsm2.conf"
+    export KMS_BRIDGE_TOKEN__MODULE=${KMS_BRIDGE_TOKEN__MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+    ;;
+  kryoptic)
+    ensure_kryoptic
+    softhsm/init-kryoptic.sh "$KMS_BRIDGE_KRYOPTIC_MODULE" "$data_dir" kms-bridge-dev
+    export KRYOPTIC_CONF="$data_dir/kryoptic.conf"
+    export KMS_BRIDGE_TOKEN__MODULE="$KMS_BRIDGE_KRYOPTIC_MODULE"
+    ;;
+  *)
+    echo "KMS_BRIDGE_DEV_TOKEN=$dev_token: softhsm or kryoptic" >&2
+    exit 2
+    ;;
+esac
 
 # Dev credentials: generated on first run, kept afterwards.
 creds="$data_dir/dev-credentials.env"
@@ -36,8 +54,8 @@ if [ "$creds_new" = 1 ]; then
   echo "  AWS_SECRET_ACCESS_KEY=$secret"
 fi
 echo "  AWS_DEFAULT_REGION=$region"
+echo "  token:       $dev_token ($KMS_BRIDGE_TOKEN__MODULE)"
 
-export SOFTHSM2_CONF="$data_dir/softhsm2.conf"
 export KMS_BRIDGE_LISTEN="$listen"
 export KMS_BRIDGE_DATA_DIR="$data_dir"
 export KMS_BRIDGE_TOKEN__LABEL=kms-bridge-dev

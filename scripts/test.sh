@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what is missing and run every test: formatting, lints, unit tests, integration
-# tests against real SoftHSM tokens (tmpfs) through the AWS SDK for Rust and the AWS CLI.
+# tests against real tokens (tmpfs) through the AWS SDK for Rust and the AWS CLI — the whole
+# suite on SoftHSM2, then again on Kryoptic (a second PKCS#11 implementation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -8,8 +9,11 @@ source scripts/lib.sh
 ensure_packages
 ensure_postgres
 ensure_awscli "$root/.venv"
+ensure_kryoptic
 export KMS_BRIDGE_AWS_CLI="$root/.venv/bin/aws"
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
+echo "the suite again, on Kryoptic ($KMS_BRIDGE_KRYOPTIC_MODULE)" >&2
+KMS_BRIDGE_TEST_TOKEN=kryoptic cargo test --tests

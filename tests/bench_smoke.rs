@@ -13,9 +13,9 @@ async fn bench_measures_server_and_raw_ceiling() {
     let (dir, server) = Server::start_new();
     let pin_file = dir.path.join("pin");
     std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
-    std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
+    std::env::set_var(token_conf_var(), dir.token_conf());
     let markdown = dir.path.join("PERFORMANCE.md");
-    let module = softhsm_module();
+    let module = token_module();
     let args = BenchArgs::try_parse_from([
         "bench",
         "--endpoint",
@@ -119,7 +119,7 @@ fn bench_exits_non_zero_when_requests_fail() {
         ])
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        .env("SOFTHSM2_CONF", dir.softhsm_conf())
+        .env(token_conf_var(), dir.token_conf())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -146,7 +146,7 @@ fn bench_key_count_steps_run_and_report() {
             .args(args)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-            .env("SOFTHSM2_CONF", dir.softhsm_conf())
+            .env(token_conf_var(), dir.token_conf())
             .output()
             .unwrap()
     };

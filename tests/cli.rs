@@ -40,7 +40,9 @@ fn aws_cli_custom_key_store_workflow() {
 
 #[test]
 fn aws_cli_import_workflow() {
-    run_script("import.sh");
+    // AWS's SHA-256 wrapping algorithms where the token has RSA-OAEP with SHA-256.
+    let sha256 = if token_has_oaep_sha256() { "1" } else { "0" };
+    run_script_with("import.sh", &[("OAEP_SHA256", sha256)]);
 }
 
 fn run_script(name: &str) {

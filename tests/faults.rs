@@ -57,7 +57,7 @@ async fn token_faults_heal_without_restart() {
         &dir,
         &[
             ("KMS_BRIDGE_TOKEN__MODULE", shim.to_str().unwrap()),
-            ("FAULT_REAL_MODULE", softhsm_module().to_str().unwrap()),
+            ("FAULT_REAL_MODULE", token_module().to_str().unwrap()),
             ("FAULT_CONTROL", control.to_str().unwrap()),
             ("KMS_BRIDGE_METRICS_LISTEN", "127.0.0.1:0"),
         ],

@@ -217,7 +217,7 @@ async fn keys_live_in_their_custom_key_store() {
         .unwrap());
     drop(default_token);
     let cfg = kms_bridge::token::TokenConfig {
-        module: softhsm_module(),
+        module: token_module(),
         label: CLUSTER.into(),
         pin: CLUSTER_PIN.to_owned().into(),
         threads: 2,

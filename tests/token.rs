@@ -1,17 +1,12 @@
-//! The token layer against a real SoftHSM token: key protection attributes.
+//! The token layer against a real token: key protection attributes.
 
 mod common;
 use common::*;
 
 use kms_bridge::kms::{token_object_id, token_object_label};
 
-/// SoftHSM reads `SOFTHSM2_CONF` once per process, when the library is initialized: tests that
-/// open a token in this process take turns.
-static IN_PROCESS_TOKEN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test]
 async fn key_material_is_sensitive_and_never_readable() {
-    let _turn = IN_PROCESS_TOKEN.lock().await;
     let dir = TestDir::new();
     // A key created through the API…
     let server = Server::start(&dir, &[]);
@@ -93,7 +88,6 @@ async fn key_material_is_sensitive_and_never_readable() {
 /// copy keeps the token object's protection, and destroying the key destroys the copy too.
 #[tokio::test]
 async fn working_copies_are_protected_session_objects() {
-    let _turn = IN_PROCESS_TOKEN.lock().await;
     let dir = TestDir::new();
     let server = Server::start(&dir, &[]);
     let mut ids = Vec::new();
@@ -171,7 +165,7 @@ async fn working_copies_are_protected_session_objects() {
 
     // With `token.working_copies = 0` the token objects themselves are used.
     let cfg = kms_bridge::token::TokenConfig {
-        module: softhsm_module(),
+        module: token_module(),
         label: TOKEN_LABEL.into(),
         pin: PIN.to_owned().into(),
         threads: 1,
@@ -194,9 +188,11 @@ async fn working_copies_are_protected_session_objects() {
 #[tokio::test]
 async fn wrong_pin_and_label_fail_to_start() {
     let dir = TestDir::new();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kms-bridge"))
+    let out = dir
+        .token_env(&mut std::process::Command::new(env!(
+            "CARGO_BIN_EXE_kms-bridge"
+        )))
         .arg("serve")
-        .env("SOFTHSM2_CONF", dir.softhsm_conf())
         .env("KMS_BRIDGE_LISTEN", "127.0.0.1:0")
         .env("KMS_BRIDGE_DATA_DIR", dir.data_dir())
         .env("KMS_BRIDGE_TOKEN__LABEL", TOKEN_LABEL)
@@ -208,9 +204,11 @@ async fn wrong_pin_and_label_fail_to_start() {
     assert!(err.contains("C_Login"), "{err}");
     assert!(!err.contains("0000"), "the PIN must not be printed: {err}");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kms-bridge"))
+    let out = dir
+        .token_env(&mut std::process::Command::new(env!(
+            "CARGO_BIN_EXE_kms-bridge"
+        )))
         .arg("serve")
-        .env("SOFTHSM2_CONF", dir.softhsm_conf())
         .env("KMS_BRIDGE_LISTEN", "127.0.0.1:0")
         .env("KMS_BRIDGE_DATA_DIR", dir.data_dir())
         .env("KMS_BRIDGE_TOKEN__LABEL", "no-such-token")
@@ -247,7 +245,7 @@ async fn key_objects_allow_only_their_usages() {
     server.stop();
     let out = std::process::Command::new("pkcs11-tool")
         .args(["--module"])
-        .arg(softhsm_module())
+        .arg(token_module())
         .args([
             "--token-label",
             TOKEN_LABEL,
@@ -258,7 +256,7 @@ async fn key_objects_allow_only_their_usages() {
             "--type",
             "secrkey",
         ])
-        .env("SOFTHSM2_CONF", dir.softhsm_conf())
+        .env(token_conf_var(), dir.token_conf())
         .output()
         .expect("pkcs11-tool (opensc) runs");
     let text = String::from_utf8_lossy(&out.stdout);

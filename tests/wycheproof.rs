@@ -91,9 +91,9 @@ impl Tally {
 }
 
 async fn open_token(dir: &TestDir) -> Token {
-    std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
+    std::env::set_var(token_conf_var(), dir.token_conf());
     let cfg = TokenConfig {
-        module: softhsm_module(),
+        module: token_module(),
         label: TOKEN_LABEL.into(),
         pin: PIN.to_owned().into(),
         threads: 2,
@@ -135,6 +135,9 @@ async fn ecdsa(token: &Token) -> Tally {
     ];
     let mut tally = Tally::default();
     for (file, spec, curve, alg) in files {
+        if curve == Curve::Secp256k1 && !token_has_secp256k1() {
+            continue;
+        }
         for (gi, g) in groups(&load(file)).iter().enumerate() {
             let id = format!("ecdsa/{file}/{gi}").into_bytes();
             let key = PublicParts::Ec {
@@ -279,11 +282,13 @@ async fn wycheproof_vectors_through_the_verify_paths() {
     let token = open_token(&dir).await;
 
     let e = ecdsa(&token).await;
-    assert_eq!(
-        (e.valid, e.invalid, e.acceptable),
-        (768, 1238, 0),
-        "ECDSA {e:?}"
-    );
+    // Without secp256k1 (Kryoptic), its file's 168 valid and 308 invalid vectors are not run.
+    let expected = if token_has_secp256k1() {
+        (768, 1238, 0)
+    } else {
+        (768 - 168, 1238 - 308, 0)
+    };
+    assert_eq!((e.valid, e.invalid, e.acceptable), expected, "ECDSA {e:?}");
 
     let pss_files = wycheproof_files("rsa_pss_");
     let p = rsa(&token, &pss_files, true).await;

@@ -106,31 +106,26 @@ pub(crate) fn plan_material(
         return Ok((usage, Material::Pair(PairSpec::Rsa { bits }, pair_use)));
     }
     if let Some(c) = curve(spec) {
+        let params = c.ec_params()?;
+        let on_curve = caps.ec_curve(&params);
         return match usage {
-            U::SignVerify if caps.ec_keygen => Ok((
+            U::SignVerify if on_curve => Ok((
                 usage,
-                Material::Pair(
-                    PairSpec::Ec {
-                        params: c.ec_params()?,
-                    },
-                    PairUse::Sign,
-                ),
+                Material::Pair(PairSpec::Ec { params }, PairUse::Sign),
             )),
             U::SignVerify => Err(unsupported(format!("KeySpec {spec}"))),
             // AWS offers key agreement on the NIST curves (not secp256k1).
-            U::KeyAgreement if spec != KeySpec::EccSecgP256k1 && caps.ec_keygen => {
+            U::KeyAgreement if spec != KeySpec::EccSecgP256k1 && on_curve => {
                 if !caps.ecdh_derive {
                     return Err(unsupported("ECDH key agreement (CKM_ECDH1_DERIVE)"));
                 }
                 Ok((
                     usage,
-                    Material::Pair(
-                        PairSpec::Ec {
-                            params: c.ec_params()?,
-                        },
-                        PairUse::Agree,
-                    ),
+                    Material::Pair(PairSpec::Ec { params }, PairUse::Agree),
                 ))
+            }
+            U::KeyAgreement if spec != KeySpec::EccSecgP256k1 => {
+                Err(unsupported(format!("KeySpec {spec}")))
             }
             u => Err(invalid(u)),
         };
@@ -365,12 +360,11 @@ fn pair_spec(spec: DataKeyPairSpec, caps: &Capabilities) -> Result<PairSpec> {
         DataKeyPairSpec::EccSecgP256k1 => Curve::Secp256k1,
         other => return Err(unsupported(format!("KeyPairSpec {other}"))),
     };
-    if !caps.ec_keygen {
+    let params = curve.ec_params()?;
+    if !caps.ec_curve(&params) {
         return Err(unsupported(format!("KeyPairSpec {spec}")));
     }
-    Ok(PairSpec::Ec {
-        params: curve.ec_params()?,
-    })
+    Ok(PairSpec::Ec { params })
 }
 
 fn rsa_pair(bits: u32, caps: &Capabilities, spec: DataKeyPairSpec) -> Result<PairSpec> {
@@ -508,9 +502,6 @@ impl Kms {
     ) -> Result<Encrypted> {
         let hash = require_rsa_encryption(k, alg, enc_ctx, "Encrypt")?;
         require_enabled(k)?;
-        if !self.capabilities().rsa_raw {
-            return Err(unsupported("RSA encryption"));
-        }
         let bytes = k.key_spec.rsa_bits().unwrap_or(0) as usize / 8;
         let max = oaep::max_message_len(hash, bytes);
         if plaintext.len() > max {
@@ -520,10 +511,21 @@ impl Kms {
                 max,
             )));
         }
-        let seed = self.token.random(hash.output_len()).await?;
-        let em = oaep::encode(hash, bytes, &plaintext, &seed)
-            .ok_or_else(|| KmsError::Internal("OAEP encoding failed".into()))?;
-        let mut ct = self.token.rsa_public_raw(object_id(k), em).await?;
+        // OAEP in the token where it can; else padded here and raw RSA in the token.
+        let native = self
+            .token
+            .rsa_oaep_encrypt(object_id(k), hash, plaintext.clone())
+            .await?;
+        let mut ct = match native {
+            Some(ct) => ct,
+            None if self.capabilities().rsa_raw => {
+                let seed = self.token.random(hash.output_len()).await?;
+                let em = oaep::encode(hash, bytes, &plaintext, &seed)
+                    .ok_or_else(|| KmsError::Internal("OAEP encoding failed".into()))?;
+                self.token.rsa_public_raw(object_id(k), em).await?
+            }
+            None => return Err(unsupported("RSA encryption")),
+        };
         if ct.len() < bytes {
             ct.splice(0..0, std::iter::repeat(0).take(bytes - ct.len()));
         }
@@ -560,19 +562,28 @@ impl Kms {
         }
         let hash = require_rsa_encryption(&k, alg, enc_ctx, "Decrypt")?;
         require_enabled(&k)?;
-        if !self.capabilities().rsa_raw {
-            return Err(unsupported("RSA decryption"));
-        }
         let invalid = || KmsError::InvalidCiphertext(String::new());
-        let em = self
+        let bad_input = |e: crate::token::TokenError| match e.kind() {
+            FaultKind::BadInput => invalid(),
+            _ => e.into(),
+        };
+        let native = self
             .token
-            .rsa_private_raw(object_id(&k), ciphertext)
+            .rsa_oaep_decrypt(object_id(&k), hash, ciphertext.clone())
             .await
-            .map_err(|e| match e.kind() {
-                FaultKind::BadInput => invalid(),
-                _ => e.into(),
-            })?;
-        let plaintext = oaep::decode(hash, &em).ok_or_else(invalid)?;
+            .map_err(bad_input)?;
+        let plaintext = match native {
+            Some(pt) => pt,
+            None if self.capabilities().rsa_raw => {
+                let em = self
+                    .token
+                    .rsa_private_raw(object_id(&k), ciphertext)
+                    .await
+                    .map_err(bad_input)?;
+                oaep::decode(hash, &em).ok_or_else(invalid)?
+            }
+            None => return Err(unsupported("RSA decryption")),
+        };
         Ok(Decrypted {
             key_arn: k.arn(),
             plaintext,
@@ -679,20 +690,7 @@ mod tests {
     use super::*;
 
     fn all_caps() -> Capabilities {
-        Capabilities {
-            rsa_keygen: Some((512, 16384)),
-            ec_keygen: true,
-            ecdsa: true,
-            rsa_pkcs1: true,
-            rsa_pss: true,
-            rsa_raw: true,
-            secret_keygen: true,
-            hmac: [true; 4],
-            rsa_oaep_unwrap: true,
-            aes_kwp_unwrap: true,
-            aes_ecb: true,
-            ecdh_derive: true,
-        }
+        Capabilities::everything()
     }
 
     #[test]
@@ -727,10 +725,8 @@ mod tests {
                 .1,
             Material::Hmac(48)
         );
-        let no_rsa = Capabilities {
-            rsa_keygen: None,
-            ..all_caps()
-        };
+        let mut no_rsa = all_caps();
+        no_rsa.rsa_keygen = None;
         assert!(matches!(
             plan_material(&no_rsa, S::Rsa2048, Some(U::SignVerify)),
             Err(KmsError::UnsupportedOperation(_))

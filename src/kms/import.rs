@@ -119,7 +119,9 @@ pub(crate) fn importable(caps: &Capabilities, spec: KeySpec) -> bool {
     } else if spec.rsa_bits().is_some() {
         caps.rsa_oaep_unwrap && caps.aes_kwp_unwrap && caps.rsa_pkcs1
     } else {
-        curve(spec).is_some() && caps.ecdh_derive && caps.ecdsa
+        curve(spec).is_some_and(|c| c.ec_params().is_ok_and(|p| caps.ec_curve(&p)))
+            && caps.ecdh_derive
+            && caps.ecdsa
     }
 }
 
@@ -813,14 +815,7 @@ mod tests {
             Some(ImportWrap::RsaAesKwp(HashAlg::Sha256))
         );
         assert_eq!(wrap_of(WrappingAlgorithm::RsaesPkcs1V15), None);
-        let caps = Capabilities {
-            rsa_oaep_unwrap: true,
-            aes_kwp_unwrap: true,
-            rsa_pkcs1: true,
-            ecdsa: true,
-            ecdh_derive: true,
-            ..Default::default()
-        };
+        let caps = Capabilities::everything();
         for spec in [
             KeySpec::SymmetricDefault,
             KeySpec::Hmac256,
@@ -830,10 +825,8 @@ mod tests {
         ] {
             assert!(importable(&caps, spec), "{spec}");
         }
-        let no_ecdh = Capabilities {
-            ecdh_derive: false,
-            ..caps.clone()
-        };
+        let mut no_ecdh = caps.clone();
+        no_ecdh.ecdh_derive = false;
         assert!(!importable(&no_ecdh, KeySpec::EccNistP256));
         assert!(!importable_specs(&no_ecdh).contains("ECC"));
         assert!(importable(

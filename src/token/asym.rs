@@ -4,13 +4,98 @@
 
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
-use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use zeroize::Zeroizing;
 
-use super::{ObjectKind, Result, Token, TokenError};
+use super::{FaultKind, ObjectKind, Result, Token, TokenError};
+
+/// `CKM_RSA_PKCS_OAEP` with `hash`, MGF1 of the same hash and no label (AWS's RSAES_OAEP_*).
+pub(super) fn oaep(hash: HashAlg) -> Mechanism<'static> {
+    Mechanism::RsaPkcsOaep(PkcsOaepParams::new(
+        hash.mechanism(),
+        hash.mgf(),
+        PkcsOaepSource::empty(),
+    ))
+}
+
+/// Whether the token does RSA-OAEP with a hash itself, learned on first use (SoftHSM 2.6.1:
+/// SHA-1 only; Kryoptic: both). Where it cannot, OAEP is done on the host over raw RSA.
+#[derive(Default)]
+pub(super) struct OaepSupport {
+    /// Per hash (SHA-1, SHA-256): 0 not known yet, 1 in the token, 2 not in the token.
+    state: [std::sync::atomic::AtomicU8; 2],
+}
+
+impl OaepSupport {
+    fn slot(hash: HashAlg) -> Option<usize> {
+        match hash {
+            HashAlg::Sha1 => Some(0),
+            HashAlg::Sha256 => Some(1),
+            _ => None,
+        }
+    }
+
+    fn get(&self, hash: HashAlg) -> u8 {
+        Self::slot(hash).map_or(2, |i| {
+            self.state[i].load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
+    fn set(&self, hash: HashAlg, native: bool) {
+        if let Some(i) = Self::slot(hash) {
+            let v = if native { 1 } else { 2 };
+            self.state[i].store(v, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Refusals that mean "this token does not do OAEP with that hash" (SoftHSM answers
+/// CKR_MECHANISM_PARAM_INVALID, Kryoptic may answer CKR_GENERAL_ERROR).
+fn is_oaep_refusal(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::MechanismInvalid
+                | RvError::MechanismParamInvalid
+                | RvError::FunctionNotSupported
+                | RvError::ArgumentsBad
+                | RvError::GeneralError,
+            _
+        )
+    )
+}
+
+/// Encrypt with the public key `key` under native OAEP, recording whether the token can.
+fn oaep_encrypt(
+    support: &OaepSupport,
+    s: &Session,
+    key: ObjectHandle,
+    hash: HashAlg,
+    data: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    let known = support.get(hash);
+    if known == 2 {
+        return Ok(None);
+    }
+    match s.encrypt(&oaep(hash), key, data) {
+        Ok(ct) => {
+            support.set(hash, true);
+            Ok(Some(ct))
+        }
+        Err(e) if known == 0 && is_oaep_refusal(&e) => {
+            tracing::info!(
+                ?hash,
+                "the token has no RSA-OAEP with this hash: OAEP on the host"
+            );
+            support.set(hash, false);
+            Ok(None)
+        }
+        Err(e) => Err(TokenError::ck("C_Encrypt", e)),
+    }
+}
 
 /// Hash functions, as used by PSS parameters and HMAC mechanisms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,6 +551,85 @@ impl Token {
             s.decrypt(&Mechanism::RsaX509, key, &block)
                 .map(Zeroizing::new)
                 .map_err(|e| TokenError::ck("C_Decrypt", e))
+        })
+        .await
+    }
+
+    /// RSA-OAEP encryption in the token with the public key `id`; `None` when the token has no
+    /// OAEP with `hash` (then the caller pads on the host and uses `rsa_public_raw`).
+    pub async fn rsa_oaep_encrypt(
+        &self,
+        id: Vec<u8>,
+        hash: HashAlg,
+        plaintext: Zeroizing<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>> {
+        self.run_known("rsa_encrypt_oaep", move |inner, s| {
+            let key = inner.working(s, ObjectKind::Public, &id)?;
+            oaep_encrypt(&inner.oaep, s, key, hash, &plaintext)
+        })
+        .await
+    }
+
+    /// RSA-OAEP decryption in the token with the private key `id`; `None` when the token has
+    /// no OAEP with `hash`. A ciphertext that does not decrypt is reported with kind
+    /// `BadInput`.
+    pub async fn rsa_oaep_decrypt(
+        &self,
+        id: Vec<u8>,
+        hash: HashAlg,
+        ciphertext: Vec<u8>,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        self.run_known("rsa_decrypt_oaep", move |inner, s| {
+            let round_trip = || -> Result<bool> {
+                let public = inner.working(s, ObjectKind::Public, &id)?;
+                let private = inner.working(s, ObjectKind::Private, &id)?;
+                let probe = [0x5au8; 16];
+                Ok(match oaep_encrypt(&inner.oaep, s, public, hash, &probe)? {
+                    Some(ct) => matches!(s.decrypt(&oaep(hash), private, &ct),
+                        Ok(pt) if pt == probe),
+                    None => false,
+                })
+            };
+            if inner.oaep.get(hash) == 0 {
+                // Learn it with the key's public half first.
+                round_trip()?;
+            }
+            if inner.oaep.get(hash) != 1 {
+                return Ok(None);
+            }
+            let key = inner.working(s, ObjectKind::Private, &id)?;
+            match s.decrypt(&oaep(hash), key, &ciphertext) {
+                Ok(pt) => Ok(Some(Zeroizing::new(pt))),
+                Err(
+                    e @ CkError::Pkcs11(
+                        RvError::EncryptedDataInvalid
+                        | RvError::EncryptedDataLenRange
+                        | RvError::DataInvalid
+                        | RvError::DataLenRange,
+                        _,
+                    ),
+                ) => Err(TokenError::Pkcs11 {
+                    op: "C_Decrypt",
+                    kind: FaultKind::BadInput,
+                    source: e,
+                }),
+                // A bad ciphertext or a failing token (SoftHSM may answer CKR_GENERAL_ERROR,
+                // Kryoptic answers CKR_DEVICE_ERROR for a bad padding): a round trip with the
+                // same key tells them apart.
+                Err(e @ CkError::Pkcs11(RvError::GeneralError | RvError::DeviceError, _)) => {
+                    let kind = if round_trip()? {
+                        FaultKind::BadInput
+                    } else {
+                        FaultKind::Device
+                    };
+                    Err(TokenError::Pkcs11 {
+                        op: "C_Decrypt",
+                        kind,
+                        source: e,
+                    })
+                }
+                Err(e) => Err(TokenError::ck("C_Decrypt", e)),
+            }
         })
         .await
     }

@@ -5,12 +5,11 @@
 //! public key is read (RSA) or derived in the token (EC, see `asym::ec_public_x`).
 
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::rsa::{PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 
-use super::asym::{self, HashAlg, PairUse, SignMech};
+use super::asym::{self, oaep, HashAlg, PairUse, SignMech};
 use super::{FaultKind, ObjectKind, PublicParts, Result, Token, TokenError};
 
 /// How the customer wrapped the material.
@@ -52,14 +51,6 @@ pub enum ImportedPair {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidMaterial(pub &'static str);
 
-fn oaep(hash: HashAlg) -> Mechanism<'static> {
-    Mechanism::RsaPkcsOaep(PkcsOaepParams::new(
-        hash.mechanism(),
-        hash.mgf(),
-        PkcsOaepSource::empty(),
-    ))
-}
-
 /// Failures of an unwrap that mean "this ciphertext does not decrypt under this key".
 fn is_bad_wrapped(e: &CkError) -> bool {
     matches!(
@@ -79,8 +70,11 @@ fn is_bad_wrapped(e: &CkError) -> bool {
     )
 }
 
-fn unwrap_err(op: &'static str, e: CkError) -> TokenError {
-    if is_bad_wrapped(&e) {
+/// A failed unwrap: bad input, or a token fault. Kryoptic answers CKR_DEVICE_ERROR for a
+/// ciphertext whose padding does not check; a token that still answers is taken to mean that.
+fn unwrap_err(s: &Session, op: &'static str, e: CkError) -> TokenError {
+    let alive = || s.generate_random_vec(1).is_ok();
+    if is_bad_wrapped(&e) || (matches!(e, CkError::Pkcs11(RvError::DeviceError, _)) && alive()) {
         TokenError::Pkcs11 {
             op,
             kind: FaultKind::BadInput,
@@ -88,6 +82,35 @@ fn unwrap_err(op: &'static str, e: CkError) -> TokenError {
         }
     } else {
         TokenError::ck(op, e)
+    }
+}
+
+/// Does `wrapped` unwrap at all (into a sensitive generic secret session object, destroyed)?
+fn unwraps_as_secret(
+    s: &Session,
+    mech: &Mechanism,
+    unwrapper: ObjectHandle,
+    wrapped: &[u8],
+) -> bool {
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Derive(false),
+    ];
+    match s.unwrap_key(mech, unwrapper, wrapped, &template) {
+        Ok(h) => {
+            let _ = s.destroy_object(h);
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -119,7 +142,7 @@ fn unwrap_measured(
     ];
     let copy = s
         .unwrap_key(mech, unwrapper, wrapped, &copy_template)
-        .map_err(|e| unwrap_err("C_UnwrapKey", e))?;
+        .map_err(|e| unwrap_err(s, "C_UnwrapKey", e))?;
     let kek_template = [
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
@@ -157,16 +180,17 @@ fn unwrap_measured(
     let len = measured?;
     let h = s
         .unwrap_key(mech, unwrapper, wrapped, template)
-        .map_err(|e| unwrap_err("C_UnwrapKey", e))?;
+        .map_err(|e| unwrap_err(s, "C_UnwrapKey", e))?;
     Ok((h, len))
 }
 
 /// Run `f` with the mechanism, unwrapping key and ciphertext that unwrap the material itself:
 /// for `RsaOaep` the wrapping key with `CKM_RSA_PKCS_OAEP`; for `RsaAesKwp` an ephemeral AES
 /// key — first unwrapped here from the RSA part with `CKM_RSA_PKCS_OAEP`, destroyed after `f`
-/// — with `CKM_AES_KEY_WRAP_PAD` over the rest.
+/// — with the token's RFC 5649 mechanism (`kwp`) over the rest.
 fn with_material_unwrapper<T>(
     s: &Session,
+    kwp: Option<Mechanism<'static>>,
     wrapping: ObjectHandle,
     wrap: ImportWrap,
     wrapped: &[u8],
@@ -176,6 +200,9 @@ fn with_material_unwrapper<T>(
         ImportWrap::RsaOaep(hash) => return f(&oaep(hash), wrapping, wrapped),
         ImportWrap::RsaAesKwp(hash) => hash,
     };
+    let kwp = kwp.ok_or(TokenError::Rejected(
+        "the token has no AES key wrap with padding (RFC 5649)",
+    ))?;
     let modulus_len = match s.get_attributes(wrapping, &[AttributeType::Modulus]) {
         Ok(attrs) => attrs.into_iter().find_map(|a| match a {
             Attribute::Modulus(n) => Some(n.len()),
@@ -201,8 +228,8 @@ fn with_material_unwrapper<T>(
     ];
     let ephemeral = s
         .unwrap_key(&oaep(hash), wrapping, rsa_part, &ephemeral_template)
-        .map_err(|e| unwrap_err("C_UnwrapKey", e))?;
-    let result = f(&Mechanism::AesKeyWrapPad, ephemeral, kwp_part);
+        .map_err(|e| unwrap_err(s, "C_UnwrapKey", e))?;
+    let result = f(&kwp, ephemeral, kwp_part);
     let _ = s.destroy_object(ephemeral);
     result
 }
@@ -508,10 +535,14 @@ impl Token {
                     Attribute::Decrypt(false),
                 ]),
             }
-            let (h, len) =
-                with_material_unwrapper(s, wrapping, wrap, &wrapped, |mech, key, data| {
-                    unwrap_measured(s, mech, key, data, &template)
-                })?;
+            let (h, len) = with_material_unwrapper(
+                s,
+                inner.caps.kwp_mechanism(),
+                wrapping,
+                wrap,
+                &wrapped,
+                |mech, key, data| unwrap_measured(s, mech, key, data, &template),
+            )?;
             let ok = match kind {
                 ImportedKind::Aes { len: want } => len == want,
                 ImportedKind::Hmac { min, max } => (min..=max).contains(&len),
@@ -566,7 +597,7 @@ impl Token {
                 ImportedPair::Rsa { .. } => KeyType::RSA,
                 ImportedPair::Ec { .. } => KeyType::EC,
             };
-            with_material_unwrapper(s, wrapping, wrap, &wrapped, |mech, key, data| {
+            with_material_unwrapper(s, inner.caps.kwp_mechanism(), wrapping, wrap, &wrapped, |mech, key, data| {
                 let probe_template = private_template(key_type, usage, true, &id, &label);
                 let probe = match s.unwrap_key(mech, key, data, &probe_template) {
                     Ok(h) => h,
@@ -576,7 +607,15 @@ impl Token {
                             "not a PKCS#8 private key of the key's type",
                         )))
                     }
-                    Err(e) => return Err(unwrap_err("C_UnwrapKey", e)),
+                    // Kryoptic: CKR_WRAPPED_KEY_INVALID for both. The material unwraps as a
+                    // generic secret if the ciphertext was good.
+                    Err(e) if unwraps_as_secret(s, mech, key, data) => {
+                        tracing::debug!(error = %e, "material unwraps, but not as this key type");
+                        return Ok(Err(InvalidMaterial(
+                            "not a PKCS#8 private key of the key's type",
+                        )));
+                    }
+                    Err(e) => return Err(unwrap_err(s, "C_UnwrapKey", e)),
                 };
                 let public = public_of(s, probe, &pair);
                 let _ = s.destroy_object(probe);
@@ -590,7 +629,7 @@ impl Token {
                 let template = private_template(key_type, usage, false, &id, &label);
                 let private = s
                     .unwrap_key(mech, key, data, &template)
-                    .map_err(|e| unwrap_err("C_UnwrapKey", e))?;
+                    .map_err(|e| unwrap_err(s, "C_UnwrapKey", e))?;
                 let mut public_t = public_template(&public, usage, true);
                 public_t.extend([
                     Attribute::Id(id.clone()),

@@ -152,6 +152,8 @@ pub struct Token {
 
 struct Inner {
     ctx: Pkcs11,
+    /// The module file (`LIBRARY_USERS`).
+    module: std::path::PathBuf,
     label: String,
     pin: SecretString,
     conn: Mutex<Conn>,
@@ -167,6 +169,8 @@ struct Inner {
     keygen: KeygenLane,
     /// Objects the store names that this token's last search did not find (`is_missing`).
     missing: RwLock<std::collections::HashSet<Vec<u8>>>,
+    /// Which RSA-OAEP hashes the token does itself.
+    oaep: asym::OaepSupport,
 }
 
 /// The shortest time between two library reloads.
@@ -177,6 +181,9 @@ const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// library — the default token and custom key stores — loses its sessions), so no call may be
 /// inside the library then, and every `Token` is reset first.
 static LIBRARY_GATE: RwLock<()> = RwLock::new(());
+/// How many open tokens use each module: the last one to close finalizes it, so the next
+/// `C_Initialize` (a new `Token::open` in the same process) reads its configuration afresh.
+static LIBRARY_USERS: Mutex<Vec<(std::path::PathBuf, usize)>> = Mutex::new(Vec::new());
 /// Every open token's state, for `reload` to reset.
 static OPEN_TOKENS: Mutex<Vec<std::sync::Weak<Inner>>> = Mutex::new(Vec::new());
 /// When a library was last reloaded.
@@ -281,10 +288,24 @@ const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Load a PKCS#11 module and initialize it (with OS locking; already initialized is fine).
 fn load(module: &std::path::Path) -> Result<Pkcs11> {
+    pin_module(module);
     let ctx = Pkcs11::new(module).map_err(|e| TokenError::ck("C_LoadModule", e))?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(ctx),
         Err(e) => Err(TokenError::ck("C_Initialize", e)),
+    }
+}
+
+/// Keep the module mapped until the process exits, even after every `Pkcs11` on it is dropped
+/// (which unloads it): a token built on OpenSSL (Kryoptic) leaves thread-specific data whose
+/// destructors run when each thread that called it ends, possibly after the unload.
+fn pin_module(module: &std::path::Path) {
+    // SAFETY: loading the module runs its initializers, as `Pkcs11::new` does right after
+    // with the same file; nothing is called through this handle.
+    match unsafe { libloading::Library::new(module) } {
+        // A reference that is never released: the module is never unmapped.
+        Ok(lib) => std::mem::forget(lib),
+        Err(e) => tracing::debug!(error = %e, "module not pinned"),
     }
 }
 
@@ -318,6 +339,38 @@ fn connect(ctx: &Pkcs11, label: &str, pin: &SecretString) -> Result<(Slot, Sessi
     Ok((slot, anchor))
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let last = {
+            let mut users = LIBRARY_USERS.lock().unwrap_or_else(|p| p.into_inner());
+            let n = users
+                .iter_mut()
+                .find(|(m, _)| *m == self.module)
+                .map(|(_, n)| {
+                    *n = n.saturating_sub(1);
+                    *n
+                });
+            users.retain(|(_, n)| *n > 0);
+            n == Some(0)
+        };
+        if last {
+            // Sessions close while the library still knows them; then it is finalized.
+            let _excl = LIBRARY_GATE.write().unwrap_or_else(|p| p.into_inner());
+            self.pool
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            self.conn
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .anchor = None;
+            if let Err(e) = self.ctx.clone().finalize() {
+                tracing::debug!(error = %e, "C_Finalize");
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Token")
@@ -332,10 +385,18 @@ impl Token {
     pub fn open(cfg: &TokenConfig) -> Result<Token> {
         let ctx = load(&cfg.module)?;
         let (slot, anchor) = connect(&ctx, &cfg.label, &cfg.pin)?;
-        let caps = Capabilities::probe(&ctx, slot)?;
+        let caps = Capabilities::probe(&ctx, slot, &anchor)?;
+        {
+            let mut users = LIBRARY_USERS.lock().unwrap_or_else(|p| p.into_inner());
+            match users.iter_mut().find(|(m, _)| *m == cfg.module) {
+                Some((_, n)) => *n += 1,
+                None => users.push((cfg.module.clone(), 1)),
+            }
+        }
         let token = Token {
             inner: Arc::new(Inner {
                 ctx,
+                module: cfg.module.clone(),
                 label: cfg.label.clone(),
                 pin: cfg.pin.clone(),
                 conn: Mutex::new(Conn {
@@ -352,6 +413,7 @@ impl Token {
                 workers: Workers::start(&cfg.label, cfg.threads, cfg.keygen)?,
                 keygen: cfg.keygen,
                 missing: RwLock::new(std::collections::HashSet::new()),
+                oaep: Default::default(),
             }),
         };
         OPEN_TOKENS

@@ -5,6 +5,8 @@
 # encrypt/decrypt; delete-imported-key-material and re-import of the same material. Then
 # asymmetric keys: an openssl-made EC and RSA private key (DER PKCS#8) wrapped with
 # RSA_AES_KEY_WRAP_SHA_1, imported, and used with sign/verify against openssl.
+# With OAEP_SHA256=1 (a token with RSA-OAEP SHA-256, such as Kryoptic) every step uses AWS's
+# recommended RSAES_OAEP_SHA_256 and RSA_AES_KEY_WRAP_SHA_256 instead; without, they are refused.
 # Needs: AWS (path of the aws CLI), ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 # AWS_DEFAULT_REGION, WORK (scratch directory).
 set -euo pipefail
@@ -12,6 +14,7 @@ cd "$WORK"
 kms() { "$AWS" kms --endpoint-url "$ENDPOINT" "$@"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 hex() { od -An -tx1 "$1" | tr -d ' \n'; }
+if [ "${OAEP_SHA256:-0}" = 1 ]; then md=sha256 sfx=SHA_256; else md=sha1 sfx=SHA_1; fi
 
 params() { # key-id algorithm → PublicKey.bin, ImportToken.bin
   # A newer call supersedes older parameters: take both from one response.
@@ -20,16 +23,16 @@ params() { # key-id algorithm → PublicKey.bin, ImportToken.bin
   python3 -c 'import json,base64; d=json.load(open("params.json")); open("PublicKey.bin","wb").write(base64.b64decode(d["PublicKey"])); open("ImportToken.bin","wb").write(base64.b64decode(d["ImportToken"]))'
 }
 
-# --- RSAES_OAEP_SHA_1 --------------------------------------------------------------------------
+# --- RSAES_OAEP_SHA_1 (or _256) -------------------------------------------------------------
 key=$(kms create-key --origin EXTERNAL --description "byok" --query KeyMetadata.KeyId --output text)
 [ "$(kms describe-key --key-id "$key" --query KeyMetadata.[KeyState,Origin] --output text)" = \
   "PendingImport	EXTERNAL" ] || fail "new EXTERNAL key is not PendingImport"
 
-params "$key" RSAES_OAEP_SHA_1
+params "$key" "RSAES_OAEP_$sfx"
 openssl rand -out PlaintextKeyMaterial.bin 32
 openssl pkeyutl -encrypt -in PlaintextKeyMaterial.bin -out EncryptedKeyMaterial.bin \
   -inkey PublicKey.bin -keyform DER -pubin \
-  -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1
+  -pkeyopt rsa_padding_mode:oaep -pkeyopt "rsa_oaep_md:$md" -pkeyopt "rsa_mgf1_md:$md"
 kms import-key-material --key-id "$key" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
   --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null
 [ "$(kms describe-key --key-id "$key" --query KeyMetadata.[KeyState,ExpirationModel] --output text)" = \
@@ -49,10 +52,10 @@ if kms decrypt --ciphertext-blob fileb://blob.bin >/dev/null 2>err.txt; then
   fail "decrypt without material succeeded"
 fi
 grep -q KMSInvalidStateException err.txt || fail "expected KMSInvalidStateException: $(cat err.txt)"
-params "$key" RSAES_OAEP_SHA_1
+params "$key" "RSAES_OAEP_$sfx"
 openssl rand -out Other.bin 32
 openssl pkeyutl -encrypt -in Other.bin -out OtherWrapped.bin -inkey PublicKey.bin -keyform DER \
-  -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1
+  -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt "rsa_oaep_md:$md" -pkeyopt "rsa_mgf1_md:$md"
 if kms import-key-material --key-id "$key" --encrypted-key-material fileb://OtherWrapped.bin \
   --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE \
   >/dev/null 2>err.txt; then
@@ -61,7 +64,7 @@ fi
 grep -q IncorrectKeyMaterialException err.txt || fail "expected IncorrectKeyMaterialException: $(cat err.txt)"
 openssl pkeyutl -encrypt -in PlaintextKeyMaterial.bin -out EncryptedKeyMaterial.bin \
   -inkey PublicKey.bin -keyform DER -pubin \
-  -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1
+  -pkeyopt rsa_padding_mode:oaep -pkeyopt "rsa_oaep_md:$md" -pkeyopt "rsa_mgf1_md:$md"
 valid_to=$(date -u -d '+30 days' +%Y-%m-%dT%H:%M:%SZ)
 kms import-key-material --key-id "$key" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
   --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_EXPIRES \
@@ -71,15 +74,15 @@ cmp plain.txt back.txt || fail "decrypt after re-import"
 [ "$(kms describe-key --key-id "$key" --query KeyMetadata.ExpirationModel --output text)" = \
   KEY_MATERIAL_EXPIRES ] || fail "expiration model not shown"
 
-# --- RSA_AES_KEY_WRAP_SHA_1 --------------------------------------------------------------------
+# --- RSA_AES_KEY_WRAP_SHA_1 (or _256) -------------------------------------------------------
 key2=$(kms create-key --origin EXTERNAL --query KeyMetadata.KeyId --output text)
-params "$key2" RSA_AES_KEY_WRAP_SHA_1
+params "$key2" "RSA_AES_KEY_WRAP_$sfx"
 openssl rand -out aes-key.bin 32
 openssl enc -id-aes256-wrap-pad -K "$(hex aes-key.bin)" -iv A65959A6 \
   -in PlaintextKeyMaterial.bin -out key-material-wrapped.bin
 openssl pkeyutl -encrypt -in aes-key.bin -out aes-key-wrapped.bin -inkey PublicKey.bin \
-  -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 \
-  -pkeyopt rsa_mgf1_md:sha1
+  -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt "rsa_oaep_md:$md" \
+  -pkeyopt "rsa_mgf1_md:$md"
 cat aes-key-wrapped.bin key-material-wrapped.bin > EncryptedKeyMaterial.bin
 rm -f aes-key.bin
 kms import-key-material --key-id "$key2" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
@@ -87,24 +90,26 @@ kms import-key-material --key-id "$key2" --encrypted-key-material fileb://Encryp
 kms encrypt --key-id "$key2" --plaintext fileb://plain.txt --query CiphertextBlob --output text \
   | base64 -d > blob2.bin
 kms decrypt --ciphertext-blob fileb://blob2.bin --query Plaintext --output text | base64 -d > back.txt
-cmp plain.txt back.txt || fail "decrypt with material imported by RSA_AES_KEY_WRAP_SHA_1"
+cmp plain.txt back.txt || fail "decrypt with material imported by RSA_AES_KEY_WRAP_$sfx"
 
 # A wrapping algorithm the token cannot do is refused, naming what works.
-if kms get-parameters-for-import --key-id "$key2" --wrapping-algorithm RSAES_OAEP_SHA_256 \
+if [ "$sfx" = SHA_1 ] && kms get-parameters-for-import --key-id "$key2" --wrapping-algorithm RSAES_OAEP_SHA_256 \
   --wrapping-key-spec RSA_2048 >/dev/null 2>err.txt; then
   fail "RSAES_OAEP_SHA_256 accepted by a token without OAEP SHA-256"
 fi
-grep -q UnsupportedOperationException err.txt || fail "expected UnsupportedOperationException: $(cat err.txt)"
-grep -q RSAES_OAEP_SHA_1 err.txt || fail "the error does not name the supported algorithms"
+if [ "$sfx" = SHA_1 ]; then
+  grep -q UnsupportedOperationException err.txt || fail "expected UnsupportedOperationException: $(cat err.txt)"
+  grep -q RSAES_OAEP_SHA_1 err.txt || fail "the error does not name the supported algorithms"
+fi
 
 # --- Asymmetric key material: DER PKCS#8 private keys --------------------------------------------
-wrap_kwp() { # PKCS#8 file → EncryptedKeyMaterial.bin (RSA_AES_KEY_WRAP_SHA_1, PublicKey.bin)
+wrap_kwp() { # PKCS#8 file → EncryptedKeyMaterial.bin (RSA_AES_KEY_WRAP_$sfx, PublicKey.bin)
   openssl rand -out aes-key.bin 32
   openssl enc -id-aes256-wrap-pad -K "$(hex aes-key.bin)" -iv A65959A6 -in "$1" \
     -out key-material-wrapped.bin
   openssl pkeyutl -encrypt -in aes-key.bin -out aes-key-wrapped.bin -inkey PublicKey.bin \
-    -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 \
-    -pkeyopt rsa_mgf1_md:sha1
+    -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt "rsa_oaep_md:$md" \
+    -pkeyopt "rsa_mgf1_md:$md"
   cat aes-key-wrapped.bin key-material-wrapped.bin > EncryptedKeyMaterial.bin
   rm -f aes-key.bin
 }
@@ -131,7 +136,7 @@ for spec in ECC_NIST_P256 RSA_2048; do
     = "PendingImport	$spec" ] || fail "new EXTERNAL $spec key is not PendingImport"
   openssl genpkey "${gen[@]}" 2>/dev/null | openssl pkcs8 -topk8 -outform der -nocrypt > private.der
   openssl pkey -inform DER -in private.der -pubout -outform DER > public.der
-  params "$akey" RSA_AES_KEY_WRAP_SHA_1
+  params "$akey" "RSA_AES_KEY_WRAP_$sfx"
   wrap_kwp private.der
   kms import-key-material --key-id "$akey" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
     --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null
@@ -152,7 +157,7 @@ grep -q UnsupportedOperationException err.txt || fail "expected UnsupportedOpera
 kms delete-imported-key-material --key-id "$akey" >/dev/null
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null \
   | openssl pkcs8 -topk8 -outform der -nocrypt > other.der
-params "$akey" RSA_AES_KEY_WRAP_SHA_1
+params "$akey" "RSA_AES_KEY_WRAP_$sfx"
 wrap_kwp other.der
 if kms import-key-material --key-id "$akey" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
   --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE \

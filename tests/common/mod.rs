@@ -22,13 +22,113 @@ pub const ACCOUNT: &str = "111122223333";
 pub const ACCESS_KEY_ID: &str = "AKIAKMSBRIDGETEST";
 pub const SECRET_ACCESS_KEY: &str = "kms-bridge-test-secret-access-key";
 
-pub fn softhsm_module() -> PathBuf {
-    std::env::var_os("KMS_BRIDGE_TOKEN__MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+/// The PKCS#11 token implementation the tests run on: `KMS_BRIDGE_TEST_TOKEN` is `softhsm`
+/// (the default) or `kryoptic` (built by `scripts/lib.sh`'s `ensure_kryoptic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenImpl {
+    SoftHsm,
+    Kryoptic,
 }
 
-/// A temporary directory holding a fresh, initialized SoftHSM token and a data directory.
+pub fn token_impl() -> TokenImpl {
+    match std::env::var("KMS_BRIDGE_TEST_TOKEN").as_deref() {
+        Ok("kryoptic") => TokenImpl::Kryoptic,
+        Ok("softhsm") | Err(_) => TokenImpl::SoftHsm,
+        Ok(other) => panic!("KMS_BRIDGE_TEST_TOKEN={other}: softhsm or kryoptic"),
+    }
+}
+
+/// The PKCS#11 module of the token under test (`KMS_BRIDGE_TOKEN__MODULE` overrides it).
+pub fn token_module() -> PathBuf {
+    if let Some(m) = std::env::var_os("KMS_BRIDGE_TOKEN__MODULE") {
+        return PathBuf::from(m);
+    }
+    match token_impl() {
+        TokenImpl::SoftHsm => PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
+        TokenImpl::Kryoptic => std::env::var_os("KMS_BRIDGE_KRYOPTIC_MODULE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join(".cache/kryoptic/lib/libkryoptic_pkcs11.so")
+            }),
+    }
+}
+
+/// Does the token under test make secp256k1 keys? (Kryoptic has no secp256k1.)
+pub fn token_has_secp256k1() -> bool {
+    token_impl() != TokenImpl::Kryoptic
+}
+
+/// Does the token under test do RSA-OAEP with SHA-256 (AWS's SHA-256 wrapping algorithms)?
+/// SoftHSM 2.6.1 does OAEP with SHA-1 only.
+pub fn token_has_oaep_sha256() -> bool {
+    token_impl() == TokenImpl::Kryoptic
+}
+
+/// The environment variable naming the token's configuration file.
+pub fn token_conf_var() -> &'static str {
+    match token_impl() {
+        TokenImpl::SoftHsm => "SOFTHSM2_CONF",
+        TokenImpl::Kryoptic => "KRYOPTIC_CONF",
+    }
+}
+
+/// A PKCS#11 library is initialized once per process, with the configuration file the
+/// environment names at `C_Initialize`: tests of one binary that open a token in-process take
+/// turns (re-entrant on the test's thread), else one would read another's token.
+static TURN: std::sync::Mutex<Option<(std::thread::ThreadId, usize)>> = std::sync::Mutex::new(None);
+static TURN_FREE: std::sync::Condvar = std::sync::Condvar::new();
+
+/// A test's turn at the in-process token (see `TURN`).
+pub struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        let me = std::thread::current().id();
+        let mut held = TURN.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match held.as_mut() {
+                None => {
+                    *held = Some((me, 1));
+                    return Turn;
+                }
+                Some((owner, n)) if *owner == me => {
+                    *n += 1;
+                    return Turn;
+                }
+                Some(_) => held = TURN_FREE.wait(held).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut held = TURN.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, n)) = held.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                *held = None;
+                TURN_FREE.notify_all();
+            }
+        }
+    }
+}
+
+/// Something on the in-process token, with the test's turn at it.
+pub struct InProcess<T> {
+    pub inner: T,
+    _turn: Turn,
+}
+
+impl<T> std::ops::Deref for InProcess<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+/// A temporary directory holding a fresh, initialized token and a data directory.
 pub struct TestDir {
     pub path: PathBuf,
 }
@@ -42,100 +142,150 @@ impl TestDir {
         };
         let path = base.join(format!("kms-bridge-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(path.join("tokens")).expect("create token dir");
-        std::fs::write(
-            path.join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                path.join("tokens").display()
-            ),
-        )
-        .expect("write softhsm2.conf");
-        let out = Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                TOKEN_LABEL,
-                "--so-pin",
-                SO_PIN,
-                "--pin",
-                PIN,
-            ])
-            .env("SOFTHSM2_CONF", path.join("softhsm2.conf"))
-            .output()
-            .expect("run softhsm2-util (install softhsm2: scripts/test.sh does)");
-        assert!(
-            out.status.success(),
-            "softhsm2-util failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        TestDir { path }
+        let dir = TestDir { path };
+        match token_impl() {
+            TokenImpl::SoftHsm => std::fs::write(
+                dir.token_conf(),
+                format!(
+                    "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                    dir.path.join("tokens").display()
+                ),
+            )
+            .expect("write softhsm2.conf"),
+            TokenImpl::Kryoptic => std::fs::write(dir.token_conf(), "").expect("kryoptic.conf"),
+        }
+        dir.add_token(TOKEN_LABEL, PIN);
+        dir
     }
 
-    pub fn softhsm_conf(&self) -> PathBuf {
-        self.path.join("softhsm2.conf")
+    /// The token's configuration file (pass it in `token_conf_var()`).
+    pub fn token_conf(&self) -> PathBuf {
+        match token_impl() {
+            TokenImpl::SoftHsm => self.path.join("softhsm2.conf"),
+            TokenImpl::Kryoptic => self.path.join("kryoptic.conf"),
+        }
+    }
+
+    /// Point a process at this directory's token: its configuration file and module.
+    pub fn token_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env(token_conf_var(), self.token_conf())
+            .env("KMS_BRIDGE_TOKEN__MODULE", token_module())
     }
 
     pub fn data_dir(&self) -> PathBuf {
         self.path.join("data")
     }
 
-    /// Open this directory's token in the test process (the server may run too: SoftHSM's
-    /// file store supports several processes). Sets SOFTHSM2_CONF for this process.
     /// The server's database as the server sees it (key rows sealed with the token), for
     /// tests that write crash states directly. The server must have started once (it makes
     /// the database and the row MAC key).
     pub async fn sealed_store(
         &self,
-    ) -> kms_bridge::store::cached::CachedStore<kms_bridge::store::sqlite::SqliteStore> {
+    ) -> InProcess<kms_bridge::store::cached::CachedStore<kms_bridge::store::sqlite::SqliteStore>>
+    {
         let store =
             kms_bridge::store::sqlite::SqliteStore::open(&self.data_dir().join("kms-bridge.db"))
                 .await
                 .expect("open the database");
-        let sealer = kms_bridge::kms::sealed::TokenSealer::open(self.open_token().await)
+        let token = self.open_token().await;
+        let sealer = kms_bridge::kms::sealed::TokenSealer::open(token.inner.clone())
             .await
             .expect("row MAC key");
-        kms_bridge::store::cached::CachedStore::new(store, Duration::ZERO)
-            .with_sealer(std::sync::Arc::new(sealer))
+        InProcess {
+            inner: kms_bridge::store::cached::CachedStore::new(store, Duration::ZERO)
+                .with_sealer(std::sync::Arc::new(sealer)),
+            _turn: token._turn,
+        }
     }
 
-    pub async fn open_token(&self) -> kms_bridge::token::Token {
-        std::env::set_var("SOFTHSM2_CONF", self.softhsm_conf());
+    /// This directory's token, opened in the test process (the server may run too: both
+    /// token implementations support several processes). In-process tokens take turns.
+    pub async fn open_token(&self) -> InProcess<kms_bridge::token::Token> {
+        let turn = Turn::take();
+        std::env::set_var(token_conf_var(), self.token_conf());
         let cfg = kms_bridge::token::TokenConfig {
-            module: softhsm_module(),
+            module: token_module(),
             label: TOKEN_LABEL.into(),
             pin: PIN.to_owned().into(),
             threads: 2,
             working_copies: 1024,
             keygen: Default::default(),
         };
-        tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
+        let token = tokio::task::spawn_blocking(move || kms_bridge::token::Token::open(&cfg))
             .await
             .expect("join")
-            .expect("open the test token")
+            .expect("open the test token");
+        InProcess {
+            inner: token,
+            _turn: turn,
+        }
     }
 
-    /// Initialize another token (another "cluster") in this directory's SoftHSM store.
+    /// Initialize another token (another "cluster") in this directory's token store. A
+    /// running process sees a Kryoptic token only if it started after this (its slots are
+    /// read from the configuration file at `C_Initialize`).
     pub fn add_token(&self, label: &str, pin: &str) {
-        let out = Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                label,
-                "--so-pin",
-                SO_PIN,
-                "--pin",
-                pin,
-            ])
-            .env("SOFTHSM2_CONF", self.softhsm_conf())
-            .output()
-            .expect("run softhsm2-util");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let run = |cmd: &mut Command, what: &str| {
+            let out = self
+                .token_env(cmd)
+                .output()
+                .unwrap_or_else(|e| panic!("run {what} (scripts/test.sh installs it): {e}"));
+            assert!(
+                out.status.success(),
+                "{what} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        match token_impl() {
+            TokenImpl::SoftHsm => run(
+                Command::new("softhsm2-util").args([
+                    "--init-token",
+                    "--free",
+                    "--label",
+                    label,
+                    "--so-pin",
+                    SO_PIN,
+                    "--pin",
+                    pin,
+                ]),
+                "softhsm2-util",
+            ),
+            TokenImpl::Kryoptic => {
+                // One slot (and SQLite file) per token.
+                let conf = std::fs::read_to_string(self.token_conf()).unwrap_or_default();
+                let slot = 1 + conf.matches("[[slots]]").count();
+                let db = self.path.join("tokens").join(format!("token-{slot}.sql"));
+                std::fs::write(
+                    self.token_conf(),
+                    format!(
+                        "{conf}[[slots]]\nslot = {slot}\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
+                        db.display()
+                    ),
+                )
+                .expect("write kryoptic.conf");
+                let slot = slot.to_string();
+                let tool = |args: &[&str]| {
+                    let mut cmd = Command::new("pkcs11-tool");
+                    cmd.arg("--module")
+                        .arg(token_module())
+                        .args(["--slot", &slot])
+                        .args(args);
+                    run(&mut cmd, "pkcs11-tool");
+                };
+                tool(&["--init-token", "--label", label, "--so-pin", SO_PIN]);
+                tool(&[
+                    "--login",
+                    "--login-type",
+                    "so",
+                    "--so-pin",
+                    SO_PIN,
+                    "--init-pin",
+                    "--pin",
+                    pin,
+                ]);
+            }
+        }
     }
 
     /// Make every process started on this directory (servers, admin CLI) use this database.
@@ -157,11 +307,10 @@ impl TestDir {
         if let Ok(url) = std::fs::read_to_string(self.path.join("database.url")) {
             cmd.env("KMS_BRIDGE_DATABASE", url.trim());
         }
-        cmd.env("SOFTHSM2_CONF", self.softhsm_conf())
+        self.token_env(cmd)
             .env("KMS_BRIDGE_LISTEN", "127.0.0.1:0")
             .env("KMS_BRIDGE_DATA_DIR", self.data_dir())
             .env("KMS_BRIDGE_TOKEN__LABEL", TOKEN_LABEL)
-            .env("KMS_BRIDGE_TOKEN__MODULE", softhsm_module())
             .env("KMS_BRIDGE_TOKEN_PIN", PIN)
             .env("KMS_BRIDGE_REGIONS", format!("{REGION},{OTHER_REGION}"))
             .env("KMS_BRIDGE_ACCOUNT_ID", ACCOUNT)
