@@ -177,6 +177,19 @@ impl KeySpec {
         }
     }
 
+    /// A key pair (GetPublicKey answers for it)?
+    pub fn is_asymmetric(self) -> bool {
+        self.rsa_bits().is_some()
+            || self.is_ecc()
+            || matches!(
+                self,
+                KeySpec::EccNistEdwards25519
+                    | KeySpec::MlDsa44
+                    | KeySpec::MlDsa65
+                    | KeySpec::MlDsa87
+            )
+    }
+
     pub fn is_ecc(self) -> bool {
         matches!(
             self,
@@ -228,6 +241,8 @@ impl KeySpec {
             KeySpec::EccNistP256 | KeySpec::EccSecgP256k1 => &[S::EcdsaSha256],
             KeySpec::EccNistP384 => &[S::EcdsaSha384],
             KeySpec::EccNistP521 => &[S::EcdsaSha512],
+            KeySpec::EccNistEdwards25519 => &[S::Ed25519Sha512, S::Ed25519PhSha512],
+            KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => &[S::MlDsaShake256],
             _ => &[],
         }
     }

@@ -805,14 +805,27 @@ async fn key_spec_and_usage_combinations_are_validated() {
         }
         assert_code!(req.send().await, "ValidationException");
     }
-    assert_code!(
-        kms.create_key()
-            .key_spec(KeySpec::MlDsa44)
-            .key_usage(KeyUsageType::SignVerify)
-            .send()
-            .await,
-        "UnsupportedOperationException"
-    );
+    // ML-DSA and Ed25519 sign only (AWS); ML-DSA is refused by a token without it.
+    for spec in [KeySpec::MlDsa44, KeySpec::EccNistEdwards25519] {
+        assert_code!(
+            kms.create_key()
+                .key_spec(spec)
+                .key_usage(KeyUsageType::EncryptDecrypt)
+                .send()
+                .await,
+            "ValidationException"
+        );
+    }
+    if !token_has_ml_dsa() {
+        assert_code!(
+            kms.create_key()
+                .key_spec(KeySpec::MlDsa44)
+                .key_usage(KeyUsageType::SignVerify)
+                .send()
+                .await,
+            "UnsupportedOperationException"
+        );
+    }
     // Grants allow only operations of the key's type.
     let signing = create(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     let grant = |ops: Vec<aws_sdk_kms::types::GrantOperation>| {
@@ -974,4 +987,158 @@ async fn re_encrypt_between_symmetric_and_rsa_keys() {
         "InvalidCiphertextException"
     );
     server.stop();
+}
+
+/// Ed25519 keys (both tokens) and ML-DSA keys (where the token has them: Kryoptic), checked by
+/// outside verifiers (ed25519-dalek, RustCrypto's ml-dsa) with the public keys GetPublicKey
+/// gives; refused up front, naming the key spec, where the token has not (SoftHSM 2.6.1).
+#[tokio::test]
+async fn ed25519_and_ml_dsa_keys_sign_what_outside_verifiers_accept() {
+    use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+    let specs = [
+        (
+            KeySpec::EccNistEdwards25519,
+            SigningAlgorithmSpec::Ed25519Sha512,
+        ),
+        (KeySpec::MlDsa44, SigningAlgorithmSpec::MlDsaShake256),
+        (KeySpec::MlDsa65, SigningAlgorithmSpec::MlDsaShake256),
+        (KeySpec::MlDsa87, SigningAlgorithmSpec::MlDsaShake256),
+    ];
+    let (specs, missing): (Vec<_>, Vec<_>) = specs
+        .into_iter()
+        .partition(|(spec, _)| *spec == KeySpec::EccNistEdwards25519 || token_has_ml_dsa());
+    {
+        for (spec, _) in missing {
+            let r = kms
+                .create_key()
+                .key_spec(spec.clone())
+                .key_usage(KeyUsageType::SignVerify)
+                .send()
+                .await;
+            let (code, message) = code_and_message(&r.unwrap_err());
+            assert_eq!(code, "UnsupportedOperationException");
+            assert!(message.unwrap_or_default().contains(spec.as_str()));
+        }
+    }
+    let message = b"signed in the token, verified outside".to_vec();
+    for (spec, alg) in specs {
+        let key = kms
+            .create_key()
+            .key_spec(spec.clone())
+            .key_usage(KeyUsageType::SignVerify)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        assert_eq!(key.signing_algorithms(), {
+            if spec == KeySpec::EccNistEdwards25519 {
+                vec![
+                    SigningAlgorithmSpec::Ed25519Sha512,
+                    SigningAlgorithmSpec::Ed25519PhSha512,
+                ]
+            } else {
+                vec![SigningAlgorithmSpec::MlDsaShake256]
+            }
+        });
+        let id = key.key_id;
+        let sign = |m: Vec<u8>, mt: MessageType, alg: SigningAlgorithmSpec| {
+            kms.sign()
+                .key_id(&id)
+                .message(Blob::new(m))
+                .message_type(mt)
+                .signing_algorithm(alg)
+                .send()
+        };
+        let signature = sign(message.clone(), MessageType::Raw, alg.clone())
+            .await
+            .unwrap()
+            .signature
+            .unwrap()
+            .into_inner();
+        let spki = kms
+            .get_public_key()
+            .key_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .public_key
+            .unwrap()
+            .into_inner();
+        let outside = outside_verify(&spec, &spki, &message, &signature);
+        assert!(
+            outside,
+            "{spec:?}: the outside verifier refuses the signature"
+        );
+        let mut other = message.clone();
+        other[0] ^= 1;
+        assert!(!outside_verify(&spec, &spki, &other, &signature));
+        let verify = |m: Vec<u8>| {
+            kms.verify()
+                .key_id(&id)
+                .message(Blob::new(m))
+                .message_type(MessageType::Raw)
+                .signature(Blob::new(signature.clone()))
+                .signing_algorithm(alg.clone())
+                .send()
+        };
+        assert!(verify(message.clone()).await.unwrap().signature_valid);
+        assert_code!(verify(other).await, "KMSInvalidSignatureException");
+        // A digest is not what these algorithms sign.
+        assert_code!(
+            sign(vec![0; 64], MessageType::Digest, alg.clone()).await,
+            "ValidationException"
+        );
+        if spec == KeySpec::EccNistEdwards25519 {
+            // Ed25519ph over a caller's digest: the token hashes Ed25519ph input itself.
+            assert_code!(
+                sign(
+                    vec![0; 64],
+                    MessageType::Digest,
+                    SigningAlgorithmSpec::Ed25519PhSha512
+                )
+                .await,
+                "UnsupportedOperationException"
+            );
+            assert_code!(
+                sign(
+                    vec![0; 63],
+                    MessageType::Digest,
+                    SigningAlgorithmSpec::Ed25519PhSha512
+                )
+                .await,
+                "ValidationException"
+            );
+        }
+    }
+}
+
+fn outside_verify(spec: &KeySpec, spki: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    fn ml_dsa<P>(spki: &[u8], message: &[u8], signature: &[u8]) -> bool
+    where
+        P: ml_dsa::MlDsaParams,
+        ml_dsa::VerifyingKey<P>: ml_dsa::pkcs8::DecodePublicKey,
+    {
+        use ml_dsa::pkcs8::DecodePublicKey;
+        use ml_dsa::signature::Verifier;
+        let vk = ml_dsa::VerifyingKey::<P>::from_public_key_der(spki)
+            .expect("ML-DSA SubjectPublicKeyInfo");
+        ml_dsa::Signature::<P>::try_from(signature).is_ok_and(|s| vk.verify(message, &s).is_ok())
+    }
+    match spec {
+        KeySpec::EccNistEdwards25519 => {
+            use ed25519_dalek::pkcs8::DecodePublicKey;
+            use ed25519_dalek::Verifier;
+            let vk = ed25519_dalek::VerifyingKey::from_public_key_der(spki)
+                .expect("Ed25519 SubjectPublicKeyInfo");
+            ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|s| vk.verify(message, &s).is_ok())
+        }
+        KeySpec::MlDsa44 => ml_dsa::<ml_dsa::MlDsa44>(spki, message, signature),
+        KeySpec::MlDsa65 => ml_dsa::<ml_dsa::MlDsa65>(spki, message, signature),
+        KeySpec::MlDsa87 => ml_dsa::<ml_dsa::MlDsa87>(spki, message, signature),
+        other => panic!("{other:?}"),
+    }
 }

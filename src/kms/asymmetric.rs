@@ -21,7 +21,9 @@ use crate::model::{
     SigningAlgorithm,
 };
 use crate::store::KeyRecord;
-use crate::token::{Capabilities, FaultKind, HashAlg, PairSpec, PairUse, SignMech, Token};
+use crate::token::{
+    Capabilities, FaultKind, HashAlg, MlDsaSet, PairSpec, PairUse, SignMech, Token,
+};
 
 /// Largest RAW message Sign/Verify/GenerateMac/VerifyMac accept.
 pub const MAX_MESSAGE: usize = 4096;
@@ -130,6 +132,18 @@ pub(crate) fn plan_material(
             u => Err(invalid(u)),
         };
     }
+    let signing_only = |pair: PairSpec, available: bool| match usage {
+        U::SignVerify if available => Ok((usage, Material::Pair(pair, PairUse::Sign))),
+        U::SignVerify => Err(unsupported(format!("KeySpec {spec}"))),
+        u => Err(invalid(u)),
+    };
+    match spec {
+        KeySpec::EccNistEdwards25519 => return signing_only(PairSpec::Ed25519, caps.eddsa),
+        KeySpec::MlDsa44 => return signing_only(PairSpec::MlDsa(MlDsaSet::MlDsa44), caps.ml_dsa),
+        KeySpec::MlDsa65 => return signing_only(PairSpec::MlDsa(MlDsaSet::MlDsa65), caps.ml_dsa),
+        KeySpec::MlDsa87 => return signing_only(PairSpec::MlDsa(MlDsaSet::MlDsa87), caps.ml_dsa),
+        _ => {}
+    }
     if let Some(alg) = spec.mac_algorithm() {
         return match usage {
             U::GenerateVerifyMac if caps.secret_keygen && caps.hmac(mac_hash(alg)) => {
@@ -170,6 +184,47 @@ fn sign_input(
     message: &[u8],
 ) -> Result<(SignMech, Vec<u8>)> {
     use SigningAlgorithm as S;
+    let wrong_type = || {
+        Err(KmsError::Validation(texts::message_type_invalid(
+            message_type.as_str(),
+            alg.as_str(),
+        )))
+    };
+    // Algorithms that sign the message itself: the token gets it whole.
+    match alg {
+        S::Ed25519Sha512 | S::MlDsaShake256 => {
+            let (mech, available) = if alg == S::Ed25519Sha512 {
+                (SignMech::Eddsa, caps.eddsa)
+            } else {
+                (SignMech::MlDsa, caps.ml_dsa)
+            };
+            if !available {
+                return Err(unsupported(format!("Signing algorithm {alg}")));
+            }
+            return match message_type {
+                MessageType::Raw => Ok((mech, message.to_vec())),
+                // PKCS #11 3.2's CKM_ML_DSA signs messages; it takes no external μ.
+                MessageType::ExternalMu if mech == SignMech::MlDsa => {
+                    Err(unsupported("MessageType EXTERNAL_MU"))
+                }
+                _ => wrong_type(),
+            };
+        }
+        // Ed25519ph over the caller's SHA-512 digest: CKM_EDDSA with phFlag hashes its input
+        // itself, so a digest cannot be signed in the token.
+        S::Ed25519PhSha512 => {
+            return match message_type {
+                MessageType::Digest if message.len() == HashAlg::Sha512.output_len() => {
+                    Err(unsupported(format!("Signing algorithm {alg}")))
+                }
+                MessageType::Digest => Err(KmsError::Validation(texts::digest_invalid_length(
+                    alg.as_str(),
+                ))),
+                _ => wrong_type(),
+            };
+        }
+        _ => {}
+    }
     let (mech, hash, available) = match alg {
         S::EcdsaSha256 => (SignMech::Ecdsa, HashAlg::Sha256, caps.ecdsa),
         S::EcdsaSha384 => (SignMech::Ecdsa, HashAlg::Sha384, caps.ecdsa),
@@ -206,8 +261,9 @@ fn sign_input(
             )))
         }
         MessageType::ExternalMu => {
-            return Err(KmsError::Validation(format!(
-                "MessageType EXTERNAL_MU is not valid for signing algorithm {alg}"
+            return Err(KmsError::Validation(texts::message_type_invalid(
+                message_type.as_str(),
+                alg.as_str(),
             )))
         }
     };
@@ -476,7 +532,7 @@ impl Kms {
         key: &KeyRef,
     ) -> Result<PublicKeyInfo> {
         let k = self.resolve(ctx, key, Op::new("kms:GetPublicKey")).await?;
-        if k.key_spec.rsa_bits().is_none() && curve(k.key_spec).is_none() {
+        if !k.key_spec.is_asymmetric() {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} is not an asymmetric KMS key; GetPublicKey needs one",
                 k.arn()

@@ -11,7 +11,7 @@ use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use zeroize::Zeroizing;
 
 use super::{KmsError, Result};
-use crate::token::{ExportedPair, HashAlg, PrivateParts, PublicParts};
+use crate::token::{ExportedPair, HashAlg, MlDsaSet, PrivateParts, PublicParts};
 
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -202,7 +202,36 @@ pub fn spki_der(key: &PublicParts) -> Result<Vec<u8>> {
             .to_der()
             .map_err(internal)
         }
+        // RFC 8410: no parameters, the key's 32 bytes.
+        PublicParts::Ed25519 { key } => bare_spki(ID_ED25519, key),
+        // RFC 9881 (ML-DSA in X.509): no parameters, the encoded public key.
+        PublicParts::MlDsa { set, key } => bare_spki(
+            match set {
+                MlDsaSet::MlDsa44 => ID_ML_DSA_44,
+                MlDsaSet::MlDsa65 => ID_ML_DSA_65,
+                MlDsaSet::MlDsa87 => ID_ML_DSA_87,
+            },
+            key,
+        ),
     }
+}
+
+const ID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const ID_ML_DSA_44: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.17");
+const ID_ML_DSA_65: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.18");
+const ID_ML_DSA_87: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.19");
+
+/// A SubjectPublicKeyInfo whose algorithm has no parameters.
+fn bare_spki(oid: ObjectIdentifier, key: &[u8]) -> Result<Vec<u8>> {
+    SubjectPublicKeyInfoRef {
+        algorithm: AlgorithmIdentifierRef {
+            oid,
+            parameters: None,
+        },
+        subject_public_key: BitStringRef::from_bytes(key).map_err(internal)?,
+    }
+    .to_der()
+    .map_err(internal)
 }
 
 /// DER PKCS#8 PrivateKeyInfo (RFC 5958) of an exported key pair: RSAPrivateKey (RFC 8017) or

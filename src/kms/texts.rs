@@ -82,6 +82,12 @@ pub fn digest_invalid_length(algorithm: &str) -> String {
     format!("Digest is invalid length for algorithm {algorithm}.")
 }
 
+/// Sign/Verify with a `MessageType` the signing algorithm does not take (no AWS text is
+/// published; the model's style).
+pub fn message_type_invalid(message_type: &str, algorithm: &str) -> String {
+    format!("MessageType {message_type} is not valid for signing algorithm {algorithm}")
+}
+
 /// RSA Encrypt over the OAEP limit.
 pub fn plaintext_too_large(algorithm: &str, key_spec: &str, max: usize) -> String {
     format!(

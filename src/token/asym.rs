@@ -3,10 +3,15 @@
 //! key attributes, and exportable data key pairs (session objects destroyed after reading).
 
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{
+    Attribute, AttributeType, KeyType, MlDsaParameterSetType, ObjectClass, ObjectHandle,
+    ParameterSetType,
+};
 use cryptoki::session::Session;
 use zeroize::Zeroizing;
 
@@ -168,6 +173,10 @@ pub enum SignMech {
     RsaPkcs1,
     /// `CKM_RSA_PKCS_PSS` with MGF1 of the same hash and salt length = hash length.
     RsaPss(HashAlg),
+    /// `CKM_EDDSA`, pure Ed25519 over the message (RFC 8032).
+    Eddsa,
+    /// `CKM_ML_DSA` (FIPS 204) over the message, empty context, hedged where the token can.
+    MlDsa,
 }
 
 impl SignMech {
@@ -180,9 +189,49 @@ impl SignMech {
                 mgf: h.mgf(),
                 s_len: (h.output_len() as u64).into(),
             }),
+            SignMech::Eddsa => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+            SignMech::MlDsa => {
+                Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, None))
+            }
         }
     }
 }
+
+/// The ML-DSA parameter sets (FIPS 204).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MlDsaSet {
+    MlDsa44,
+    MlDsa65,
+    MlDsa87,
+}
+
+impl MlDsaSet {
+    fn parameter_set(self) -> ParameterSetType {
+        ParameterSetType::from(match self {
+            MlDsaSet::MlDsa44 => MlDsaParameterSetType::ML_DSA_44,
+            MlDsaSet::MlDsa65 => MlDsaParameterSetType::ML_DSA_65,
+            MlDsaSet::MlDsa87 => MlDsaParameterSetType::ML_DSA_87,
+        })
+    }
+
+    fn from_parameter_set(p: ParameterSetType) -> Option<MlDsaSet> {
+        [MlDsaSet::MlDsa44, MlDsaSet::MlDsa65, MlDsaSet::MlDsa87]
+            .into_iter()
+            .find(|s| s.parameter_set() == p)
+    }
+
+    /// The public key's length in bytes.
+    pub fn public_len(self) -> usize {
+        match self {
+            MlDsaSet::MlDsa44 => 1312,
+            MlDsaSet::MlDsa65 => 1952,
+            MlDsaSet::MlDsa87 => 2592,
+        }
+    }
+}
+
+/// `CKA_EC_PARAMS` of edwards25519: the DER of RFC 8410's id-Ed25519 (1.3.101.112).
+pub const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
 /// What kind of key pair to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +243,9 @@ pub enum PairSpec {
     Ec {
         params: Vec<u8>,
     },
+    /// Ed25519 (`CKK_EC_EDWARDS` on edwards25519).
+    Ed25519,
+    MlDsa(MlDsaSet),
 }
 
 /// What a key pair is for; the token objects only allow that.
@@ -216,6 +268,15 @@ pub enum PublicParts {
     Ec {
         params: Vec<u8>,
         point: Vec<u8>,
+    },
+    /// The 32-byte Ed25519 public key (RFC 8032).
+    Ed25519 {
+        key: Vec<u8>,
+    },
+    /// The encoded ML-DSA public key (FIPS 204), `CKA_VALUE`.
+    MlDsa {
+        set: MlDsaSet,
+        key: Vec<u8>,
     },
 }
 
@@ -280,6 +341,18 @@ fn pair_templates(
             private.push(Attribute::KeyType(KeyType::EC));
             Mechanism::EccKeyPairGen
         }
+        PairSpec::Ed25519 => {
+            public.push(Attribute::KeyType(KeyType::EC_EDWARDS));
+            public.push(Attribute::EcParams(ED25519_PARAMS.to_vec()));
+            private.push(Attribute::KeyType(KeyType::EC_EDWARDS));
+            Mechanism::EccEdwardsKeyPairGen
+        }
+        PairSpec::MlDsa(set) => {
+            public.push(Attribute::KeyType(KeyType::ML_DSA));
+            public.push(Attribute::ParameterSet(set.parameter_set()));
+            private.push(Attribute::KeyType(KeyType::ML_DSA));
+            Mechanism::MlDsaKeyPairGen
+        }
     };
     (mech, public, private)
 }
@@ -297,9 +370,10 @@ pub(super) fn read_public(s: &Session, h: ObjectHandle) -> Result<PublicParts> {
             ],
         )
         .map_err(|e| TokenError::ck("C_GetAttributeValue", e))?;
-    let (mut n, mut e, mut params, mut point) = (None, None, None, None);
+    let (mut kind, mut n, mut e, mut params, mut point) = (None, None, None, None, None);
     for a in attrs {
         match a {
+            Attribute::KeyType(k) => kind = Some(k),
             Attribute::Modulus(v) => n = Some(v),
             Attribute::PublicExponent(v) => e = Some(v),
             Attribute::EcParams(v) => params = Some(v),
@@ -307,11 +381,46 @@ pub(super) fn read_public(s: &Session, h: ObjectHandle) -> Result<PublicParts> {
             _ => {}
         }
     }
+    if kind == Some(KeyType::ML_DSA) {
+        return read_ml_dsa_public(s, h);
+    }
     match (n, e, params, point) {
         (Some(modulus), Some(exponent), _, _) => Ok(PublicParts::Rsa { modulus, exponent }),
+        (_, _, Some(_), Some(point)) if kind == Some(KeyType::EC_EDWARDS) => {
+            // CKA_EC_POINT of an Edwards key: the 32 bytes, or a DER OCTET STRING of them
+            // (tokens differ).
+            let key = match point.as_slice() {
+                [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest.to_vec(),
+                raw if raw.len() == 32 => raw.to_vec(),
+                _ => return Err(TokenError::Rejected("Ed25519 public key of another length")),
+            };
+            Ok(PublicParts::Ed25519 { key })
+        }
         (_, _, Some(params), Some(point)) => Ok(PublicParts::Ec { params, point }),
         _ => Err(TokenError::Rejected(
             "public key object has no RSA or EC attributes",
+        )),
+    }
+}
+
+fn read_ml_dsa_public(s: &Session, h: ObjectHandle) -> Result<PublicParts> {
+    let attrs = s
+        .get_attributes(h, &[AttributeType::ParameterSet, AttributeType::Value])
+        .map_err(|e| TokenError::ck("C_GetAttributeValue", e))?;
+    let (mut set, mut key) = (None, None);
+    for a in attrs {
+        match a {
+            Attribute::ParameterSet(p) => set = MlDsaSet::from_parameter_set(p),
+            Attribute::Value(v) => key = Some(v),
+            _ => {}
+        }
+    }
+    match (set, key) {
+        (Some(set), Some(key)) if key.len() == set.public_len() => {
+            Ok(PublicParts::MlDsa { set, key })
+        }
+        _ => Err(TokenError::Rejected(
+            "ML-DSA public key without a known parameter set",
         )),
     }
 }
@@ -711,6 +820,9 @@ impl Token {
                     Attribute::EcParams(params),
                     Attribute::EcPoint(point),
                 ]),
+                PublicParts::Ed25519 { .. } | PublicParts::MlDsa { .. } => {
+                    return Err(TokenError::Rejected("test vectors are RSA and EC only"))
+                }
             }
             let h = s
                 .create_object(&t)

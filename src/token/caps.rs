@@ -45,6 +45,10 @@ pub struct Capabilities {
     pub aes_ecb: bool,
     /// `CKM_ECDH1_DERIVE`: the public point of an imported EC private key is found with it.
     pub ecdh_derive: bool,
+    /// `CKM_EC_EDWARDS_KEY_PAIR_GEN` and `CKM_EDDSA`: Ed25519 keys.
+    pub eddsa: bool,
+    /// `CKM_ML_DSA_KEY_PAIR_GEN` and `CKM_ML_DSA`: ML-DSA keys (PKCS #11 3.2).
+    pub ml_dsa: bool,
 }
 
 impl Capabilities {
@@ -95,6 +99,11 @@ impl Capabilities {
             kwp,
             aes_ecb: info(MechanismType::AES_ECB).is_some_and(|i| i.encrypt()),
             ecdh_derive: info(MechanismType::ECDH1_DERIVE).is_some_and(|i| i.derive()),
+            eddsa: info(MechanismType::ECC_EDWARDS_KEY_PAIR_GEN)
+                .is_some_and(|i| i.generate_key_pair())
+                && sign_verify(MechanismType::EDDSA),
+            ml_dsa: info(MechanismType::ML_DSA_KEY_PAIR_GEN).is_some_and(|i| i.generate_key_pair())
+                && sign_verify(MechanismType::ML_DSA),
             hmac: [
                 hmac(HashAlg::Sha224),
                 hmac(HashAlg::Sha256),
@@ -121,6 +130,8 @@ impl Capabilities {
             kwp: Some(MechanismType::AES_KEY_WRAP_PAD),
             aes_ecb: true,
             ecdh_derive: true,
+            eddsa: true,
+            ml_dsa: true,
         }
     }
 

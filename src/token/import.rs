@@ -313,6 +313,8 @@ fn public_template(public: &PublicParts, usage: PairUse, persistent: bool) -> Ve
             Attribute::EcParams(params.clone()),
             Attribute::EcPoint(point.clone()),
         ]),
+        // Imported private keys are RSA or EC (`ImportedPair`).
+        PublicParts::Ed25519 { .. } | PublicParts::MlDsa { .. } => {}
     }
     t
 }

@@ -28,7 +28,10 @@ mod ceiling;
 mod error;
 mod import;
 
-pub use asym::{ExportedPair, HashAlg, PairSpec, PairUse, PrivateParts, PublicParts, SignMech};
+pub use asym::{
+    ExportedPair, HashAlg, MlDsaSet, PairSpec, PairUse, PrivateParts, PublicParts, SignMech,
+    ED25519_PARAMS,
+};
 pub use caps::Capabilities;
 pub use ceiling::{CeilingOp, CeilingResult};
 pub use error::{FaultKind, Refusal, TokenError};

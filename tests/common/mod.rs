@@ -65,6 +65,11 @@ pub fn token_has_oaep_sha256() -> bool {
     token_impl() == TokenImpl::Kryoptic
 }
 
+/// Does the token under test make ML-DSA keys (Kryoptic with OpenSSL 3.6)? Ed25519 both do.
+pub fn token_has_ml_dsa() -> bool {
+    token_impl() == TokenImpl::Kryoptic
+}
+
 /// The environment variable naming the token's configuration file.
 pub fn token_conf_var() -> &'static str {
     match token_impl() {
