@@ -187,6 +187,9 @@ impl KeySpec {
                     | KeySpec::MlDsa44
                     | KeySpec::MlDsa65
                     | KeySpec::MlDsa87
+                    | KeySpec::MlKem512
+                    | KeySpec::MlKem768
+                    | KeySpec::MlKem1024
             )
     }
 

@@ -816,7 +816,7 @@ async fn key_spec_and_usage_combinations_are_validated() {
             "ValidationException"
         );
     }
-    if !token_has_ml_dsa() {
+    if !token_has_post_quantum() {
         assert_code!(
             kms.create_key()
                 .key_spec(KeySpec::MlDsa44)
@@ -1008,7 +1008,7 @@ async fn ed25519_and_ml_dsa_keys_sign_what_outside_verifiers_accept() {
     ];
     let (specs, missing): (Vec<_>, Vec<_>) = specs
         .into_iter()
-        .partition(|(spec, _)| *spec == KeySpec::EccNistEdwards25519 || token_has_ml_dsa());
+        .partition(|(spec, _)| *spec == KeySpec::EccNistEdwards25519 || token_has_post_quantum());
     {
         for (spec, _) in missing {
             let r = kms

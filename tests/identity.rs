@@ -1179,6 +1179,11 @@ async fn every_operation_refuses_an_unprivileged_caller() {
                 json!({"KeyId": external, "ImportToken": m, "EncryptedKeyMaterial": m, "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"})
             }
             "DeleteImportedKeyMaterial" => json!({"KeyId": external}),
+            // Authorization comes before the key's usage is looked at.
+            "Encapsulate" => json!({"KeyId": key, "EncapsulationAlgorithm": "ML_KEM"}),
+            "Decapsulate" => {
+                json!({"KeyId": key, "EncapsulationAlgorithm": "ML_KEM", "SharedSecretCiphertextBlob": m})
+            }
             _ => return None,
         })
     };
@@ -1195,7 +1200,7 @@ async fn every_operation_refuses_an_unprivileged_caller() {
         ..Signing::default()
     };
     let names = kms_bridge::api::operation_names();
-    assert!(names.len() >= 52, "{names:?}");
+    assert!(names.len() >= 54, "{names:?}");
     let mut wrong = Vec::new();
     for op in names {
         let Some(b) = body(op) else {

@@ -166,3 +166,129 @@ fn mine_spki_p256() -> Vec<u8> {
         .as_bytes()
         .to_vec()
 }
+
+/// ML-KEM keys (ENCAPSULATE_DECAPSULATE; where the token has ML-KEM: Kryoptic): Encapsulate and
+/// Decapsulate agree, and so does an outside party (RustCrypto ml-kem) that encapsulates to
+/// the public key from GetPublicKey. Refused up front on a token without ML-KEM.
+#[tokio::test]
+async fn ml_kem_keys_share_secrets_with_an_outside_party() {
+    use aws_sdk_kms::types::EncapsulationAlgorithmSpec as Alg;
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+    let specs = [KeySpec::MlKem512, KeySpec::MlKem768, KeySpec::MlKem1024];
+    if !token_has_post_quantum() {
+        for spec in specs {
+            let r = kms
+                .create_key()
+                .key_spec(spec.clone())
+                .key_usage(KeyUsageType::EncapsulateDecapsulate)
+                .send()
+                .await;
+            assert_code!(r, "UnsupportedOperationException");
+        }
+        return;
+    }
+    for spec in specs {
+        let meta = kms
+            .create_key()
+            .key_spec(spec.clone())
+            .key_usage(KeyUsageType::EncapsulateDecapsulate)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        assert_eq!(meta.encapsulation_algorithms(), [Alg::MlKem]);
+        let key = meta.key_id;
+        let e = kms
+            .encapsulate()
+            .key_id(&key)
+            .encapsulation_algorithm(Alg::MlKem)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(e.key_id.as_deref(), meta.arn.as_deref());
+        let secret = e.shared_secret.unwrap().into_inner();
+        let ct = e.shared_secret_ciphertext_blob.unwrap().into_inner();
+        assert_eq!(secret.len(), 32);
+        let decapsulate = |ct: Vec<u8>| {
+            kms.decapsulate()
+                .key_id(&key)
+                .encapsulation_algorithm(Alg::MlKem)
+                .shared_secret_ciphertext_blob(Blob::new(ct))
+                .send()
+        };
+        let back = decapsulate(ct.clone())
+            .await
+            .unwrap()
+            .shared_secret
+            .unwrap()
+            .into_inner();
+        assert_eq!(back, secret);
+
+        // The outside party: encapsulate to the public key, KMS decapsulates the same secret.
+        let spki = kms.get_public_key().key_id(&key).send().await.unwrap();
+        assert_eq!(spki.encapsulation_algorithms(), [Alg::MlKem]);
+        let spki = spki.public_key.unwrap().into_inner();
+        let (outside_ct, outside_secret) = outside_encapsulate(&spec, &spki);
+        assert_eq!(outside_ct.len(), ct.len());
+        let back = decapsulate(outside_ct.clone())
+            .await
+            .unwrap()
+            .shared_secret
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            back, outside_secret,
+            "{spec:?}: KMS and the outside party disagree"
+        );
+
+        // A changed ciphertext decapsulates to another secret (implicit rejection); one of
+        // another length is invalid.
+        let mut changed = outside_ct.clone();
+        changed[0] ^= 1;
+        let other = decapsulate(changed)
+            .await
+            .unwrap()
+            .shared_secret
+            .unwrap()
+            .into_inner();
+        assert_ne!(other, outside_secret);
+        assert_code!(
+            decapsulate(outside_ct[1..].to_vec()).await,
+            "InvalidCiphertextException"
+        );
+    }
+    // An ML-KEM operation on another kind of key.
+    let symmetric = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    assert_code!(
+        kms.encapsulate()
+            .key_id(&symmetric.key_id)
+            .encapsulation_algorithm(Alg::MlKem)
+            .send()
+            .await,
+        "InvalidKeyUsageException"
+    );
+}
+
+/// ML-KEM encapsulation outside the token, to the encapsulation key in `spki`.
+fn outside_encapsulate(spec: &KeySpec, spki: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    use spki::der::Decode;
+    let info = spki::SubjectPublicKeyInfoRef::from_der(spki).expect("SubjectPublicKeyInfo");
+    let raw = info.subject_public_key.raw_bytes();
+    let m: [u8; 32] = rand::random();
+    macro_rules! encapsulate {
+        ($params:ty) => {{
+            let key = ml_kem::array::Array::try_from(raw).expect("encapsulation key length");
+            let ek = ml_kem::EncapsulationKey::<$params>::new(&key).expect("encapsulation key");
+            let (ct, secret) = ek.encapsulate_deterministic(&m.into());
+            (ct.to_vec(), secret.to_vec())
+        }};
+    }
+    match spec {
+        KeySpec::MlKem512 => encapsulate!(ml_kem::MlKem512),
+        KeySpec::MlKem768 => encapsulate!(ml_kem::MlKem768),
+        KeySpec::MlKem1024 => encapsulate!(ml_kem::MlKem1024),
+        other => panic!("{other:?}"),
+    }
+}

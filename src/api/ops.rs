@@ -47,6 +47,7 @@ macro_rules! operations {
                     || matches!(n, "Encrypt" | "Decrypt" | "ReEncrypt" | "GenerateDataKey"
                         | "GenerateDataKeyWithoutPlaintext" | "GenerateRandom" | "Sign" | "Verify"
                         | "GenerateMac" | "VerifyMac" | "DeriveSharedSecret" | "GenerateDataKeyPair"
+                        | "Encapsulate" | "Decapsulate"
                         | "GenerateDataKeyPairWithoutPlaintext"))
             }
         }
@@ -106,6 +107,8 @@ operations!(
     GetParametersForImport,
     ImportKeyMaterial,
     DeleteImportedKeyMaterial,
+    Encapsulate,
+    Decapsulate,
 );
 
 type Out = Result<Option<Value>, ApiError>;
@@ -144,6 +147,7 @@ fn key_metadata(k: &KeyInfo) -> Value {
         "SigningAlgorithms": algorithms(r.key_spec.signing_algorithms(r.key_usage), |a| a.as_str()),
         "MacAlgorithms": algorithms(&r.key_spec.mac_algorithms(r.key_usage), |a| a.as_str()),
         "KeyAgreementAlgorithms": (r.key_usage == KeyUsage::KeyAgreement).then(|| json!(["ECDH"])),
+        "EncapsulationAlgorithms": (r.key_usage == KeyUsage::EncapsulateDecapsulate).then(|| json!(["ML_KEM"])),
         "MultiRegion": false,
         "CustomKeyStoreId": r.custom_key_store_id,
         "CloudHsmClusterId": k.cluster_id,
@@ -843,6 +847,8 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 "KeyUsage": p.key_usage.as_str(),
                 "EncryptionAlgorithms": algorithms(p.key_spec.encryption_algorithms(p.key_usage), |a| a.as_str()),
                 "SigningAlgorithms": algorithms(p.key_spec.signing_algorithms(p.key_usage), |a| a.as_str()),
+                "KeyAgreementAlgorithms": (p.key_usage == KeyUsage::KeyAgreement).then(|| json!(["ECDH"])),
+                "EncapsulationAlgorithms": (p.key_usage == KeyUsage::EncapsulateDecapsulate).then(|| json!(["ML_KEM"])),
             }))
         }
         O::GetKeyLastUsage => {
@@ -887,6 +893,38 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 "SharedSecret": shared.as_str(),
                 "KeyAgreementAlgorithm": "ECDH",
                 "KeyOrigin": "AWS_KMS",
+            }))
+        }
+        O::Encapsulate => {
+            let r: KemReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
+            let key = key_ref(r.key_id, "keyId")?;
+            grant_tokens(&r.grant_tokens)?;
+            // The model's validation has checked the algorithm (ML_KEM).
+            let (arn, ciphertext, secret) = kms.encapsulate(ctx, &key).await?;
+            let shared = secret_b64(&secret);
+            done(json!({
+                "KeyId": arn,
+                "SharedSecret": shared.as_str(),
+                "SharedSecretCiphertextBlob": b64(&ciphertext),
+                "EncapsulationAlgorithm": "ML_KEM",
+            }))
+        }
+        O::Decapsulate => {
+            let r: KemReq = parse(body)?;
+            dry_run(ctx, r.dry_run);
+            let key = key_ref(r.key_id, "keyId")?;
+            grant_tokens(&r.grant_tokens)?;
+            let ciphertext = required(
+                r.shared_secret_ciphertext_blob,
+                "sharedSecretCiphertextBlob",
+            )?;
+            let (arn, secret) = kms.decapsulate(ctx, &key, ciphertext).await?;
+            let shared = secret_b64(&secret);
+            done(json!({
+                "KeyId": arn,
+                "SharedSecret": shared.as_str(),
+                "EncapsulationAlgorithm": "ML_KEM",
             }))
         }
         O::GenerateMac | O::VerifyMac => {

@@ -184,6 +184,18 @@ pub struct DeriveReq {
     pub recipient: Option<serde_json::Value>,
 }
 
+/// Encapsulate and Decapsulate (ML-KEM).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct KemReq {
+    pub dry_run: Option<bool>,
+    pub key_id: Option<String>,
+    pub encapsulation_algorithm: Option<String>,
+    #[serde(default, deserialize_with = "blob")]
+    pub shared_secret_ciphertext_blob: Option<Vec<u8>>,
+    pub grant_tokens: Option<Vec<String>>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct DataKeyPairReq {

@@ -22,7 +22,7 @@ use crate::model::{
 };
 use crate::store::KeyRecord;
 use crate::token::{
-    Capabilities, FaultKind, HashAlg, MlDsaSet, PairSpec, PairUse, SignMech, Token,
+    Capabilities, FaultKind, HashAlg, MlDsaSet, MlKemSet, PairSpec, PairUse, SignMech, Token,
 };
 
 /// Largest RAW message Sign/Verify/GenerateMac/VerifyMac accept.
@@ -137,7 +137,17 @@ pub(crate) fn plan_material(
         U::SignVerify => Err(unsupported(format!("KeySpec {spec}"))),
         u => Err(invalid(u)),
     };
+    let kem = |set: MlKemSet| match usage {
+        U::EncapsulateDecapsulate if caps.ml_kem => {
+            Ok((usage, Material::Pair(PairSpec::MlKem(set), PairUse::Kem)))
+        }
+        U::EncapsulateDecapsulate => Err(unsupported(format!("KeySpec {spec}"))),
+        u => Err(invalid(u)),
+    };
     match spec {
+        KeySpec::MlKem512 => return kem(MlKemSet::MlKem512),
+        KeySpec::MlKem768 => return kem(MlKemSet::MlKem768),
+        KeySpec::MlKem1024 => return kem(MlKemSet::MlKem1024),
         KeySpec::EccNistEdwards25519 => return signing_only(PairSpec::Ed25519, caps.eddsa),
         KeySpec::MlDsa44 => return signing_only(PairSpec::MlDsa(MlDsaSet::MlDsa44), caps.ml_dsa),
         KeySpec::MlDsa65 => return signing_only(PairSpec::MlDsa(MlDsaSet::MlDsa65), caps.ml_dsa),
@@ -720,6 +730,57 @@ impl Kms {
         let point = keyformat::peer_point(peer_public_key, c)
             .ok_or_else(|| KmsError::Validation(String::new()))?;
         let secret = self.token.ecdh(object_id(&k), point).await?;
+        Ok((k.arn(), secret))
+    }
+
+    /// Encapsulate (ML-KEM): a shared secret and its ciphertext from the key's encapsulation
+    /// key, made in the token.
+    pub async fn encapsulate(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+    ) -> Result<(String, Vec<u8>, Zeroizing<Vec<u8>>)> {
+        let op = Op::new("kms:Encapsulate");
+        let k = self.resolve(ctx, key, op).await?;
+        if k.key_usage != KeyUsage::EncapsulateDecapsulate {
+            return Err(wrong_usage(&k, "Encapsulate"));
+        }
+        require_enabled(&k)?;
+        let (ciphertext, secret) = self.token.ml_kem_encapsulate(object_id(&k)).await?;
+        Ok((k.arn(), ciphertext, secret))
+    }
+
+    /// Decapsulate (ML-KEM): the shared secret of a ciphertext, recovered in the token.
+    pub async fn decapsulate(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        ciphertext: Vec<u8>,
+    ) -> Result<(String, Zeroizing<Vec<u8>>)> {
+        let op = Op::new("kms:Decapsulate");
+        let k = self.resolve(ctx, key, op).await?;
+        if k.key_usage != KeyUsage::EncapsulateDecapsulate {
+            return Err(wrong_usage(&k, "Decapsulate"));
+        }
+        require_enabled(&k)?;
+        let set = match k.key_spec {
+            KeySpec::MlKem512 => MlKemSet::MlKem512,
+            KeySpec::MlKem768 => MlKemSet::MlKem768,
+            KeySpec::MlKem1024 => MlKemSet::MlKem1024,
+            _ => return Err(wrong_usage(&k, "Decapsulate")),
+        };
+        // AWS's InvalidCiphertextException carries no message.
+        if ciphertext.len() != set.ciphertext_len() {
+            return Err(KmsError::InvalidCiphertext(String::new()));
+        }
+        let secret = self
+            .token
+            .ml_kem_decapsulate(object_id(&k), ciphertext)
+            .await
+            .map_err(|e| match e.kind() {
+                FaultKind::BadInput => KmsError::InvalidCiphertext(String::new()),
+                _ => e.into(),
+            })?;
         Ok((k.arn(), secret))
     }
 

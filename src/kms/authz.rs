@@ -89,6 +89,8 @@ const ALIAS_OK: &[&str] = &[
     "kms:GenerateMac",
     "kms:VerifyMac",
     "kms:DeriveSharedSecret",
+    "kms:Encapsulate",
+    "kms:Decapsulate",
 ];
 
 /// Actions that may name a key of another account (by ARN).
@@ -108,6 +110,8 @@ const CROSS_ACCOUNT_OK: &[&str] = &[
     "kms:GetPublicKey",
     "kms:DescribeKey",
     "kms:DeriveSharedSecret",
+    "kms:Encapsulate",
+    "kms:Decapsulate",
     "kms:CreateGrant",
     "kms:ListGrants",
     "kms:RevokeGrant",
@@ -134,6 +138,8 @@ pub const GRANT_OPERATIONS: &[&str] = &[
     "GenerateMac",
     "VerifyMac",
     "DeriveSharedSecret",
+    "Encapsulate",
+    "Decapsulate",
 ];
 
 impl<'a> Op<'a> {

@@ -11,7 +11,7 @@ use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use zeroize::Zeroizing;
 
 use super::{KmsError, Result};
-use crate::token::{ExportedPair, HashAlg, MlDsaSet, PrivateParts, PublicParts};
+use crate::token::{ExportedPair, HashAlg, MlDsaSet, MlKemSet, PrivateParts, PublicParts};
 
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -204,7 +204,7 @@ pub fn spki_der(key: &PublicParts) -> Result<Vec<u8>> {
         }
         // RFC 8410: no parameters, the key's 32 bytes.
         PublicParts::Ed25519 { key } => bare_spki(ID_ED25519, key),
-        // RFC 9881 (ML-DSA in X.509): no parameters, the encoded public key.
+        // ML-DSA in X.509 (IETF LAMPS profile): no parameters, the encoded public key.
         PublicParts::MlDsa { set, key } => bare_spki(
             match set {
                 MlDsaSet::MlDsa44 => ID_ML_DSA_44,
@@ -213,9 +213,21 @@ pub fn spki_der(key: &PublicParts) -> Result<Vec<u8>> {
             },
             key,
         ),
+        // ML-KEM in X.509 (IETF LAMPS profile): no parameters, the encapsulation key.
+        PublicParts::MlKem { set, key } => bare_spki(
+            match set {
+                MlKemSet::MlKem512 => ID_ML_KEM_512,
+                MlKemSet::MlKem768 => ID_ML_KEM_768,
+                MlKemSet::MlKem1024 => ID_ML_KEM_1024,
+            },
+            key,
+        ),
     }
 }
 
+const ID_ML_KEM_512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.4.1");
+const ID_ML_KEM_768: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.4.2");
+const ID_ML_KEM_1024: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.4.3");
 const ID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const ID_ML_DSA_44: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.17");
 const ID_ML_DSA_65: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.18");

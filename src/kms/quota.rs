@@ -137,6 +137,8 @@ impl QuotaGroup {
             "kms:Sign",
             "kms:Verify",
             "kms:DeriveSharedSecret",
+            "kms:Encapsulate",
+            "kms:Decapsulate",
         ];
         match action {
             "kms:GenerateRandom" => QuotaGroup::GenerateRandom,

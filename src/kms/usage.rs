@@ -17,8 +17,10 @@ use crate::store::{KeyRecord, KeyUsageRecord};
 
 /// The operations GetKeyLastUsage reports (`KeyLastUsageTrackingOperation`).
 pub const TRACKED: &[&str] = &[
+    "Decapsulate",
     "Decrypt",
     "DeriveSharedSecret",
+    "Encapsulate",
     "Encrypt",
     "GenerateDataKey",
     "GenerateDataKeyPair",

@@ -9,8 +9,8 @@ use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{
-    Attribute, AttributeType, KeyType, MlDsaParameterSetType, ObjectClass, ObjectHandle,
-    ParameterSetType,
+    Attribute, AttributeType, KeyType, MlDsaParameterSetType, MlKemParameterSetType, ObjectClass,
+    ObjectHandle, ParameterSetType,
 };
 use cryptoki::session::Session;
 use zeroize::Zeroizing;
@@ -230,6 +230,51 @@ impl MlDsaSet {
     }
 }
 
+/// The ML-KEM parameter sets (FIPS 203).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MlKemSet {
+    MlKem512,
+    MlKem768,
+    MlKem1024,
+}
+
+impl MlKemSet {
+    fn parameter_set(self) -> ParameterSetType {
+        ParameterSetType::from(match self {
+            MlKemSet::MlKem512 => MlKemParameterSetType::ML_KEM_512,
+            MlKemSet::MlKem768 => MlKemParameterSetType::ML_KEM_768,
+            MlKemSet::MlKem1024 => MlKemParameterSetType::ML_KEM_1024,
+        })
+    }
+
+    fn from_parameter_set(p: ParameterSetType) -> Option<MlKemSet> {
+        [MlKemSet::MlKem512, MlKemSet::MlKem768, MlKemSet::MlKem1024]
+            .into_iter()
+            .find(|s| s.parameter_set() == p)
+    }
+
+    /// The encapsulation key's length in bytes.
+    pub fn public_len(self) -> usize {
+        match self {
+            MlKemSet::MlKem512 => 800,
+            MlKemSet::MlKem768 => 1184,
+            MlKemSet::MlKem1024 => 1568,
+        }
+    }
+
+    /// The ciphertext's length in bytes.
+    pub fn ciphertext_len(self) -> usize {
+        match self {
+            MlKemSet::MlKem512 => 768,
+            MlKemSet::MlKem768 => 1088,
+            MlKemSet::MlKem1024 => 1568,
+        }
+    }
+}
+
+/// The length of an ML-KEM shared secret.
+pub const ML_KEM_SECRET_LEN: usize = 32;
+
 /// `CKA_EC_PARAMS` of edwards25519: the DER of RFC 8410's id-Ed25519 (1.3.101.112).
 pub const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
@@ -246,6 +291,7 @@ pub enum PairSpec {
     /// Ed25519 (`CKK_EC_EDWARDS` on edwards25519).
     Ed25519,
     MlDsa(MlDsaSet),
+    MlKem(MlKemSet),
 }
 
 /// What a key pair is for; the token objects only allow that.
@@ -255,6 +301,8 @@ pub enum PairUse {
     Encrypt,
     /// ECDH key agreement (`CKA_DERIVE` on the private key only).
     Agree,
+    /// ML-KEM (`CKA_ENCAPSULATE` on the public key, `CKA_DECAPSULATE` on the private key).
+    Kem,
 }
 
 /// Public key attributes as the token holds them.
@@ -276,6 +324,11 @@ pub enum PublicParts {
     /// The encoded ML-DSA public key (FIPS 204), `CKA_VALUE`.
     MlDsa {
         set: MlDsaSet,
+        key: Vec<u8>,
+    },
+    /// The ML-KEM encapsulation key (FIPS 203), `CKA_VALUE`.
+    MlKem {
+        set: MlKemSet,
         key: Vec<u8>,
     },
 }
@@ -353,6 +406,14 @@ fn pair_templates(
             private.push(Attribute::KeyType(KeyType::ML_DSA));
             Mechanism::MlDsaKeyPairGen
         }
+        PairSpec::MlKem(set) => {
+            public.push(Attribute::KeyType(KeyType::ML_KEM));
+            public.push(Attribute::ParameterSet(set.parameter_set()));
+            public.push(Attribute::Encapsulate(usage == PairUse::Kem));
+            private.push(Attribute::KeyType(KeyType::ML_KEM));
+            private.push(Attribute::Decapsulate(usage == PairUse::Kem));
+            Mechanism::MlKemKeyPairGen
+        }
     };
     (mech, public, private)
 }
@@ -381,8 +442,8 @@ pub(super) fn read_public(s: &Session, h: ObjectHandle) -> Result<PublicParts> {
             _ => {}
         }
     }
-    if kind == Some(KeyType::ML_DSA) {
-        return read_ml_dsa_public(s, h);
+    if kind == Some(KeyType::ML_DSA) || kind == Some(KeyType::ML_KEM) {
+        return read_lattice_public(s, h, kind == Some(KeyType::ML_KEM));
     }
     match (n, e, params, point) {
         (Some(modulus), Some(exponent), _, _) => Ok(PublicParts::Rsa { modulus, exponent }),
@@ -403,25 +464,33 @@ pub(super) fn read_public(s: &Session, h: ObjectHandle) -> Result<PublicParts> {
     }
 }
 
-fn read_ml_dsa_public(s: &Session, h: ObjectHandle) -> Result<PublicParts> {
+/// An ML-DSA or ML-KEM public key: its parameter set and encoded value.
+fn read_lattice_public(s: &Session, h: ObjectHandle, kem: bool) -> Result<PublicParts> {
     let attrs = s
         .get_attributes(h, &[AttributeType::ParameterSet, AttributeType::Value])
         .map_err(|e| TokenError::ck("C_GetAttributeValue", e))?;
     let (mut set, mut key) = (None, None);
     for a in attrs {
         match a {
-            Attribute::ParameterSet(p) => set = MlDsaSet::from_parameter_set(p),
+            Attribute::ParameterSet(p) => set = Some(p),
             Attribute::Value(v) => key = Some(v),
             _ => {}
         }
     }
-    match (set, key) {
-        (Some(set), Some(key)) if key.len() == set.public_len() => {
-            Ok(PublicParts::MlDsa { set, key })
+    let unknown = TokenError::Rejected("lattice public key without a known parameter set");
+    let (Some(set), Some(key)) = (set, key) else {
+        return Err(unknown);
+    };
+    if kem {
+        match MlKemSet::from_parameter_set(set) {
+            Some(set) if key.len() == set.public_len() => Ok(PublicParts::MlKem { set, key }),
+            _ => Err(unknown),
         }
-        _ => Err(TokenError::Rejected(
-            "ML-DSA public key without a known parameter set",
-        )),
+    } else {
+        match MlDsaSet::from_parameter_set(set) {
+            Some(set) if key.len() == set.public_len() => Ok(PublicParts::MlDsa { set, key }),
+            _ => Err(unknown),
+        }
     }
 }
 
@@ -484,6 +553,43 @@ pub(super) fn ec_public_x(s: &Session, private: ObjectHandle, generator: &[u8]) 
 /// ECDH in the token (`CKM_ECDH1_DERIVE`, `CKD_NULL`): the x-coordinate of d·P for the peer's
 /// uncompressed point `peer`. Derived as a non-sensitive, extractable session secret (the
 /// caller asked for this value), read and destroyed at once.
+/// A shared secret the caller receives (ML-KEM): a readable session generic secret that may do
+/// nothing in the token.
+fn shared_secret_template() -> [Attribute; 12] {
+    [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::ValueLen((ML_KEM_SECRET_LEN as u64).into()),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
+    ]
+}
+
+/// Read a shared secret session object into a wiping buffer, and destroy it.
+fn take_secret(s: &Session, h: ObjectHandle) -> Result<Zeroizing<Vec<u8>>> {
+    let value = s
+        .get_attributes(h, &[AttributeType::Value])
+        .map_err(|e| TokenError::ck("C_GetAttributeValue", e))
+        .map(|attrs| {
+            attrs.into_iter().find_map(|a| match a {
+                Attribute::Value(v) => Some(Zeroizing::new(v)),
+                _ => None,
+            })
+        });
+    let _ = s.destroy_object(h);
+    match value? {
+        Some(v) if v.len() == ML_KEM_SECRET_LEN => Ok(v),
+        _ => Err(TokenError::Rejected("the shared secret is not 32 bytes")),
+    }
+}
+
 fn ecdh_x(s: &Session, private: ObjectHandle, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     let field_len = peer.len().saturating_sub(1) / 2;
     let params = Ecdh1DeriveParams::new(EcKdf::null(), peer);
@@ -753,6 +859,55 @@ impl Token {
         .await
     }
 
+    /// ML-KEM encapsulation with the public key `id`: the ciphertext and the shared secret
+    /// (a session object, read and destroyed here).
+    pub async fn ml_kem_encapsulate(&self, id: Vec<u8>) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+        self.run_known("encapsulate_ml_kem", move |inner, s| {
+            let key = inner.working(s, ObjectKind::Public, &id)?;
+            let (ciphertext, secret) = s
+                .encapsulate_key(&Mechanism::MlKem, key, &shared_secret_template())
+                .map_err(|e| TokenError::ck("C_EncapsulateKey", e))?;
+            Ok((ciphertext, take_secret(s, secret)?))
+        })
+        .await
+    }
+
+    /// ML-KEM decapsulation with the private key `id`. A ciphertext of the wrong length is
+    /// reported with kind `BadInput`; a malformed one of the right length gives a secret that
+    /// matches nothing (ML-KEM's implicit rejection).
+    pub async fn ml_kem_decapsulate(
+        &self,
+        id: Vec<u8>,
+        ciphertext: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        self.run_known("decapsulate_ml_kem", move |inner, s| {
+            let key = inner.working(s, ObjectKind::Private, &id)?;
+            match s.decapsulate_key(
+                &Mechanism::MlKem,
+                key,
+                &shared_secret_template(),
+                &ciphertext,
+            ) {
+                Ok(secret) => take_secret(s, secret),
+                Err(
+                    e @ CkError::Pkcs11(
+                        RvError::EncryptedDataInvalid
+                        | RvError::EncryptedDataLenRange
+                        | RvError::DataLenRange
+                        | RvError::ArgumentsBad,
+                        _,
+                    ),
+                ) => Err(TokenError::Pkcs11 {
+                    op: "C_DecapsulateKey",
+                    kind: FaultKind::BadInput,
+                    source: e,
+                }),
+                Err(e) => Err(TokenError::ck("C_DecapsulateKey", e)),
+            }
+        })
+        .await
+    }
+
     /// ECDH with the private key `id` and the peer's uncompressed point: the shared secret
     /// (the x-coordinate), as DeriveSharedSecret returns it.
     pub async fn ecdh(&self, id: Vec<u8>, peer_point: Vec<u8>) -> Result<Zeroizing<Vec<u8>>> {
@@ -820,7 +975,9 @@ impl Token {
                     Attribute::EcParams(params),
                     Attribute::EcPoint(point),
                 ]),
-                PublicParts::Ed25519 { .. } | PublicParts::MlDsa { .. } => {
+                PublicParts::Ed25519 { .. }
+                | PublicParts::MlDsa { .. }
+                | PublicParts::MlKem { .. } => {
                     return Err(TokenError::Rejected("test vectors are RSA and EC only"))
                 }
             }

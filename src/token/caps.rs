@@ -49,6 +49,8 @@ pub struct Capabilities {
     pub eddsa: bool,
     /// `CKM_ML_DSA_KEY_PAIR_GEN` and `CKM_ML_DSA`: ML-DSA keys (PKCS #11 3.2).
     pub ml_dsa: bool,
+    /// `CKM_ML_KEM_KEY_PAIR_GEN` and `CKM_ML_KEM` (`C_EncapsulateKey`/`C_DecapsulateKey`).
+    pub ml_kem: bool,
 }
 
 impl Capabilities {
@@ -104,6 +106,8 @@ impl Capabilities {
                 && sign_verify(MechanismType::EDDSA),
             ml_dsa: info(MechanismType::ML_DSA_KEY_PAIR_GEN).is_some_and(|i| i.generate_key_pair())
                 && sign_verify(MechanismType::ML_DSA),
+            ml_kem: info(MechanismType::ML_KEM_KEY_PAIR_GEN).is_some_and(|i| i.generate_key_pair())
+                && list.contains(&MechanismType::ML_KEM),
             hmac: [
                 hmac(HashAlg::Sha224),
                 hmac(HashAlg::Sha256),
@@ -132,6 +136,7 @@ impl Capabilities {
             ecdh_derive: true,
             eddsa: true,
             ml_dsa: true,
+            ml_kem: true,
         }
     }
 

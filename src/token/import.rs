@@ -314,7 +314,7 @@ fn public_template(public: &PublicParts, usage: PairUse, persistent: bool) -> Ve
             Attribute::EcPoint(point.clone()),
         ]),
         // Imported private keys are RSA or EC (`ImportedPair`).
-        PublicParts::Ed25519 { .. } | PublicParts::MlDsa { .. } => {}
+        PublicParts::Ed25519 { .. } | PublicParts::MlDsa { .. } | PublicParts::MlKem { .. } => {}
     }
     t
 }

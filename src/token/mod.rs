@@ -29,8 +29,8 @@ mod error;
 mod import;
 
 pub use asym::{
-    ExportedPair, HashAlg, MlDsaSet, PairSpec, PairUse, PrivateParts, PublicParts, SignMech,
-    ED25519_PARAMS,
+    ExportedPair, HashAlg, MlDsaSet, MlKemSet, PairSpec, PairUse, PrivateParts, PublicParts,
+    SignMech, ED25519_PARAMS, ML_KEM_SECRET_LEN,
 };
 pub use caps::Capabilities;
 pub use ceiling::{CeilingOp, CeilingResult};

@@ -65,8 +65,9 @@ pub fn token_has_oaep_sha256() -> bool {
     token_impl() == TokenImpl::Kryoptic
 }
 
-/// Does the token under test make ML-DSA keys (Kryoptic with OpenSSL 3.6)? Ed25519 both do.
-pub fn token_has_ml_dsa() -> bool {
+/// Does the token under test make ML-DSA and ML-KEM keys (Kryoptic with OpenSSL 3.6)? Ed25519
+/// both do.
+pub fn token_has_post_quantum() -> bool {
     token_impl() == TokenImpl::Kryoptic
 }
 
