@@ -197,71 +197,52 @@ impl SignMech {
     }
 }
 
-/// The ML-DSA parameter sets (FIPS 204).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MlDsaSet {
-    MlDsa44,
-    MlDsa65,
-    MlDsa87,
-}
+/// A PKCS #11 3.2 parameter set enum: its variants, their `CKP_*` values and public key
+/// lengths in bytes.
+macro_rules! parameter_sets {
+    ($(#[$doc:meta])* $name:ident: $ckp:ident { $($variant:ident = $value:ident, $len:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
 
-impl MlDsaSet {
-    fn parameter_set(self) -> ParameterSetType {
-        ParameterSetType::from(match self {
-            MlDsaSet::MlDsa44 => MlDsaParameterSetType::ML_DSA_44,
-            MlDsaSet::MlDsa65 => MlDsaParameterSetType::ML_DSA_65,
-            MlDsaSet::MlDsa87 => MlDsaParameterSetType::ML_DSA_87,
-        })
-    }
+        impl $name {
+            const ALL: &'static [$name] = &[$($name::$variant),+];
 
-    fn from_parameter_set(p: ParameterSetType) -> Option<MlDsaSet> {
-        [MlDsaSet::MlDsa44, MlDsaSet::MlDsa65, MlDsaSet::MlDsa87]
-            .into_iter()
-            .find(|s| s.parameter_set() == p)
-    }
+            fn parameter_set(self) -> ParameterSetType {
+                ParameterSetType::from(match self { $($name::$variant => $ckp::$value),+ })
+            }
 
-    /// The public key's length in bytes.
-    pub fn public_len(self) -> usize {
-        match self {
-            MlDsaSet::MlDsa44 => 1312,
-            MlDsaSet::MlDsa65 => 1952,
-            MlDsaSet::MlDsa87 => 2592,
+            fn from_parameter_set(p: ParameterSetType) -> Option<$name> {
+                Self::ALL.iter().copied().find(|s| s.parameter_set() == p)
+            }
+
+            /// The public (encapsulation) key's length in bytes.
+            pub fn public_len(self) -> usize {
+                match self { $($name::$variant => $len),+ }
+            }
         }
-    }
+    };
 }
 
-/// The ML-KEM parameter sets (FIPS 203).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MlKemSet {
-    MlKem512,
-    MlKem768,
-    MlKem1024,
-}
+parameter_sets!(
+    /// The ML-DSA parameter sets (FIPS 204).
+    MlDsaSet: MlDsaParameterSetType {
+        MlDsa44 = ML_DSA_44, 1312,
+        MlDsa65 = ML_DSA_65, 1952,
+        MlDsa87 = ML_DSA_87, 2592,
+    }
+);
+
+parameter_sets!(
+    /// The ML-KEM parameter sets (FIPS 203).
+    MlKemSet: MlKemParameterSetType {
+        MlKem512 = ML_KEM_512, 800,
+        MlKem768 = ML_KEM_768, 1184,
+        MlKem1024 = ML_KEM_1024, 1568,
+    }
+);
 
 impl MlKemSet {
-    fn parameter_set(self) -> ParameterSetType {
-        ParameterSetType::from(match self {
-            MlKemSet::MlKem512 => MlKemParameterSetType::ML_KEM_512,
-            MlKemSet::MlKem768 => MlKemParameterSetType::ML_KEM_768,
-            MlKemSet::MlKem1024 => MlKemParameterSetType::ML_KEM_1024,
-        })
-    }
-
-    fn from_parameter_set(p: ParameterSetType) -> Option<MlKemSet> {
-        [MlKemSet::MlKem512, MlKemSet::MlKem768, MlKemSet::MlKem1024]
-            .into_iter()
-            .find(|s| s.parameter_set() == p)
-    }
-
-    /// The encapsulation key's length in bytes.
-    pub fn public_len(self) -> usize {
-        match self {
-            MlKemSet::MlKem512 => 800,
-            MlKemSet::MlKem768 => 1184,
-            MlKemSet::MlKem1024 => 1568,
-        }
-    }
-
     /// The ciphertext's length in bytes.
     pub fn ciphertext_len(self) -> usize {
         match self {
