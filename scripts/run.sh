@@ -36,6 +36,7 @@ if [ "$creds_new" = 1 ]; then
   echo "  AWS_SECRET_ACCESS_KEY=$secret"
 fi
 echo "  AWS_DEFAULT_REGION=$region"
+echo "  console:     $endpoint/console/ (sign in with the access key above)"
 
 export SOFTHSM2_CONF="$data_dir/softhsm2.conf"
 export KMS_BRIDGE_LISTEN="$listen"
