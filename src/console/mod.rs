@@ -65,6 +65,11 @@ pub fn router(app: Arc<AppState>) -> anyhow::Result<Router> {
         .route("/console/create", get(create_page).post(create_step))
         .route("/console/keys/{id}", get(key_page).post(key_action))
         .route("/console/keys/{id}/public-key.pem", get(public_key_pem))
+        .route(
+            "/console/keystores",
+            get(keystores_page).post(keystore_action),
+        )
+        .route("/console/region", axum::routing::post(switch_region))
         .route("/console/{*rest}", get(not_found))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(ctx))
@@ -130,13 +135,16 @@ fn render(status: StatusCode, t: impl askama::Template) -> Response {
     }
 }
 
+/// A refused POST (403): not signed in, no or a wrong CSRF token, another origin.
 fn forbidden(why: &str) -> Response {
-    (
+    render(
         StatusCode::FORBIDDEN,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("Forbidden: {why}\n"),
+        ErrorPage {
+            chrome: Chrome::signed_out(),
+            title: "Forbidden".into(),
+            error: format!("{why}. Nothing was changed."),
+        },
     )
-        .into_response()
 }
 
 fn cookie_of(headers: &HeaderMap) -> Option<String> {
@@ -264,11 +272,15 @@ impl Ctx {
         form: &Fields,
     ) -> Result<User, Response> {
         if !same_origin(headers) {
-            return Err(forbidden("cross-origin request"));
+            return Err(forbidden("The request came from another site"));
         }
         let user = match self.user(headers, peer).await {
             Ok(u) => u,
-            Err(Gate::SignIn) => return Err(forbidden("not signed in")),
+            Err(Gate::SignIn) => {
+                return Err(forbidden(
+                    "You are not signed in, or your session has ended: sign in again",
+                ))
+            }
             Err(Gate::Fail(r)) => return Err(r),
         };
         let ok = self
@@ -277,7 +289,9 @@ impl Ctx {
             .with(&user.cookie, |s| session::csrf_matches(s, form.get("csrf")))
             .unwrap_or(false);
         if !ok {
-            return Err(forbidden("missing or invalid CSRF token"));
+            return Err(forbidden(
+                "The form's security token is missing or not this session's: reload the page",
+            ));
         }
         // The one-time message belongs to the next page, not this POST.
         if let Some(f) = user.flash.clone() {
@@ -321,6 +335,52 @@ impl Ctx {
         resp
     }
 
+    /// The `member` items of every page of a listing operation (at most 100 pages of 100).
+    async fn all_pages(
+        &self,
+        user: &User,
+        op: Operation,
+        mut body: Value,
+        member: &str,
+    ) -> Result<Vec<Value>, Refusal> {
+        let mut items = Vec::new();
+        body["Limit"] = json!(100);
+        for _ in 0..100 {
+            let v = self.kms(user, op, body.clone()).await?;
+            items.extend(v[member].as_array().into_iter().flatten().cloned());
+            match (v["Truncated"].as_bool(), v["NextMarker"].as_str()) {
+                (Some(true), Some(m)) => body["Marker"] = json!(m),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// Carry out a form's operation; its outcome is the next page's message (a refusal with
+    /// the API's code and message; a refused policy edit keeps the edited text).
+    async fn act(
+        &self,
+        user: &User,
+        op: Operation,
+        body: Value,
+        done: String,
+        policy: Option<String>,
+    ) {
+        let flash = match self.kms(user, op, body).await {
+            Ok(_) => Flash {
+                ok: true,
+                text: done,
+                policy: None,
+            },
+            Err(e) => Flash {
+                ok: false,
+                text: format!("{} failed. {e}", op.name()),
+                policy,
+            },
+        };
+        self.flash(user, flash);
+    }
+
     fn flash(&self, user: &User, flash: Flash) {
         self.console
             .sessions
@@ -333,6 +393,7 @@ impl Ctx {
             principal: user.caller.principal.arn.clone(),
             account: user.caller.principal.account.clone(),
             region: user.caller.region.clone(),
+            regions: self.app.auth.regions().to_vec(),
             csrf: user.csrf.clone(),
             nav,
             flash: user.flash.clone().map(|f| FlashView {
@@ -430,7 +491,7 @@ async fn signin(
 ) -> Response {
     let form = Fields(form);
     if !same_origin(&headers) {
-        return forbidden("cross-origin request");
+        return forbidden("The request came from another site");
     }
     let akid = form.get("access_key_id").trim().to_owned();
     let secret = zeroize::Zeroizing::new(form.get("secret_access_key").trim().to_owned());
@@ -487,6 +548,11 @@ async fn signout(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let form = Fields(form);
+    let live = cookie_of(&headers).and_then(|c| ctx.console.sessions.with(&c, |_| ()));
+    if live.is_none() {
+        // Nothing to end (expired already): no token to check.
+        return ctx.with_cookie(redirect("/console/signin"), "", "; Max-Age=0");
+    }
     let user = match ctx.poster(&headers, peer, &form).await {
         Ok(u) => u,
         Err(r) => return r,
@@ -611,24 +677,14 @@ async fn key_list(
 /// Alias names by target key id (every page of ListAliases).
 async fn all_aliases(ctx: &Ctx, user: &User) -> Result<HashMap<String, Vec<String>>, Refusal> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    let mut marker: Option<String> = None;
-    for _ in 0..100 {
-        let mut body = json!({ "Limit": 100 });
-        if let Some(m) = &marker {
-            body["Marker"] = json!(m);
-        }
-        let v = ctx.kms(user, Operation::ListAliases, body).await?;
-        for a in v["Aliases"].as_array().into_iter().flatten() {
-            if let (Some(name), Some(target)) = (a["AliasName"].as_str(), a["TargetKeyId"].as_str())
-            {
-                out.entry(target.to_owned())
-                    .or_default()
-                    .push(name.to_owned());
-            }
-        }
-        match (v["Truncated"].as_bool(), v["NextMarker"].as_str()) {
-            (Some(true), Some(m)) => marker = Some(m.to_owned()),
-            _ => break,
+    for a in ctx
+        .all_pages(user, Operation::ListAliases, json!({}), "Aliases")
+        .await?
+    {
+        if let (Some(name), Some(target)) = (a["AliasName"].as_str(), a["TargetKeyId"].as_str()) {
+            out.entry(target.to_owned())
+                .or_default()
+                .push(name.to_owned());
         }
     }
     Ok(out)
@@ -1410,19 +1466,8 @@ async fn key_action(
         ),
         _ => return (StatusCode::BAD_REQUEST, "unknown action").into_response(),
     };
-    let flash = match ctx.kms(&user, op, body).await {
-        Ok(_) => Flash {
-            ok: true,
-            text: done,
-            policy: None,
-        },
-        Err(e) => Flash {
-            ok: false,
-            text: format!("{} failed. {e}", op.name()),
-            policy: (action == "policy").then(|| form.get("policy").to_owned()),
-        },
-    };
-    ctx.flash(&user, flash);
+    let policy = (action == "policy").then(|| form.get("policy").to_owned());
+    ctx.act(&user, op, body, done, policy).await;
     redirect(&format!("/console/keys/{id}?tab={tab}"))
 }
 
@@ -1465,4 +1510,101 @@ async fn public_key_pem(
             },
         ),
     }
+}
+
+// ---- custom key stores ----
+
+async fn keystores_page(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match ctx.user(&headers, peer).await {
+        Ok(u) => u,
+        Err(g) => return g.respond(),
+    };
+    let mut page = KeyStoresPage {
+        chrome: ctx.chrome(&user, "keystores"),
+        stores: Vec::new(),
+        error: String::new(),
+    };
+    let stores = ctx
+        .all_pages(
+            &user,
+            Operation::DescribeCustomKeyStores,
+            json!({}),
+            "CustomKeyStores",
+        )
+        .await;
+    match stores {
+        Ok(list) => {
+            for s in list {
+                let text = |k: &str| s[k].as_str().unwrap_or("-").to_owned();
+                page.stores.push(KeyStoreRow {
+                    id: text("CustomKeyStoreId"),
+                    name: text("CustomKeyStoreName"),
+                    kind: text("CustomKeyStoreType"),
+                    cluster: text("CloudHsmClusterId"),
+                    connected: s["ConnectionState"] == "CONNECTED",
+                    state: text("ConnectionState"),
+                    error: s["ConnectionErrorCode"].as_str().unwrap_or("").to_owned(),
+                    created: s["CreationDate"]
+                        .as_f64()
+                        .map(date)
+                        .unwrap_or_else(|| "-".into()),
+                });
+            }
+        }
+        Err(e) => page.error = e.to_string(),
+    }
+    render(StatusCode::OK, page)
+}
+
+async fn keystore_action(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let form = Fields(form);
+    let user = match ctx.poster(&headers, peer, &form).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let id = form.get("id");
+    let (op, done) = match form.get("action") {
+        "connect" => (
+            Operation::ConnectCustomKeyStore,
+            format!("Connecting custom key store {id}."),
+        ),
+        "disconnect" => (
+            Operation::DisconnectCustomKeyStore,
+            format!("Custom key store {id} is disconnected."),
+        ),
+        _ => return (StatusCode::BAD_REQUEST, "unknown action").into_response(),
+    };
+    ctx.act(&user, op, json!({ "CustomKeyStoreId": id }), done, None)
+        .await;
+    redirect("/console/keystores")
+}
+
+/// The region the session's calls go to (one of the configured regions).
+async fn switch_region(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let form = Fields(form);
+    let user = match ctx.poster(&headers, peer, &form).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let region = form.get("region");
+    if ctx.app.auth.regions().iter().any(|r| r == region) {
+        ctx.console
+            .sessions
+            .with(&user.cookie, |s| s.region = region.to_owned());
+    }
+    redirect("/console/keys")
 }

@@ -12,6 +12,7 @@ pub struct Chrome {
     pub principal: String,
     pub account: String,
     pub region: String,
+    pub regions: Vec<String>,
     pub csrf: String,
     /// The navigation entry to highlight.
     pub nav: &'static str,
@@ -25,6 +26,7 @@ impl Chrome {
             principal: String::new(),
             account: String::new(),
             region: String::new(),
+            regions: Vec::new(),
             csrf: String::new(),
             nav: "",
             flash: None,
@@ -118,6 +120,25 @@ impl KeyRow {
             note: e.code.clone(),
         }
     }
+}
+
+#[derive(Template)]
+#[template(path = "keystores.html")]
+pub struct KeyStoresPage {
+    pub chrome: Chrome,
+    pub stores: Vec<KeyStoreRow>,
+    pub error: String,
+}
+
+pub struct KeyStoreRow {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub cluster: String,
+    pub connected: bool,
+    pub state: String,
+    pub error: String,
+    pub created: String,
 }
 
 pub struct StepView {

@@ -1,0 +1,277 @@
+//! The web console in a real browser: headless Chromium (Debian's `chromium`) driven by
+//! Playwright for Python (`tests/console/console_test.py`, installed into .venv by
+//! scripts/lib.sh), against a real server and SoftHSM token. The browser acts as a person; this
+//! test then checks the outcome through the API.
+
+mod common;
+use common::*;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("KMS_BRIDGE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+}
+
+/// The key policy the AWS console writes for one administrator and one user of a symmetric
+/// encryption key (administrators may delete it).
+fn console_default_policy(admin: &str, user: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Id": "key-consolepolicy-3",
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+             "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Allow access for Key Administrators", "Effect": "Allow",
+             "Principal": {"AWS": admin},
+             "Action": ["kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*",
+                        "kms:Update*", "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*",
+                        "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
+                        "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand"],
+             "Resource": "*"},
+            {"Sid": "Allow use of the key", "Effect": "Allow",
+             "Principal": {"AWS": user},
+             "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+                        "kms:DescribeKey"],
+             "Resource": "*"},
+            {"Sid": "Allow attachment of persistent resources", "Effect": "Allow",
+             "Principal": {"AWS": user},
+             "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+             "Resource": "*",
+             "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}
+        ]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_in_a_real_browser() {
+    let python = python();
+    assert!(
+        python.exists(),
+        "{} missing: scripts/test.sh installs Playwright into .venv (ensure_browser)",
+        python.display()
+    );
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    let (admin_arn, _) = dir.user("key-admin");
+    let (user_arn, user_creds) = dir.user("key-user");
+    dir.attach(
+        &user_arn,
+        "read-only",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Describe*","kms:Get*","kms:List*"],"Resource":"*"}]}"#,
+    );
+    let out = dir.path.join("browser");
+    std::fs::create_dir_all(&out).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console/console_test.py");
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script)
+        .env("CONSOLE_URL", &server.endpoint)
+        .env("ADMIN_AKID", ACCESS_KEY_ID)
+        .env("ADMIN_SECRET", SECRET_ACCESS_KEY)
+        .env("KEYADMIN_ARN", &admin_arn)
+        .env("KEYUSER_ARN", &user_arn)
+        .env("KEYUSER_AKID", &user_creds.access_key_id)
+        .env("KEYUSER_SECRET", &user_creds.secret)
+        .env("OUT", &out);
+    // KMS_BRIDGE_SCREENSHOTS=docs/console refreshes the README's screenshots.
+    if let Some(shots) = std::env::var_os("KMS_BRIDGE_SCREENSHOTS") {
+        cmd.env("SCREENSHOTS", shots);
+    }
+    let run = cmd.output().expect("run the browser test");
+    assert!(
+        run.status.success(),
+        "browser test failed:\n{}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+        server.log()
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let key = result["symmetric_key"].as_str().unwrap();
+    let kms = server.client();
+
+    // The wizard's policy is AWS's console default for these principals, as shown and as stored.
+    let expected = console_default_policy(&admin_arn, &user_arn);
+    let shown: serde_json::Value =
+        serde_json::from_str(result["review_policy"].as_str().unwrap()).unwrap();
+    assert_eq!(shown, expected, "the review step's policy");
+    let stored = kms
+        .get_key_policy()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored, expected, "GetKeyPolicy after the wizard");
+
+    // Rotation, aliases, tags, description, state: as the browser left them.
+    let rotation = kms
+        .get_key_rotation_status()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap();
+    assert!(rotation.key_rotation_enabled);
+    assert_eq!(rotation.rotation_period_in_days, Some(180));
+    let aliases: Vec<String> = kms
+        .list_aliases()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .aliases()
+        .iter()
+        .filter_map(|a| a.alias_name().map(str::to_owned))
+        .collect();
+    assert!(
+        aliases.contains(&"alias/console-demo".to_owned()),
+        "{aliases:?}"
+    );
+    assert!(
+        aliases.contains(&"alias/console-second".to_owned()),
+        "{aliases:?}"
+    );
+    let tags: Vec<(String, String)> = kms
+        .list_resource_tags()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
+        .collect();
+    assert!(
+        tags.contains(&("project".into(), "console".into())),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&("team".into(), "payments".into())),
+        "{tags:?}"
+    );
+    let meta = describe(&kms, key).await;
+    assert_eq!(meta.description(), Some("Made in the console"));
+    assert_eq!(
+        meta.key_state(),
+        Some(&aws_sdk_kms::types::KeyState::Enabled),
+        "scheduled, cancelled, enabled again; the CSRF-less and signed-out disables did nothing"
+    );
+
+    // The key user's refusal on the page is the API's own answer to the same call.
+    let denied = server
+        .client_for(&user_creds)
+        .put_key_policy()
+        .key_id(key)
+        .policy(serde_json::to_string(&expected).unwrap())
+        .send()
+        .await
+        .expect_err("the key user may not change the policy");
+    let (code, message) = code_and_message(&denied);
+    assert_eq!(code, "AccessDeniedException");
+    let refusal = result["user_refusal"].as_str().unwrap();
+    assert!(
+        refusal.contains(&format!("AccessDeniedException: {}", message.unwrap())),
+        "{refusal}"
+    );
+
+    // The downloaded PEM verifies a signature made through the API.
+    let signer = result["signing_key"].as_str().unwrap();
+    let message = b"signed through the API, verified with the console's PEM";
+    let signature = kms
+        .sign()
+        .key_id(signer)
+        .message(Blob::new(message.to_vec()))
+        .message_type(MessageType::Raw)
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap()
+        .into_inner();
+    std::fs::write(out.join("message.bin"), message).unwrap();
+    std::fs::write(out.join("message.sig"), &signature).unwrap();
+    let verify = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(out.join("signing.pem"))
+        .arg("-signature")
+        .arg(out.join("message.sig"))
+        .arg(out.join("message.bin"))
+        .output()
+        .expect("run openssl");
+    assert!(
+        verify.status.success() && String::from_utf8_lossy(&verify.stdout).contains("Verified OK"),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // Every console action is in the audit trail with the console as user agent.
+    let mut trail = String::new();
+    for f in std::fs::read_dir(dir.data_dir().join("audit")).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "jsonl") {
+            trail.push_str(&std::fs::read_to_string(p).unwrap());
+        }
+    }
+    let console_events: Vec<serde_json::Value> = trail
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["userAgent"] == "kms-bridge-console" && r.get("auditPhase").is_none())
+        .collect();
+    for event in [
+        "CreateKey",
+        "CreateAlias",
+        "EnableKeyRotation",
+        "TagResource",
+        "ScheduleKeyDeletion",
+        "CancelKeyDeletion",
+        "PutKeyPolicy",
+    ] {
+        assert!(
+            console_events.iter().any(|r| r["eventName"] == event),
+            "no console {event} in the audit trail"
+        );
+    }
+    let refused = console_events
+        .iter()
+        .find(|r| r["eventName"] == "PutKeyPolicy")
+        .unwrap();
+    assert_eq!(refused["errorCode"], "AccessDeniedException");
+    assert_eq!(refused["userIdentity"]["arn"], user_arn.as_str());
+    assert!(!trail.contains(SECRET_ACCESS_KEY) && !trail.contains(&user_creds.secret));
+    assert!(
+        !server.log().contains(SECRET_ACCESS_KEY) && !server.log().contains(&user_creds.secret)
+    );
+}
+
+/// `console = false`: no console, the API unchanged.
+#[test]
+fn console_can_be_turned_off() {
+    let dir = TestDir::new();
+    let off = Server::start(&dir, &[("KMS_BRIDGE_CONSOLE", "false")]);
+    assert_eq!(http_get(&off.addr, "/console/signin").status, 404);
+    assert_eq!(http_get(&off.addr, "/healthz").status, 200);
+    drop(off);
+    let on = Server::start(&dir, &[]);
+    let page = http_get(&on.addr, "/console/signin");
+    assert_eq!(page.status, 200);
+    let csp = page.header("content-security-policy").unwrap_or("");
+    assert!(
+        csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert!(!page.body.contains("<script") && !page.body.contains("style="));
+    // Pages need a session; a POST without one is refused.
+    assert_eq!(http_get(&on.addr, "/console/keys").status, 303);
+}
