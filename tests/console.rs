@@ -242,6 +242,23 @@ async fn console_in_a_real_browser() {
             "no console {event} in the audit trail"
         );
     }
+    // Sign-ins are recorded as CloudTrail's ConsoleLogin: the refused one and the two that
+    // succeeded (administrator, key user).
+    let logins: Vec<&serde_json::Value> = console_events
+        .iter()
+        .filter(|r| r["eventName"] == "ConsoleLogin")
+        .collect();
+    let outcome = |o: &str| {
+        logins
+            .iter()
+            .filter(|r| r["responseElements"]["ConsoleLogin"] == o)
+            .count()
+    };
+    assert_eq!(
+        (outcome("Success"), outcome("Failure")),
+        (2, 1),
+        "{logins:?}"
+    );
     let refused = console_events
         .iter()
         .find(|r| r["eventName"] == "PutKeyPolicy")

@@ -276,6 +276,47 @@ async fn execute(
     finish(Some(op), result, audited, request_id, started)
 }
 
+/// The audit record of a console sign-in, shaped as CloudTrail's `ConsoleLogin`: the access
+/// key that tried, from where, and whether its secret matched (`principal`). The console
+/// makes the session only once this record is durable (fail closed, as every answer).
+pub async fn audit_sign_in(
+    state: &AppState,
+    source: &Source,
+    access_key_id: &str,
+    principal: Option<&Principal>,
+    region: &str,
+) -> Result<(), crate::audit::AuditError> {
+    use serde_json::json;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let seen = Seen {
+        op: None,
+        body: Bytes::new(),
+        principal: principal.cloned(),
+        access_key_id: Some(access_key_id.to_owned()),
+        region: Some(region.to_owned()),
+        claimed: Some((access_key_id.to_owned(), region.to_owned())),
+    };
+    let outcome = if principal.is_some() {
+        "Success"
+    } else {
+        "Failure"
+    };
+    let mut rec = audit_record(state, source, &request_id, &event_id, &seen, &Ok(None));
+    rec.insert("eventSource".into(), json!("signin.amazonaws.com"));
+    rec.insert("eventName".into(), json!("ConsoleLogin"));
+    rec.insert("eventType".into(), json!("AwsConsoleSignIn"));
+    rec.insert("requestParameters".into(), Value::Null);
+    rec.insert(
+        "responseElements".into(),
+        json!({ "ConsoleLogin": outcome }),
+    );
+    if principal.is_none() {
+        rec.insert("errorMessage".into(), json!("Failed authentication"));
+    }
+    state.audit.append(rec).await
+}
+
 /// Metrics, and the refusal of an answer whose audit record could not be written.
 fn finish(
     op: Option<Operation>,

@@ -486,6 +486,7 @@ async fn signin_page(
 
 async fn signin(
     State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
@@ -508,17 +509,6 @@ async fn signin(
     if akid.is_empty() || secret.is_empty() {
         return failed("Enter an access key ID and its secret access key.");
     }
-    let principal = match ctx.app.auth.verify_secret(&akid, secret.as_bytes()).await {
-        Ok(p) => p,
-        Err(AuthError::Backend(e)) => {
-            tracing::error!(error = %e, "console sign-in: credential store failed");
-            return failed("Sign-in is not possible right now. Try again later.");
-        }
-        Err(_) => {
-            tracing::info!(access_key_id = %akid, "console sign-in refused");
-            return failed("The access key ID or the secret access key is not valid.");
-        }
-    };
     let region = ctx
         .app
         .auth
@@ -526,6 +516,36 @@ async fn signin(
         .first()
         .cloned()
         .unwrap_or_else(|| "us-east-1".into());
+    let source = Source {
+        peer,
+        user_agent: USER_AGENT.to_owned(),
+    };
+    // What the trail records of a claimed access key id: access key ids are letters and
+    // digits, anything else is not written into the trail as given.
+    let claimed = if akid.len() <= 128 && akid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        akid.clone()
+    } else {
+        "(malformed)".to_owned()
+    };
+    let principal = match ctx.app.auth.verify_secret(&akid, secret.as_bytes()).await {
+        Ok(p) => p,
+        Err(AuthError::Backend(e)) => {
+            tracing::error!(error = %e, "console sign-in: credential store failed");
+            return failed("Sign-in is not possible right now. Try again later.");
+        }
+        Err(_) => {
+            tracing::info!(access_key_id = %claimed, "console sign-in refused");
+            if let Err(e) = api::audit_sign_in(&ctx.app, &source, &claimed, None, &region).await {
+                tracing::error!(error = %e, "console sign-in: audit record not written");
+            }
+            return failed("The access key ID or the secret access key is not valid.");
+        }
+    };
+    // Fail closed: no session without its audit record.
+    if let Err(e) = api::audit_sign_in(&ctx.app, &source, &akid, Some(&principal), &region).await {
+        tracing::error!(error = %e, "console sign-in: audit record not written");
+        return failed("Sign-in is not possible right now. Try again later.");
+    }
     let cookie = match ctx
         .console
         .sessions
