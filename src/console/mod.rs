@@ -9,10 +9,21 @@
 //! validation, intent record, `ops::dispatch` with key policy, identity policies and grants,
 //! the audit record with user agent `kms-bridge-console`, metrics). So the console can do
 //! exactly what the API lets its user do, and a refusal shows the API's code and message.
+//!
+//! Files: `mod.rs` the router, security headers and the request gates — `Page` (a signed-in
+//! user) and `Posted` (a signed-in user's form that passed the origin and CSRF checks: the
+//! only way a handler gets a user for a change); `session.rs` sessions; `signin.rs`, `keys.rs` (the lists), `wizard.rs` (create
+//! key), `key.rs` (a key's page and actions), `keystores.rs` the pages; `policy.rs` the
+//! console's default key policy; `views.rs` + `templates/` the HTML.
 
+mod key;
+mod keys;
+mod keystores;
 pub mod policy;
 pub mod session;
+mod signin;
 mod views;
+mod wizard;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,18 +69,33 @@ pub fn router(app: Arc<AppState>) -> anyhow::Result<Router> {
         .route("/console", get(|| async { redirect("/console/") }))
         .route("/console/", get(home))
         .route("/console/console.css", get(stylesheet))
-        .route("/console/signin", get(signin_page).post(signin))
-        .route("/console/signout", axum::routing::post(signout))
-        .route("/console/keys", get(customer_keys))
-        .route("/console/aws-keys", get(aws_keys))
-        .route("/console/create", get(create_page).post(create_step))
-        .route("/console/keys/{id}", get(key_page).post(key_action))
-        .route("/console/keys/{id}/public-key.pem", get(public_key_pem))
+        .route(
+            "/console/signin",
+            get(signin::signin_page).post(signin::signin),
+        )
+        .route("/console/signout", axum::routing::post(signin::signout))
+        .route("/console/keys", get(keys::customer_keys))
+        .route("/console/aws-keys", get(keys::aws_keys))
+        .route(
+            "/console/create",
+            get(wizard::create_page).post(wizard::create_step),
+        )
+        .route(
+            "/console/keys/{id}",
+            get(key::key_page).post(key::key_action),
+        )
+        .route(
+            "/console/keys/{id}/public-key.pem",
+            get(key::public_key_pem),
+        )
         .route(
             "/console/keystores",
-            get(keystores_page).post(keystore_action),
+            get(keystores::keystores_page).post(keystores::keystore_action),
         )
-        .route("/console/region", axum::routing::post(switch_region))
+        .route(
+            "/console/region",
+            axum::routing::post(signin::switch_region),
+        )
         .route("/console/{*rest}", get(not_found))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(ctx))
@@ -417,6 +443,66 @@ impl Ctx {
     }
 }
 
+/// A page request of a signed-in user (else: to the sign-in page). Its one-time message is
+/// taken for this page.
+struct Page(User);
+
+impl axum::extract::FromRequestParts<Ctx> for Page {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        ctx: &Ctx,
+    ) -> Result<Self, Self::Rejection> {
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, ctx)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        ctx.user(&parts.headers, peer)
+            .await
+            .map(Page)
+            .map_err(Gate::respond)
+    }
+}
+
+/// A form POST of a signed-in user that passed the origin and CSRF checks (else 403): the
+/// only way a handler gets a user for a change, so none can skip the checks.
+struct Posted {
+    user: User,
+    form: Fields,
+}
+
+impl axum::extract::FromRequest<Ctx> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, ctx: &Ctx) -> Result<Self, Self::Rejection> {
+        use axum::extract::FromRequestParts;
+        let (mut parts, body) = req.into_parts();
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, ctx)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let req = axum::extract::Request::from_parts(parts, body);
+        let Form(form) = Form::<Vec<(String, String)>>::from_request(req, ctx)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = Fields(form);
+        let user = ctx.poster(&headers, peer, &form).await?;
+        Ok(Posted { user, form })
+    }
+}
+
+/// The 404 page of a signed-in user.
+fn missing(ctx: &Ctx, user: &User) -> Response {
+    render(
+        StatusCode::NOT_FOUND,
+        ErrorPage {
+            chrome: ctx.chrome(user, ""),
+            title: "Page not found".into(),
+            error: "There is no console page at this address.".into(),
+        },
+    )
+}
+
 /// An operation the API refused, as the page shows it.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -464,1167 +550,7 @@ async fn not_found(
     )
 }
 
-// ---- sign-in ----
-
-async fn signin_page(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if ctx.user(&headers, peer).await.is_ok() {
-        return redirect("/console/keys");
-    }
-    render(
-        StatusCode::OK,
-        SignInPage {
-            chrome: Chrome::signed_out(),
-            error: String::new(),
-            access_key_id: String::new(),
-        },
-    )
-}
-
-async fn signin(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let form = Fields(form);
-    if !same_origin(&headers) {
-        return forbidden("The request came from another site");
-    }
-    let akid = form.get("access_key_id").trim().to_owned();
-    let secret = zeroize::Zeroizing::new(form.get("secret_access_key").trim().to_owned());
-    let failed = |msg: &str| {
-        render(
-            StatusCode::UNAUTHORIZED,
-            SignInPage {
-                chrome: Chrome::signed_out(),
-                error: msg.to_owned(),
-                access_key_id: akid.clone(),
-            },
-        )
-    };
-    if akid.is_empty() || secret.is_empty() {
-        return failed("Enter an access key ID and its secret access key.");
-    }
-    let region = ctx
-        .app
-        .auth
-        .regions()
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "us-east-1".into());
-    let source = Source {
-        peer,
-        user_agent: USER_AGENT.to_owned(),
-    };
-    // What the trail records of a claimed access key id: access key ids are letters and
-    // digits, anything else is not written into the trail as given.
-    let claimed = if akid.len() <= 128 && akid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        akid.clone()
-    } else {
-        "(malformed)".to_owned()
-    };
-    let principal = match ctx.app.auth.verify_secret(&akid, secret.as_bytes()).await {
-        Ok(p) => p,
-        Err(AuthError::Backend(e)) => {
-            tracing::error!(error = %e, "console sign-in: credential store failed");
-            return failed("Sign-in is not possible right now. Try again later.");
-        }
-        Err(_) => {
-            tracing::info!(access_key_id = %claimed, "console sign-in refused");
-            if let Err(e) = api::audit_sign_in(&ctx.app, &source, &claimed, None, &region).await {
-                tracing::error!(error = %e, "console sign-in: audit record not written");
-            }
-            return failed("The access key ID or the secret access key is not valid.");
-        }
-    };
-    // Fail closed: no session without its audit record.
-    if let Err(e) = api::audit_sign_in(&ctx.app, &source, &akid, Some(&principal), &region).await {
-        tracing::error!(error = %e, "console sign-in: audit record not written");
-        return failed("Sign-in is not possible right now. Try again later.");
-    }
-    let cookie = match ctx
-        .console
-        .sessions
-        .create(akid.clone(), principal.arn.clone(), region)
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "console sign-in: no randomness");
-            return failed("Sign-in is not possible right now. Try again later.");
-        }
-    };
-    tracing::info!(access_key_id = %akid, principal = %principal.arn, "console sign-in");
-    ctx.with_cookie(redirect("/console/keys"), &cookie, "")
-}
-
-async fn signout(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let form = Fields(form);
-    let live = cookie_of(&headers).and_then(|c| ctx.console.sessions.with(&c, |_| ()));
-    if live.is_none() {
-        // Nothing to end (expired already): no token to check.
-        return ctx.with_cookie(redirect("/console/signin"), "", "; Max-Age=0");
-    }
-    let user = match ctx.poster(&headers, peer, &form).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    ctx.console.sessions.remove(&user.cookie);
-    ctx.with_cookie(redirect("/console/signin"), "", "; Max-Age=0")
-}
-
-// ---- key lists ----
-
-async fn customer_keys(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    key_list(ctx, peer, headers, q, "CUSTOMER").await
-}
-
-async fn aws_keys(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    key_list(ctx, peer, headers, q, "AWS").await
-}
-
-/// Keys per page of the list.
-const PAGE: u32 = 25;
-
-async fn key_list(
-    ctx: Ctx,
-    peer: SocketAddr,
-    headers: HeaderMap,
-    q: HashMap<String, String>,
-    manager: &'static str,
-) -> Response {
-    let user = match ctx.user(&headers, peer).await {
-        Ok(u) => u,
-        Err(g) => return g.respond(),
-    };
-    let customer = manager == "CUSTOMER";
-    let path = if customer {
-        "/console/keys"
-    } else {
-        "/console/aws-keys"
-    };
-    let filter = q.get("filter").cloned().unwrap_or_default();
-    let marker = q.get("marker").cloned().unwrap_or_default();
-    let mut page = KeyListPage {
-        chrome: ctx.chrome(&user, if customer { "customer" } else { "aws" }),
-        title: if customer {
-            "Customer managed keys"
-        } else {
-            "AWS managed keys"
-        },
-        path,
-        customer,
-        filter: filter.clone(),
-        rows: Vec::new(),
-        error: String::new(),
-        next: String::new(),
-        first: !marker.is_empty(),
-    };
-    let mut body = json!({ "Limit": PAGE });
-    if !marker.is_empty() {
-        body["Marker"] = json!(marker);
-    }
-    let listed = match ctx.kms(&user, Operation::ListKeys, body).await {
-        Ok(v) => v,
-        Err(e) => {
-            page.error = e.to_string();
-            return render(StatusCode::OK, page);
-        }
-    };
-    if listed["Truncated"].as_bool() == Some(true) {
-        if let Some(m) = listed["NextMarker"].as_str() {
-            page.next = format!("{path}?marker={}", url_encode(m));
-        }
-    }
-    let aliases = match all_aliases(&ctx, &user).await {
-        Ok(a) => a,
-        Err(e) => {
-            page.error = format!("Aliases: {e}");
-            HashMap::new()
-        }
-    };
-    let needle = filter.trim().to_ascii_lowercase();
-    for k in listed["Keys"].as_array().into_iter().flatten() {
-        let Some(id) = k["KeyId"].as_str() else {
-            continue;
-        };
-        let meta = match ctx
-            .kms(&user, Operation::DescribeKey, json!({ "KeyId": id }))
-            .await
-        {
-            Ok(v) => v["KeyMetadata"].clone(),
-            Err(e) => {
-                // Listed but not describable by this user: show what is known.
-                page.rows.push(KeyRow::unknown(id, &e));
-                continue;
-            }
-        };
-        if meta["KeyManager"].as_str().unwrap_or("CUSTOMER") != manager {
-            continue;
-        }
-        let names = aliases.get(id).cloned().unwrap_or_default();
-        if !needle.is_empty()
-            && !id.to_ascii_lowercase().contains(&needle)
-            && !names
-                .iter()
-                .any(|a| a.to_ascii_lowercase().contains(&needle))
-        {
-            continue;
-        }
-        page.rows.push(KeyRow::from_metadata(&meta, names));
-    }
-    render(StatusCode::OK, page)
-}
-
-/// Alias names by target key id (every page of ListAliases).
-async fn all_aliases(ctx: &Ctx, user: &User) -> Result<HashMap<String, Vec<String>>, Refusal> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for a in ctx
-        .all_pages(user, Operation::ListAliases, json!({}), "Aliases")
-        .await?
-    {
-        if let (Some(name), Some(target)) = (a["AliasName"].as_str(), a["TargetKeyId"].as_str()) {
-            out.entry(target.to_owned())
-                .or_default()
-                .push(name.to_owned());
-        }
-    }
-    Ok(out)
-}
-
-fn url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-// ---- create key wizard ----
-
-const STEPS: [&str; 5] = [
-    "Configure key",
-    "Add labels",
-    "Define key administrative permissions",
-    "Define key usage permissions",
-    "Review",
-];
-
-async fn create_page(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let user = match ctx.user(&headers, peer).await {
-        Ok(u) => u,
-        Err(g) => return g.respond(),
-    };
-    let step: usize = q
-        .get("step")
-        .and_then(|s| s.parse().ok())
-        .filter(|s| (1..=5).contains(s))
-        .unwrap_or(1);
-    let draft = ctx.draft(&user);
-    let policy_text = user
-        .flash
-        .as_ref()
-        .and_then(|f| f.policy.clone())
-        .unwrap_or_else(|| policy::pretty(&draft_policy(&user, &draft)));
-    let principals = match ctx.app.auth.principals().list().await {
-        Ok(list) => list
-            .into_iter()
-            .filter(|p| {
-                p.kind != crate::store::PrincipalKind::Root
-                    && p.account == user.caller.principal.account
-            })
-            .map(|p| PrincipalView {
-                admin: draft.admins.contains(&p.arn),
-                user: draft.users.contains(&p.arn),
-                kind: if p.kind == crate::store::PrincipalKind::Role {
-                    "Role"
-                } else {
-                    "User"
-                },
-                name: p.name,
-                arn: p.arn,
-            })
-            .collect(),
-        Err(e) => {
-            tracing::error!(error = %e, "console: listing principals failed");
-            Vec::new()
-        }
-    };
-    let mut tags: Vec<(String, String)> = draft.tags.clone();
-    tags.push((String::new(), String::new()));
-    render(
-        StatusCode::OK,
-        CreatePage {
-            chrome: ctx.chrome(&user, "customer"),
-            step,
-            steps: STEPS
-                .iter()
-                .enumerate()
-                .map(|(i, s)| StepView {
-                    number: i + 1,
-                    name: s,
-                    current: i + 1 == step,
-                    done: i + 1 < step,
-                })
-                .collect(),
-            step_name: STEPS[step - 1],
-            specs: SPECS
-                .iter()
-                .map(|(g, list)| {
-                    (
-                        *g,
-                        list.iter()
-                            .map(|s| SpecOption {
-                                name: s,
-                                selected: *s == draft.key_spec,
-                            })
-                            .collect(),
-                    )
-                })
-                .collect(),
-            review: review_rows(&draft),
-            draft,
-            tags,
-            principals,
-            policy: policy_text,
-        },
-    )
-}
-
-/// The key specs the configure step offers, by group.
-const SPECS: &[(&str, &[&str])] = &[
-    ("Symmetric", &["SYMMETRIC_DEFAULT"]),
-    ("RSA", &["RSA_2048", "RSA_3072", "RSA_4096"]),
-    (
-        "Elliptic curve",
-        &[
-            "ECC_NIST_P256",
-            "ECC_NIST_P384",
-            "ECC_NIST_P521",
-            "ECC_SECG_P256K1",
-        ],
-    ),
-    ("HMAC", &["HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512"]),
-];
-
-fn draft_policy(user: &User, d: &Draft) -> policy::KeyPolicy {
-    policy::default_key_policy(&policy::PolicyInput {
-        account: &user.caller.principal.account,
-        key_spec: &d.key_spec,
-        key_usage: &d.key_usage,
-        admins: &d.admins,
-        admins_delete: d.admins_delete,
-        users: &d.users,
-    })
-}
-
-fn review_rows(d: &Draft) -> Vec<(String, String)> {
-    let none = || "-".to_owned();
-    let or_none = |s: &str| if s.is_empty() { none() } else { s.to_owned() };
-    vec![
-        ("Key type".into(), key_type_label(&d.key_type).into()),
-        ("Key spec".into(), d.key_spec.clone()),
-        ("Key usage".into(), usage_label(&d.key_usage).into()),
-        ("Origin".into(), origin_label(&d.origin).into()),
-        (
-            "Alias".into(),
-            if d.alias.is_empty() {
-                none()
-            } else {
-                format!("alias/{}", d.alias)
-            },
-        ),
-        ("Description".into(), or_none(&d.description)),
-        (
-            "Tags".into(),
-            if d.tags.is_empty() {
-                none()
-            } else {
-                d.tags
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        ),
-        (
-            "Key administrators".into(),
-            if d.admins.is_empty() {
-                none()
-            } else {
-                d.admins.join(", ")
-            },
-        ),
-        (
-            "Key administrators may delete this key".into(),
-            if d.admins_delete { "Yes" } else { "No" }.into(),
-        ),
-        (
-            "Key users".into(),
-            if d.users.is_empty() {
-                none()
-            } else {
-                d.users.join(", ")
-            },
-        ),
-    ]
-}
-
-/// Check step 1's choices; returns the error to show.
-fn configure(d: &mut Draft, f: &Fields) -> Result<(), String> {
-    d.key_type = f.get("key_type").to_owned();
-    d.origin = match f.get("origin") {
-        "EXTERNAL" => "EXTERNAL".into(),
-        _ => "AWS_KMS".into(),
-    };
-    let spec = f.get("key_spec").to_owned();
-    let usage = f.get("key_usage").to_owned();
-    match d.key_type.as_str() {
-        "SYMMETRIC" => {
-            d.key_usage = "ENCRYPT_DECRYPT".into();
-            d.key_spec = "SYMMETRIC_DEFAULT".into();
-        }
-        "HMAC" => {
-            d.key_usage = "GENERATE_VERIFY_MAC".into();
-            d.key_spec = if spec.starts_with("HMAC_") {
-                spec
-            } else {
-                "HMAC_256".into()
-            };
-        }
-        "ASYMMETRIC" => {
-            let ok = match usage.as_str() {
-                "ENCRYPT_DECRYPT" => spec.starts_with("RSA_"),
-                "SIGN_VERIFY" => spec.starts_with("RSA_") || spec.starts_with("ECC_"),
-                "KEY_AGREEMENT" => spec.starts_with("ECC_NIST_"),
-                _ => return Err("Choose a key usage for the asymmetric key.".into()),
-            };
-            d.key_usage = usage.clone();
-            d.key_spec = spec.clone();
-            if !ok {
-                return Err(format!(
-                    "Key spec {spec} cannot be used for {}. Choose {}.",
-                    usage_label(&usage),
-                    match usage.as_str() {
-                        "ENCRYPT_DECRYPT" => "an RSA key spec",
-                        "SIGN_VERIFY" => "an RSA or elliptic curve key spec",
-                        _ => "an ECC_NIST key spec",
-                    }
-                ));
-            }
-        }
-        _ => return Err("Choose a key type.".into()),
-    }
-    Ok(())
-}
-
-async fn create_step(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let form = Fields(form);
-    let user = match ctx.poster(&headers, peer, &form).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let step: usize = form.get("step").parse().unwrap_or(1).clamp(1, 5);
-    let action = form.get("action");
-    if action == "cancel" {
-        ctx.set_draft(&user, Draft::default());
-        return redirect("/console/keys");
-    }
-    let mut d = ctx.draft(&user);
-    let go = |n: usize| redirect(&format!("/console/create?step={n}"));
-    let fail = |text: String, n: usize, policy: Option<String>| {
-        ctx.flash(
-            &user,
-            Flash {
-                ok: false,
-                text,
-                policy,
-            },
-        );
-        go(n)
-    };
-    match step {
-        1 => {
-            let r = configure(&mut d, &form);
-            ctx.set_draft(&user, d);
-            if let Err(e) = r {
-                return fail(e, 1, None);
-            }
-        }
-        2 => {
-            d.alias = form
-                .get("alias")
-                .trim()
-                .trim_start_matches("alias/")
-                .to_owned();
-            d.description = form.get("description").to_owned();
-            let keys = form.all("tag_key");
-            let values = form.all("tag_value");
-            d.tags = keys
-                .into_iter()
-                .zip(values.into_iter().chain(std::iter::repeat(String::new())))
-                .filter(|(k, _)| !k.trim().is_empty())
-                .map(|(k, v)| (k.trim().to_owned(), v))
-                .collect();
-            ctx.set_draft(&user, d);
-            if action == "add_tag" {
-                return go(2);
-            }
-        }
-        3 => {
-            d.admins = form.all("admin");
-            d.admins_delete = form.has("admins_delete");
-            ctx.set_draft(&user, d);
-        }
-        4 => {
-            d.users = form.all("user");
-            ctx.set_draft(&user, d);
-        }
-        _ => {
-            if action == "finish" {
-                return finish_create(&ctx, &user, d, form.get("policy").to_owned()).await;
-            }
-        }
-    }
-    if action == "back" {
-        go(step.saturating_sub(1).max(1))
-    } else {
-        go((step + 1).min(5))
-    }
-}
-
-async fn finish_create(ctx: &Ctx, user: &User, d: Draft, policy_text: String) -> Response {
-    let mut body = json!({
-        "KeySpec": d.key_spec,
-        "KeyUsage": d.key_usage,
-        "Origin": d.origin,
-        "Policy": policy_text,
-    });
-    if !d.description.is_empty() {
-        body["Description"] = json!(d.description);
-    }
-    if !d.tags.is_empty() {
-        body["Tags"] = d
-            .tags
-            .iter()
-            .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
-            .collect();
-    }
-    let created = match ctx.kms(user, Operation::CreateKey, body).await {
-        Ok(v) => v,
-        Err(e) => {
-            ctx.flash(
-                user,
-                Flash {
-                    ok: false,
-                    text: format!("The key was not created. {e}"),
-                    policy: Some(policy_text),
-                },
-            );
-            return redirect("/console/create?step=5");
-        }
-    };
-    let key_id = created["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
-    ctx.set_draft(user, Draft::default());
-    let mut text = format!("Your KMS key was created with key ID {key_id}.");
-    let mut ok = true;
-    if !d.alias.is_empty() {
-        let alias = format!("alias/{}", d.alias);
-        match ctx
-            .kms(
-                user,
-                Operation::CreateAlias,
-                json!({"AliasName": alias, "TargetKeyId": key_id}),
-            )
-            .await
-        {
-            Ok(_) => {
-                text = format!("Your KMS key was created with alias {alias} and key ID {key_id}.")
-            }
-            Err(e) => {
-                ok = false;
-                text = format!("Your KMS key {key_id} was created, but the alias was not. {e}");
-            }
-        }
-    }
-    ctx.flash(
-        user,
-        Flash {
-            ok,
-            text,
-            policy: None,
-        },
-    );
-    if valid_key_id(&key_id) {
-        redirect(&format!("/console/keys/{key_id}"))
-    } else {
-        redirect("/console/keys")
-    }
-}
-
-// ---- the key's page ----
-
 /// Key ids as the pages link them (UUIDs; also keeps headers and links clean).
 fn valid_key_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-}
-
-const TABS: [(&str, &str); 6] = [
-    ("policy", "Key policy"),
-    ("crypto", "Cryptographic configuration"),
-    ("tags", "Tags"),
-    ("rotation", "Key rotation"),
-    ("aliases", "Aliases"),
-    ("public-key", "Public key"),
-];
-
-async fn key_page(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let user = match ctx.user(&headers, peer).await {
-        Ok(u) => u,
-        Err(g) => return g.respond(),
-    };
-    if !valid_key_id(&id) {
-        return not_found(State(ctx), ConnectInfo(peer), headers).await;
-    }
-    let meta = match ctx
-        .kms(&user, Operation::DescribeKey, json!({ "KeyId": id }))
-        .await
-    {
-        Ok(v) => v["KeyMetadata"].clone(),
-        Err(e) => {
-            return render(
-                StatusCode::OK,
-                ErrorPage {
-                    chrome: ctx.chrome(&user, "customer"),
-                    title: id.clone(),
-                    error: e.to_string(),
-                },
-            )
-        }
-    };
-    let asymmetric = {
-        let spec = meta["KeySpec"].as_str().unwrap_or("");
-        spec.starts_with("RSA_") || spec.starts_with("ECC_")
-    };
-    let tab = q
-        .get("tab")
-        .map(String::as_str)
-        .filter(|t| TABS.iter().any(|(k, _)| k == t))
-        .filter(|t| *t != "public-key" || asymmetric)
-        .unwrap_or("policy")
-        .to_owned();
-    let mut page = KeyPage {
-        chrome: ctx.chrome(&user, "customer"),
-        key: KeyView::from_metadata(&meta),
-        tabs: TABS
-            .iter()
-            .filter(|(k, _)| *k != "public-key" || asymmetric)
-            .map(|(k, n)| TabView {
-                id: k,
-                label: n,
-                selected: *k == tab,
-            })
-            .collect(),
-        tab: tab.clone(),
-        aliases: Vec::new(),
-        error: String::new(),
-        policy: String::new(),
-        policy_statements: Vec::new(),
-        tags: Vec::new(),
-        rotation: None,
-        rotations: Vec::new(),
-        public_key: String::new(),
-        crypto: Vec::new(),
-    };
-    match ctx
-        .kms(&user, Operation::ListAliases, json!({ "KeyId": id }))
-        .await
-    {
-        Ok(v) => {
-            page.aliases = v["Aliases"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a["AliasName"].as_str().map(str::to_owned))
-                .collect()
-        }
-        Err(e) if tab == "aliases" => page.error = e.to_string(),
-        Err(_) => {}
-    }
-    let key = json!({ "KeyId": id });
-    match tab.as_str() {
-        "policy" => {
-            let draft = user.flash.as_ref().and_then(|f| f.policy.clone());
-            match ctx.kms(&user, Operation::GetKeyPolicy, key.clone()).await {
-                Ok(v) => {
-                    let text = v["Policy"].as_str().unwrap_or("").to_owned();
-                    page.policy_statements = statement_summaries(&text);
-                    page.policy = draft.unwrap_or(text);
-                }
-                Err(e) => {
-                    page.error = e.to_string();
-                    page.policy = draft.unwrap_or_default();
-                }
-            }
-        }
-        "crypto" => page.crypto = crypto_rows(&meta),
-        "tags" => match ctx
-            .kms(&user, Operation::ListResourceTags, key.clone())
-            .await
-        {
-            Ok(v) => {
-                page.tags = v["Tags"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|t| {
-                        (
-                            t["TagKey"].as_str().unwrap_or("").to_owned(),
-                            t["TagValue"].as_str().unwrap_or("").to_owned(),
-                        )
-                    })
-                    .collect()
-            }
-            Err(e) => page.error = e.to_string(),
-        },
-        "rotation" => {
-            match ctx
-                .kms(&user, Operation::GetKeyRotationStatus, key.clone())
-                .await
-            {
-                Ok(v) => {
-                    page.rotation = Some(RotationView {
-                        enabled: v["KeyRotationEnabled"].as_bool().unwrap_or(false),
-                        period: v["RotationPeriodInDays"].as_i64().unwrap_or(365),
-                        next: v["NextRotationDate"]
-                            .as_f64()
-                            .map(date)
-                            .unwrap_or_else(|| "-".into()),
-                    })
-                }
-                Err(e) => page.error = e.to_string(),
-            }
-            if page.error.is_empty() {
-                match ctx
-                    .kms(&user, Operation::ListKeyRotations, key.clone())
-                    .await
-                {
-                    Ok(v) => {
-                        page.rotations = v["Rotations"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(|r| {
-                                (
-                                    r["RotationDate"]
-                                        .as_f64()
-                                        .map(date)
-                                        .unwrap_or_else(|| "-".into()),
-                                    r["RotationType"].as_str().unwrap_or("").to_owned(),
-                                )
-                            })
-                            .collect()
-                    }
-                    Err(e) => page.error = e.to_string(),
-                }
-            }
-        }
-        "public-key" => match ctx.kms(&user, Operation::GetPublicKey, key.clone()).await {
-            Ok(v) => page.public_key = pem(v["PublicKey"].as_str().unwrap_or("")),
-            Err(e) => page.error = e.to_string(),
-        },
-        _ => {}
-    }
-    render(StatusCode::OK, page)
-}
-
-/// A DER public key (base64, as the API answers) as PEM.
-fn pem(b64: &str) -> String {
-    let mut out = String::from("-----BEGIN PUBLIC KEY-----\n");
-    let chars: Vec<char> = b64.chars().collect();
-    for line in chars.chunks(64) {
-        out.extend(line);
-        out.push('\n');
-    }
-    out.push_str("-----END PUBLIC KEY-----\n");
-    out
-}
-
-/// The policy's statements as the default view lists them: Sid and principals.
-fn statement_summaries(text: &str) -> Vec<(String, String)> {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return Vec::new();
-    };
-    let list = match &v["Statement"] {
-        Value::Array(a) => a.clone(),
-        one @ Value::Object(_) => vec![one.clone()],
-        _ => Vec::new(),
-    };
-    list.iter()
-        .map(|s| {
-            let who = match &s["Principal"]["AWS"] {
-                Value::String(a) => a.clone(),
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                other if s["Principal"].is_string() => {
-                    s["Principal"].as_str().unwrap_or_default().to_owned() + &other.to_string()
-                }
-                _ => "-".into(),
-            };
-            (
-                s["Sid"].as_str().unwrap_or("(no Sid)").to_owned(),
-                format!("{} {}", s["Effect"].as_str().unwrap_or(""), who),
-            )
-        })
-        .collect()
-}
-
-fn crypto_rows(meta: &Value) -> Vec<(String, String)> {
-    let list = |m: &str| {
-        meta[m]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "-".into())
-    };
-    vec![
-        (
-            "Key type".into(),
-            key_type_of(meta["KeySpec"].as_str().unwrap_or("")).into(),
-        ),
-        (
-            "Key spec".into(),
-            meta["KeySpec"].as_str().unwrap_or("").into(),
-        ),
-        (
-            "Key usage".into(),
-            usage_label(meta["KeyUsage"].as_str().unwrap_or("")).into(),
-        ),
-        (
-            "Origin".into(),
-            origin_label(meta["Origin"].as_str().unwrap_or("")).into(),
-        ),
-        ("Encryption algorithms".into(), list("EncryptionAlgorithms")),
-        ("Signing algorithms".into(), list("SigningAlgorithms")),
-        ("MAC algorithms".into(), list("MacAlgorithms")),
-        (
-            "Key agreement algorithms".into(),
-            list("KeyAgreementAlgorithms"),
-        ),
-        (
-            "Custom key store".into(),
-            meta["CustomKeyStoreId"].as_str().unwrap_or("-").into(),
-        ),
-    ]
-}
-
-async fn key_action(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let form = Fields(form);
-    let user = match ctx.poster(&headers, peer, &form).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    if !valid_key_id(&id) {
-        return (StatusCode::NOT_FOUND, "no such key").into_response();
-    }
-    let key = |extra: Value| {
-        let mut v = json!({ "KeyId": id });
-        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
-            m.extend(e);
-        }
-        v
-    };
-    let days = |name: &str| -> Value {
-        match form.get(name).trim().parse::<i64>() {
-            Ok(n) => json!(n),
-            // Not a number: the API's validation answers (as for any bad member).
-            Err(_) => json!(form.get(name)),
-        }
-    };
-    let action = form.get("action");
-    let (tab, op, body, done): (&str, Operation, Value, String) = match action {
-        "enable" => (
-            "policy",
-            Operation::EnableKey,
-            key(json!({})),
-            "The key is enabled.".into(),
-        ),
-        "disable" => (
-            "policy",
-            Operation::DisableKey,
-            key(json!({})),
-            "The key is disabled.".into(),
-        ),
-        "schedule-deletion" => (
-            "policy",
-            Operation::ScheduleKeyDeletion,
-            key(json!({"PendingWindowInDays": days("days")})),
-            "The key is scheduled for deletion.".into(),
-        ),
-        "cancel-deletion" => (
-            "policy",
-            Operation::CancelKeyDeletion,
-            key(json!({})),
-            "Key deletion is cancelled. The key is disabled; enable it to use it.".into(),
-        ),
-        "description" => (
-            "policy",
-            Operation::UpdateKeyDescription,
-            key(json!({"Description": form.get("description")})),
-            "The description is saved.".into(),
-        ),
-        "policy" => (
-            "policy",
-            Operation::PutKeyPolicy,
-            key(json!({"Policy": form.get("policy"), "PolicyName": "default"})),
-            "The key policy is saved.".into(),
-        ),
-        "tag-add" => (
-            "tags",
-            Operation::TagResource,
-            key(
-                json!({"Tags": [{"TagKey": form.get("tag_key"), "TagValue": form.get("tag_value")}]}),
-            ),
-            format!("Tag {} is saved.", form.get("tag_key")),
-        ),
-        "tag-remove" => (
-            "tags",
-            Operation::UntagResource,
-            key(json!({"TagKeys": [form.get("tag_key")]})),
-            format!("Tag {} is removed.", form.get("tag_key")),
-        ),
-        "rotation-enable" => (
-            "rotation",
-            Operation::EnableKeyRotation,
-            key(json!({"RotationPeriodInDays": days("period")})),
-            "Automatic key rotation is enabled.".into(),
-        ),
-        "rotation-disable" => (
-            "rotation",
-            Operation::DisableKeyRotation,
-            key(json!({})),
-            "Automatic key rotation is disabled.".into(),
-        ),
-        "rotate-now" => (
-            "rotation",
-            Operation::RotateKeyOnDemand,
-            key(json!({})),
-            "On-demand rotation started.".into(),
-        ),
-        "alias-add" => {
-            let name = format!(
-                "alias/{}",
-                form.get("alias").trim().trim_start_matches("alias/")
-            );
-            (
-                "aliases",
-                Operation::CreateAlias,
-                json!({"AliasName": name, "TargetKeyId": id}),
-                format!("Alias {name} is created."),
-            )
-        }
-        "alias-delete" => (
-            "aliases",
-            Operation::DeleteAlias,
-            json!({"AliasName": form.get("alias")}),
-            format!("Alias {} is deleted.", form.get("alias")),
-        ),
-        _ => return (StatusCode::BAD_REQUEST, "unknown action").into_response(),
-    };
-    let policy = (action == "policy").then(|| form.get("policy").to_owned());
-    ctx.act(&user, op, body, done, policy).await;
-    redirect(&format!("/console/keys/{id}?tab={tab}"))
-}
-
-async fn public_key_pem(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let user = match ctx.user(&headers, peer).await {
-        Ok(u) => u,
-        Err(g) => return g.respond(),
-    };
-    if !valid_key_id(&id) {
-        return (StatusCode::NOT_FOUND, "no such key").into_response();
-    }
-    match ctx
-        .kms(&user, Operation::GetPublicKey, json!({ "KeyId": id }))
-        .await
-    {
-        Ok(v) => {
-            let disposition = format!("attachment; filename=\"{id}.pem\"");
-            let mut resp = (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/x-pem-file")],
-                pem(v["PublicKey"].as_str().unwrap_or("")),
-            )
-                .into_response();
-            if let Ok(v) = HeaderValue::from_str(&disposition) {
-                resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-            }
-            resp
-        }
-        Err(e) => render(
-            StatusCode::OK,
-            ErrorPage {
-                chrome: ctx.chrome(&user, "customer"),
-                title: id.clone(),
-                error: e.to_string(),
-            },
-        ),
-    }
-}
-
-// ---- custom key stores ----
-
-async fn keystores_page(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let user = match ctx.user(&headers, peer).await {
-        Ok(u) => u,
-        Err(g) => return g.respond(),
-    };
-    let mut page = KeyStoresPage {
-        chrome: ctx.chrome(&user, "keystores"),
-        stores: Vec::new(),
-        error: String::new(),
-    };
-    let stores = ctx
-        .all_pages(
-            &user,
-            Operation::DescribeCustomKeyStores,
-            json!({}),
-            "CustomKeyStores",
-        )
-        .await;
-    match stores {
-        Ok(list) => {
-            for s in list {
-                let text = |k: &str| s[k].as_str().unwrap_or("-").to_owned();
-                page.stores.push(KeyStoreRow {
-                    id: text("CustomKeyStoreId"),
-                    name: text("CustomKeyStoreName"),
-                    kind: text("CustomKeyStoreType"),
-                    cluster: text("CloudHsmClusterId"),
-                    connected: s["ConnectionState"] == "CONNECTED",
-                    state: text("ConnectionState"),
-                    error: s["ConnectionErrorCode"].as_str().unwrap_or("").to_owned(),
-                    created: s["CreationDate"]
-                        .as_f64()
-                        .map(date)
-                        .unwrap_or_else(|| "-".into()),
-                });
-            }
-        }
-        Err(e) => page.error = e.to_string(),
-    }
-    render(StatusCode::OK, page)
-}
-
-async fn keystore_action(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let form = Fields(form);
-    let user = match ctx.poster(&headers, peer, &form).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let id = form.get("id");
-    let (op, done) = match form.get("action") {
-        "connect" => (
-            Operation::ConnectCustomKeyStore,
-            format!("Connecting custom key store {id}."),
-        ),
-        "disconnect" => (
-            Operation::DisconnectCustomKeyStore,
-            format!("Custom key store {id} is disconnected."),
-        ),
-        _ => return (StatusCode::BAD_REQUEST, "unknown action").into_response(),
-    };
-    ctx.act(&user, op, json!({ "CustomKeyStoreId": id }), done, None)
-        .await;
-    redirect("/console/keystores")
-}
-
-/// The region the session's calls go to (one of the configured regions).
-async fn switch_region(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let form = Fields(form);
-    let user = match ctx.poster(&headers, peer, &form).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let region = form.get("region");
-    if ctx.app.auth.regions().iter().any(|r| r == region) {
-        ctx.console
-            .sessions
-            .with(&user.cookie, |s| s.region = region.to_owned());
-    }
-    redirect("/console/keys")
 }

@@ -1,0 +1,414 @@
+//! A key's page: general configuration, key actions and the tabs.
+
+use super::*;
+
+const TABS: [(&str, &str); 6] = [
+    ("policy", "Key policy"),
+    ("crypto", "Cryptographic configuration"),
+    ("tags", "Tags"),
+    ("rotation", "Key rotation"),
+    ("aliases", "Aliases"),
+    ("public-key", "Public key"),
+];
+
+pub(super) async fn key_page(
+    State(ctx): State<Ctx>,
+    Page(user): Page,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !valid_key_id(&id) {
+        return missing(&ctx, &user);
+    }
+    let meta = match ctx
+        .kms(&user, Operation::DescribeKey, json!({ "KeyId": id }))
+        .await
+    {
+        Ok(v) => v["KeyMetadata"].clone(),
+        Err(e) => {
+            return render(
+                StatusCode::OK,
+                ErrorPage {
+                    chrome: ctx.chrome(&user, "customer"),
+                    title: id.clone(),
+                    error: e.to_string(),
+                },
+            )
+        }
+    };
+    let asymmetric = {
+        let spec = meta["KeySpec"].as_str().unwrap_or("");
+        spec.starts_with("RSA_") || spec.starts_with("ECC_")
+    };
+    let tab = q
+        .get("tab")
+        .map(String::as_str)
+        .filter(|t| TABS.iter().any(|(k, _)| k == t))
+        .filter(|t| *t != "public-key" || asymmetric)
+        .unwrap_or("policy")
+        .to_owned();
+    let mut page = KeyPage {
+        chrome: ctx.chrome(&user, "customer"),
+        key: KeyView::from_metadata(&meta),
+        tabs: TABS
+            .iter()
+            .filter(|(k, _)| *k != "public-key" || asymmetric)
+            .map(|(k, n)| TabView {
+                id: k,
+                label: n,
+                selected: *k == tab,
+            })
+            .collect(),
+        tab: tab.clone(),
+        aliases: Vec::new(),
+        error: String::new(),
+        policy: String::new(),
+        policy_statements: Vec::new(),
+        tags: Vec::new(),
+        rotation: None,
+        rotations: Vec::new(),
+        public_key: String::new(),
+        crypto: Vec::new(),
+    };
+    match ctx
+        .kms(&user, Operation::ListAliases, json!({ "KeyId": id }))
+        .await
+    {
+        Ok(v) => {
+            page.aliases = v["Aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["AliasName"].as_str().map(str::to_owned))
+                .collect()
+        }
+        Err(e) if tab == "aliases" => page.error = e.to_string(),
+        Err(_) => {}
+    }
+    let key = json!({ "KeyId": id });
+    match tab.as_str() {
+        "policy" => {
+            let draft = user.flash.as_ref().and_then(|f| f.policy.clone());
+            match ctx.kms(&user, Operation::GetKeyPolicy, key.clone()).await {
+                Ok(v) => {
+                    let text = v["Policy"].as_str().unwrap_or("").to_owned();
+                    page.policy_statements = statement_summaries(&text);
+                    page.policy = draft.unwrap_or(text);
+                }
+                Err(e) => {
+                    page.error = e.to_string();
+                    page.policy = draft.unwrap_or_default();
+                }
+            }
+        }
+        "crypto" => page.crypto = crypto_rows(&meta),
+        "tags" => match ctx
+            .kms(&user, Operation::ListResourceTags, key.clone())
+            .await
+        {
+            Ok(v) => {
+                page.tags = v["Tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        (
+                            t["TagKey"].as_str().unwrap_or("").to_owned(),
+                            t["TagValue"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            }
+            Err(e) => page.error = e.to_string(),
+        },
+        "rotation" => {
+            match ctx
+                .kms(&user, Operation::GetKeyRotationStatus, key.clone())
+                .await
+            {
+                Ok(v) => {
+                    page.rotation = Some(RotationView {
+                        enabled: v["KeyRotationEnabled"].as_bool().unwrap_or(false),
+                        period: v["RotationPeriodInDays"].as_i64().unwrap_or(365),
+                        next: v["NextRotationDate"]
+                            .as_f64()
+                            .map(date)
+                            .unwrap_or_else(|| "-".into()),
+                    })
+                }
+                Err(e) => page.error = e.to_string(),
+            }
+            if page.error.is_empty() {
+                match ctx
+                    .kms(&user, Operation::ListKeyRotations, key.clone())
+                    .await
+                {
+                    Ok(v) => {
+                        page.rotations = v["Rotations"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|r| {
+                                (
+                                    r["RotationDate"]
+                                        .as_f64()
+                                        .map(date)
+                                        .unwrap_or_else(|| "-".into()),
+                                    r["RotationType"].as_str().unwrap_or("").to_owned(),
+                                )
+                            })
+                            .collect()
+                    }
+                    Err(e) => page.error = e.to_string(),
+                }
+            }
+        }
+        "public-key" => match ctx.kms(&user, Operation::GetPublicKey, key.clone()).await {
+            Ok(v) => page.public_key = pem(v["PublicKey"].as_str().unwrap_or("")),
+            Err(e) => page.error = e.to_string(),
+        },
+        _ => {}
+    }
+    render(StatusCode::OK, page)
+}
+
+/// A DER public key (base64, as the API answers) as PEM.
+fn pem(b64: &str) -> String {
+    let mut out = String::from("-----BEGIN PUBLIC KEY-----\n");
+    let chars: Vec<char> = b64.chars().collect();
+    for line in chars.chunks(64) {
+        out.extend(line);
+        out.push('\n');
+    }
+    out.push_str("-----END PUBLIC KEY-----\n");
+    out
+}
+
+/// The policy's statements as the default view lists them: Sid and principals.
+fn statement_summaries(text: &str) -> Vec<(String, String)> {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    let list = match &v["Statement"] {
+        Value::Array(a) => a.clone(),
+        one @ Value::Object(_) => vec![one.clone()],
+        _ => Vec::new(),
+    };
+    list.iter()
+        .map(|s| {
+            let who = match &s["Principal"]["AWS"] {
+                Value::String(a) => a.clone(),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other if s["Principal"].is_string() => {
+                    s["Principal"].as_str().unwrap_or_default().to_owned() + &other.to_string()
+                }
+                _ => "-".into(),
+            };
+            (
+                s["Sid"].as_str().unwrap_or("(no Sid)").to_owned(),
+                format!("{} {}", s["Effect"].as_str().unwrap_or(""), who),
+            )
+        })
+        .collect()
+}
+
+fn crypto_rows(meta: &Value) -> Vec<(String, String)> {
+    let list = |m: &str| {
+        meta[m]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "-".into())
+    };
+    vec![
+        (
+            "Key type".into(),
+            key_type_of(meta["KeySpec"].as_str().unwrap_or("")).into(),
+        ),
+        (
+            "Key spec".into(),
+            meta["KeySpec"].as_str().unwrap_or("").into(),
+        ),
+        (
+            "Key usage".into(),
+            usage_label(meta["KeyUsage"].as_str().unwrap_or("")).into(),
+        ),
+        (
+            "Origin".into(),
+            origin_label(meta["Origin"].as_str().unwrap_or("")).into(),
+        ),
+        ("Encryption algorithms".into(), list("EncryptionAlgorithms")),
+        ("Signing algorithms".into(), list("SigningAlgorithms")),
+        ("MAC algorithms".into(), list("MacAlgorithms")),
+        (
+            "Key agreement algorithms".into(),
+            list("KeyAgreementAlgorithms"),
+        ),
+        (
+            "Custom key store".into(),
+            meta["CustomKeyStoreId"].as_str().unwrap_or("-").into(),
+        ),
+    ]
+}
+
+pub(super) async fn key_action(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    Posted { user, form }: Posted,
+) -> Response {
+    if !valid_key_id(&id) {
+        return (StatusCode::NOT_FOUND, "no such key").into_response();
+    }
+    let key = |extra: Value| {
+        let mut v = json!({ "KeyId": id });
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+            m.extend(e);
+        }
+        v
+    };
+    let days = |name: &str| -> Value {
+        match form.get(name).trim().parse::<i64>() {
+            Ok(n) => json!(n),
+            // Not a number: the API's validation answers (as for any bad member).
+            Err(_) => json!(form.get(name)),
+        }
+    };
+    let action = form.get("action");
+    let (tab, op, body, done): (&str, Operation, Value, String) = match action {
+        "enable" => (
+            "policy",
+            Operation::EnableKey,
+            key(json!({})),
+            "The key is enabled.".into(),
+        ),
+        "disable" => (
+            "policy",
+            Operation::DisableKey,
+            key(json!({})),
+            "The key is disabled.".into(),
+        ),
+        "schedule-deletion" => (
+            "policy",
+            Operation::ScheduleKeyDeletion,
+            key(json!({"PendingWindowInDays": days("days")})),
+            "The key is scheduled for deletion.".into(),
+        ),
+        "cancel-deletion" => (
+            "policy",
+            Operation::CancelKeyDeletion,
+            key(json!({})),
+            "Key deletion is cancelled. The key is disabled; enable it to use it.".into(),
+        ),
+        "description" => (
+            "policy",
+            Operation::UpdateKeyDescription,
+            key(json!({"Description": form.get("description")})),
+            "The description is saved.".into(),
+        ),
+        "policy" => (
+            "policy",
+            Operation::PutKeyPolicy,
+            key(json!({"Policy": form.get("policy"), "PolicyName": "default"})),
+            "The key policy is saved.".into(),
+        ),
+        "tag-add" => (
+            "tags",
+            Operation::TagResource,
+            key(
+                json!({"Tags": [{"TagKey": form.get("tag_key"), "TagValue": form.get("tag_value")}]}),
+            ),
+            format!("Tag {} is saved.", form.get("tag_key")),
+        ),
+        "tag-remove" => (
+            "tags",
+            Operation::UntagResource,
+            key(json!({"TagKeys": [form.get("tag_key")]})),
+            format!("Tag {} is removed.", form.get("tag_key")),
+        ),
+        "rotation-enable" => (
+            "rotation",
+            Operation::EnableKeyRotation,
+            key(json!({"RotationPeriodInDays": days("period")})),
+            "Automatic key rotation is enabled.".into(),
+        ),
+        "rotation-disable" => (
+            "rotation",
+            Operation::DisableKeyRotation,
+            key(json!({})),
+            "Automatic key rotation is disabled.".into(),
+        ),
+        "rotate-now" => (
+            "rotation",
+            Operation::RotateKeyOnDemand,
+            key(json!({})),
+            "On-demand rotation started.".into(),
+        ),
+        "alias-add" => {
+            let name = format!(
+                "alias/{}",
+                form.get("alias").trim().trim_start_matches("alias/")
+            );
+            (
+                "aliases",
+                Operation::CreateAlias,
+                json!({"AliasName": name, "TargetKeyId": id}),
+                format!("Alias {name} is created."),
+            )
+        }
+        "alias-delete" => (
+            "aliases",
+            Operation::DeleteAlias,
+            json!({"AliasName": form.get("alias")}),
+            format!("Alias {} is deleted.", form.get("alias")),
+        ),
+        _ => return (StatusCode::BAD_REQUEST, "unknown action").into_response(),
+    };
+    let policy = (action == "policy").then(|| form.get("policy").to_owned());
+    ctx.act(&user, op, body, done, policy).await;
+    redirect(&format!("/console/keys/{id}?tab={tab}"))
+}
+
+pub(super) async fn public_key_pem(
+    State(ctx): State<Ctx>,
+    Page(user): Page,
+    Path(id): Path<String>,
+) -> Response {
+    if !valid_key_id(&id) {
+        return (StatusCode::NOT_FOUND, "no such key").into_response();
+    }
+    match ctx
+        .kms(&user, Operation::GetPublicKey, json!({ "KeyId": id }))
+        .await
+    {
+        Ok(v) => {
+            let disposition = format!("attachment; filename=\"{id}.pem\"");
+            let mut resp = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/x-pem-file")],
+                pem(v["PublicKey"].as_str().unwrap_or("")),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&disposition) {
+                resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            resp
+        }
+        Err(e) => render(
+            StatusCode::OK,
+            ErrorPage {
+                chrome: ctx.chrome(&user, "customer"),
+                title: id.clone(),
+                error: e.to_string(),
+            },
+        ),
+    }
+}

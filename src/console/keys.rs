@@ -1,0 +1,135 @@
+//! The key lists: customer managed and AWS managed keys.
+
+use super::*;
+
+pub(super) async fn customer_keys(
+    State(ctx): State<Ctx>,
+    Page(user): Page,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    key_list(ctx, user, q, "CUSTOMER").await
+}
+
+pub(super) async fn aws_keys(
+    State(ctx): State<Ctx>,
+    Page(user): Page,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    key_list(ctx, user, q, "AWS").await
+}
+
+/// Keys per page of the list.
+const PAGE: u32 = 25;
+
+async fn key_list(
+    ctx: Ctx,
+    user: User,
+    q: HashMap<String, String>,
+    manager: &'static str,
+) -> Response {
+    let customer = manager == "CUSTOMER";
+    let path = if customer {
+        "/console/keys"
+    } else {
+        "/console/aws-keys"
+    };
+    let filter = q.get("filter").cloned().unwrap_or_default();
+    let marker = q.get("marker").cloned().unwrap_or_default();
+    let mut page = KeyListPage {
+        chrome: ctx.chrome(&user, if customer { "customer" } else { "aws" }),
+        title: if customer {
+            "Customer managed keys"
+        } else {
+            "AWS managed keys"
+        },
+        path,
+        customer,
+        filter: filter.clone(),
+        rows: Vec::new(),
+        error: String::new(),
+        next: String::new(),
+        first: !marker.is_empty(),
+    };
+    let mut body = json!({ "Limit": PAGE });
+    if !marker.is_empty() {
+        body["Marker"] = json!(marker);
+    }
+    let listed = match ctx.kms(&user, Operation::ListKeys, body).await {
+        Ok(v) => v,
+        Err(e) => {
+            page.error = e.to_string();
+            return render(StatusCode::OK, page);
+        }
+    };
+    if listed["Truncated"].as_bool() == Some(true) {
+        if let Some(m) = listed["NextMarker"].as_str() {
+            page.next = format!("{path}?marker={}", url_encode(m));
+        }
+    }
+    let aliases = match all_aliases(&ctx, &user).await {
+        Ok(a) => a,
+        Err(e) => {
+            page.error = format!("Aliases: {e}");
+            HashMap::new()
+        }
+    };
+    let needle = filter.trim().to_ascii_lowercase();
+    for k in listed["Keys"].as_array().into_iter().flatten() {
+        let Some(id) = k["KeyId"].as_str() else {
+            continue;
+        };
+        let meta = match ctx
+            .kms(&user, Operation::DescribeKey, json!({ "KeyId": id }))
+            .await
+        {
+            Ok(v) => v["KeyMetadata"].clone(),
+            Err(e) => {
+                // Listed but not describable by this user: show what is known.
+                page.rows.push(KeyRow::unknown(id, &e));
+                continue;
+            }
+        };
+        if meta["KeyManager"].as_str().unwrap_or("CUSTOMER") != manager {
+            continue;
+        }
+        let names = aliases.get(id).cloned().unwrap_or_default();
+        if !needle.is_empty()
+            && !id.to_ascii_lowercase().contains(&needle)
+            && !names
+                .iter()
+                .any(|a| a.to_ascii_lowercase().contains(&needle))
+        {
+            continue;
+        }
+        page.rows.push(KeyRow::from_metadata(&meta, names));
+    }
+    render(StatusCode::OK, page)
+}
+
+/// Alias names by target key id (every page of ListAliases).
+async fn all_aliases(ctx: &Ctx, user: &User) -> Result<HashMap<String, Vec<String>>, Refusal> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for a in ctx
+        .all_pages(user, Operation::ListAliases, json!({}), "Aliases")
+        .await?
+    {
+        if let (Some(name), Some(target)) = (a["AliasName"].as_str(), a["TargetKeyId"].as_str()) {
+            out.entry(target.to_owned())
+                .or_default()
+                .push(name.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
