@@ -198,6 +198,29 @@ async fn console_in_a_real_browser() {
         .signature
         .unwrap()
         .into_inner();
+    // Its policy: no administrators chosen, the other account as key user with the signing
+    // key's actions (and the grants statement).
+    let signer_policy: serde_json::Value = serde_json::from_str(
+        &kms.get_key_policy()
+            .key_id(signer)
+            .send()
+            .await
+            .unwrap()
+            .policy
+            .unwrap(),
+    )
+    .unwrap();
+    let other = "arn:aws:iam::444455556666:root";
+    assert_eq!(
+        signer_policy["Statement"][1],
+        serde_json::json!({"Sid": "Allow use of the key", "Effect": "Allow",
+            "Principal": {"AWS": other},
+            "Action": ["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign", "kms:Verify"],
+            "Resource": "*"}),
+        "{signer_policy}"
+    );
+    assert_eq!(signer_policy["Statement"][2]["Principal"]["AWS"], other);
+    assert_eq!(signer_policy["Statement"].as_array().unwrap().len(), 3);
     std::fs::write(out.join("message.bin"), message).unwrap();
     std::fs::write(out.join("message.sig"), &signature).unwrap();
     let verify = Command::new("openssl")

@@ -196,17 +196,16 @@ fn statement_summaries(text: &str) -> Vec<(String, String)> {
     };
     list.iter()
         .map(|s| {
-            let who = match &s["Principal"]["AWS"] {
-                Value::String(a) => a.clone(),
-                Value::Array(a) => a
+            let who = match (&s["Principal"], &s["Principal"]["AWS"]) {
+                (Value::String(p), _) => p.clone(),
+                (_, Value::String(a)) => a.clone(),
+                (_, Value::Array(a)) => a
                     .iter()
                     .filter_map(|x| x.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
-                other if s["Principal"].is_string() => {
-                    s["Principal"].as_str().unwrap_or_default().to_owned() + &other.to_string()
-                }
-                _ => "-".into(),
+                (Value::Null, _) => "-".into(),
+                (p, _) => p.to_string(),
             };
             (
                 s["Sid"].as_str().unwrap_or("(no Sid)").to_owned(),
@@ -257,7 +256,28 @@ fn crypto_rows(meta: &Value) -> Vec<(String, String)> {
             "Custom key store".into(),
             meta["CustomKeyStoreId"].as_str().unwrap_or("-").into(),
         ),
+        (
+            "Cluster (token)".into(),
+            meta["CloudHsmClusterId"].as_str().unwrap_or("-").into(),
+        ),
+        ("Key material".into(), key_material(meta)),
     ]
+}
+
+/// The key material's state as the "Key material" tab of AWS's console tells it.
+fn key_material(meta: &Value) -> String {
+    if meta["Origin"] != "EXTERNAL" {
+        return "Generated in the token".into();
+    }
+    if meta["KeyState"] == "PendingImport" {
+        return "Imported key material: none (pending import)".into();
+    }
+    match (meta["ExpirationModel"].as_str(), meta["ValidTo"].as_f64()) {
+        (Some("KEY_MATERIAL_EXPIRES"), Some(t)) => {
+            format!("Imported key material, expires {}", date(t))
+        }
+        _ => "Imported key material, does not expire".into(),
+    }
 }
 
 pub(super) async fn key_action(

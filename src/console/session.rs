@@ -44,6 +44,10 @@ pub struct Draft {
     pub admins: Vec<String>,
     pub admins_delete: bool,
     pub users: Vec<String>,
+    /// Other AWS accounts that may use the key (12-digit ids).
+    pub other_accounts: Vec<String>,
+    /// With origin AWS_CLOUDHSM: the custom key store.
+    pub custom_key_store_id: String,
 }
 
 impl Default for Draft {
@@ -59,6 +63,8 @@ impl Default for Draft {
             admins: Vec::new(),
             admins_delete: true,
             users: Vec::new(),
+            other_accounts: Vec::new(),
+            custom_key_store_id: String::new(),
         }
     }
 }

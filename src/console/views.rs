@@ -170,6 +170,14 @@ pub struct CreatePage {
     pub principals: Vec<PrincipalView>,
     pub review: Vec<(String, String)>,
     pub policy: String,
+    pub other_accounts: String,
+    pub stores: Vec<KeyStoreOption>,
+}
+
+pub struct KeyStoreOption {
+    pub id: String,
+    pub label: String,
+    pub selected: bool,
 }
 
 pub struct KeyView {

@@ -50,6 +50,34 @@ pub(super) async fn create_page(
             Vec::new()
         }
     };
+    // The configure step offers the custom key stores this user may see.
+    let stores = if step == 1 {
+        ctx.all_pages(
+            &user,
+            Operation::DescribeCustomKeyStores,
+            json!({}),
+            "CustomKeyStores",
+        )
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| {
+            let id = s["CustomKeyStoreId"].as_str()?.to_owned();
+            Some(KeyStoreOption {
+                selected: id == draft.custom_key_store_id,
+                label: format!(
+                    "{} ({}, {})",
+                    s["CustomKeyStoreName"].as_str().unwrap_or(""),
+                    id,
+                    s["ConnectionState"].as_str().unwrap_or("")
+                ),
+                id,
+            })
+        })
+        .collect()
+    } else {
+        Vec::new()
+    };
     let mut tags: Vec<(String, String)> = draft.tags.clone();
     tags.push((String::new(), String::new()));
     render(
@@ -83,6 +111,8 @@ pub(super) async fn create_page(
                 })
                 .collect(),
             review: review_rows(&draft),
+            other_accounts: draft.other_accounts.join(", "),
+            stores,
             draft,
             tags,
             principals,
@@ -114,8 +144,21 @@ fn draft_policy(user: &User, d: &Draft) -> policy::KeyPolicy {
         key_usage: &d.key_usage,
         admins: &d.admins,
         admins_delete: d.admins_delete,
-        users: &d.users,
+        users: &key_users(d),
     })
+}
+
+/// The key users' principals: the chosen users and roles, then other accounts (their root).
+fn key_users(d: &Draft) -> Vec<String> {
+    d.users
+        .iter()
+        .cloned()
+        .chain(
+            d.other_accounts
+                .iter()
+                .map(|a| crate::auth::Principal::root_arn(a)),
+        )
+        .collect()
 }
 
 fn review_rows(d: &Draft) -> Vec<(String, String)> {
@@ -167,6 +210,14 @@ fn review_rows(d: &Draft) -> Vec<(String, String)> {
                 d.users.join(", ")
             },
         ),
+        (
+            "Other AWS accounts".into(),
+            if d.other_accounts.is_empty() {
+                none()
+            } else {
+                d.other_accounts.join(", ")
+            },
+        ),
     ]
 }
 
@@ -175,8 +226,10 @@ fn configure(d: &mut Draft, f: &Fields) -> Result<(), String> {
     d.key_type = f.get("key_type").to_owned();
     d.origin = match f.get("origin") {
         "EXTERNAL" => "EXTERNAL".into(),
+        "AWS_CLOUDHSM" => "AWS_CLOUDHSM".into(),
         _ => "AWS_KMS".into(),
     };
+    d.custom_key_store_id = f.get("custom_key_store_id").to_owned();
     let spec = f.get("key_spec").to_owned();
     let usage = f.get("key_usage").to_owned();
     match d.key_type.as_str() {
@@ -215,7 +268,32 @@ fn configure(d: &mut Draft, f: &Fields) -> Result<(), String> {
         }
         _ => return Err("Choose a key type.".into()),
     }
+    if d.origin == "AWS_CLOUDHSM" {
+        if d.key_type != "SYMMETRIC" {
+            return Err("Keys in a custom key store are symmetric encryption keys.".into());
+        }
+        if d.custom_key_store_id.is_empty() {
+            return Err("Choose the custom key store for the key.".into());
+        }
+    }
     Ok(())
+}
+
+/// Other accounts as typed: 12-digit ids separated by commas or spaces.
+fn accounts(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for a in text
+        .split([',', ' ', '\n', '\r', '\t'])
+        .filter(|a| !a.is_empty())
+    {
+        if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{a} is not an AWS account ID (12 digits)."));
+        }
+        if !out.iter().any(|x: &String| x == a) {
+            out.push(a.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 pub(super) async fn create_step(State(ctx): State<Ctx>, Posted { user, form }: Posted) -> Response {
@@ -273,7 +351,14 @@ pub(super) async fn create_step(State(ctx): State<Ctx>, Posted { user, form }: P
         }
         4 => {
             d.users = form.all("user");
+            let others = accounts(form.get("other_accounts"));
+            if let Ok(list) = &others {
+                d.other_accounts = list.clone();
+            }
             ctx.set_draft(&user, d);
+            if let Err(e) = others {
+                return fail(e, 4, None);
+            }
         }
         _ => {
             if action == "finish" {
@@ -295,6 +380,9 @@ async fn finish_create(ctx: &Ctx, user: &User, d: Draft, policy_text: String) ->
         "Origin": d.origin,
         "Policy": policy_text,
     });
+    if d.origin == "AWS_CLOUDHSM" {
+        body["CustomKeyStoreId"] = json!(d.custom_key_store_id);
+    }
     if !d.description.is_empty() {
         body["Description"] = json!(d.description);
     }

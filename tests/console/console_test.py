@@ -151,8 +151,15 @@ def main():
         page.locator("#key_spec").select_option("ECC_NIST_P256")
         page.locator("#next").click()
         page.get_by_label(re.compile("^Description")).fill("signing key")
-        for _ in range(3):
-            page.locator("#next").click()
+        page.locator("#next").click()
+        page.locator("#next").click()
+        # Another account may use the key; a malformed id is refused on this step.
+        page.get_by_label(re.compile("^Other AWS accounts")).fill("12345")
+        page.locator("#next").click()
+        expect(page.locator(".flash-error")).to_contain_text("not an AWS account ID")
+        page.get_by_label(re.compile("^Other AWS accounts")).fill("444455556666")
+        page.locator("#next").click()
+        expect(page.get_by_role("heading", name="Review")).to_be_visible()
         page.locator("#finish").click()
         expect(page.locator(".flash-ok")).to_contain_text("was created")
         signer = key_id_from_url(page)
