@@ -5,36 +5,67 @@ use super::*;
 pub(super) async fn customer_keys(
     State(ctx): State<Ctx>,
     Page(user): Page,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
-    key_list(ctx, user, q, "CUSTOMER").await
+    key_list(ctx, user, Fields(q), "CUSTOMER").await
 }
 
 pub(super) async fn aws_keys(
     State(ctx): State<Ctx>,
     Page(user): Page,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
-    key_list(ctx, user, q, "AWS").await
+    key_list(ctx, user, Fields(q), "AWS").await
 }
 
 /// Keys per page of the list.
 const PAGE: u32 = 25;
 
-async fn key_list(
-    ctx: Ctx,
-    user: User,
-    q: HashMap<String, String>,
-    manager: &'static str,
-) -> Response {
+/// The list's columns (id, heading); the key id is always shown.
+const COLUMNS: [(&str, &str); 8] = [
+    ("aliases", "Aliases"),
+    ("key_id", "Key ID"),
+    ("status", "Status"),
+    ("key_type", "Key type"),
+    ("key_spec", "Key spec"),
+    ("key_usage", "Key usage"),
+    ("origin", "Origin"),
+    ("created", "Creation date"),
+];
+
+/// The columns to show: chosen with the list's preferences (`prefs=1&col=…`, kept in the
+/// session), else all.
+fn columns(ctx: &Ctx, user: &User, q: &Fields) -> Vec<String> {
+    if q.has("prefs") {
+        let mut chosen: Vec<String> = COLUMNS
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .filter(|id| id == "key_id" || q.all("col").contains(id))
+            .collect();
+        chosen.dedup();
+        ctx.console
+            .sessions
+            .with(&user.cookie, |s| s.columns = Some(chosen.clone()));
+        return chosen;
+    }
+    ctx.console
+        .sessions
+        .with(&user.cookie, |s| s.columns.clone())
+        .flatten()
+        .unwrap_or_else(|| COLUMNS.iter().map(|(id, _)| id.to_string()).collect())
+}
+
+async fn key_list(ctx: Ctx, user: User, q: Fields, manager: &'static str) -> Response {
     let customer = manager == "CUSTOMER";
     let path = if customer {
         "/console/keys"
     } else {
         "/console/aws-keys"
     };
-    let filter = q.get("filter").cloned().unwrap_or_default();
-    let marker = q.get("marker").cloned().unwrap_or_default();
+    let filter = q.get("filter").to_owned();
+    let marker = q.get("marker").to_owned();
+    let shown = columns(&ctx, &user, &q);
+    let show = |c: &str| shown.iter().any(|s| s == c);
     let mut page = KeyListPage {
         chrome: ctx.chrome(&user, if customer { "customer" } else { "aws" }),
         title: if customer {
@@ -49,6 +80,23 @@ async fn key_list(
         error: String::new(),
         next: String::new(),
         first: !marker.is_empty(),
+        columns: COLUMNS
+            .iter()
+            .map(|(id, label)| ColumnView {
+                id,
+                label,
+                shown: show(id),
+            })
+            .collect(),
+        show: Shown {
+            aliases: show("aliases"),
+            status: show("status"),
+            key_type: show("key_type"),
+            key_spec: show("key_spec"),
+            key_usage: show("key_usage"),
+            origin: show("origin"),
+            created: show("created"),
+        },
     };
     let mut body = json!({ "Limit": PAGE });
     if !marker.is_empty() {
@@ -64,6 +112,10 @@ async fn key_list(
     if listed["Truncated"].as_bool() == Some(true) {
         if let Some(m) = listed["NextMarker"].as_str() {
             page.next = format!("{path}?marker={}", url_encode(m));
+            if !filter.is_empty() {
+                page.next
+                    .push_str(&format!("&filter={}", url_encode(&filter)));
+            }
         }
     }
     let aliases = match all_aliases(&ctx, &user).await {
@@ -98,12 +150,31 @@ async fn key_list(
             && !names
                 .iter()
                 .any(|a| a.to_ascii_lowercase().contains(&needle))
+            && !tags_match(&ctx, &user, id, &needle).await
         {
             continue;
         }
         page.rows.push(KeyRow::from_metadata(&meta, names));
     }
     render(StatusCode::OK, page)
+}
+
+/// Whether a tag of the key matches the filter (`key`, `value` or `key=value`, in part).
+async fn tags_match(ctx: &Ctx, user: &User, id: &str, needle: &str) -> bool {
+    let Ok(v) = ctx
+        .kms(user, Operation::ListResourceTags, json!({ "KeyId": id }))
+        .await
+    else {
+        return false;
+    };
+    v["Tags"].as_array().into_iter().flatten().any(|t| {
+        let tag = format!(
+            "{}={}",
+            t["TagKey"].as_str().unwrap_or(""),
+            t["TagValue"].as_str().unwrap_or("")
+        );
+        tag.to_ascii_lowercase().contains(needle)
+    })
 }
 
 /// Alias names by target key id (every page of ListAliases).

@@ -77,6 +77,8 @@ pub struct Session {
     pub csrf: String,
     pub flash: Option<Flash>,
     pub draft: Draft,
+    /// The key list's columns (None: all).
+    pub columns: Option<Vec<String>>,
     created: Instant,
     last_used: Instant,
 }
@@ -128,6 +130,7 @@ impl Sessions {
             csrf,
             flash: None,
             draft: Draft::default(),
+            columns: None,
             created: now,
             last_used: now,
         };

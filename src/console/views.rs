@@ -69,6 +69,25 @@ pub struct KeyListPage {
     pub next: String,
     /// Not on the first page: show a link to it.
     pub first: bool,
+    pub columns: Vec<ColumnView>,
+    pub show: Shown,
+}
+
+pub struct ColumnView {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub shown: bool,
+}
+
+/// Which optional columns the list shows.
+pub struct Shown {
+    pub aliases: bool,
+    pub status: bool,
+    pub key_type: bool,
+    pub key_spec: bool,
+    pub key_usage: bool,
+    pub origin: bool,
+    pub created: bool,
 }
 
 pub struct KeyRow {
