@@ -18,7 +18,7 @@ pub(super) async fn aws_keys(
     key_list(ctx, user, Fields(q), "AWS").await
 }
 
-/// Keys per page of the list.
+/// Keys per page of the list unless the user chose another page size (1–100).
 const PAGE: u32 = 25;
 
 /// The list's columns (id, heading); the key id is always shown.
@@ -65,6 +65,7 @@ async fn key_list(ctx: Ctx, user: User, q: Fields, manager: &'static str) -> Res
     let filter = q.get("filter").to_owned();
     let marker = q.get("marker").to_owned();
     let shown = columns(&ctx, &user, &q);
+    let limit = page_size(&ctx, &user, &q);
     let show = |c: &str| shown.iter().any(|s| s == c);
     let mut page = KeyListPage {
         chrome: ctx.chrome(&user, if customer { "customer" } else { "aws" }),
@@ -80,6 +81,20 @@ async fn key_list(ctx: Ctx, user: User, q: Fields, manager: &'static str) -> Res
         error: String::new(),
         next: String::new(),
         first: !marker.is_empty(),
+        page_sizes: {
+            let mut sizes = vec![10, 25, 50, 100];
+            if !sizes.contains(&limit) {
+                sizes.push(limit);
+                sizes.sort_unstable();
+            }
+            sizes
+                .into_iter()
+                .map(|n| SizeOption {
+                    n,
+                    selected: n == limit,
+                })
+                .collect()
+        },
         columns: COLUMNS
             .iter()
             .map(|(id, label)| ColumnView {
@@ -98,7 +113,7 @@ async fn key_list(ctx: Ctx, user: User, q: Fields, manager: &'static str) -> Res
             created: show("created"),
         },
     };
-    let mut body = json!({ "Limit": PAGE });
+    let mut body = json!({ "Limit": limit });
     if !marker.is_empty() {
         body["Marker"] = json!(marker);
     }
@@ -157,6 +172,25 @@ async fn key_list(ctx: Ctx, user: User, q: Fields, manager: &'static str) -> Res
         page.rows.push(KeyRow::from_metadata(&meta, names));
     }
     render(StatusCode::OK, page)
+}
+
+/// The page size: `page_size=N` (1–100, kept in the session), else the session's, else 25.
+fn page_size(ctx: &Ctx, user: &User, q: &Fields) -> u32 {
+    let chosen = q
+        .get("page_size")
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=100).contains(n));
+    ctx.console
+        .sessions
+        .with(&user.cookie, |s| {
+            if chosen.is_some() {
+                s.page_size = chosen;
+            }
+            s.page_size
+        })
+        .flatten()
+        .unwrap_or(PAGE)
 }
 
 /// Whether a tag of the key matches the filter (`key`, `value` or `key=value`, in part).

@@ -79,6 +79,8 @@ pub struct Session {
     pub draft: Draft,
     /// The key list's columns (None: all).
     pub columns: Option<Vec<String>>,
+    /// The key list's page size (None: the default).
+    pub page_size: Option<u32>,
     created: Instant,
     last_used: Instant,
 }
@@ -131,6 +133,7 @@ impl Sessions {
             flash: None,
             draft: Draft::default(),
             columns: None,
+            page_size: None,
             created: now,
             last_used: now,
         };

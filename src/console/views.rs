@@ -69,8 +69,14 @@ pub struct KeyListPage {
     pub next: String,
     /// Not on the first page: show a link to it.
     pub first: bool,
+    pub page_sizes: Vec<SizeOption>,
     pub columns: Vec<ColumnView>,
     pub show: Shown,
+}
+
+pub struct SizeOption {
+    pub n: u32,
+    pub selected: bool,
 }
 
 pub struct ColumnView {
