@@ -284,7 +284,7 @@ async fn console_in_a_real_browser() {
     );
     let refused = console_events
         .iter()
-        .find(|r| r["eventName"] == "PutKeyPolicy")
+        .find(|r| r["eventName"] == "PutKeyPolicy" && r["userIdentity"]["arn"] == user_arn.as_str())
         .unwrap();
     assert_eq!(refused["errorCode"], "AccessDeniedException");
     assert_eq!(refused["userIdentity"]["arn"], user_arn.as_str());

@@ -50,6 +50,7 @@ pub(super) async fn key_page(
     let mut page = KeyPage {
         chrome: ctx.chrome(&user, "customer"),
         key: KeyView::from_metadata(&meta),
+        default_view: None,
         tabs: TABS
             .iter()
             .filter(|(k, _)| *k != "public-key" || asymmetric)
@@ -93,6 +94,7 @@ pub(super) async fn key_page(
                 Ok(v) => {
                     let text = v["Policy"].as_str().unwrap_or("").to_owned();
                     page.policy_statements = statement_summaries(&text);
+                    page.default_view = default_view_of(&ctx, &user, &meta, &text).await;
                     page.policy = draft.unwrap_or(text);
                 }
                 Err(e) => {
@@ -340,6 +342,41 @@ pub(super) async fn key_action(
             key(json!({"Policy": form.get("policy"), "PolicyName": "default"})),
             "The key policy is saved.".into(),
         ),
+        "admin-add" | "admin-remove" | "user-add" | "user-remove" => {
+            let principal = form.get("principal").to_owned();
+            let policy = match changed_default_policy(&ctx, &user, &id, action, &principal).await {
+                Ok(p) => p,
+                Err(text) => {
+                    ctx.flash(
+                        &user,
+                        Flash {
+                            ok: false,
+                            text,
+                            policy: None,
+                        },
+                    );
+                    return redirect(&format!("/console/keys/{id}?tab=policy"));
+                }
+            };
+            (
+                "policy",
+                Operation::PutKeyPolicy,
+                key(json!({"Policy": policy, "PolicyName": "default"})),
+                format!(
+                    "{principal} {} the key {}.",
+                    if action.ends_with("add") {
+                        "is now"
+                    } else {
+                        "is no longer"
+                    },
+                    if action.starts_with("admin") {
+                        "administrator"
+                    } else {
+                        "user"
+                    }
+                ),
+            )
+        }
         "tag-add" => (
             "tags",
             Operation::TagResource,
@@ -431,4 +468,102 @@ pub(super) async fn public_key_pem(
             },
         ),
     }
+}
+
+/// The default view of a key's policy, with the principals one may add.
+async fn default_view_of(
+    ctx: &Ctx,
+    user: &User,
+    meta: &Value,
+    text: &str,
+) -> Option<DefaultViewPage> {
+    let view = policy::default_view(
+        text,
+        meta["AWSAccountId"].as_str()?,
+        meta["KeySpec"].as_str()?,
+        meta["KeyUsage"].as_str()?,
+    )?;
+    let known: Vec<String> = ctx
+        .app
+        .auth
+        .principals()
+        .list()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| {
+            p.kind != crate::store::PrincipalKind::Root
+                && p.account == user.caller.principal.account
+        })
+        .map(|p| p.arn)
+        .collect();
+    let not_in = |list: &[String]| {
+        known
+            .iter()
+            .filter(|a| !list.contains(a))
+            .cloned()
+            .collect()
+    };
+    Some(DefaultViewPage {
+        groups: vec![
+            PrincipalGroup {
+                title: "Key administrators",
+                kind: "admin",
+                addable: not_in(&view.admins),
+                members: view.admins,
+            },
+            PrincipalGroup {
+                title: "Key users",
+                kind: "user",
+                addable: not_in(&view.users),
+                members: view.users,
+            },
+        ],
+    })
+}
+
+/// The key's policy with a key administrator or user added or removed — only while it is the
+/// console's default policy (else the JSON is the way to change it).
+async fn changed_default_policy(
+    ctx: &Ctx,
+    user: &User,
+    id: &str,
+    action: &str,
+    principal: &str,
+) -> Result<String, String> {
+    let meta = ctx
+        .kms(user, Operation::DescribeKey, json!({ "KeyId": id }))
+        .await
+        .map_err(|e| format!("DescribeKey failed. {e}"))?["KeyMetadata"]
+        .clone();
+    let text = ctx
+        .kms(user, Operation::GetKeyPolicy, json!({ "KeyId": id }))
+        .await
+        .map_err(|e| format!("GetKeyPolicy failed. {e}"))?["Policy"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let s = |k: &str| meta[k].as_str().unwrap_or("").to_owned();
+    let (account, spec, usage) = (s("AWSAccountId"), s("KeySpec"), s("KeyUsage"));
+    let mut view = policy::default_view(&text, &account, &spec, &usage).ok_or_else(|| {
+        "The key policy is not the console's default policy: edit its JSON instead.".to_owned()
+    })?;
+    if principal.is_empty() {
+        return Err("Choose a user or role.".into());
+    }
+    let list = if action.starts_with("admin") {
+        &mut view.admins
+    } else {
+        &mut view.users
+    };
+    if action.ends_with("add") {
+        if !list.iter().any(|a| a == principal) {
+            list.push(principal.to_owned());
+        }
+    } else {
+        list.retain(|a| a != principal);
+    }
+    Ok(policy::pretty(&policy::default_key_policy(
+        &view.input(&account, &spec, &usage),
+    )))
 }

@@ -147,6 +147,70 @@ pub fn default_key_policy(p: &PolicyInput) -> KeyPolicy {
     }
 }
 
+/// The key administrators and users of a policy that is exactly the console's default for
+/// them (for this key's spec and usage), else None: AWS's console shows its "default view"
+/// only for such a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultView {
+    pub admins: Vec<String>,
+    pub admins_delete: bool,
+    pub users: Vec<String>,
+}
+
+pub fn default_view(
+    text: &str,
+    account: &str,
+    key_spec: &str,
+    key_usage: &str,
+) -> Option<DefaultView> {
+    let stored: Value = serde_json::from_str(text).ok()?;
+    let statements = stored["Statement"].as_array()?;
+    let by_sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid);
+    let arns = |s: Option<&Value>| -> Vec<String> {
+        match s.map(|s| &s["Principal"]["AWS"]) {
+            Some(Value::String(a)) => vec![a.clone()],
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let admin = by_sid("Allow access for Key Administrators");
+    let view = DefaultView {
+        admins: arns(admin),
+        admins_delete: admin.map_or(true, |s| {
+            s["Action"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "kms:ScheduleKeyDeletion"))
+        }),
+        users: arns(by_sid("Allow use of the key")),
+    };
+    let generated = serde_json::to_value(default_key_policy(
+        &view.input(account, key_spec, key_usage),
+    ))
+    .ok()?;
+    (generated == stored).then_some(view)
+}
+
+impl DefaultView {
+    pub fn input<'a>(
+        &'a self,
+        account: &'a str,
+        key_spec: &'a str,
+        key_usage: &'a str,
+    ) -> PolicyInput<'a> {
+        PolicyInput {
+            account,
+            key_spec,
+            key_usage,
+            admins: &self.admins,
+            admins_delete: self.admins_delete,
+            users: &self.users,
+        }
+    }
+}
+
 /// The policy as the review step shows it (indented, members in AWS's order).
 pub fn pretty(policy: &KeyPolicy) -> String {
     serde_json::to_string_pretty(policy).unwrap_or_default()
@@ -197,6 +261,26 @@ mod tests {
             .unwrap()
             .contains(&json!("kms:ScheduleKeyDeletion")));
         crate::policy::Policy::parse(&text, crate::policy::PolicyKind::Key).unwrap();
+        // The default view recognizes it, and nothing else.
+        let view = default_view(
+            &text,
+            "111122223333",
+            "SYMMETRIC_DEFAULT",
+            "ENCRYPT_DECRYPT",
+        )
+        .unwrap();
+        assert_eq!(
+            (view.admins, view.users, view.admins_delete),
+            (admins.clone(), users.clone(), true)
+        );
+        assert!(default_view(&text, "111122223333", "RSA_2048", "SIGN_VERIFY").is_none());
+        assert!(default_view(
+            &text.replace("kms:Get*", "kms:Get"),
+            "111122223333",
+            "SYMMETRIC_DEFAULT",
+            "ENCRYPT_DECRYPT"
+        )
+        .is_none());
         // Without "allow key administrators to delete this key"; an HMAC key has no grants
         // statement.
         let v = serde_json::to_value(default_key_policy(&PolicyInput {

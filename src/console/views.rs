@@ -257,6 +257,20 @@ pub struct TabView {
     pub selected: bool,
 }
 
+pub struct DefaultViewPage {
+    /// Key administrators, then key users.
+    pub groups: Vec<PrincipalGroup>,
+}
+
+pub struct PrincipalGroup {
+    pub title: &'static str,
+    /// `admin` or `user` (the form actions' prefix).
+    pub kind: &'static str,
+    pub members: Vec<String>,
+    /// Known principals not yet members.
+    pub addable: Vec<String>,
+}
+
 pub struct RotationView {
     pub enabled: bool,
     pub period: i64,
@@ -275,6 +289,8 @@ pub struct KeyPage {
     pub error: String,
     pub policy: String,
     pub policy_statements: Vec<(String, String)>,
+    /// While the policy is the console's default one: its administrators and users.
+    pub default_view: Option<DefaultViewPage>,
     pub tags: Vec<(String, String)>,
     pub rotation: Option<RotationView>,
     pub rotations: Vec<(String, String)>,

@@ -101,6 +101,17 @@ def main():
         key = key_id_from_url(page)
         result["symmetric_key"] = key
         shot(page, "key-policy")
+        # While the policy is the console default: its administrators and users, editable.
+        expect(page.locator("#dv-admin")).to_contain_text("(1)")
+        expect(page.locator(".default-view")).to_contain_text(os.environ["KEYADMIN_ARN"])
+        admin_arn = os.environ["KEYADMIN_ARN"].replace("key-admin", "dev-admin")
+        page.locator("#add-user").select_option(admin_arn)
+        page.locator("#add-user-button").click()
+        expect(page.locator(".flash-ok")).to_contain_text("is now the key user")
+        expect(page.locator("#dv-user")).to_contain_text("(2)")
+        page.locator(f"form:has(input[name=principal][value='{admin_arn}']) button[value=user-remove]").click()
+        expect(page.locator(".flash-ok")).to_contain_text("is no longer the key user")
+        expect(page.locator("#dv-user")).to_contain_text("(1)")
 
         # Rotation on, with a period.
         page.locator("#tab-rotation").click()
