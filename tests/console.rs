@@ -50,14 +50,45 @@ fn console_default_policy(admin: &str, user: &str) -> serde_json::Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn console_in_a_real_browser() {
+/// Run a browser script of tests/console against the server (as the bootstrap administrator,
+/// with `env`); its results go to `out`.
+fn run_browser(script: &str, server: &Server, out: &std::path::Path, env: &[(&str, &str)]) {
     let python = python();
     assert!(
         python.exists(),
         "{} missing: scripts/test.sh installs Playwright into .venv (ensure_browser)",
         python.display()
     );
+    std::fs::create_dir_all(out).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/console")
+        .join(script);
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script)
+        .env("CONSOLE_URL", &server.endpoint)
+        .env("ADMIN_AKID", ACCESS_KEY_ID)
+        .env("ADMIN_SECRET", SECRET_ACCESS_KEY)
+        .env("OUT", out);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // KMS_BRIDGE_SCREENSHOTS=docs/console refreshes the README's screenshots.
+    if let Some(shots) = std::env::var_os("KMS_BRIDGE_SCREENSHOTS") {
+        cmd.env("SCREENSHOTS", shots);
+    }
+    let run = cmd.output().expect("run the browser test");
+    assert!(
+        run.status.success(),
+        "browser test {} failed:\n{}\n{}\nserver log:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_in_a_real_browser() {
     let dir = TestDir::new();
     let server = Server::start(&dir, &[]);
     let (admin_arn, _) = dir.user("key-admin");
@@ -68,29 +99,16 @@ async fn console_in_a_real_browser() {
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Describe*","kms:Get*","kms:List*"],"Resource":"*"}]}"#,
     );
     let out = dir.path.join("browser");
-    std::fs::create_dir_all(&out).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console/console_test.py");
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script)
-        .env("CONSOLE_URL", &server.endpoint)
-        .env("ADMIN_AKID", ACCESS_KEY_ID)
-        .env("ADMIN_SECRET", SECRET_ACCESS_KEY)
-        .env("KEYADMIN_ARN", &admin_arn)
-        .env("KEYUSER_ARN", &user_arn)
-        .env("KEYUSER_AKID", &user_creds.access_key_id)
-        .env("KEYUSER_SECRET", &user_creds.secret)
-        .env("OUT", &out);
-    // KMS_BRIDGE_SCREENSHOTS=docs/console refreshes the README's screenshots.
-    if let Some(shots) = std::env::var_os("KMS_BRIDGE_SCREENSHOTS") {
-        cmd.env("SCREENSHOTS", shots);
-    }
-    let run = cmd.output().expect("run the browser test");
-    assert!(
-        run.status.success(),
-        "browser test failed:\n{}\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr),
-        server.log()
+    run_browser(
+        "console_test.py",
+        &server,
+        &out,
+        &[
+            ("KEYADMIN_ARN", &admin_arn),
+            ("KEYUSER_ARN", &user_arn),
+            ("KEYUSER_AKID", &user_creds.access_key_id),
+            ("KEYUSER_SECRET", &user_creds.secret),
+        ],
     );
     let result: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
@@ -291,6 +309,46 @@ async fn console_in_a_real_browser() {
     assert!(!trail.contains(SECRET_ACCESS_KEY) && !trail.contains(&user_creds.secret));
     assert!(
         !server.log().contains(SECRET_ACCESS_KEY) && !server.log().contains(&user_creds.secret)
+    );
+}
+
+/// A custom key store through the console: connect, a key in it from the wizard, disconnect.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_key_store_in_the_console() {
+    let dir = TestDir::new();
+    dir.add_token("cluster-consoletestx", "store-pin-1234");
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let store = kms
+        .create_custom_key_store()
+        .custom_key_store_name("console-store")
+        .cloud_hsm_cluster_id("cluster-consoletestx")
+        .trust_anchor_certificate("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+        .key_store_password("store-pin-1234")
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    let out = dir.path.join("browser");
+    run_browser("keystore_test.py", &server, &out, &[("STORE_ID", &store)]);
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("keystore.json")).unwrap()).unwrap();
+    let meta = describe(&kms, result["key"].as_str().unwrap()).await;
+    assert_eq!(meta.custom_key_store_id(), Some(store.as_str()));
+    assert_eq!(
+        meta.origin(),
+        Some(&aws_sdk_kms::types::OriginType::AwsCloudhsm)
+    );
+    let state = kms
+        .describe_custom_key_stores()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        state.custom_key_stores()[0].connection_state(),
+        Some(&aws_sdk_kms::types::ConnectionStateType::Disconnected)
     );
 }
 

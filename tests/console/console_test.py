@@ -14,7 +14,8 @@ import sys
 
 from playwright.sync_api import expect, sync_playwright
 
-BASE = os.environ["CONSOLE_URL"].rstrip("/")
+from common import BASE, key_id_from_url, launch, sign_in
+
 OUT = os.environ["OUT"]
 SHOTS = os.environ.get("SCREENSHOTS", "")
 result = {}
@@ -25,36 +26,13 @@ def shot(page, name):
         page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
 
 
-def sign_in(page, akid, secret):
-    page.goto(BASE + "/console/")
-    expect(page).to_have_url(re.compile(r"/console/signin$"))
-    page.get_by_label("Access key ID").fill(akid)
-    page.get_by_label("Secret access key").fill(secret)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name=re.compile("Customer managed keys"))).to_be_visible()
-
-
-def flash(page):
-    return page.locator(".flash").first.inner_text()
-
-
-def key_id_from_url(page):
-    m = re.search(r"/console/keys/([0-9a-f-]{36})", page.url)
-    assert m, page.url
-    return m.group(1)
-
-
 def csrf_of(page):
     return page.locator("input[name=csrf]").first.get_attribute("value")
 
 
 def main():
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-            headless=True,
-            args=["--no-sandbox"],
-        )
+        browser = launch(p)
         admin = browser.new_context(viewport={"width": 1360, "height": 860}, accept_downloads=True)
         page = admin.new_page()
 
