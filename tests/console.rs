@@ -140,6 +140,8 @@ async fn console_in_a_real_browser() {
         .unwrap();
     assert!(rotation.key_rotation_enabled);
     assert_eq!(rotation.rotation_period_in_days, Some(180));
+    let rotations = kms.list_key_rotations().key_id(key).send().await.unwrap();
+    assert_eq!(rotations.rotations().len(), 1, "one on-demand rotation");
     let aliases: Vec<String> = kms
         .list_aliases()
         .key_id(key)

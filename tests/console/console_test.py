@@ -98,6 +98,9 @@ def main():
         page.locator("#rotation-enable").click()
         expect(page.locator(".flash-ok")).to_contain_text("rotation is enabled")
         expect(page.locator("#rotation-status")).to_have_text("Enabled")
+        page.locator("#rotate-now").click()
+        expect(page.locator(".flash-ok")).to_contain_text("On-demand rotation")
+        expect(page.locator("table.grid")).to_contain_text("ON_DEMAND")
         shot(page, "key-rotation")
 
         # A second alias and a tag.
