@@ -354,6 +354,41 @@ async fn custom_key_store_in_the_console() {
     );
 }
 
+/// Over TLS the session cookie is `Secure` too.
+#[test]
+fn the_session_cookie_is_secure_over_tls() {
+    let dir = TestDir::new();
+    let (cert, key) = (dir.path.join("server.pem"), dir.path.join("server.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = Server::start(
+        &dir,
+        &[("KMS_BRIDGE_TLS__CERT", cert), ("KMS_BRIDGE_TLS__KEY", key)],
+    );
+    assert!(server.endpoint.starts_with("https://"));
+    run_browser("tls_test.py", &server, &dir.path.join("browser"), &[]);
+}
+
 /// `console = false`: no console, the API unchanged.
 #[test]
 fn console_can_be_turned_off() {
