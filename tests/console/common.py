@@ -2,6 +2,7 @@
 
 import os
 import re
+import sys
 
 from playwright.sync_api import expect
 
@@ -30,3 +31,13 @@ def key_id_from_url(page):
     m = re.search(r"/console/keys/([0-9a-f-]{36})", page.url)
     assert m, page.url
     return m.group(1)
+
+
+def run(main, name):
+    """Run a test's main; a failure is printed for the Rust test's message, then raised."""
+    try:
+        main()
+    except Exception as e:
+        print(f"{name} FAILED: {e!r}", file=sys.stderr)
+        raise
+    print(f"{name}: ok")

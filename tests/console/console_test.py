@@ -10,11 +10,10 @@ KEYADMIN_ARN, KEYUSER_ARN, KEYUSER_AKID/KEYUSER_SECRET, OUT (a directory), SCREE
 import json
 import os
 import re
-import sys
 
 from playwright.sync_api import expect, sync_playwright
 
-from common import BASE, key_id_from_url, launch, sign_in
+from common import run, BASE, key_id_from_url, launch, sign_in
 
 OUT = os.environ["OUT"]
 SHOTS = os.environ.get("SCREENSHOTS", "")
@@ -242,12 +241,7 @@ def main():
 
     with open(os.path.join(OUT, "result.json"), "w") as f:
         json.dump(result, f, indent=2)
-    print("console browser test: ok")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # print the failure for the Rust test's assertion message
-        print(f"console browser test FAILED: {e!r}", file=sys.stderr)
-        raise
+    run(main, "console browser test")

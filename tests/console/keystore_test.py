@@ -3,11 +3,10 @@ disconnect it. Environment as console_test.py, plus STORE_ID; writes $OUT/keysto
 
 import json
 import os
-import sys
 
 from playwright.sync_api import expect, sync_playwright
 
-from common import BASE, key_id_from_url, launch, sign_in
+from common import run, BASE, key_id_from_url, launch, sign_in
 
 
 def main():
@@ -46,12 +45,7 @@ def main():
         browser.close()
     with open(os.path.join(os.environ["OUT"], "keystore.json"), "w") as f:
         json.dump({"key": key}, f)
-    print("console key store test: ok")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        print(f"console key store test FAILED: {e!r}", file=sys.stderr)
-        raise
+    run(main, "console key store test")

@@ -2,11 +2,10 @@
 Secure as well as HttpOnly and SameSite=Strict. Environment as console_test.py."""
 
 import os
-import sys
 
 from playwright.sync_api import sync_playwright
 
-from common import launch, sign_in
+from common import run, launch, sign_in
 
 
 def main():
@@ -21,12 +20,7 @@ def main():
         assert c["secure"] and c["httpOnly"] and c["sameSite"] == "Strict", c
         assert c["path"] == "/console", c
         browser.close()
-    print("console TLS test: ok")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        print(f"console TLS test FAILED: {e!r}", file=sys.stderr)
-        raise
+    run(main, "console TLS test")
