@@ -89,6 +89,12 @@ def main():
         page.locator(f"form:has(input[name=principal][value='{admin_arn}']) button[value=user-remove]").click()
         expect(page.locator(".flash-ok")).to_contain_text("is no longer the key user")
         expect(page.locator("#dv-user")).to_contain_text("(1)")
+        # The policy editor's text is validated by PutKeyPolicy; a malformed one stays in the
+        # editor with the API's error.
+        page.get_by_label("Key policy (JSON)").fill('{"Version": "2012-10-17", "Statement": [')
+        page.locator("#save-policy").click()
+        expect(page.locator(".flash-error")).to_contain_text("MalformedPolicyDocumentException")
+        expect(page.get_by_label("Key policy (JSON)")).to_have_value('{"Version": "2012-10-17", "Statement": [')
 
         # Rotation on, with a period.
         page.locator("#tab-rotation").click()
