@@ -389,6 +389,51 @@ fn the_session_cookie_is_secure_over_tls() {
     run_browser("tls_test.py", &server, &dir.path.join("browser"), &[]);
 }
 
+/// POST a form to a plain-HTTP listener; (status, body).
+fn post_form(addr: &str, path: &str, form: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let r = parse_response(&buf);
+    (r.status, r.body)
+}
+
+/// Repeated failed sign-ins block further attempts for a while, even with the right secret;
+/// each attempt is a `ConsoleLogin` failure in the trail.
+#[test]
+fn failed_sign_ins_are_throttled() {
+    let (dir, server) = Server::start_new();
+    let wrong = format!("access_key_id={ACCESS_KEY_ID}&secret_access_key=wrong-secret");
+    for _ in 0..10 {
+        let (status, body) = post_form(&server.addr, "/console/signin", &wrong);
+        assert_eq!(status, 401);
+        assert!(body.contains("is not valid"), "{body}");
+    }
+    let right = format!("access_key_id={ACCESS_KEY_ID}&secret_access_key={SECRET_ACCESS_KEY}");
+    let (status, body) = post_form(&server.addr, "/console/signin", &right);
+    assert_eq!(status, 401);
+    assert!(body.contains("Too many failed sign-ins"), "{body}");
+    let trail: String = std::fs::read_dir(dir.data_dir().join("audit"))
+        .unwrap()
+        .filter_map(|f| {
+            let p = f.ok()?.path();
+            (p.extension()? == "jsonl").then(|| std::fs::read_to_string(p).ok())?
+        })
+        .collect();
+    let failures = trail
+        .lines()
+        .filter(|l| l.contains("\"ConsoleLogin\":\"Failure\""))
+        .count();
+    assert_eq!(failures, 11);
+}
+
 /// `console = false`: no console, the API unchanged.
 #[test]
 fn console_can_be_turned_off() {

@@ -48,6 +48,7 @@ pub const USER_AGENT: &str = "kms-bridge-console";
 /// The console's own state beside the API's.
 pub struct Console {
     sessions: Sessions,
+    throttle: session::SignInThrottle,
     /// The listener terminates TLS: cookies get `Secure`.
     secure: bool,
 }
@@ -62,6 +63,7 @@ struct Ctx {
 pub fn router(app: Arc<AppState>) -> anyhow::Result<Router> {
     let console = Arc::new(Console {
         sessions: Sessions::new().map_err(|e| anyhow::anyhow!("console sessions: {e}"))?,
+        throttle: session::SignInThrottle::default(),
         secure: app.secure_transport,
     });
     let ctx = Ctx { app, console };

@@ -186,6 +186,53 @@ impl Sessions {
     }
 }
 
+/// Failed sign-ins are counted per client address and per access key id: after
+/// `MAX_FAILURES` within `WINDOW` further attempts are refused unchecked until the window
+/// has passed (secrets are random, but an imported one may be weak).
+#[derive(Default)]
+pub struct SignInThrottle {
+    failures: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+pub const MAX_FAILURES: u32 = 10;
+pub const WINDOW: Duration = Duration::from_secs(5 * 60);
+
+impl SignInThrottle {
+    /// Whether any of these (address, access key id) is over its failures.
+    pub fn blocked(&self, keys: &[String]) -> bool {
+        let now = Instant::now();
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter().any(|k| {
+            map.get(k)
+                .is_some_and(|(since, n)| now.duration_since(*since) < WINDOW && *n >= MAX_FAILURES)
+        })
+    }
+
+    pub fn failed(&self, keys: &[String]) {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CAPACITY {
+            map.retain(|_, (since, _)| now.duration_since(*since) < WINDOW);
+        }
+        for k in keys {
+            if map.len() >= CAPACITY && !map.contains_key(k) {
+                continue;
+            }
+            let e = map.entry(k.clone()).or_insert((now, 0));
+            if now.duration_since(e.0) >= WINDOW {
+                *e = (now, 0);
+            }
+            e.1 += 1;
+        }
+    }
+
+    /// A successful sign-in clears its access key's count (not its address's).
+    pub fn succeeded(&self, key: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(key);
+    }
+}
+
 fn expired(s: &Session, now: Instant) -> bool {
     now.duration_since(s.last_used) > IDLE || now.duration_since(s.created) > ABSOLUTE
 }
@@ -227,6 +274,25 @@ mod tests {
         });
         s.remove(&c);
         assert!(s.with(&c, |_| ()).is_none());
+    }
+
+    #[test]
+    fn repeated_failures_block_sign_in_for_a_while() {
+        let t = SignInThrottle::default();
+        let keys = vec!["ip:127.0.0.1".to_owned(), "key:AKIA1".to_owned()];
+        for _ in 0..MAX_FAILURES {
+            assert!(!t.blocked(&keys));
+            t.failed(&keys);
+        }
+        assert!(t.blocked(&keys));
+        assert!(t.blocked(&["key:AKIA1".to_owned()]));
+        assert!(!t.blocked(&["key:AKIA2".to_owned()]));
+        t.succeeded("key:AKIA1");
+        assert!(!t.blocked(&["key:AKIA1".to_owned()]));
+        assert!(
+            t.blocked(&["ip:127.0.0.1".to_owned()]),
+            "the address stays counted"
+        );
     }
 
     #[test]

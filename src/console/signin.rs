@@ -63,6 +63,14 @@ pub(super) async fn signin(
     } else {
         "(malformed)".to_owned()
     };
+    let counted = [format!("ip:{}", peer.ip()), format!("key:{claimed}")];
+    if ctx.console.throttle.blocked(&counted) {
+        tracing::warn!(access_key_id = %claimed, ip = %peer.ip(), "console sign-in throttled");
+        if let Err(e) = api::audit_sign_in(&ctx.app, &source, &claimed, None, &region).await {
+            tracing::error!(error = %e, "console sign-in: audit record not written");
+        }
+        return failed("Too many failed sign-ins. Try again in a few minutes.");
+    }
     let principal = match ctx.app.auth.verify_secret(&akid, secret.as_bytes()).await {
         Ok(p) => p,
         Err(AuthError::Backend(e)) => {
@@ -71,12 +79,14 @@ pub(super) async fn signin(
         }
         Err(_) => {
             tracing::info!(access_key_id = %claimed, "console sign-in refused");
+            ctx.console.throttle.failed(&counted);
             if let Err(e) = api::audit_sign_in(&ctx.app, &source, &claimed, None, &region).await {
                 tracing::error!(error = %e, "console sign-in: audit record not written");
             }
             return failed("The access key ID or the secret access key is not valid.");
         }
     };
+    ctx.console.throttle.succeeded(&counted[1]);
     // Fail closed: no session without its audit record.
     if let Err(e) = api::audit_sign_in(&ctx.app, &source, &akid, Some(&principal), &region).await {
         tracing::error!(error = %e, "console sign-in: audit record not written");
