@@ -179,7 +179,13 @@ async fn console_in_a_real_browser() {
         "{tags:?}"
     );
     let meta = describe(&kms, key).await;
-    assert_eq!(meta.description(), Some("Made in the console"));
+    assert_eq!(meta.description(), Some("Made and edited in the console"));
+    assert_eq!(
+        aliases.len(),
+        2,
+        "alias/console-third was deleted: {aliases:?}"
+    );
+    assert_eq!(tags.len(), 2, "the temporary tag was removed: {tags:?}");
     assert_eq!(
         meta.key_state(),
         Some(&aws_sdk_kms::types::KeyState::Enabled),
