@@ -126,3 +126,18 @@ ensure_kryoptic() {
   mv "$KMS_BRIDGE_KRYOPTIC_MODULE.tmp" "$KMS_BRIDGE_KRYOPTIC_MODULE"
   echo "$want" > "$stamp"
 }
+
+# The console's browser tests: Debian's Chromium and Playwright for Python in the venv. The
+# tests launch /usr/bin/chromium themselves (`playwright install` would download a browser of
+# its own, which is neither wanted nor possible here).
+ensure_browser() {
+  local venv="$1"
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "installing chromium (apt-get)" >&2
+    _apt_install chromium
+  fi
+  if ! "$venv/bin/python" -c 'import playwright.sync_api' >/dev/null 2>&1; then
+    echo "installing playwright into $venv (pip)" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check playwright
+  fi
+}

@@ -55,6 +55,7 @@ if [ "$creds_new" = 1 ]; then
 fi
 echo "  AWS_DEFAULT_REGION=$region"
 echo "  token:       $dev_token ($KMS_BRIDGE_TOKEN__MODULE)"
+echo "  console:     $endpoint/console/ (sign in with the access key above)"
 
 export KMS_BRIDGE_LISTEN="$listen"
 export KMS_BRIDGE_DATA_DIR="$data_dir"

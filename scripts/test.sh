@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what is missing and run every test: formatting, lints, unit tests, integration
-# tests against real tokens (tmpfs) through the AWS SDK for Rust and the AWS CLI — the whole
-# suite on SoftHSM2, then again on Kryoptic (a second PKCS#11 implementation).
+# tests against real tokens (tmpfs) through the AWS SDK for Rust and the AWS CLI, and the web
+# console in headless Chromium (Playwright for Python) — the whole suite on SoftHSM2, then the
+# token's part again on Kryoptic (a second PKCS#11 implementation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -10,7 +11,9 @@ ensure_packages
 ensure_postgres
 ensure_awscli "$root/.venv"
 ensure_kryoptic
+ensure_browser "$root/.venv"
 export KMS_BRIDGE_AWS_CLI="$root/.venv/bin/aws"
+export KMS_BRIDGE_PYTHON="$root/.venv/bin/python"
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

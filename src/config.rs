@@ -33,6 +33,7 @@ struct Raw {
     scheduler_interval_seconds: u64,
     store_cache_ttl_ms: u64,
     debug_clock: bool,
+    console: bool,
     audit: RawAudit,
     #[serde(default)]
     quotas: QuotaSettings,
@@ -94,6 +95,8 @@ pub struct Settings {
     /// Testing only: `POST /debug/clock/advance?seconds=N` on the metrics listener moves the
     /// key-lifecycle clock forward and runs the scheduler.
     pub debug_clock: bool,
+    /// The web console at `/console/` on the API listener (`console = false` turns it off).
+    pub console: bool,
     pub audit_dir: PathBuf,
     pub audit_max_file_bytes: u64,
     pub quotas: QuotaSettings,
@@ -205,6 +208,7 @@ impl Settings {
             .set_default("database_acquire_timeout_ms", 5000)?
             .set_default("database_connect_retries", 20)?
             .set_default("debug_clock", false)?
+            .set_default("console", true)?
             .set_default("audit.max_file_bytes", 64 * 1024 * 1024)?
             .set_default("token.module", DEFAULT_MODULE)?
             .set_default("token.label", "kms-bridge")?
@@ -388,6 +392,7 @@ impl Settings {
             scheduler_interval_seconds: raw.scheduler_interval_seconds.max(1),
             store_cache_ttl: std::time::Duration::from_millis(raw.store_cache_ttl_ms),
             debug_clock: raw.debug_clock,
+            console: raw.console,
             audit_dir,
             audit_max_file_bytes: raw.audit.max_file_bytes,
             quotas: raw.quotas,

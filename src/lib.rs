@@ -4,6 +4,7 @@
 //! `api` (HTTP/JSON protocol) → `auth` (SigV4, principals) → `kms` (the domain, with
 //! authorization in `kms::authz` using `policy`) → `token` (every cryptoki call) and `store`
 //! (metadata, never key material).
+//! `console` is the web console: HTML over the same path as the API after authentication.
 //! `bench` is a client of the API (the load generator) beside the token's raw ceiling.
 
 pub mod admin;
@@ -12,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod config;
+pub mod console;
 pub mod kms;
 pub mod metrics;
 pub mod model;
@@ -308,7 +310,11 @@ pub async fn serve(
         });
     }
     let audit_log = state.audit.clone();
-    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut router = api::router(state.clone());
+    if settings.console {
+        router = router.merge(console::router(state).context("starting the console")?);
+    }
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
     {
         let handle = handle.clone();
         tokio::spawn(async move {

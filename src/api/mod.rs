@@ -25,7 +25,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::audit::AuditLog;
 use crate::auth::sigv4::RequestParts;
-use crate::auth::{Authenticator, Principal};
+use crate::auth::{Authenticator, Caller, Principal};
 use crate::kms::{Kms, RequestContext};
 
 /// What every request handler shares.
@@ -110,10 +110,16 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// The parts of one HTTP request the handler needs.
 struct Incoming {
-    peer: SocketAddr,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+}
+
+/// Where a request came from, as its audit record and the `aws:SourceIp` condition name it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub peer: SocketAddr,
+    pub user_agent: String,
 }
 
 /// What the audit record of a request needs, filled in as the request progresses.
@@ -124,6 +130,14 @@ struct Seen {
     principal: Option<Principal>,
     access_key_id: Option<String>,
     region: Option<String>,
+    /// Unauthenticated: the access key id and region the `Authorization` header claims.
+    claimed: Option<(String, String)>,
+}
+
+/// The answer to one call: its request id and its result (the audit record is durable).
+pub struct Answer {
+    pub request_id: String,
+    pub result: Result<Option<Value>, ApiError>,
 }
 
 async fn handle(
@@ -136,9 +150,20 @@ async fn handle(
 ) -> Response {
     let started = std::time::Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let event_id = uuid::Uuid::new_v4().to_string();
-    let incoming = Incoming {
+    let source = Source {
         peer,
+        user_agent: headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+    };
+    let claimed = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| crate::auth::sigv4::parse_authorization(h).ok())
+        .map(|a| (a.access_key_id, a.region));
+    let incoming = Incoming {
         method,
         uri,
         headers,
@@ -148,33 +173,158 @@ async fn handle(
     let span = tracing::info_span!("request", request_id = %request_id);
     let task = tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let mut seen = Seen::default();
-            let result = serve(&state, &incoming, body, &request_id, &mut seen).await;
-            let record = audit_record(&state, &incoming, &request_id, &event_id, &seen, &result);
-            // Fail closed: nothing is answered before its record is durable.
-            let audited = state.audit.append(record).await;
-            if let (Ok(()), Ok(Some(v)), Some(op)) = (&audited, &result, seen.op) {
-                // GetKeyLastUsage: the keys this answer used, with its audit event.
-                let arns: Vec<&str> = ["KeyId", "SourceKeyId"]
-                    .iter()
-                    .filter_map(|m| v.get(*m).and_then(|k| k.as_str()))
-                    .collect();
-                state
-                    .kms
-                    .note_usage(op.name(), &arns, &request_id, &event_id);
-            }
-            (request_id, seen.op, result, audited)
+            let mut seen = Seen {
+                claimed,
+                ..Seen::default()
+            };
+            let result = match authenticate(&state, &incoming, body, &mut seen).await {
+                Ok((caller, op, body)) => {
+                    execute(&state, &source, caller, op, body, &request_id, started).await
+                }
+                Err(e) => {
+                    let event_id = uuid::Uuid::new_v4().to_string();
+                    let result = Err(e);
+                    let record =
+                        audit_record(&state, &source, &request_id, &event_id, &seen, &result);
+                    let audited = state.audit.append(record).await;
+                    finish(seen.op, result, audited, &request_id, started)
+                }
+            };
+            (request_id, result)
         },
         span,
     ));
-    let (request_id, op, result, audited) = match task.await {
-        Ok(t) => t,
+    match task.await {
+        Ok((request_id, Ok(out))) => success(out, &request_id),
+        Ok((request_id, Err(e))) => error::error_response(&e, &request_id),
         Err(e) => {
             tracing::error!(error = %e, "request task failed");
             let err = ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()));
-            return error::error_response(&err, "");
+            error::error_response(&err, "")
         }
+    }
+}
+
+/// Call an operation as an already authenticated caller (the console signs its users in
+/// itself): the same path as every API request after SigV4 — model validation, the intent
+/// record, `ops::dispatch`, the final audit record, metrics. Runs to completion even if the
+/// caller stops waiting.
+pub async fn call(
+    state: &Arc<AppState>,
+    source: Source,
+    caller: Caller,
+    op: Operation,
+    body: Bytes,
+) -> Answer {
+    let started = std::time::Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let state = state.clone();
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let result = execute(&state, &source, caller, op, body, &request_id, started).await;
+            (request_id, result)
+        },
+        span,
+    ));
+    match task.await {
+        Ok((request_id, result)) => Answer { request_id, result },
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            Answer {
+                request_id: String::new(),
+                result: Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()))),
+            }
+        }
+    }
+}
+
+/// Everything after authentication, for the API and the console alike: validate, audit the
+/// intent of a change, dispatch, audit the outcome (fail closed), note key usage, count.
+async fn execute(
+    state: &AppState,
+    source: &Source,
+    caller: Caller,
+    op: Operation,
+    body: Bytes,
+    request_id: &str,
+    started: std::time::Instant,
+) -> Result<Option<Value>, ApiError> {
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let seen = Seen {
+        op: Some(op),
+        body,
+        principal: Some(caller.principal.clone()),
+        access_key_id: Some(caller.access_key_id.clone()),
+        region: Some(caller.region.clone()),
+        claimed: None,
     };
+    let result = run(state, source, caller, op, request_id, &seen).await;
+    let record = audit_record(state, source, request_id, &event_id, &seen, &result);
+    // Fail closed: nothing is answered before its record is durable.
+    let audited = state.audit.append(record).await;
+    if let (Ok(()), Ok(Some(v))) = (&audited, &result) {
+        // GetKeyLastUsage: the keys this answer used, with its audit event.
+        let arns: Vec<&str> = ["KeyId", "SourceKeyId"]
+            .iter()
+            .filter_map(|m| v.get(*m).and_then(|k| k.as_str()))
+            .collect();
+        state
+            .kms
+            .note_usage(op.name(), &arns, request_id, &event_id);
+    }
+    finish(Some(op), result, audited, request_id, started)
+}
+
+/// The audit record of a console sign-in, shaped as CloudTrail's `ConsoleLogin`: the access
+/// key that tried, from where, and whether its secret matched (`principal`). The console
+/// makes the session only once this record is durable (fail closed, as every answer).
+pub async fn audit_sign_in(
+    state: &AppState,
+    source: &Source,
+    access_key_id: &str,
+    principal: Option<&Principal>,
+    region: &str,
+) -> Result<(), crate::audit::AuditError> {
+    use serde_json::json;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let seen = Seen {
+        op: None,
+        body: Bytes::new(),
+        principal: principal.cloned(),
+        access_key_id: Some(access_key_id.to_owned()),
+        region: Some(region.to_owned()),
+        claimed: Some((access_key_id.to_owned(), region.to_owned())),
+    };
+    let outcome = if principal.is_some() {
+        "Success"
+    } else {
+        "Failure"
+    };
+    let mut rec = audit_record(state, source, &request_id, &event_id, &seen, &Ok(None));
+    rec.insert("eventSource".into(), json!("signin.amazonaws.com"));
+    rec.insert("eventName".into(), json!("ConsoleLogin"));
+    rec.insert("eventType".into(), json!("AwsConsoleSignIn"));
+    rec.insert("requestParameters".into(), Value::Null);
+    rec.insert(
+        "responseElements".into(),
+        json!({ "ConsoleLogin": outcome }),
+    );
+    if principal.is_none() {
+        rec.insert("errorMessage".into(), json!("Failed authentication"));
+    }
+    state.audit.append(rec).await
+}
+
+/// Metrics, and the refusal of an answer whose audit record could not be written.
+fn finish(
+    op: Option<Operation>,
+    result: Result<Option<Value>, ApiError>,
+    audited: Result<(), crate::audit::AuditError>,
+    request_id: &str,
+    started: std::time::Instant,
+) -> Result<Option<Value>, ApiError> {
     let op_name = op.map(|o| o.name()).unwrap_or("Unknown");
     if let Err(e) = audited {
         crate::metrics::AUDIT_FAILURES.inc();
@@ -182,11 +332,10 @@ async fn handle(
         if let Ok(Some(mut v)) = result {
             scrub(&mut v);
         }
-        let err = ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()));
         crate::metrics::REQUESTS
             .with_label_values(&[op_name, "audit_failure"])
             .inc();
-        return error::error_response(&err, &request_id);
+        return Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string())));
     }
     let outcome = match &result {
         Ok(_) => "success",
@@ -199,16 +348,13 @@ async fn handle(
     crate::metrics::REQUEST_SECONDS
         .with_label_values(&[op_name])
         .observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(out) => success(out, &request_id),
-        Err(e) => error::error_response(&e, &request_id),
-    }
+    result
 }
 
 /// The CloudTrail-shaped record of one request.
 fn audit_record(
     state: &AppState,
-    req: &Incoming,
+    source: &Source,
     request_id: &str,
     event_id: &str,
     seen: &Seen,
@@ -217,22 +363,12 @@ fn audit_record(
     use serde_json::json;
     let now = state.kms.clock().now_millis();
     let op = seen.op.map(|o| o.name());
-    let region = seen.region.clone().unwrap_or_else(|| {
-        // Unauthenticated: take the region from the credential scope if there is one.
-        req.headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|h| crate::auth::sigv4::parse_authorization(h).ok())
-            .map(|a| a.region)
-            .unwrap_or_default()
-    });
-    let unverified_akid = || {
-        req.headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|h| crate::auth::sigv4::parse_authorization(h).ok())
-            .map(|a| a.access_key_id)
-    };
+    // Unauthenticated: take the region from the credential scope if there is one.
+    let region = seen
+        .region
+        .clone()
+        .or_else(|| seen.claimed.as_ref().map(|c| c.1.clone()))
+        .unwrap_or_default();
     let user_identity = match &seen.principal {
         Some(p) => json!({
             "type": match p.kind {
@@ -245,7 +381,10 @@ fn audit_record(
             "accessKeyId": seen.access_key_id,
             "userName": (p.kind != crate::store::PrincipalKind::Root).then(|| p.name.clone()),
         }),
-        None => json!({ "type": "Unknown", "accessKeyId": unverified_akid() }),
+        None => json!({
+            "type": "Unknown",
+            "accessKeyId": seen.claimed.as_ref().map(|c| c.0.clone()),
+        }),
     };
     // Unauthenticated bodies are not logged: anyone could otherwise write into the trail.
     let request_parameters = if seen.principal.is_some() {
@@ -285,15 +424,11 @@ fn audit_record(
     rec.insert("eventSource".into(), json!("kms.amazonaws.com"));
     rec.insert("eventName".into(), json!(op.unwrap_or("Unknown")));
     rec.insert("awsRegion".into(), json!(region));
-    rec.insert("sourceIPAddress".into(), json!(req.peer.ip().to_string()));
     rec.insert(
-        "userAgent".into(),
-        json!(req
-            .headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")),
+        "sourceIPAddress".into(),
+        json!(source.peer.ip().to_string()),
     );
+    rec.insert("userAgent".into(), json!(source.user_agent));
     if let Some(code) = error_code {
         rec.insert("errorCode".into(), json!(code));
         rec.insert("errorMessage".into(), json!(error_message));
@@ -313,13 +448,13 @@ fn audit_record(
     rec
 }
 
-async fn serve(
+/// SigV4 and the protocol's checks up to a verified caller, the operation and its body.
+async fn authenticate(
     state: &AppState,
     req: &Incoming,
     body: Body,
-    request_id: &str,
     seen: &mut Seen,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<(Caller, Operation, Bytes), ApiError> {
     let target = req
         .headers
         .get("x-amz-target")
@@ -371,11 +506,21 @@ async fn serve(
         body: &body,
     };
     let caller = state.auth.finish(pre, &parts).await?;
-    seen.principal = Some(caller.principal.clone());
-    seen.access_key_id = Some(caller.access_key_id.clone());
-    seen.region = Some(caller.region.clone());
+    Ok((caller, op, body))
+}
+
+/// One authenticated call: the model's constraints, the request context, the intent record
+/// of a change, the operation.
+async fn run(
+    state: &AppState,
+    source: &Source,
+    caller: Caller,
+    op: Operation,
+    request_id: &str,
+    seen: &Seen,
+) -> Result<Option<Value>, ApiError> {
     // The service model's constraints first, all violations at once, as AWS answers.
-    let violations = model::violations(op.name(), &body);
+    let violations = model::violations(op.name(), &seen.body);
     if !violations.is_empty() {
         return Err(ProtocolError::Validation(crate::kms::texts::validation(&violations)).into());
     }
@@ -386,7 +531,7 @@ async fn serve(
         request_id: request_id.to_owned(),
         principal: caller.principal,
         identity_policies: caller.identity_policies,
-        source_ip: Some(req.peer.ip().to_string()),
+        source_ip: Some(source.peer.ip().to_string()),
         secure_transport: state.secure_transport,
         quota_charged: Default::default(),
         dry_run: Default::default(),
@@ -395,14 +540,14 @@ async fn serve(
     if op.changes_state() {
         // Fail closed before the change: its intent is on disk, or nothing happens.
         let intent_id = uuid::Uuid::new_v4().to_string();
-        let mut intent = audit_record(state, req, request_id, &intent_id, seen, &Ok(None));
+        let mut intent = audit_record(state, source, request_id, &intent_id, seen, &Ok(None));
         intent.insert("auditPhase".into(), Value::String("intent".into()));
         intent.remove("responseElements");
         if let Err(e) = state.audit.append(intent).await {
             return Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string())));
         }
     }
-    ops::dispatch(&state.kms, &ctx, op, &body).await
+    ops::dispatch(&state.kms, &ctx, op, &seen.body).await
 }
 
 fn too_large(limit: usize) -> ProtocolError {

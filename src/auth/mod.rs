@@ -180,6 +180,68 @@ impl Authenticator {
         })
     }
 
+    /// The regions this server serves (the first is the console's default).
+    pub fn regions(&self) -> &[String] {
+        &self.regions
+    }
+
+    /// The principal and secret of a known, active access key.
+    async fn known(
+        &self,
+        access_key_id: &str,
+    ) -> Result<(Principal, Zeroizing<Vec<u8>>), AuthError> {
+        self.principals
+            .lookup(access_key_id)
+            .await
+            .map_err(|e| AuthError::Backend(e.to_string()))?
+            .ok_or(AuthError::Unrecognized)
+    }
+
+    /// The console's sign-in: the principal of a known, active access key whose secret is
+    /// `secret`, compared in constant time. The secret is not kept.
+    pub async fn verify_secret(
+        &self,
+        access_key_id: &str,
+        secret: &[u8],
+    ) -> Result<Principal, AuthError> {
+        use subtle::ConstantTimeEq;
+        let (principal, stored) = self.known(access_key_id).await?;
+        if bool::from(stored.as_slice().ct_eq(secret)) {
+            Ok(principal)
+        } else {
+            Err(AuthError::Unrecognized)
+        }
+    }
+
+    /// The caller of a signed-in console session: its access key must still exist, be active
+    /// and belong to the same principal (a deleted key ends the session at once, as it stops
+    /// signed requests); identity policies as for a signed request.
+    pub async fn session_caller(
+        &self,
+        access_key_id: &str,
+        principal_arn: &str,
+        region: &str,
+    ) -> Result<Caller, AuthError> {
+        let (principal, _) = self.known(access_key_id).await?;
+        if principal.arn != principal_arn {
+            return Err(AuthError::Unrecognized);
+        }
+        if !self.regions.iter().any(|r| r == region) {
+            return Err(AuthError::Unrecognized);
+        }
+        let identity_policies = self
+            .principals
+            .identity_policies(&principal.arn)
+            .await
+            .map_err(|e| AuthError::Backend(e.to_string()))?;
+        Ok(Caller {
+            principal,
+            access_key_id: access_key_id.to_owned(),
+            region: region.to_owned(),
+            identity_policies,
+        })
+    }
+
     fn options(&self, now: OffsetDateTime) -> VerifyOptions<'_> {
         VerifyOptions {
             service: "kms",
