@@ -36,10 +36,7 @@ pub(super) async fn key_page(
             )
         }
     };
-    let asymmetric = {
-        let spec = meta["KeySpec"].as_str().unwrap_or("");
-        spec.starts_with("RSA_") || spec.starts_with("ECC_")
-    };
+    let asymmetric = super::views::is_asymmetric(meta["KeySpec"].as_str().unwrap_or(""));
     let tab = q
         .get("tab")
         .map(String::as_str)

@@ -88,6 +88,12 @@ fn user_actions(key_spec: &str, key_usage: &str) -> Vec<&'static str> {
             "kms:GetPublicKey",
             "kms:DeriveSharedSecret",
         ],
+        (_, "ENCAPSULATE_DECAPSULATE") => vec![
+            "kms:DescribeKey",
+            "kms:GetPublicKey",
+            "kms:Encapsulate",
+            "kms:Decapsulate",
+        ],
         _ => vec!["kms:DescribeKey", "kms:GenerateMac", "kms:VerifyMac"],
     }
 }

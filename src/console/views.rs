@@ -299,11 +299,16 @@ pub struct KeyPage {
 }
 
 pub fn key_type_of(spec: &str) -> &'static str {
-    if spec.starts_with("RSA_") || spec.starts_with("ECC_") {
+    if is_asymmetric(spec) {
         "Asymmetric"
     } else {
         "Symmetric"
     }
+}
+
+/// A key pair's spec (RSA, elliptic and Edwards curves, ML-DSA, ML-KEM)?
+pub fn is_asymmetric(spec: &str) -> bool {
+    crate::model::KeySpec::parse(spec).is_some_and(|s| s.is_asymmetric())
 }
 
 pub fn key_type_label(t: &str) -> &'static str {
@@ -320,6 +325,7 @@ pub fn usage_label(u: &str) -> &'static str {
         "SIGN_VERIFY" => "Sign and verify",
         "GENERATE_VERIFY_MAC" => "Generate and verify MAC",
         "KEY_AGREEMENT" => "Key agreement",
+        "ENCAPSULATE_DECAPSULATE" => "Key encapsulation",
         _ => "-",
     }
 }

@@ -134,6 +134,9 @@ const SPECS: &[(&str, &[&str])] = &[
             "ECC_SECG_P256K1",
         ],
     ),
+    ("Edwards curve", &["ECC_NIST_EDWARDS25519"]),
+    ("ML-DSA", &["ML_DSA_44", "ML_DSA_65", "ML_DSA_87"]),
+    ("ML-KEM", &["ML_KEM_512", "ML_KEM_768", "ML_KEM_1024"]),
     ("HMAC", &["HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512"]),
 ];
 
@@ -248,8 +251,13 @@ fn configure(d: &mut Draft, f: &Fields) -> Result<(), String> {
         "ASYMMETRIC" => {
             let ok = match usage.as_str() {
                 "ENCRYPT_DECRYPT" => spec.starts_with("RSA_"),
-                "SIGN_VERIFY" => spec.starts_with("RSA_") || spec.starts_with("ECC_"),
-                "KEY_AGREEMENT" => spec.starts_with("ECC_NIST_"),
+                "SIGN_VERIFY" => {
+                    spec.starts_with("RSA_")
+                        || spec.starts_with("ECC_")
+                        || spec.starts_with("ML_DSA_")
+                }
+                "KEY_AGREEMENT" => spec.starts_with("ECC_NIST_P"),
+                "ENCAPSULATE_DECAPSULATE" => spec.starts_with("ML_KEM_"),
                 _ => return Err("Choose a key usage for the asymmetric key.".into()),
             };
             d.key_usage = usage.clone();
@@ -260,8 +268,9 @@ fn configure(d: &mut Draft, f: &Fields) -> Result<(), String> {
                     usage_label(&usage),
                     match usage.as_str() {
                         "ENCRYPT_DECRYPT" => "an RSA key spec",
-                        "SIGN_VERIFY" => "an RSA or elliptic curve key spec",
-                        _ => "an ECC_NIST key spec",
+                        "SIGN_VERIFY" => "an RSA, elliptic curve or ML-DSA key spec",
+                        "ENCAPSULATE_DECAPSULATE" => "an ML-KEM key spec",
+                        _ => "an ECC_NIST_P key spec",
                     }
                 ));
             }
