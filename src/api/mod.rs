@@ -317,6 +317,40 @@ pub async fn audit_sign_in(
     state.audit.append(rec).await
 }
 
+/// The audit record of the console's audit view, shaped as CloudTrail's `LookupEvents`: who
+/// read the trail, with which filters, and whether they were refused (`refusal`: code and
+/// message). The console shows the page only once this record is durable (fail closed).
+pub async fn audit_lookup_events(
+    state: &AppState,
+    source: &Source,
+    caller: &Caller,
+    parameters: Value,
+    refusal: Option<(&str, &str)>,
+) -> Result<(), crate::audit::AuditError> {
+    use serde_json::json;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let seen = Seen {
+        op: None,
+        body: Bytes::new(),
+        principal: Some(caller.principal.clone()),
+        access_key_id: Some(caller.access_key_id.clone()),
+        region: Some(caller.region.clone()),
+        claimed: None,
+    };
+    let mut rec = audit_record(state, source, &request_id, &event_id, &seen, &Ok(None));
+    rec.insert("eventSource".into(), json!("cloudtrail.amazonaws.com"));
+    rec.insert("eventName".into(), json!("LookupEvents"));
+    rec.insert("readOnly".into(), json!(true));
+    rec.insert("requestParameters".into(), parameters);
+    rec.insert("responseElements".into(), Value::Null);
+    if let Some((code, message)) = refusal {
+        rec.insert("errorCode".into(), json!(code));
+        rec.insert("errorMessage".into(), json!(message));
+    }
+    state.audit.append(rec).await
+}
+
 /// Metrics, and the refusal of an answer whose audit record could not be written.
 fn finish(
     op: Option<Operation>,
