@@ -220,9 +220,9 @@ fn verification(dir: &Path) -> (bool, String) {
 
 fn row(rec: &Value) -> AuditRow {
     let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
-    let key = rec["requestParameters"]["keyId"]
+    let key = rec["resources"][0]["ARN"]
         .as_str()
-        .or_else(|| rec["resources"][0]["ARN"].as_str())
+        .or_else(|| rec["requestParameters"]["keyId"].as_str())
         .unwrap_or("-")
         .to_owned();
     let error = text(&rec["errorCode"]);
