@@ -223,6 +223,7 @@ fn row(rec: &Value) -> AuditRow {
     let key = rec["resources"][0]["ARN"]
         .as_str()
         .or_else(|| rec["requestParameters"]["keyId"].as_str())
+        .map(|k| k.rsplit_once(":key/").map_or(k, |(_, id)| id))
         .unwrap_or("-")
         .to_owned();
     let error = text(&rec["errorCode"]);
