@@ -52,6 +52,18 @@ fn console_default_policy(admin: &str, user: &str) -> serde_json::Value {
 
 /// Run a browser script of tests/console against the server (as the bootstrap administrator,
 /// with `env`); its results go to `out`.
+/// Every record of the audit files in `dir`, as text.
+fn trail_of(dir: &std::path::Path) -> String {
+    let mut trail = String::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "jsonl") {
+            trail.push_str(&std::fs::read_to_string(p).unwrap());
+        }
+    }
+    trail
+}
+
 fn run_browser(script: &str, server: &Server, out: &std::path::Path, env: &[(&str, &str)]) {
     let python = python();
     assert!(
@@ -265,13 +277,7 @@ async fn console_in_a_real_browser() {
     );
 
     // Every console action is in the audit trail with the console as user agent.
-    let mut trail = String::new();
-    for f in std::fs::read_dir(dir.data_dir().join("audit")).unwrap() {
-        let p = f.unwrap().path();
-        if p.extension().is_some_and(|e| e == "jsonl") {
-            trail.push_str(&std::fs::read_to_string(p).unwrap());
-        }
-    }
+    let trail = trail_of(&dir.data_dir().join("audit"));
     let console_events: Vec<serde_json::Value> = trail
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -358,6 +364,71 @@ async fn custom_key_store_in_the_console() {
         state.custom_key_stores()[0].connection_state(),
         Some(&aws_sdk_kms::types::ConnectionStateType::Disconnected)
     );
+}
+
+/// The audit view: the administrator (allowed `cloudtrail:LookupEvents`) sees a console
+/// change to a key, filters, sees the chain intact and, once a record is edited in the file,
+/// the verification failure; a key user is refused. Each view is a `LookupEvents` record.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_view_in_the_console() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    // The bootstrap administrator's identity policy allows cloudtrail:LookupEvents.
+    let admin_arn = format!("arn:aws:iam::{ACCOUNT}:user/dev-admin");
+    let (user_arn, user_creds) = dir.user("key-user");
+    dir.attach(
+        &user_arn,
+        "kms-only",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#,
+    );
+    let key = new_symmetric_key(&server.client()).await;
+    let audit_dir = dir.data_dir().join("audit");
+    let out = dir.path.join("browser");
+    run_browser(
+        "audit_test.py",
+        &server,
+        &out,
+        &[
+            ("KEY_ID", &key),
+            ("AUDIT_DIR", audit_dir.to_str().unwrap()),
+            ("KEYUSER_AKID", &user_creds.access_key_id),
+            ("KEYUSER_SECRET", &user_creds.secret),
+        ],
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
+    assert!(
+        result["failure"]
+            .as_str()
+            .unwrap()
+            .contains("was altered (hash mismatch)"),
+        "{result}"
+    );
+    let refusal = result["refusal"].as_str().unwrap();
+    assert!(
+        refusal.contains(&format!(
+            "User: {user_arn} is not authorized to perform: cloudtrail:LookupEvents on resource: * \
+             because no identity-based policy allows the action"
+        )),
+        "{refusal}"
+    );
+    let trail = trail_of(&audit_dir);
+    let lookups: Vec<serde_json::Value> = trail
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["eventName"] == "LookupEvents")
+        .collect();
+    assert!(lookups
+        .iter()
+        .all(|r| r["eventSource"] == "cloudtrail.amazonaws.com"
+            && r["userAgent"] == "kms-bridge-console"));
+    assert!(lookups
+        .iter()
+        .any(|r| r["userIdentity"]["arn"] == admin_arn.as_str() && r.get("errorCode").is_none()));
+    assert!(lookups
+        .iter()
+        .any(|r| r["userIdentity"]["arn"] == user_arn.as_str()
+            && r["errorCode"] == "AccessDeniedException"));
 }
 
 /// Over TLS the session cookie is `Secure` too.

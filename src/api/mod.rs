@@ -287,22 +287,13 @@ pub async fn audit_sign_in(
     region: &str,
 ) -> Result<(), crate::audit::AuditError> {
     use serde_json::json;
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let event_id = uuid::Uuid::new_v4().to_string();
-    let seen = Seen {
-        op: None,
-        body: Bytes::new(),
-        principal: principal.cloned(),
-        access_key_id: Some(access_key_id.to_owned()),
-        region: Some(region.to_owned()),
-        claimed: Some((access_key_id.to_owned(), region.to_owned())),
-    };
     let outcome = if principal.is_some() {
         "Success"
     } else {
         "Failure"
     };
-    let mut rec = audit_record(state, source, &request_id, &event_id, &seen, &Ok(None));
+    let claimed = Some((access_key_id.to_owned(), region.to_owned()));
+    let mut rec = console_record(state, source, principal, access_key_id, region, claimed);
     rec.insert("eventSource".into(), json!("signin.amazonaws.com"));
     rec.insert("eventName".into(), json!("ConsoleLogin"));
     rec.insert("eventType".into(), json!("AwsConsoleSignIn"));
@@ -315,6 +306,59 @@ pub async fn audit_sign_in(
         rec.insert("errorMessage".into(), json!("Failed authentication"));
     }
     state.audit.append(rec).await
+}
+
+/// The audit record of the console's audit view, shaped as CloudTrail's `LookupEvents`: who
+/// read the trail, with which filters, and whether they were refused (`refusal`: code and
+/// message). The console shows the page only once this record is durable (fail closed).
+pub async fn audit_lookup_events(
+    state: &AppState,
+    source: &Source,
+    caller: &Caller,
+    parameters: Value,
+    refusal: Option<(&str, &str)>,
+) -> Result<(), crate::audit::AuditError> {
+    use serde_json::json;
+    let mut rec = console_record(
+        state,
+        source,
+        Some(&caller.principal),
+        &caller.access_key_id,
+        &caller.region,
+        None,
+    );
+    rec.insert("eventSource".into(), json!("cloudtrail.amazonaws.com"));
+    rec.insert("eventName".into(), json!("LookupEvents"));
+    rec.insert("readOnly".into(), json!(true));
+    rec.insert("requestParameters".into(), parameters);
+    rec.insert("responseElements".into(), Value::Null);
+    if let Some((code, message)) = refusal {
+        rec.insert("errorCode".into(), json!(code));
+        rec.insert("errorMessage".into(), json!(message));
+    }
+    state.audit.append(rec).await
+}
+
+/// The start of a console record that is no KMS operation (sign-in, the audit view).
+fn console_record(
+    state: &AppState,
+    source: &Source,
+    principal: Option<&Principal>,
+    access_key_id: &str,
+    region: &str,
+    claimed: Option<(String, String)>,
+) -> serde_json::Map<String, Value> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let seen = Seen {
+        op: None,
+        body: Bytes::new(),
+        principal: principal.cloned(),
+        access_key_id: Some(access_key_id.to_owned()),
+        region: Some(region.to_owned()),
+        claimed,
+    };
+    audit_record(state, source, &request_id, &event_id, &seen, &Ok(None))
 }
 
 /// Metrics, and the refusal of an answer whose audit record could not be written.

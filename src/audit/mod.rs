@@ -52,6 +52,8 @@ pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     /// False while the last write failed (readiness: a node that cannot audit cannot answer).
     healthy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The directory of the trail's files (the console's audit view reads them).
+    dir: std::sync::Arc<PathBuf>,
 }
 
 struct Writer {
@@ -328,6 +330,7 @@ impl AuditLog {
         max_file_bytes: u64,
         anchor: Option<Anchor>,
     ) -> Result<AuditLog, AuditError> {
+        let trail_dir = std::sync::Arc::new(dir.clone());
         let (mut writer, finding) = Writer::open(
             dir,
             max_file_bytes.max(4096),
@@ -425,7 +428,16 @@ impl AuditLog {
                 }
             })
             .map_err(|e| AuditError::Io(e.to_string()))?;
-        Ok(AuditLog { tx, healthy })
+        Ok(AuditLog {
+            tx,
+            healthy,
+            dir: trail_dir,
+        })
+    }
+
+    /// The directory of the trail's files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Did the last write reach the disk? (Every request fails while it does not.)

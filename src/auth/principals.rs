@@ -353,7 +353,8 @@ impl Principals {
     }
 
     /// Dev bootstrap: make sure `user/<name>` exists with this access key and an identity policy
-    /// allowing every KMS action. Idempotent; the secret of an existing key must match.
+    /// allowing every KMS action and reading the audit trail (`cloudtrail:LookupEvents`, the
+    /// console's audit view). Idempotent; the secret of an existing key must match.
     pub async fn bootstrap_admin(
         &self,
         account: &str,
@@ -384,7 +385,7 @@ impl Principals {
         self.put_identity_policy(
             &arn,
             "kms-bridge-admin",
-            r#"{"Version":"2012-10-17","Statement":[{"Sid":"AllKms","Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#,
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"AllKms","Effect":"Allow","Action":"kms:*","Resource":"*"},{"Sid":"ReadAuditTrail","Effect":"Allow","Action":"cloudtrail:LookupEvents","Resource":"*"}]}"#,
         )
         .await?;
         Ok(arn)

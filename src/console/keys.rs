@@ -227,7 +227,7 @@ async fn all_aliases(ctx: &Ctx, user: &User) -> Result<HashMap<String, Vec<Strin
     Ok(out)
 }
 
-fn url_encode(s: &str) -> String {
+pub(super) fn url_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

@@ -13,9 +13,11 @@
 //! Files: `mod.rs` the router, security headers and the request gates — `Page` (a signed-in
 //! user) and `Posted` (a signed-in user's form that passed the origin and CSRF checks: the
 //! only way a handler gets a user for a change); `session.rs` sessions; `signin.rs`, `keys.rs` (the lists), `wizard.rs` (create
-//! key), `key.rs` (a key's page and actions), `keystores.rs` the pages; `policy.rs` the
+//! key), `key.rs` (a key's page and actions), `keystores.rs`, `audit.rs` (the trail, for
+//! principals allowed `cloudtrail:LookupEvents`) the pages; `policy.rs` the
 //! console's default key policy; `views.rs` + `templates/` the HTML.
 
+mod audit;
 mod key;
 mod keys;
 mod keystores;
@@ -94,6 +96,7 @@ pub fn router(app: Arc<AppState>) -> anyhow::Result<Router> {
             "/console/keystores",
             get(keystores::keystores_page).post(keystores::keystore_action),
         )
+        .route("/console/audit", get(audit::audit_page))
         .route(
             "/console/region",
             axum::routing::post(signin::switch_region),

@@ -349,3 +349,35 @@ pub fn date(secs: f64) -> String {
         .and_then(|t| t.format(&fmt).ok())
         .unwrap_or_else(|| "-".into())
 }
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    pub chrome: Chrome,
+    pub key: String,
+    pub event: String,
+    pub intents: bool,
+    /// The chain verified; `verification` says how far or what failed.
+    pub verified: bool,
+    pub verification: String,
+    pub rows: Vec<AuditRow>,
+    /// The segment files read for the records shown.
+    pub files: String,
+    /// The link to older records, if there are some.
+    pub older: String,
+    /// Paging: the link back to the newest records.
+    pub newest: Option<String>,
+    pub error: String,
+}
+
+pub struct AuditRow {
+    pub time: String,
+    pub event: String,
+    pub intent: bool,
+    pub principal: String,
+    pub key: String,
+    pub ok: bool,
+    pub outcome: String,
+    pub agent: String,
+    pub sequence: u64,
+}
