@@ -250,16 +250,11 @@ async fn ecc_keys_sign_and_verify_every_algorithm() {
         specs.push(KeySpec::EccSecgP256K1);
     } else {
         // A token without the curve: refused up front, naming the key spec.
-        let r = kms
-            .create_key()
-            .key_spec(KeySpec::EccSecgP256K1)
-            .key_usage(KeyUsageType::SignVerify)
-            .send()
-            .await;
-        let (code, message) = code_and_message(&r.unwrap_err());
-        assert_eq!(code, "UnsupportedOperationException");
-        let message = message.unwrap_or_default();
-        assert!(message.contains("ECC_SECG_P256K1"), "{message}");
+        assert_spec_unsupported(
+            kms.create_key().key_usage(KeyUsageType::SignVerify),
+            &KeySpec::EccSecgP256K1,
+        )
+        .await;
     }
     let pairs: Vec<_> = specs
         .iter()
@@ -687,10 +682,7 @@ async fn data_key_pairs_for_every_spec() {
                 .key_pair_spec(spec.clone())
                 .send()
                 .await;
-            assert_eq!(
-                code_and_message(&r.unwrap_err()).0,
-                "UnsupportedOperationException"
-            );
+            assert_code!(r, "UnsupportedOperationException");
             continue;
         }
         let r = kms
@@ -1009,30 +1001,17 @@ async fn ed25519_and_ml_dsa_keys_sign_what_outside_verifiers_accept() {
     let (specs, missing): (Vec<_>, Vec<_>) = specs
         .into_iter()
         .partition(|(spec, _)| *spec == KeySpec::EccNistEdwards25519 || token_has_post_quantum());
-    {
-        for (spec, _) in missing {
-            let r = kms
-                .create_key()
-                .key_spec(spec.clone())
-                .key_usage(KeyUsageType::SignVerify)
-                .send()
-                .await;
-            let (code, message) = code_and_message(&r.unwrap_err());
-            assert_eq!(code, "UnsupportedOperationException");
-            assert!(message.unwrap_or_default().contains(spec.as_str()));
-        }
+    for (spec, _) in missing {
+        assert_spec_unsupported(kms.create_key().key_usage(KeyUsageType::SignVerify), &spec).await;
     }
     let message = b"signed in the token, verified outside".to_vec();
     for (spec, alg) in specs {
-        let key = kms
-            .create_key()
-            .key_spec(spec.clone())
-            .key_usage(KeyUsageType::SignVerify)
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap();
+        let key = created_metadata(
+            kms.create_key()
+                .key_spec(spec.clone())
+                .key_usage(KeyUsageType::SignVerify),
+        )
+        .await;
         assert_eq!(key.signing_algorithms(), {
             if spec == KeySpec::EccNistEdwards25519 {
                 vec![

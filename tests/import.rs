@@ -127,14 +127,13 @@ async fn import(
         .await
 }
 
-/// Decrypt a ciphertext blob (format version 1, empty encryption context) with a known key.
-/// The key encrypts `plaintext` with `material` (its ciphertext opens with it here).
+/// The key encrypts `plaintext` with `material` (its ciphertext opens with it here); the blob.
 async fn encrypts_with(
     kms: &aws_sdk_kms::Client,
     key: &str,
     material: &[u8; 32],
     plaintext: &[u8],
-) {
+) -> Vec<u8> {
     let blob = kms
         .encrypt()
         .key_id(key)
@@ -146,8 +145,10 @@ async fn encrypts_with(
         .unwrap()
         .into_inner();
     assert_eq!(open_blob(material, &blob), plaintext);
+    blob
 }
 
+/// Decrypt a ciphertext blob (format version 1, empty encryption context) with a known key.
 fn open_blob(key: &[u8; 32], blob: &[u8]) -> Vec<u8> {
     assert_eq!(&blob[..4], b"KBR\x01");
     let mut aad = blob[..24].to_vec();
@@ -200,17 +201,7 @@ async fn imported_symmetric_key_is_the_key_in_use() {
     );
 
     // The server encrypts with exactly the imported bytes.
-    let blob = kms
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new(b"bring your own key".to_vec()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob
-        .unwrap()
-        .into_inner();
-    assert_eq!(open_blob(&material, &blob), b"bring your own key");
+    let blob = encrypts_with(&kms, &key, &material, b"bring your own key").await;
     let dk = kms
         .generate_data_key()
         .key_id(&key)
@@ -1372,17 +1363,13 @@ async fn imported_ec_keys_of_every_curve() {
     {
         if spec == KeySpec::EccSecgP256K1 && !token_has_secp256k1() {
             // A token without the curve cannot hold the material: refused at CreateKey.
-            let r = kms
-                .create_key()
-                .origin(aws_sdk_kms::types::OriginType::External)
-                .key_spec(spec.clone())
-                .key_usage(KeyUsageType::SignVerify)
-                .send()
-                .await;
-            assert_eq!(
-                code_and_message(&r.unwrap_err()).0,
-                "UnsupportedOperationException"
-            );
+            assert_spec_unsupported(
+                kms.create_key()
+                    .origin(aws_sdk_kms::types::OriginType::External)
+                    .key_usage(KeyUsageType::SignVerify),
+                &spec,
+            )
+            .await;
             continue;
         }
         let key = create_external_pair(&kms, spec.clone(), KeyUsageType::SignVerify).await;

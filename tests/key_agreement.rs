@@ -178,26 +178,22 @@ async fn ml_kem_keys_share_secrets_with_an_outside_party() {
     let specs = [KeySpec::MlKem512, KeySpec::MlKem768, KeySpec::MlKem1024];
     if !token_has_post_quantum() {
         for spec in specs {
-            let r = kms
-                .create_key()
-                .key_spec(spec.clone())
-                .key_usage(KeyUsageType::EncapsulateDecapsulate)
-                .send()
-                .await;
-            assert_code!(r, "UnsupportedOperationException");
+            assert_spec_unsupported(
+                kms.create_key()
+                    .key_usage(KeyUsageType::EncapsulateDecapsulate),
+                &spec,
+            )
+            .await;
         }
         return;
     }
     for spec in specs {
-        let meta = kms
-            .create_key()
-            .key_spec(spec.clone())
-            .key_usage(KeyUsageType::EncapsulateDecapsulate)
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap();
+        let meta = created_metadata(
+            kms.create_key()
+                .key_spec(spec.clone())
+                .key_usage(KeyUsageType::EncapsulateDecapsulate),
+        )
+        .await;
         assert_eq!(meta.encapsulation_algorithms(), [Alg::MlKem]);
         let key = meta.key_id;
         let e = kms

@@ -145,12 +145,7 @@ impl Authenticator {
                 "Signed headers must include x-amz-target".into(),
             ));
         }
-        let found = self
-            .principals
-            .lookup(&checked.auth.access_key_id)
-            .await
-            .map_err(|e| AuthError::Backend(e.to_string()))?;
-        let (principal, secret) = found.ok_or(AuthError::Unrecognized)?;
+        let (principal, secret) = self.known(&checked.auth.access_key_id).await?;
         Ok(Prechecked {
             checked,
             principal,
@@ -166,7 +161,18 @@ impl Authenticator {
     ) -> Result<Caller, AuthError> {
         let key = self.signing_keys.get(&pre.checked.auth, &pre.secret);
         sigv4::verify_body(req, &pre.checked, &key, true)?;
-        let principal = pre.principal;
+        let auth = pre.checked.auth;
+        self.caller(pre.principal, auth.access_key_id, auth.region)
+            .await
+    }
+
+    /// A verified caller: the principal with its identity policies.
+    async fn caller(
+        &self,
+        principal: Principal,
+        access_key_id: String,
+        region: String,
+    ) -> Result<Caller, AuthError> {
         let identity_policies = self
             .principals
             .identity_policies(&principal.arn)
@@ -174,8 +180,8 @@ impl Authenticator {
             .map_err(|e| AuthError::Backend(e.to_string()))?;
         Ok(Caller {
             principal,
-            access_key_id: pre.checked.auth.access_key_id,
-            region: pre.checked.auth.region,
+            access_key_id,
+            region,
             identity_policies,
         })
     }
@@ -229,17 +235,8 @@ impl Authenticator {
         if !self.regions.iter().any(|r| r == region) {
             return Err(AuthError::Unrecognized);
         }
-        let identity_policies = self
-            .principals
-            .identity_policies(&principal.arn)
+        self.caller(principal, access_key_id.to_owned(), region.to_owned())
             .await
-            .map_err(|e| AuthError::Backend(e.to_string()))?;
-        Ok(Caller {
-            principal,
-            access_key_id: access_key_id.to_owned(),
-            region: region.to_owned(),
-            identity_policies,
-        })
     }
 
     fn options(&self, now: OffsetDateTime) -> VerifyOptions<'_> {

@@ -256,6 +256,14 @@ impl MlKemSet {
 /// The length of an ML-KEM shared secret.
 pub const ML_KEM_SECRET_LEN: usize = 32;
 
+fn ml_kem_secret_template() -> [Attribute; 12] {
+    readable_secret_template(ML_KEM_SECRET_LEN)
+}
+
+fn take_ml_kem_secret(s: &Session, h: ObjectHandle) -> Result<Zeroizing<Vec<u8>>> {
+    take_secret(s, h, ML_KEM_SECRET_LEN, "the shared secret is not 32 bytes")
+}
+
 /// `CKA_EC_PARAMS` of edwards25519: the DER of RFC 8410's id-Ed25519 (1.3.101.112).
 pub const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
@@ -531,16 +539,13 @@ pub(super) fn ec_public_x(s: &Session, private: ObjectHandle, generator: &[u8]) 
     ecdh_x(s, private, generator).map(|x| x.to_vec())
 }
 
-/// ECDH in the token (`CKM_ECDH1_DERIVE`, `CKD_NULL`): the x-coordinate of d·P for the peer's
-/// uncompressed point `peer`. Derived as a non-sensitive, extractable session secret (the
-/// caller asked for this value), read and destroyed at once.
-/// A shared secret the caller receives (ML-KEM): a readable session generic secret that may do
-/// nothing in the token.
-fn shared_secret_template() -> [Attribute; 12] {
+/// A secret the caller receives (an ECDH x-coordinate, an ML-KEM shared secret): a readable
+/// session generic secret of `len` bytes that may do nothing in the token.
+fn readable_secret_template(len: usize) -> [Attribute; 12] {
     [
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::GENERIC_SECRET),
-        Attribute::ValueLen((ML_KEM_SECRET_LEN as u64).into()),
+        Attribute::ValueLen((len as u64).into()),
         Attribute::Token(false),
         Attribute::Private(true),
         Attribute::Sensitive(false),
@@ -553,8 +558,14 @@ fn shared_secret_template() -> [Attribute; 12] {
     ]
 }
 
-/// Read a shared secret session object into a wiping buffer, and destroy it.
-fn take_secret(s: &Session, h: ObjectHandle) -> Result<Zeroizing<Vec<u8>>> {
+/// Read a secret session object (`readable_secret_template`) into a wiping buffer and destroy
+/// it; `Rejected(why)` unless it has `len` bytes.
+fn take_secret(
+    s: &Session,
+    h: ObjectHandle,
+    len: usize,
+    why: &'static str,
+) -> Result<Zeroizing<Vec<u8>>> {
     let value = s
         .get_attributes(h, &[AttributeType::Value])
         .map_err(|e| TokenError::ck("C_GetAttributeValue", e))
@@ -566,47 +577,30 @@ fn take_secret(s: &Session, h: ObjectHandle) -> Result<Zeroizing<Vec<u8>>> {
         });
     let _ = s.destroy_object(h);
     match value? {
-        Some(v) if v.len() == ML_KEM_SECRET_LEN => Ok(v),
-        _ => Err(TokenError::Rejected("the shared secret is not 32 bytes")),
+        Some(v) if v.len() == len => Ok(v),
+        _ => Err(TokenError::Rejected(why)),
     }
 }
 
+/// ECDH in the token (`CKM_ECDH1_DERIVE`, `CKD_NULL`): the x-coordinate of d·P for the peer's
+/// uncompressed point `peer`. Derived as a non-sensitive, extractable session secret (the
+/// caller asked for this value), read and destroyed at once.
 fn ecdh_x(s: &Session, private: ObjectHandle, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     let field_len = peer.len().saturating_sub(1) / 2;
     let params = Ecdh1DeriveParams::new(EcKdf::null(), peer);
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::GENERIC_SECRET),
-        Attribute::ValueLen((field_len as u64).into()),
-        Attribute::Token(false),
-        Attribute::Private(true),
-        Attribute::Sensitive(false),
-        Attribute::Extractable(true),
-        Attribute::Encrypt(false),
-        Attribute::Decrypt(false),
-        Attribute::Sign(false),
-        Attribute::Verify(false),
-        Attribute::Derive(false),
-    ];
     let derived = s
-        .derive_key(&Mechanism::Ecdh1Derive(params), private, &template)
+        .derive_key(
+            &Mechanism::Ecdh1Derive(params),
+            private,
+            &readable_secret_template(field_len),
+        )
         .map_err(|e| TokenError::ck("C_DeriveKey", e))?;
-    let x = s
-        .get_attributes(derived, &[AttributeType::Value])
-        .map_err(|e| TokenError::ck("C_GetAttributeValue", e))
-        .map(|attrs| {
-            attrs.into_iter().find_map(|a| match a {
-                Attribute::Value(v) => Some(Zeroizing::new(v)),
-                _ => None,
-            })
-        });
-    let _ = s.destroy_object(derived);
-    match x? {
-        Some(x) if x.len() == field_len => Ok(x),
-        _ => Err(TokenError::Rejected(
-            "ECDH gave no x-coordinate of the curve's length",
-        )),
-    }
+    take_secret(
+        s,
+        derived,
+        field_len,
+        "ECDH gave no x-coordinate of the curve's length",
+    )
 }
 
 /// Verification failures the token reports as a rejected signature.
@@ -813,16 +807,7 @@ impl Token {
                 // Kryoptic answers CKR_DEVICE_ERROR for a bad padding): a round trip with the
                 // same key tells them apart.
                 Err(e @ CkError::Pkcs11(RvError::GeneralError | RvError::DeviceError, _)) => {
-                    let kind = if round_trip()? {
-                        FaultKind::BadInput
-                    } else {
-                        FaultKind::Device
-                    };
-                    Err(TokenError::Pkcs11 {
-                        op: "C_Decrypt",
-                        kind,
-                        source: e,
-                    })
+                    Err(super::bad_input_or_device("C_Decrypt", e, round_trip()?))
                 }
                 Err(e) => Err(TokenError::ck("C_Decrypt", e)),
             }
@@ -846,9 +831,9 @@ impl Token {
         self.run_known("encapsulate_ml_kem", move |inner, s| {
             let key = inner.working(s, ObjectKind::Public, &id)?;
             let (ciphertext, secret) = s
-                .encapsulate_key(&Mechanism::MlKem, key, &shared_secret_template())
+                .encapsulate_key(&Mechanism::MlKem, key, &ml_kem_secret_template())
                 .map_err(|e| TokenError::ck("C_EncapsulateKey", e))?;
-            Ok((ciphertext, take_secret(s, secret)?))
+            Ok((ciphertext, take_ml_kem_secret(s, secret)?))
         })
         .await
     }
@@ -866,10 +851,10 @@ impl Token {
             match s.decapsulate_key(
                 &Mechanism::MlKem,
                 key,
-                &shared_secret_template(),
+                &ml_kem_secret_template(),
                 &ciphertext,
             ) {
-                Ok(secret) => take_secret(s, secret),
+                Ok(secret) => take_ml_kem_secret(s, secret),
                 Err(
                     e @ CkError::Pkcs11(
                         RvError::EncryptedDataInvalid

@@ -328,6 +328,25 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>> {
     Ok(None)
 }
 
+/// A failure that is either bad input or a failing token (answered with the same code by
+/// some tokens): `healthy` — a round trip with the same key still works — says it was the input.
+fn bad_input_or_device(op: &'static str, e: CkError, healthy: bool) -> TokenError {
+    let kind = if healthy {
+        FaultKind::BadInput
+    } else {
+        tracing::warn!(
+            op,
+            "the call failed and the token fails a round trip with the key too"
+        );
+        FaultKind::Device
+    };
+    TokenError::Pkcs11 {
+        op,
+        kind,
+        source: e,
+    }
+}
+
 /// Find the token by label, open a session and log in.
 fn connect(ctx: &Pkcs11, label: &str, pin: &SecretString) -> Result<(Slot, Session)> {
     let slot = find_slot(ctx, label)?.ok_or_else(|| TokenError::TokenNotFound(label.to_owned()))?;
@@ -744,17 +763,7 @@ impl Token {
                 // works, the ciphertext was bad; if not, the token is, and the caller gets a
                 // (retryable) token error instead of being told a valid ciphertext is invalid.
                 Err(e @ CkError::Pkcs11(RvError::GeneralError, _)) => {
-                    let kind = if gcm_round_trip(s, key) {
-                        FaultKind::BadInput
-                    } else {
-                        tracing::warn!("C_Decrypt failed and the token fails a GCM round trip too");
-                        FaultKind::Device
-                    };
-                    Err(TokenError::Pkcs11 {
-                        op: "C_Decrypt",
-                        kind,
-                        source: e,
-                    })
+                    Err(bad_input_or_device("C_Decrypt", e, gcm_round_trip(s, key)))
                 }
                 Err(e) => Err(TokenError::ck("C_Decrypt", e)),
             }

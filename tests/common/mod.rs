@@ -834,16 +834,35 @@ pub async fn new_key(
     created(kms.create_key().key_spec(spec).key_usage(usage)).await
 }
 
-/// The id of the key a CreateKey request makes.
-pub async fn created(
+/// CreateKey of this spec and usage is refused by a token that cannot make it:
+/// UnsupportedOperationException naming the key spec.
+pub async fn assert_spec_unsupported(
     req: aws_sdk_kms::operation::create_key::builders::CreateKeyFluentBuilder,
-) -> String {
+    spec: &aws_sdk_kms::types::KeySpec,
+) {
+    let r = req.key_spec(spec.clone()).send().await;
+    let (code, message) = code_and_message(&r.expect_err("CreateKey of an unsupported spec"));
+    assert_eq!(code, "UnsupportedOperationException");
+    let message = message.unwrap_or_default();
+    assert!(message.contains(spec.as_str()), "{message}");
+}
+
+/// The metadata of the key a CreateKey request makes.
+pub async fn created_metadata(
+    req: aws_sdk_kms::operation::create_key::builders::CreateKeyFluentBuilder,
+) -> aws_sdk_kms::types::KeyMetadata {
     req.send()
         .await
         .expect("CreateKey")
         .key_metadata
         .expect("KeyMetadata")
-        .key_id
+}
+
+/// The id of the key a CreateKey request makes.
+pub async fn created(
+    req: aws_sdk_kms::operation::create_key::builders::CreateKeyFluentBuilder,
+) -> String {
+    created_metadata(req).await.key_id
 }
 
 /// A new symmetric key with origin EXTERNAL (waiting for its material); its id.
