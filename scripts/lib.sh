@@ -107,7 +107,7 @@ ensure_kryoptic() {
   fi
   # bindgen needs libclang; OpenSSL's build needs perl and make; the token store, SQLite.
   local need=()
-  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+  compgen -G "/usr/lib/llvm-*/lib/libclang.so" >/dev/null || need+=(libclang-dev)  # not libclang-cpp
   command -v perl >/dev/null || need+=(perl)
   command -v make >/dev/null || need+=(make)
   [ -e /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
