@@ -120,7 +120,8 @@ async fn alias_misuse() {
             "InvalidAliasNameException"
         );
     }
-    // Aliases cannot point at aliases, nor at unknown keys.
+    // Aliases cannot point at aliases (AWS's answer to an alias where only a key id or ARN is
+    // taken), nor at unknown keys.
     kms.create_alias()
         .alias_name("alias/one")
         .target_key_id(&a)
@@ -133,7 +134,7 @@ async fn alias_misuse() {
             .target_key_id("alias/one")
             .send()
             .await,
-        "NotFoundException"
+        "InvalidArnException"
     );
     assert_code!(
         kms.create_alias()

@@ -408,7 +408,7 @@ async fn audit_view_in_the_console() {
     assert!(
         refusal.contains(&format!(
             "User: {user_arn} is not authorized to perform: cloudtrail:LookupEvents on resource: * \
-             because no identity-based policy allows the action"
+             because no identity-based policy allows the cloudtrail:LookupEvents action"
         )),
         "{refusal}"
     );

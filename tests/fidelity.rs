@@ -451,7 +451,7 @@ fn get_key_last_usage_reports_the_newest_use() {
     let after = ok(&server, "GetKeyLastUsage", json!({"KeyId": id}));
     assert_eq!(after["KeyLastUsage"]["Operation"], json!("Decrypt"));
     assert!(
-        call(&server, "GetKeyLastUsage", json!({"KeyId": "alias/nope"})).1 == "ValidationException"
+        call(&server, "GetKeyLastUsage", json!({"KeyId": "alias/nope"})).1 == "InvalidArnException"
     );
     // Written to the store within a second: it survives a restart.
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -524,4 +524,209 @@ fn recorded_texts_of_mac_create_import_and_rotation() {
         "LimitExceededException",
         Some(&format!("The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: {arn}")),
     );
+}
+
+/// More answers pinned to recorded AWS output (issue 13's sweep of invented texts): the
+/// AccessDeniedException shapes, tag limit at creation, VerifyMac, ReEncrypt's destination
+/// usage, the deletion window, grant operations, and messageless protocol errors.
+#[tokio::test]
+async fn recorded_texts_of_denials_and_the_sweep() {
+    let (dir, server) = Server::start_new();
+    let (user_arn, creds) = dir.user("outsider");
+    let user = server.client_for(&creds);
+    let (id, arn) = key(&server, json!({}));
+    let denied = |action: &str, tail: &str| {
+        format!("User: {user_arn} is not authorized to perform: {action} {tail}")
+    };
+
+    // The default key policy hands the decision to IAM, which allows nothing.
+    let err = user.describe_key().key_id(&arn).send().await.unwrap_err();
+    assert_eq!(
+        code_and_message(&err),
+        (
+            "AccessDeniedException".into(),
+            Some(denied(
+                "kms:DescribeKey",
+                &format!(
+                    "on resource: {arn} because no identity-based policy allows the \
+                     kms:DescribeKey action"
+                )
+            ))
+        )
+    );
+    // A key policy that names someone else: the key policy itself refuses.
+    let other = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/someone-else"},"Action":"kms:*","Resource":"*"}]}"#;
+    let (_, locked_arn) = key(
+        &server,
+        json!({"Policy": other, "BypassPolicyLockoutSafetyCheck": true}),
+    );
+    let err = user
+        .describe_key()
+        .key_id(&locked_arn)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_message(&err).1,
+        Some(denied(
+            "kms:DescribeKey",
+            &format!(
+                "on resource: {locked_arn} because no resource-based policy allows the \
+                 kms:DescribeKey action"
+            )
+        ))
+    );
+    // Decrypt without a KeyId: the key comes from the ciphertext and is not named.
+    let blob = ok(
+        &server,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "aGk="}),
+    )["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let err = user
+        .decrypt()
+        .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &blob).unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_message(&err).1,
+        Some(denied(
+            "kms:Decrypt",
+            "on the resource associated with this ciphertext because no identity-based policy \
+             allows the kms:Decrypt action"
+        ))
+    );
+    // Account-scoped actions name `*`.
+    let err = user.list_keys().send().await.unwrap_err();
+    assert_eq!(
+        code_and_message(&err).1,
+        Some(denied(
+            "kms:ListKeys",
+            "on resource: * because no identity-based policy allows the kms:ListKeys action"
+        ))
+    );
+    // An explicit deny names the policy type that denied.
+    dir.attach(
+        &user_arn,
+        "deny",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:DescribeKey","Resource":"*"}]}"#,
+    );
+    // Identity policies reach the server within its credential cache's lifetime.
+    let mut last = None;
+    for _ in 0..40 {
+        match user.describe_key().key_id(&arn).send().await {
+            Err(e)
+                if code_and_message(&e)
+                    .1
+                    .as_deref()
+                    .is_some_and(|m| m.contains("explicit")) =>
+            {
+                last = code_and_message(&e).1;
+                break;
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+    assert_eq!(
+        last,
+        Some(denied(
+            "kms:DescribeKey",
+            &format!("on resource: {arn} with an explicit deny in an identity-based policy")
+        ))
+    );
+
+    // CreateKey with 51 tags: TagException, as TagResource.
+    let tags: Vec<Value> = (0..51)
+        .map(|i| json!({"TagKey": format!("t{i}"), "TagValue": "v"}))
+        .collect();
+    expect(
+        call(&server, "CreateKey", json!({"Tags": tags})),
+        400,
+        "TagException",
+        Some("Too many tags"),
+    );
+    // VerifyMac of a MAC that does not match: no message.
+    let (mac_key, _) = key(
+        &server,
+        json!({"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}),
+    );
+    expect(
+        call(
+            &server,
+            "VerifyMac",
+            json!({"KeyId": mac_key, "Message": "aGk=", "MacAlgorithm": "HMAC_SHA_256",
+                   "Mac": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
+        ),
+        400,
+        "KMSInvalidMacException",
+        None,
+    );
+    // ReEncrypt to a signing key names the ReEncryptTo permission.
+    let (_, signer_arn) = key(
+        &server,
+        json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}),
+    );
+    expect(
+        call(
+            &server,
+            "ReEncrypt",
+            json!({"CiphertextBlob": blob, "DestinationKeyId": signer_arn}),
+        ),
+        400,
+        "InvalidKeyUsageException",
+        Some(&format!(
+            "{signer_arn} key usage is SIGN_VERIFY which is not valid for ReEncryptTo."
+        )),
+    );
+    // KMS's own check of the deletion window (the model allows 1..365).
+    expect(
+        call(
+            &server,
+            "ScheduleKeyDeletion",
+            json!({"KeyId": id, "PendingWindowInDays": 6}),
+        ),
+        400,
+        "ValidationException",
+        Some("PendingWindowInDays must be between 7 and 30"),
+    );
+    expect(
+        call(
+            &server,
+            "CreateGrant",
+            json!({"KeyId": id, "GranteePrincipal": user_arn, "Operations": ["CreateGrant"]}),
+        ),
+        400,
+        "ValidationException",
+        Some("Grants must not contain only the CreateGrant operation."),
+    );
+    // Key-only operations refuse aliases.
+    ok(
+        &server,
+        "CreateAlias",
+        json!({"AliasName": "alias/sweep", "TargetKeyId": id}),
+    );
+    expect(
+        call(&server, "GetKeyPolicy", json!({"KeyId": "alias/sweep"})),
+        400,
+        "InvalidArnException",
+        Some("Key Aliases are not supported for this operation."),
+    );
+    // The front end's errors without a message.
+    let r = server.signed("TrentService.NoSuchOperation", "{}");
+    assert_eq!(
+        (r.status, r.error_type()),
+        (400, "UnknownOperationException".into())
+    );
+    assert!(r.json().get("message").is_none(), "{r:?}");
+    let r = server.signed("TrentService.ListKeys", "{not json");
+    assert_eq!(
+        (r.status, r.error_type()),
+        (400, "SerializationException".into())
+    );
+    assert!(r.json().get("message").is_none(), "{r:?}");
 }

@@ -614,9 +614,9 @@ fn authentication_failures() {
     // Unsigned.
     expect(
         server.raw(&[("X-Amz-Target", target)], body.as_bytes()),
-        403,
+        400,
         "MissingAuthenticationTokenException",
-        "Missing Authentication Token",
+        "Request is missing Authentication Token",
     );
     // Wrong secret.
     let wrong = Creds {

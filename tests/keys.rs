@@ -217,9 +217,17 @@ async fn enable_disable() {
         .send()
         .await
         .unwrap();
-    assert_code!(
-        kms.disable_key().key_id("alias/k").send().await,
-        "NotFoundException"
+    // AWS: InvalidArnException "Key Aliases are not supported for this operation."
+    let err = kms
+        .disable_key()
+        .key_id("alias/k")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidArnException");
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.meta().message()),
+        Some("Key Aliases are not supported for this operation.")
     );
     assert_code!(
         kms.enable_key()
@@ -497,7 +505,7 @@ async fn tags() {
     );
     assert_code!(
         kms.list_resource_tags().key_id("alias/nope").send().await,
-        "NotFoundException"
+        "InvalidArnException"
     );
 }
 

@@ -85,7 +85,7 @@ async fn audit_trail_records_every_request_without_secrets() {
         "AccessDeniedException"
     );
     let unsigned = server.raw(&[("X-Amz-Target", "TrentService.ListKeys")], b"{}");
-    assert_eq!(unsigned.status, 403);
+    assert_eq!(unsigned.status, 400);
 
     let all = audit_records(&dir.data_dir().join("audit"));
     // State-changing operations also leave an intent record, written before they run.

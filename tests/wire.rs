@@ -15,7 +15,12 @@ fn assert_error(r: &RawResponse, status: u16, name: &str) {
     assert_eq!(r.header("x-amzn-errortype"), Some(name), "{r:?}");
     assert_eq!(r.header("content-type"), Some(JSON));
     assert!(r.header("x-amzn-requestid").is_some_and(|v| v.len() == 36));
-    assert!(r.json()["message"].is_string(), "{r:?}");
+    // AWS's front end sends these two without a message.
+    if matches!(name, "UnknownOperationException" | "SerializationException") {
+        assert!(r.json().get("message").is_none(), "{r:?}");
+    } else {
+        assert!(r.json()["message"].is_string(), "{r:?}");
+    }
 }
 
 #[test]
@@ -147,7 +152,7 @@ fn authentication_envelope() {
         ],
         b"{}",
     );
-    assert_error(&r, 403, "MissingAuthenticationTokenException");
+    assert_error(&r, 400, "MissingAuthenticationTokenException");
     let r = server.raw(
         &[
             ("X-Amz-Target", "TrentService.ListKeys"),
@@ -215,7 +220,7 @@ fn bodies_wait_for_the_signature_headers_and_content_type() {
     // 200 KB declared, 10 bytes sent, the rest never comes.
     let partial = |h: &[(String, String)]| send_partial(&server, h, 200_000, b"{\"Limit\":1");
     let r = partial(&with(&[]));
-    assert_error(&r, 403, "MissingAuthenticationTokenException");
+    assert_error(&r, 400, "MissingAuthenticationTokenException");
     let r = partial(&with(&[("Authorization", &fake_authorization(REGION))]));
     assert_error(&r, 400, "IncompleteSignatureException");
     let stranger = Creds {

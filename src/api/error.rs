@@ -40,19 +40,20 @@ impl ApiError {
         let m = |s: &String| s.clone();
         match self {
             ApiError::Protocol(p) => match p {
-                ProtocolError::UnknownOperation(s) => (bad, "UnknownOperationException", m(s)),
-                ProtocolError::Serialization(s) => (bad, "SerializationException", m(s)),
+                // AWS's front end answers both without a message (recorded for the Coral JSON
+                // services); the detail stays in the log.
+                ProtocolError::UnknownOperation(_) => {
+                    (bad, "UnknownOperationException", String::new())
+                }
+                ProtocolError::Serialization(_) => (bad, "SerializationException", String::new()),
                 ProtocolError::Validation(s) => (bad, "ValidationException", m(s)),
                 ProtocolError::TooLarge(s) => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "ValidationException", m(s))
                 }
             },
             ApiError::Auth(a) => match a {
-                AuthError::Missing => (
-                    StatusCode::FORBIDDEN,
-                    "MissingAuthenticationTokenException",
-                    a.to_string(),
-                ),
+                // 400 from AWS's JSON front end (403 is API Gateway's answer).
+                AuthError::Missing => (bad, "MissingAuthenticationTokenException", a.to_string()),
                 AuthError::Incomplete(s) => (bad, "IncompleteSignatureException", m(s)),
                 AuthError::InvalidSignature(s) | AuthError::Expired(s) => {
                     (bad, "InvalidSignatureException", m(s))
@@ -129,7 +130,7 @@ pub fn error_response(err: &ApiError, request_id: &str) -> Response {
     if status.is_server_error() {
         tracing::error!(request_id, error = %err, "request failed");
     } else {
-        tracing::debug!(request_id, error_type = name, %message, "client error");
+        tracing::debug!(request_id, error_type = name, error = %err, "client error");
     }
     // Errors whose AWS body has no message (InvalidCiphertextException on a bad blob,
     // KMSInvalidSignatureException) carry none here either.

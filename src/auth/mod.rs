@@ -22,7 +22,8 @@ pub const MAX_SKEW: Duration = Duration::minutes(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("Missing Authentication Token")]
+    /// Coral's text (recorded for the AWS JSON services behind the same front end).
+    #[error("Request is missing Authentication Token")]
     Missing,
     #[error("{0}")]
     Incomplete(String),

@@ -66,13 +66,16 @@ pub(super) fn may_read_trail(
             .map_err(|_| denied("because an identity-based policy is invalid"))?;
         eval = eval.merge(policy.evaluate(&req));
     }
+    use crate::kms::texts::{access_denied, Denial, Refusal};
     if eval.explicit_deny {
-        return Err(denied("with an explicit deny"));
+        let why = Denial::ExplicitIdentity;
+        return Err(access_denied(&p.arn, Refusal::Key(ACTION, "*", why)));
     }
     if p.kind == PrincipalKind::Root || eval.allow_direct {
         return Ok(());
     }
-    Err(denied("because no identity-based policy allows the action"))
+    let why = Denial::NoIdentityPolicy;
+    Err(access_denied(&p.arn, Refusal::Key(ACTION, "*", why)))
 }
 
 /// The filters of the page (GET form fields).
@@ -407,10 +410,14 @@ mod tests {
         assert_eq!(
             e,
             "User: arn:aws:iam::111122223333:user/alice is not authorized to perform: \
-             cloudtrail:LookupEvents on resource: * because no identity-based policy allows the action"
+             cloudtrail:LookupEvents on resource: * because no identity-based policy allows the \
+             cloudtrail:LookupEvents action"
         );
         let e = allows(&caller(PrincipalKind::User, &[ALL, DENY])).unwrap_err();
-        assert!(e.ends_with("with an explicit deny"), "{e}");
+        assert!(
+            e.ends_with("with an explicit deny in an identity-based policy"),
+            "{e}"
+        );
         assert!(allows(&caller(PrincipalKind::Root, &[DENY])).is_err());
     }
 

@@ -328,9 +328,8 @@ pub async fn verify_mac(
     if expected.len() == mac.len() && bool::from(expected.as_slice().ct_eq(mac)) {
         Ok(())
     } else {
-        Err(KmsError::InvalidMac(
-            "The MAC is not valid for this key, message and algorithm.".into(),
-        ))
+        // AWS's answer carries no message.
+        Err(KmsError::InvalidMac(String::new()))
     }
 }
 
@@ -558,15 +557,17 @@ impl Kms {
         })
     }
 
-    /// Encrypt with an RSA key (Encrypt routes RSA keys here after authorization).
+    /// Encrypt with an RSA key (Encrypt and ReEncrypt's destination route RSA keys here after
+    /// authorization; `operation` is what a key usage error names).
     pub(crate) async fn rsa_encrypt(
         &self,
         k: &Permitted,
         plaintext: Zeroizing<Vec<u8>>,
         enc_ctx: &EncryptionContext,
         alg: Option<EncryptionAlgorithm>,
+        operation: &str,
     ) -> Result<Encrypted> {
-        let hash = require_rsa_encryption(k, alg, enc_ctx, "Encrypt")?;
+        let hash = require_rsa_encryption(k, alg, enc_ctx, operation)?;
         require_enabled(k)?;
         let bytes = k.key_spec.rsa_bits().unwrap_or(0) as usize / 8;
         let max = oaep::max_message_len(hash, bytes);
@@ -673,7 +674,7 @@ impl Kms {
         };
         let op = Op::new(action).with_context(enc_ctx).data_key_pair(spec);
         let k = self.resolve(ctx, key, op).await?;
-        require_symmetric(&k, None, "GenerateDataKeyPair")?;
+        require_symmetric(&k, None, super::crypto::op_name(action))?;
         require_enabled(&k)?;
         let pair_spec = pair_spec(spec, self.capabilities())?;
         let pair = self

@@ -70,6 +70,8 @@ pub(crate) struct Op<'a> {
     /// The quota group when the action's own group does not follow from the key (data key
     /// pairs are charged by the pair's spec).
     pub quota: Option<super::quota::QuotaGroup>,
+    /// The key was taken from a ciphertext, not named by the caller: a refusal does not name it.
+    pub from_ciphertext: bool,
 }
 
 /// Actions whose KeyId may be an alias name or alias ARN.
@@ -149,7 +151,15 @@ impl<'a> Op<'a> {
             facts: Context::new(),
             enc_ctx: None,
             quota: None,
+            from_ciphertext: false,
         }
+    }
+
+    /// The key comes from the ciphertext the caller sent (Decrypt, ReEncrypt's source without
+    /// a KeyId).
+    pub fn key_from_ciphertext(mut self, yes: bool) -> Op<'a> {
+        self.from_ciphertext = yes;
+        self
     }
 
     /// A GenerateDataKeyPair(WithoutPlaintext) for this pair spec: the condition fact, and the
@@ -249,11 +259,8 @@ fn principal_type(kind: PrincipalKind) -> &'static str {
     }
 }
 
-fn denied(ctx: &RequestContext, action: &str, resource: &str, why: &str) -> KmsError {
-    KmsError::AccessDenied(format!(
-        "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
-        ctx.principal.arn
-    ))
+fn denied(ctx: &RequestContext, refusal: super::texts::Refusal<'_>) -> KmsError {
+    KmsError::AccessDenied(super::texts::access_denied(&ctx.principal.arn, refusal))
 }
 
 impl Kms {
@@ -362,8 +369,8 @@ impl Kms {
     ) -> Result<Permitted> {
         if key.is_alias() {
             if !op.alias_ok() {
-                return Err(KmsError::NotFound(
-                    "This operation requires a key ID or key ARN, not an alias".into(),
+                return Err(KmsError::InvalidArn(
+                    super::texts::ALIAS_NOT_SUPPORTED.into(),
                 ));
             }
             let name = match key {
@@ -424,8 +431,21 @@ impl Kms {
         };
         let key_eval = key_policy.policy.evaluate(&req);
         let id_eval = evaluate_all(&ids, ctx, op.action, &arn, &op.facts);
+        use super::texts::{Denial, Refusal};
+        let on = |why| {
+            if op.from_ciphertext {
+                Refusal::Ciphertext(op.action, why)
+            } else {
+                Refusal::Key(op.action, &arn, why)
+            }
+        };
         if key_eval.explicit_deny || id_eval.explicit_deny {
-            return Err(denied(ctx, op.action, &arn, "with an explicit deny"));
+            let why = if key_eval.explicit_deny {
+                Denial::ExplicitResource
+            } else {
+                Denial::ExplicitIdentity
+            };
+            return Err(denied(ctx, on(why)));
         }
         let same_account = key.account == ctx.principal.account;
         let is_root = ctx.principal.kind == PrincipalKind::Root;
@@ -467,12 +487,17 @@ impl Kms {
                 }
             }
         }
-        let why = if same_account {
-            "because no resource-based policy allows the action"
+        if !same_account {
+            return Err(denied(ctx, Refusal::OtherAccount(op.action)));
+        }
+        // The key policy hands the decision to IAM, which does not allow it; or it does not
+        // allow the caller at all.
+        let why = if key_eval.allow_via_account {
+            Denial::NoIdentityPolicy
         } else {
-            "because no resource-based policy and identity-based policy both allow the action"
+            Denial::NoResourcePolicy
         };
-        Err(denied(ctx, op.action, &arn, why))
+        Err(denied(ctx, on(why)))
     }
 
     /// Authorize an action that is not scoped to a key: identity policies only.
@@ -486,17 +511,19 @@ impl Kms {
         self.charge(ctx, super::quota::QuotaGroup::of(action, None))?;
         self.base_facts(ctx, &mut facts);
         let eval = self.evaluate_identity(ctx, action, resource, &facts)?;
+        use super::texts::{Denial, Refusal};
         if eval.explicit_deny {
-            return Err(denied(ctx, action, resource, "with an explicit deny"));
+            return Err(denied(
+                ctx,
+                Refusal::Key(action, resource, Denial::ExplicitIdentity),
+            ));
         }
         if ctx.principal.kind == PrincipalKind::Root || eval.allow_direct {
             return Ok(AccountPermit { _private: () });
         }
         Err(denied(
             ctx,
-            action,
-            resource,
-            "because no identity-based policy allows the action",
+            Refusal::Key(action, resource, Denial::NoIdentityPolicy),
         ))
     }
 

@@ -53,6 +53,12 @@ pub struct DataKey {
 
 /// Symmetric encryption needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key and, if given, the
 /// SYMMETRIC_DEFAULT algorithm.
+/// The operation an IAM action names (`kms:GenerateDataKey` → `GenerateDataKey`), as AWS's
+/// key usage texts name it.
+pub(super) fn op_name(action: &str) -> &str {
+    action.strip_prefix("kms:").unwrap_or(action)
+}
+
 pub(super) fn require_symmetric(
     key: &KeyRecord,
     alg: Option<EncryptionAlgorithm>,
@@ -148,6 +154,7 @@ impl Kms {
                 ctx,
                 key,
                 Op::new(action)
+                    .key_from_ciphertext(named_key.is_none())
                     .with_context(enc_ctx)
                     .fact("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
             )
@@ -202,7 +209,9 @@ impl Kms {
         );
         let k = self.resolve(ctx, key, op).await?;
         if k.key_spec.rsa_bits().is_some() {
-            return self.rsa_encrypt(&k, plaintext, enc_ctx, alg).await;
+            return self
+                .rsa_encrypt(&k, plaintext, enc_ctx, alg, "Encrypt")
+                .await;
         }
         require_symmetric(&k, alg, "Encrypt")?;
         require_enabled(&k)?;
@@ -264,7 +273,7 @@ impl Kms {
         // An RSA destination is checked by `rsa_encrypt` (algorithm, no context, state).
         let dest_rsa = dest.key_spec.rsa_bits().is_some();
         if !dest_rsa {
-            require_symmetric(&dest, destination_alg, "ReEncrypt")?;
+            require_symmetric(&dest, destination_alg, "ReEncryptTo")?;
             require_enabled(&dest)?;
         }
         let source_rsa = matches!(
@@ -303,7 +312,13 @@ impl Kms {
         };
         let (ciphertext_blob, destination_material_id, destination_algorithm) = if dest_rsa {
             let e = self
-                .rsa_encrypt(&dest, plaintext, destination_ctx, destination_alg)
+                .rsa_encrypt(
+                    &dest,
+                    plaintext,
+                    destination_ctx,
+                    destination_alg,
+                    "ReEncryptTo",
+                )
                 .await?;
             (e.ciphertext_blob, None, e.algorithm)
         } else {
@@ -339,7 +354,7 @@ impl Kms {
         let k = self
             .resolve(ctx, key, Op::new(action).with_context(enc_ctx))
             .await?;
-        require_symmetric(&k, None, "GenerateDataKey")?;
+        require_symmetric(&k, None, op_name(action))?;
         require_enabled(&k)?;
         let data_key = self.token.random(len).await?;
         let plaintext = with_plaintext.then(|| data_key.clone());

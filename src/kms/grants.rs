@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::authz::{Op, GRANT_OPERATIONS};
 use super::blob::EncryptionContext;
 use super::ids::KeyRef;
-use super::{page_limit, state_error, Kms, KmsError, Page, RequestContext, Result};
+use super::{page_limit, state_error, texts, Kms, KmsError, Page, RequestContext, Result};
 use crate::model::{KeySpec, KeyState, KeyUsage};
 use crate::store::{GrantRecord, PrincipalKind, StoreError};
 
@@ -223,6 +223,9 @@ impl Kms {
     ) -> Result<(String, String)> {
         if input.operations.is_empty() {
             return Err(KmsError::Validation("Operations must not be empty".into()));
+        }
+        if input.operations.iter().all(|o| o == "CreateGrant") {
+            return Err(KmsError::Validation(texts::GRANT_ONLY_CREATE_GRANT.into()));
         }
         for op in &input.operations {
             if !GRANT_OPERATIONS.contains(&op.as_str()) {

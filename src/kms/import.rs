@@ -163,12 +163,15 @@ fn wrapping_fits(
     }
     if key_spec.rsa_bits().is_some() {
         return Err(KmsError::UnsupportedOperation(format!(
-            "WrappingAlgorithm {alg} cannot wrap {key_spec} key material (an RSA private key is              too large for RSA-OAEP); use RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256"
+            "WrappingAlgorithm {alg} cannot wrap {key_spec} key material (an RSA private key is \
+             too large for RSA-OAEP); use RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256"
         )));
     }
     if key_spec == KeySpec::EccNistP521 && spec == WrappingKeySpec::Rsa2048 {
         return Err(KmsError::UnsupportedOperation(format!(
-            "WrappingAlgorithm {alg} with WrappingKeySpec RSA_2048 cannot wrap ECC_NIST_P521 key              material; use a larger WrappingKeySpec or RSA_AES_KEY_WRAP_SHA_1 /              RSA_AES_KEY_WRAP_SHA_256"
+            "WrappingAlgorithm {alg} with WrappingKeySpec RSA_2048 cannot wrap ECC_NIST_P521 key \
+             material; use a larger WrappingKeySpec or RSA_AES_KEY_WRAP_SHA_1 / \
+             RSA_AES_KEY_WRAP_SHA_256"
         )));
     }
     Ok(())

@@ -224,9 +224,7 @@ impl Kms {
         };
         validate_tags(&input.tags)?;
         if input.tags.len() > MAX_TAGS {
-            return Err(KmsError::LimitExceeded(format!(
-                "A key can have at most {MAX_TAGS} tags"
-            )));
+            return Err(KmsError::Tag(texts::TOO_MANY_TAGS.into()));
         }
 
         let now = self.now();
@@ -390,10 +388,7 @@ impl Kms {
     ) -> Result<ScheduledDeletion> {
         let days = pending_window_days.unwrap_or(30);
         if !(7..=30).contains(&days) {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to \
-                 satisfy constraint: Member must have value between 7 and 30"
-            )));
+            return Err(KmsError::Validation(texts::PENDING_WINDOW_RANGE.into()));
         }
         let op = Op::new("kms:ScheduleKeyDeletion").fact(
             "kms:ScheduleKeyDeletionPendingWindowInDays",

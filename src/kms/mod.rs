@@ -397,9 +397,16 @@ fn page_limit(limit: Option<i64>, max: i64, default: i64) -> Result<i64> {
     match limit {
         None => Ok(default),
         Some(l) if (1..=max).contains(&l) => Ok(l),
-        Some(l) => Err(KmsError::Validation(format!(
-            "1 validation error detected: Value '{l}' at 'limit' failed to satisfy constraint: \
-             Member must have value between 1 and {max}"
-        ))),
+        Some(l) => Err(KmsError::Validation(texts::validation(&[
+            texts::constraint(
+                &l.to_string(),
+                "limit",
+                &if l < 1 {
+                    texts::at_least(1)
+                } else {
+                    texts::at_most(max)
+                },
+            ),
+        ]))),
     }
 }

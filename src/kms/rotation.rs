@@ -52,10 +52,14 @@ fn validate_period(days: Option<i64>) -> Result<i64> {
     if (90..=2560).contains(&d) {
         Ok(d)
     } else {
-        Err(KmsError::Validation(format!(
-            "1 validation error detected: Value '{d}' at 'rotationPeriodInDays' failed to \
-             satisfy constraint: Member must have value between 90 and 2560"
-        )))
+        let bound = if d < 90 {
+            super::texts::at_least(90)
+        } else {
+            super::texts::at_most(2560)
+        };
+        Err(KmsError::Validation(super::texts::validation(&[
+            super::texts::constraint(&d.to_string(), "rotationPeriodInDays", &bound),
+        ])))
     }
 }
 

@@ -138,3 +138,70 @@ pub fn on_demand_rotation_limit(arn: &str) -> String {
          rotations can be performed for this key: {arn}"
     )
 }
+
+/// An alias given where the operation takes only a key id or key ARN (`InvalidArnException`;
+/// recorded in AWS CLI transcripts of GetKeyPolicy and CreateGrant).
+pub const ALIAS_NOT_SUPPORTED: &str = "Key Aliases are not supported for this operation.";
+
+/// Why IAM refused (the reason clause of AWS's `AccessDeniedException` texts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// The key policy does not allow the caller (nor its account).
+    NoResourcePolicy,
+    /// The key policy hands the decision to IAM and no identity policy allows it; also every
+    /// account-scoped action (CreateKey, ListKeys, …).
+    NoIdentityPolicy,
+    ExplicitResource,
+    ExplicitIdentity,
+}
+
+/// What was refused, in the shapes AWS KMS answers (recorded in real AWS output: Terraform
+/// logs, CLI transcripts, the IAM Identity Center troubleshooting guide).
+#[derive(Debug, Clone, Copy)]
+pub enum Refusal<'a> {
+    /// An action on a named resource (a key ARN, an alias ARN, or `*`).
+    Key(&'a str, &'a str, Denial),
+    /// Decrypt or ReEncryptFrom on the key a ciphertext names (AWS does not reveal the key).
+    Ciphertext(&'a str, Denial),
+    /// A key of another account (AWS does not say whether it exists).
+    OtherAccount(&'a str),
+}
+
+/// `AccessDeniedException`: `User: <arn> is not authorized to perform: <action> on resource:
+/// <arn> because no resource-based policy allows the <action> action` and its siblings.
+pub fn access_denied(caller: &str, refusal: Refusal<'_>) -> String {
+    let reason = |action: &str, why: Denial| match why {
+        Denial::NoResourcePolicy => {
+            format!("because no resource-based policy allows the {action} action")
+        }
+        Denial::NoIdentityPolicy => {
+            format!("because no identity-based policy allows the {action} action")
+        }
+        Denial::ExplicitResource => "with an explicit deny in a resource-based policy".into(),
+        Denial::ExplicitIdentity => "with an explicit deny in an identity-based policy".into(),
+    };
+    match refusal {
+        Refusal::Key(action, resource, why) => format!(
+            "User: {caller} is not authorized to perform: {action} on resource: {resource} {}",
+            reason(action, why)
+        ),
+        Refusal::Ciphertext(action, why) => format!(
+            "User: {caller} is not authorized to perform: {action} on the resource associated \
+             with this ciphertext {}",
+            reason(action, why)
+        ),
+        Refusal::OtherAccount(action) => format!(
+            "User: {caller} is not authorized to perform: {action} on this resource because the \
+             resource does not exist in this Region, no resource-based policies allow access, or \
+             a resource-based policy explicitly denies access"
+        ),
+    }
+}
+
+/// ScheduleKeyDeletion with a window inside the model's 1..365 but outside KMS's 7..30 (a
+/// service check, not the model's wording; real AWS output quoted in Skyscanner/kms-issuer#8).
+pub const PENDING_WINDOW_RANGE: &str = "PendingWindowInDays must be between 7 and 30";
+
+/// CreateGrant whose only operation is CreateGrant (real AWS output quoted in
+/// ansible/ansible#31960).
+pub const GRANT_ONLY_CREATE_GRANT: &str = "Grants must not contain only the CreateGrant operation.";

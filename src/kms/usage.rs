@@ -108,8 +108,9 @@ impl Kms {
         key: &KeyRef,
     ) -> Result<LastUsage> {
         if matches!(key, KeyRef::Alias(_) | KeyRef::AliasArn { .. }) {
-            return Err(KmsError::Validation(
-                "GetKeyLastUsage takes a key ID or key ARN; alias names are not supported".into(),
+            // As every operation that takes only a key id or ARN (no recording of this one).
+            return Err(KmsError::InvalidArn(
+                super::texts::ALIAS_NOT_SUPPORTED.into(),
             ));
         }
         let k = self
