@@ -17,6 +17,13 @@ model = json.load(open(src))
 shapes = model["shapes"]
 out_shapes = {}
 
+# AWS lists an enum's values in its error messages in an order of its own, not the model's.
+# Where a real AWS answer recorded it, the message uses that order (LocalStack's AWS-validated
+# snapshots, test_invalid_generate_mac / test_invalid_verify_mac: macAlgorithm).
+RECORDED_ENUM_ORDER = {
+    "MacAlgorithmSpec": ["HMAC_SHA_384", "HMAC_SHA_256", "HMAC_SHA_224", "HMAC_SHA_512"],
+}
+
 
 def visit(name):
     if name in out_shapes:
@@ -26,6 +33,9 @@ def visit(name):
     for k in ("min", "max", "enum", "pattern", "required", "sensitive"):
         if k in s:
             o[k] = s[k]
+    if name in RECORDED_ENUM_ORDER:
+        assert sorted(RECORDED_ENUM_ORDER[name]) == sorted(o["enum"]), name
+        o["enum"] = RECORDED_ENUM_ORDER[name]
     out_shapes[name] = o
     if s["type"] == "structure":
         o["members"] = [[m, v["shape"]] for m, v in s["members"].items()]

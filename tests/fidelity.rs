@@ -394,6 +394,17 @@ fn model_validation_reports_every_violation_at_once() {
         "ValidationException",
         Some("1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096"),
     );
+    // AWS lists the MAC algorithms in an order of its own (recorded).
+    expect(
+        call(
+            &server,
+            "GenerateMac",
+            json!({"KeyId": "alias/x", "Message": "aGk=", "MacAlgorithm": "INVALID"}),
+        ),
+        400,
+        "ValidationException",
+        Some("1 validation error detected: Value 'INVALID' at 'macAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [HMAC_SHA_384, HMAC_SHA_256, HMAC_SHA_224, HMAC_SHA_512]"),
+    );
 }
 
 /// GetKeyLastUsage: the newest successful cryptographic use, with its request id and the
