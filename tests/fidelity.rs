@@ -741,3 +741,105 @@ async fn recorded_texts_of_denials_and_the_sweep() {
     );
     assert!(r.json().get("message").is_none(), "{r:?}");
 }
+
+/// Texts where AWS's own answer is not recorded but the emulators written against AWS agree
+/// (LocalStack's provider, moto, local-kms — see kms/texts.rs for each source).
+#[test]
+fn emulator_texts_for_grants_policies_and_algorithms() {
+    let (_dir, server) = Server::start_new();
+    let (id, _) = key(&server, json!({}));
+    let (other, _) = key(&server, json!({}));
+    let grant = ok(
+        &server,
+        "CreateGrant",
+        json!({"KeyId": id, "GranteePrincipal": "arn:aws:iam::111122223333:user/g",
+               "Operations": ["Decrypt"]}),
+    )["GrantId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let unknown = "0".repeat(64);
+    expect(
+        call(
+            &server,
+            "RevokeGrant",
+            json!({"KeyId": id, "GrantId": unknown}),
+        ),
+        400,
+        "InvalidGrantIdException",
+        None,
+    );
+    expect(
+        call(
+            &server,
+            "ListGrants",
+            json!({"KeyId": id, "GrantId": unknown}),
+        ),
+        400,
+        "InvalidGrantIdException",
+        None,
+    );
+    expect(
+        call(
+            &server,
+            "RevokeGrant",
+            json!({"KeyId": other, "GrantId": grant}),
+        ),
+        400,
+        "ValidationException",
+        Some(&format!(
+            "Invalid KeyId={other} specified for grant {grant}"
+        )),
+    );
+    expect(
+        call(&server, "RetireGrant", json!({"GrantId": grant})),
+        400,
+        "ValidationException",
+        Some("Grant token OR (grant ID, key ID) must be specified"),
+    );
+    expect(
+        call(
+            &server,
+            "GetKeyPolicy",
+            json!({"KeyId": id, "PolicyName": "other"}),
+        ),
+        400,
+        "NotFoundException",
+        Some("No such policy exists"),
+    );
+    let policy = ok(&server, "GetKeyPolicy", json!({"KeyId": id}))["Policy"].clone();
+    expect(
+        call(
+            &server,
+            "PutKeyPolicy",
+            json!({"KeyId": id, "PolicyName": "other", "Policy": policy}),
+        ),
+        400,
+        "UnsupportedOperationException",
+        Some("Only default policy is supported"),
+    );
+    let (signer, _) = key(
+        &server,
+        json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}),
+    );
+    expect(
+        call(
+            &server,
+            "Sign",
+            json!({"KeyId": signer, "Message": "aGk=", "SigningAlgorithm": "RSASSA_PSS_SHA_256"}),
+        ),
+        400,
+        "InvalidKeyUsageException",
+        Some("Algorithm RSASSA_PSS_SHA_256 is incompatible with key spec ECC_NIST_P256."),
+    );
+    expect(
+        call(
+            &server,
+            "GenerateDataKey",
+            json!({"KeyId": id, "KeySpec": "AES_256", "NumberOfBytes": 32}),
+        ),
+        400,
+        "ValidationException",
+        Some("Please specify either number of bytes or key spec."),
+    );
+}

@@ -434,7 +434,7 @@ async fn grants_allow_exactly_their_operations() {
             .grant_id(second.grant_id().unwrap())
             .send()
             .await,
-        "NotFoundException"
+        "InvalidGrantIdException"
     );
     assert_code!(
         admin

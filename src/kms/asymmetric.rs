@@ -365,11 +365,9 @@ fn require_signing(key: &KeyRecord, alg: SigningAlgorithm, operation: &str) -> R
     }
     let valid = key.key_spec.signing_algorithms(key.key_usage);
     if !valid.contains(&alg) {
-        let names: Vec<&str> = valid.iter().map(|a| a.as_str()).collect();
-        return Err(KmsError::InvalidKeyUsage(format!(
-            "Signing algorithm {alg} is not valid for {}; it supports {}",
-            key.arn(),
-            names.join(", ")
+        return Err(KmsError::InvalidKeyUsage(texts::algorithm_incompatible(
+            alg.as_str(),
+            key.key_spec.as_str(),
         )));
     }
     Ok(())
@@ -382,9 +380,10 @@ fn require_mac(key: &KeyRecord, alg: MacAlgorithm, operation: &str) -> Result<()
     }
     match key.key_spec.mac_algorithm() {
         Some(a) if a == alg => Ok(()),
-        _ => Err(KmsError::InvalidKeyUsage(
-            texts::mac_algorithm_incompatible(alg.as_str(), key.key_spec.as_str()),
-        )),
+        _ => Err(KmsError::InvalidKeyUsage(texts::algorithm_incompatible(
+            alg.as_str(),
+            key.key_spec.as_str(),
+        ))),
     }
 }
 
@@ -399,11 +398,9 @@ fn require_rsa_encryption(
         return Err(wrong_usage(key, operation));
     }
     let hash = oaep_hash(alg).ok_or_else(|| {
-        KmsError::InvalidKeyUsage(format!(
-            "Encryption algorithm {} is not valid for {}; it supports RSAES_OAEP_SHA_1, \
-             RSAES_OAEP_SHA_256",
+        KmsError::InvalidKeyUsage(texts::algorithm_incompatible(
             alg.map_or("SYMMETRIC_DEFAULT", |a| a.as_str()),
-            key.arn()
+            key.key_spec.as_str(),
         ))
     })?;
     if !enc_ctx.is_empty() {

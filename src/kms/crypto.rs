@@ -73,21 +73,18 @@ pub(super) fn require_symmetric(
     }
     match alg {
         None | Some(EncryptionAlgorithm::SymmetricDefault) => Ok(()),
-        Some(other) => Err(KmsError::InvalidKeyUsage(format!(
-            "Encryption algorithm {other} is not valid for {}; it supports SYMMETRIC_DEFAULT",
-            key.arn()
+        Some(other) => Err(KmsError::InvalidKeyUsage(texts::algorithm_incompatible(
+            other.as_str(),
+            key.key_spec.as_str(),
         ))),
     }
 }
 
 fn data_key_len(spec: Option<DataKeySpec>, number_of_bytes: Option<i64>) -> Result<usize> {
     match (spec, number_of_bytes) {
-        (Some(_), Some(_)) => Err(KmsError::Validation(
-            "Specify either KeySpec or NumberOfBytes, not both".into(),
-        )),
-        (None, None) => Err(KmsError::Validation(
-            "Please specify either number of bytes or key spec.".into(),
-        )),
+        (Some(_), Some(_)) | (None, None) => {
+            Err(KmsError::Validation(texts::DATA_KEY_SPEC_OR_BYTES.into()))
+        }
         (Some(DataKeySpec::Aes256), None) => Ok(32),
         (Some(DataKeySpec::Aes128), None) => Ok(16),
         (None, Some(n)) => random_len(n),

@@ -391,7 +391,7 @@ impl Kms {
                 .filter(|g| {
                     g.key_id == k.key_id && grantee.map_or(true, |p| g.grantee_principal == p)
                 })
-                .ok_or_else(|| KmsError::InvalidGrantId(format!("Grant {id} does not exist")))?;
+                .ok_or_else(unknown_grant)?;
             return page_grants(vec![g], limit, &arn);
         }
         let grants = self
@@ -449,28 +449,20 @@ impl Kms {
         let id = match (grant_token, key, grant_id) {
             (Some(t), _, _) => grant_id_from_token(t)?,
             (None, Some(_), Some(id)) => id.to_owned(),
-            _ => {
-                return Err(KmsError::Validation(
-                    "Specify GrantToken, or KeyId and GrantId".into(),
-                ))
-            }
+            _ => return Err(KmsError::Validation(texts::RETIRE_GRANT_NEEDS.into())),
         };
-        let grant = self
-            .store
-            .get_grant(&id)
-            .await?
-            .ok_or_else(|| KmsError::NotFound(format!("Grant {id} does not exist")))?;
+        let grant = self.store.get_grant(&id).await?.ok_or_else(unknown_grant)?;
         let key_rec = self
             .store
             .get_key(grant.key_id)
             .await?
-            .ok_or_else(|| KmsError::NotFound(format!("Grant {id} does not exist")))?;
+            .ok_or_else(unknown_grant)?;
         if let Some(k) = key {
             let named = self.lookup(ctx, k, true).await?;
             if named.key_id != grant.key_id {
-                return Err(KmsError::NotFound(format!(
-                    "Grant {id} does not exist for {}",
-                    named.arn()
+                return Err(KmsError::Validation(texts::grant_of_another_key(
+                    &named.key_id.to_string(),
+                    &id,
                 )));
             }
         }
@@ -509,12 +501,19 @@ impl Kms {
                 self.store.delete_grant(grant_id).await?;
                 Ok(())
             }
-            _ => Err(KmsError::NotFound(format!(
-                "Grant {grant_id} does not exist for {}",
-                k.arn()
+            Some(_) => Err(KmsError::Validation(texts::grant_of_another_key(
+                &k.key_id.to_string(),
+                grant_id,
             ))),
+            None => Err(unknown_grant()),
         }
     }
+}
+
+/// A grant id that names no grant: `InvalidGrantIdException` without a message (as LocalStack's
+/// provider, written against AWS, answers ListGrants and RevokeGrant).
+fn unknown_grant() -> KmsError {
+    KmsError::InvalidGrantId(String::new())
 }
 
 /// Markers are grant ids (64 hex digits) this server handed out.

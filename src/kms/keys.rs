@@ -540,7 +540,7 @@ impl Kms {
         let k = self.resolve(ctx, key, Op::new("kms:GetKeyPolicy")).await?;
         match policy_name.unwrap_or("default") {
             "default" => Ok(k.into_record().policy),
-            other => Err(KmsError::NotFound(format!("Policy {other} does not exist"))),
+            _ => Err(KmsError::NotFound(texts::NO_SUCH_POLICY.into())),
         }
     }
 
@@ -552,10 +552,10 @@ impl Kms {
         policy: String,
         bypass_lockout_check: bool,
     ) -> Result<()> {
-        if let Some(name) = policy_name.filter(|n| *n != "default") {
-            return Err(KmsError::Validation(format!(
-                "Policy name {name:?} is not supported; only 'default' can be set"
-            )));
+        if policy_name.is_some_and(|n| n != "default") {
+            return Err(KmsError::UnsupportedOperation(
+                texts::ONLY_DEFAULT_POLICY.into(),
+            ));
         }
         let parsed = validate_policy(&policy)?;
         let op = Op::new("kms:PutKeyPolicy").fact(

@@ -118,8 +118,10 @@ pub const INCORRECT_KEY: &str =
 pub const THROTTLED: &str =
     "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.";
 
-/// A MAC algorithm the HMAC key's spec does not have (`InvalidKeyUsageException`).
-pub fn mac_algorithm_incompatible(algorithm: &str, key_spec: &str) -> String {
+/// An algorithm the key's spec does not have (`InvalidKeyUsageException`): recorded for MAC
+/// algorithms; local-kms answers signing algorithms the same way, and so do we for signing and
+/// encryption algorithms.
+pub fn algorithm_incompatible(algorithm: &str, key_spec: &str) -> String {
     format!("Algorithm {algorithm} is incompatible with key spec {key_spec}.")
 }
 
@@ -205,3 +207,22 @@ pub const PENDING_WINDOW_RANGE: &str = "PendingWindowInDays must be between 7 an
 /// CreateGrant whose only operation is CreateGrant (real AWS output quoted in
 /// ansible/ansible#31960).
 pub const GRANT_ONLY_CREATE_GRANT: &str = "Grants must not contain only the CreateGrant operation.";
+
+/// RetireGrant with neither a grant token nor KeyId and GrantId (LocalStack's provider, which
+/// is checked against AWS; no recording of AWS's own answer).
+pub const RETIRE_GRANT_NEEDS: &str = "Grant token OR (grant ID, key ID) must be specified";
+
+/// RevokeGrant/RetireGrant naming a grant of another key (LocalStack's provider).
+pub fn grant_of_another_key(key_id: &str, grant_id: &str) -> String {
+    format!("Invalid KeyId={key_id} specified for grant {grant_id}")
+}
+
+/// GetKeyPolicy of a policy name other than `default` (moto and LocalStack's provider agree).
+pub const NO_SUCH_POLICY: &str = "No such policy exists";
+
+/// PutKeyPolicy of a policy name other than `default` (LocalStack's provider).
+pub const ONLY_DEFAULT_POLICY: &str = "Only default policy is supported";
+
+/// GenerateDataKey with both or neither of KeySpec and NumberOfBytes (moto's text for both
+/// cases; no recording of AWS's).
+pub const DATA_KEY_SPEC_OR_BYTES: &str = "Please specify either number of bytes or key spec.";
