@@ -716,7 +716,7 @@ impl Kms {
         &self,
         mrk: Uuid,
         version: i64,
-        present: &std::collections::HashSet<Vec<u8>>,
+        present: &mut std::collections::HashSet<Vec<u8>>,
     ) -> Result<(usize, usize)> {
         let v32 = version_u32(version)?;
         let set = self.store.multi_region_keys(mrk).await?;
@@ -744,6 +744,7 @@ impl Kms {
         for k in &pending {
             if k.key_id != source.key_id {
                 self.copy_versions(source, k, &[version]).await?;
+                present.insert(token_object_id(&k.key_id, v32));
             }
         }
         let ids: Vec<Uuid> = pending.iter().map(|k| k.key_id).collect();

@@ -45,7 +45,7 @@ impl Kms {
     ) -> Result<ReconcileReport> {
         let cutoff = self.now() - grace_ms;
         objects.retain(|o| o.kind.is_material());
-        let present: HashSet<Vec<u8>> = objects.iter().map(|o| o.id.clone()).collect();
+        let mut present: HashSet<Vec<u8>> = objects.iter().map(|o| o.id.clone()).collect();
         let mut report = ReconcileReport {
             token_objects: objects.len(),
             ..Default::default()
@@ -60,6 +60,10 @@ impl Kms {
                 // primary (the material never leaves the token), or remove it.
                 match self.complete_replica(key.clone()).await {
                     Ok(_) => {
+                        // Its copies exist now (the scan above predates them).
+                        for v in self.store.versions(key.key_id).await? {
+                            present.insert(v.token_object_id);
+                        }
                         tracing::warn!(key_id = %key.key_id, "completed a multi-Region replica interrupted by a crash");
                         report.completed_keys += 1;
                     }
@@ -135,7 +139,9 @@ impl Kms {
         }
 
         for (mrk, version) in set_versions {
-            let (completed, removed) = self.reconcile_set_version(mrk, version, &present).await?;
+            let (completed, removed) = self
+                .reconcile_set_version(mrk, version, &mut present)
+                .await?;
             if completed > 0 {
                 tracing::warn!(%mrk, version, "completed a multi-Region rotation interrupted by a crash");
             }
