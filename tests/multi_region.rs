@@ -217,6 +217,16 @@ async fn a_multi_region_key_is_one_key_in_several_regions() {
         .unwrap();
     let (pt, _, _) = decrypt(&a, dk.ciphertext_blob().unwrap().as_ref()).await;
     assert_eq!(pt, dk.plaintext().unwrap().as_ref());
+    // Each key's last use is its own.
+    let usage = b.get_key_last_usage().key_id(&id).send().await.unwrap();
+    assert_eq!(usage.key_id(), Some(id.as_str()));
+    assert_eq!(
+        usage
+            .key_last_usage()
+            .and_then(|u| u.operation())
+            .map(|o| o.as_str()),
+        Some("GenerateDataKey")
+    );
     // A region without a replica cannot open it.
     assert_code!(
         c.decrypt()
@@ -1062,6 +1072,15 @@ async fn an_interrupted_replica_is_completed_at_start_up() {
             .unwrap();
         let versions = store.versions(primary.key_id).await.unwrap();
         assert_eq!(versions.len(), 2);
+        // And an UpdatePrimaryRegion cut short between its two steps: the primary `Updating`.
+        store
+            .update_key(&KeyRecord {
+                state: kms_bridge::model::KeyState::Updating,
+                ..primary.clone()
+            })
+            .await
+            .unwrap();
+        let primary = store.get_key(primary.key_id).await.unwrap().unwrap();
         let token = dir.open_token().await;
         for (region, copied) in [(OTHER_REGION, 0), (THIRD_REGION, 1)] {
             let replica = KeyRecord {
@@ -1105,6 +1124,14 @@ async fn an_interrupted_replica_is_completed_at_start_up() {
             .count()
             == 2,
         "{log}"
+    );
+    assert!(
+        log.contains("finished primary Region updates interrupted by a crash"),
+        "{log}"
+    );
+    assert_eq!(
+        describe(&server.client(), &id).await.key_state(),
+        Some(&KeyState::Enabled)
     );
     for region in [OTHER_REGION, THIRD_REGION] {
         let kms = server.client_in(region);

@@ -364,7 +364,7 @@ impl Kms {
                 .await
             {
                 Ok(revisions) => {
-                    k.revision = revisions[0];
+                    k.revision = revisions.first().copied().unwrap_or(k.revision);
                     return Ok(k);
                 }
                 Err(StoreError::Conflict) => continue,
