@@ -168,6 +168,25 @@ async fn a_multi_region_key_is_one_key_in_several_regions() {
             vec![(arn(OTHER_REGION, &id), OTHER_REGION.to_owned())]
         )
     );
+    // The trail has ReplicateKey in the primary's region and CreateKey in the replica's.
+    let trail = std::fs::read_to_string(dir.data_dir().join("audit/audit-000001.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = trail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let event = |name: &str| {
+        records
+            .iter()
+            .rev()
+            .find(|r| r["eventName"] == name)
+            .unwrap_or_else(|| panic!("no {name} record"))
+    };
+    let (rk, ck) = (event("ReplicateKey"), event("CreateKey"));
+    assert_eq!(rk["awsRegion"], REGION);
+    assert_eq!(rk["requestParameters"]["replicaRegion"], OTHER_REGION);
+    assert_eq!(ck["awsRegion"], OTHER_REGION);
+    assert_eq!(ck["resources"][0]["ARN"], arn(OTHER_REGION, &id));
+    assert_eq!(rk["requestID"], ck["requestID"]);
     let policy: serde_json::Value = serde_json::from_str(r.replica_policy().unwrap()).unwrap();
     assert_eq!(policy["Id"], "key-default-1");
     assert_eq!(r.replica_tags(), [tag("team", "b")]);
