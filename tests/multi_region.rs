@@ -156,7 +156,7 @@ async fn a_multi_region_key_is_one_key_in_several_regions() {
     assert_eq!(m.key_id(), id);
     assert_eq!(m.arn(), Some(arn(OTHER_REGION, &id).as_str()));
     assert_eq!(m.key_state(), Some(&KeyState::Creating));
-    assert_eq!(m.enabled(), false);
+    assert!(!m.enabled());
     assert!(m.current_key_material_id().is_none());
     assert_eq!(m.description(), Some("replica"));
     assert_eq!(m.multi_region(), Some(true));

@@ -150,7 +150,7 @@ impl Kms {
             return Err(KmsError::Tag(texts::TOO_MANY_TAGS.into()));
         }
         let now = self.now();
-        let mut replica = KeyRecord {
+        let replica = KeyRecord {
             key_id: mrk_row_id(&m.mrk, &region),
             region: region.clone(),
             account: primary.account.clone(),
@@ -230,8 +230,8 @@ impl Kms {
         }
         // What ReplicateKey answers is the replica as recorded: `Creating`, as on AWS.
         let metadata = self.key_info(replica.clone()).await?;
-        replica.revision = 0;
-        if let Err(e) = self.complete_replica(replica.clone()).await {
+        let copies: Vec<i64> = versions.iter().map(|v| v.version).collect();
+        if let Err(e) = self.complete_replica(replica.clone(), Some(&copies)).await {
             tracing::error!(key_id = %replica.key_id, error = %e, "replica could not be completed; undoing it");
             self.undo_replica(&replica).await;
             return Err(e);
@@ -244,22 +244,31 @@ impl Kms {
     }
 
     /// Give a replica in state `Creating` its material — copies, inside the token, of the
-    /// primary's versions for its pending versions — and make it usable (`Enabled`, or
-    /// `PendingImport` for imported material); then copy what rotations that began before
-    /// the replica existed added meanwhile.
-    pub(super) async fn complete_replica(&self, replica: KeyRecord) -> Result<KeyRecord> {
+    /// primary's versions for `versions` (None: every pending version, as after a crash) — and
+    /// make it usable (`Enabled`, or `PendingImport` for imported material); then copy what
+    /// rotations that began before the replica existed added meanwhile. (A rotation that saw
+    /// the replica gives it its version itself: ReplicateKey names only the versions it
+    /// inserted.)
+    pub(super) async fn complete_replica(
+        &self,
+        replica: KeyRecord,
+        versions: Option<&[i64]>,
+    ) -> Result<KeyRecord> {
         if replica.origin == Origin::External {
             return self.activate_member(replica.key_id, &[], true).await;
         }
         let source = self.set_primary(&replica).await?;
-        let pending: Vec<i64> = self
-            .store
-            .versions(replica.key_id)
-            .await?
-            .into_iter()
-            .filter(|v| v.pending)
-            .map(|v| v.version)
-            .collect();
+        let pending: Vec<i64> = match versions {
+            Some(v) => v.to_vec(),
+            None => self
+                .store
+                .versions(replica.key_id)
+                .await?
+                .into_iter()
+                .filter(|v| v.pending)
+                .map(|v| v.version)
+                .collect(),
+        };
         self.copy_versions(&source, &replica, &pending).await?;
         let mut done = self.activate_member(replica.key_id, &pending, true).await?;
         // A rotation that read the set before this replica was inserted did not give it its
@@ -732,6 +741,16 @@ impl Kms {
                 pending.push(k.clone());
             }
         }
+        let rotation_type = match pending.first() {
+            Some(k) => self
+                .store
+                .versions(k.key_id)
+                .await?
+                .into_iter()
+                .find(|v| v.version == version)
+                .and_then(|v| v.rotation_type.map(|t| (t, v.created_at))),
+            None => None,
+        };
         let source = set
             .iter()
             .find(|k| present.contains(&token_object_id(&k.key_id, v32)));
@@ -748,9 +767,9 @@ impl Kms {
             }
         }
         let ids: Vec<Uuid> = pending.iter().map(|k| k.key_id).collect();
-        // The rotation's kind decides whether the schedule moves; a crash leaves it as it was.
-        self.activate_rotation(&ids, version, RotationType::OnDemand, self.now())
-            .await?;
+        // An automatic rotation moves the schedule to when it began.
+        let (kind, at) = rotation_type.unwrap_or((RotationType::OnDemand, self.now()));
+        self.activate_rotation(&ids, version, kind, at).await?;
         Ok((pending.len(), 0))
     }
 }

@@ -58,7 +58,7 @@ impl Kms {
             if key.is_replica() {
                 // A replica whose copies were under way: copy what is missing from the
                 // primary (the material never leaves the token), or remove it.
-                match self.complete_replica(key.clone()).await {
+                match self.complete_replica(key.clone(), None).await {
                     Ok(_) => {
                         // Its copies exist now (the scan above predates them).
                         for v in self.store.versions(key.key_id).await? {
