@@ -41,7 +41,12 @@ string_enum!(
         Disabled = "Disabled",
         PendingDeletion = "PendingDeletion",
         PendingImport = "PendingImport",
+        // A multi-Region primary key scheduled for deletion while it still has replicas: its
+        // waiting period starts when the last replica is gone.
+        PendingReplicaDeletion = "PendingReplicaDeletion",
         Unavailable = "Unavailable",
+        // A multi-Region key whose primary Region is being changed (UpdatePrimaryRegion).
+        Updating = "Updating",
         // Internal tombstone: never shown; the key id answers NotFoundException forever.
         Deleted = "Deleted",
     }

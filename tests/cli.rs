@@ -45,6 +45,11 @@ fn aws_cli_import_workflow() {
     run_script_with("import.sh", &[("OAEP_SHA256", sha256)]);
 }
 
+#[test]
+fn aws_cli_multi_region_workflow() {
+    run_script_with("multi_region.sh", &[("OTHER_REGION", OTHER_REGION)]);
+}
+
 fn run_script(name: &str) {
     run_script_with(name, &[]);
 }

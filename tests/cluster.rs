@@ -92,6 +92,84 @@ where
     }
 }
 
+/// A multi-Region key across nodes and regions: made on one node, replicated on another,
+/// its ciphertexts and rotations crossing both; UpdatePrimaryRegion on one node binds the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_multi_region_key_spans_nodes_and_regions() {
+    let pg = common::pg::shared();
+    let url = pg.create_database();
+    let dir = TestDir::new();
+    let nodes = start_nodes(&dir, &url, 2, &[]);
+    let (a0, b0) = (nodes[0].client(), nodes[0].client_in(OTHER_REGION));
+    let (a1, b1) = (nodes[1].client(), nodes[1].client_in(OTHER_REGION));
+    let id = a0
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    a1.replicate_key()
+        .key_id(&id)
+        .replica_region(OTHER_REGION)
+        .send()
+        .await
+        .unwrap();
+    let decrypts = |kms: aws_sdk_kms::Client, blob: Vec<u8>| async move {
+        kms.decrypt()
+            .ciphertext_blob(Blob::new(blob))
+            .send()
+            .await
+            .map(|d| d.plaintext.unwrap().into_inner())
+            .map_err(|e| code(&e))
+    };
+    let blob = encrypt_blob(&a0, &id, b"cluster").await;
+    assert_eq!(
+        decrypts(b0.clone(), blob.clone()).await.unwrap(),
+        b"cluster"
+    );
+    assert_eq!(decrypts(b1.clone(), blob).await.unwrap(), b"cluster");
+    a1.rotate_key_on_demand().key_id(&id).send().await.unwrap();
+    let rotated = encrypt_blob(&b0, &id, b"cluster").await;
+    binds("the new version reached every node", Ok(Vec::new()), || {
+        decrypts(a0.clone(), rotated.clone())
+    })
+    .await;
+    assert_eq!(decrypts(a1.clone(), rotated).await.unwrap(), b"cluster");
+
+    a0.update_primary_region()
+        .key_id(&id)
+        .primary_region(OTHER_REGION)
+        .send()
+        .await
+        .unwrap();
+    let primary_region = |kms: aws_sdk_kms::Client| {
+        let id = id.clone();
+        async move {
+            let m = describe(&kms, &id).await;
+            let region = m
+                .multi_region_configuration()
+                .and_then(|c| c.primary_key())
+                .and_then(|p| p.region())
+                .unwrap_or_default()
+                .to_owned();
+            if region == OTHER_REGION {
+                Ok(Vec::new())
+            } else {
+                Err(region)
+            }
+        }
+    };
+    binds(
+        "the new primary Region binds the other node",
+        Ok(Vec::new()),
+        || primary_region(a1.clone()),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn any_node_serves_any_key_and_changes_bind_every_node_at_once() {
     let pg = common::pg::shared();

@@ -126,6 +126,14 @@ async fn console_in_a_real_browser() {
         serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     let key = result["symmetric_key"].as_str().unwrap();
     let kms = server.client();
+    // The wizard's multi-Region choice made a multi-Region primary key.
+    let mrk = describe(&kms, result["multi_region_key"].as_str().unwrap()).await;
+    assert_eq!(mrk.multi_region(), Some(true));
+    assert_eq!(
+        mrk.multi_region_configuration()
+            .and_then(|c| c.multi_region_key_type()),
+        Some(&aws_sdk_kms::types::MultiRegionKeyType::Primary)
+    );
 
     // The wizard's policy is AWS's console default for these principals, as shown and as stored.
     let expected = console_default_policy(&admin_arn, &user_arn);

@@ -1026,11 +1026,12 @@ async fn state_snapshot(kms: &Client, keys: &[&str]) -> Vec<String> {
     for k in keys {
         let m = describe(kms, k).await;
         out.push(format!(
-            "{:?} {:?} {:?} {:?}",
+            "{:?} {:?} {:?} {:?} {:?}",
             m.key_state(),
             m.description(),
             m.deletion_date(),
-            m.current_key_material_id()
+            m.current_key_material_id(),
+            m.multi_region_configuration()
         ));
         let p = kms.get_key_policy().key_id(*k).send().await.unwrap();
         out.push(p.policy().unwrap_or_default().to_owned());
@@ -1072,6 +1073,7 @@ async fn every_operation_refuses_an_unprivileged_caller() {
     let hmac = new_key(&kms, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
     let agree = new_key(&kms, KeySpec::EccNistP256, KeyUsageType::KeyAgreement).await;
     let external = new_external_key(&kms).await;
+    let mrk = created(kms.create_key().multi_region(true)).await;
     let grant = kms
         .create_grant()
         .key_id(&key)
@@ -1184,6 +1186,8 @@ async fn every_operation_refuses_an_unprivileged_caller() {
             "Decapsulate" => {
                 json!({"KeyId": key, "EncapsulationAlgorithm": "ML_KEM", "SharedSecretCiphertextBlob": m})
             }
+            "ReplicateKey" => json!({"KeyId": mrk, "ReplicaRegion": OTHER_REGION}),
+            "UpdatePrimaryRegion" => json!({"KeyId": mrk, "PrimaryRegion": OTHER_REGION}),
             _ => return None,
         })
     };
@@ -1193,6 +1197,7 @@ async fn every_operation_refuses_an_unprivileged_caller() {
         hmac.as_str(),
         agree.as_str(),
         external.as_str(),
+        mrk.as_str(),
     ];
     let before = state_snapshot(&kms, &keys).await;
     let signing = Signing {
@@ -1200,7 +1205,7 @@ async fn every_operation_refuses_an_unprivileged_caller() {
         ..Signing::default()
     };
     let names = kms_bridge::api::operation_names();
-    assert!(names.len() >= 54, "{names:?}");
+    assert!(names.len() >= 56, "{names:?}");
     let mut wrong = Vec::new();
     for op in names {
         let Some(b) = body(op) else {

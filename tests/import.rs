@@ -717,6 +717,7 @@ async fn reconciliation_undoes_an_interrupted_import() {
             revision: 0,
             custom_key_store_id: None,
             mac: Vec::new(),
+            multi_region: None,
         };
         store.insert_external_key(&key, &[]).await.unwrap();
         store

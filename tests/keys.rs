@@ -97,10 +97,6 @@ async fn create_key_rejections() {
         "UnsupportedOperationException"
     );
     assert_code!(
-        kms.create_key().multi_region(true).send().await,
-        "UnsupportedOperationException"
-    );
-    assert_code!(
         kms.create_key().description("d".repeat(8193)).send().await,
         "ValidationException"
     );

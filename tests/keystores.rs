@@ -144,6 +144,22 @@ async fn keys_live_in_their_custom_key_store() {
         kms.enable_key_rotation().key_id(&key).send().await,
         "UnsupportedOperationException"
     );
+    // No multi-Region keys in a custom key store (as on AWS).
+    let (code, message) = code_and_message(
+        &kms.create_key()
+            .custom_key_store_id(&id)
+            .multi_region(true)
+            .send()
+            .await
+            .expect_err("a multi-Region key in a custom key store"),
+    );
+    assert_eq!(
+        (code.as_str(), message.as_deref()),
+        (
+            "UnsupportedOperationException",
+            Some("You cannot create a multi-Region key in a custom key store.")
+        )
+    );
 
     // Disconnected: the key is Unavailable and cannot be used; management still works.
     kms.disconnect_custom_key_store()

@@ -118,7 +118,7 @@ async fn scheduled_deletion_happens_on_time_and_never_early() {
     let r = advance(&server, 0);
     assert_eq!(
         r["report"],
-        serde_json::json!({"rotated":0,"deleted":0,"expired":0,"destroyed_objects":0,"errors":0})
+        serde_json::json!({"rotated":0,"deleted":0,"expired":0,"primary_deletions_started":0,"destroyed_objects":0,"errors":0})
     );
 
     // The deletion is in the audit trail as a service event.

@@ -132,6 +132,7 @@ fn unfinished_key(id: uuid::Uuid) -> (KeyRecord, VersionRecord) {
                 revision: 0,
         custom_key_store_id: None,
         mac: Vec::new(),
+        multi_region: None,
     };
     let version = VersionRecord {
         key_id: id,

@@ -13,8 +13,8 @@ use kms_bridge::store::postgres::{PgOptions, PgStore};
 use kms_bridge::store::sqlite::SqliteStore;
 use kms_bridge::store::{
     AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord, IdentityPolicyRecord,
-    ImportRecord, Invalidation, KeyRecord, MetadataStore, PrincipalKind, PrincipalRecord,
-    StoreError, TagRecord, VersionRecord,
+    ImportRecord, Invalidation, KeyRecord, MetadataStore, MultiRegion, PrincipalKind,
+    PrincipalRecord, StoreError, TagRecord, VersionRecord,
 };
 use uuid::Uuid;
 
@@ -95,6 +95,7 @@ fn key(state: KeyState) -> (KeyRecord, VersionRecord) {
         revision: 0,
         custom_key_store_id: None,
         mac: Vec::new(),
+        multi_region: None,
     };
     let v = VersionRecord {
         key_id: id,
@@ -186,7 +187,150 @@ conformance!(
     invalidations_reach_the_other_writer,
     migrations_are_safe_for_concurrent_starts,
     key_usage_keeps_the_newest_whatever_the_order,
+    multi_region_sets,
 );
+
+/// A member of multi-Region set `mrk` in `region` (primary in `REGION`), `Creating` with its
+/// pending versions 1..=`versions` when it is a replica.
+fn member(mrk: Uuid, region: &str, versions: i64) -> (KeyRecord, Vec<VersionRecord>) {
+    let (mut k, v) = key(if region == REGION {
+        KeyState::Enabled
+    } else {
+        KeyState::Creating
+    });
+    k.region = region.into();
+    k.current_version = versions;
+    k.multi_region = Some(MultiRegion {
+        mrk,
+        primary_region: REGION.into(),
+    });
+    let vs = (1..=versions)
+        .map(|n| VersionRecord {
+            version: n,
+            token_object_id: [k.key_id.as_bytes().as_slice(), &(n as u32).to_be_bytes()].concat(),
+            pending: region != REGION,
+            ..v.clone()
+        })
+        .collect();
+    (k, vs)
+}
+
+/// Multi-Region sets: members found by their set, a replica's intent inserted atomically (a
+/// second one refused, a deleted one's tombstone replaced once its material is gone), versions
+/// activated and keys swapped all-or-nothing.
+async fn multi_region_sets(db: Db) {
+    let (a, b) = (db.open().await, db.open().await);
+    let mrk = Uuid::new_v4();
+    let (primary, pv) = member(mrk, REGION, 2);
+    a.insert_key(&primary, &pv[0], &[]).await.unwrap();
+    a.insert_version(&pv[1]).await.unwrap();
+    let (replica, rv) = member(mrk, "eu-west-1", 2);
+    a.insert_replica(&replica, &rv, &[tag("t", "v")], None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.insert_replica(&replica, &rv, &[], None).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let set = b.multi_region_keys(mrk).await.unwrap();
+    let regions: Vec<&str> = set.iter().map(|k| k.region.as_str()).collect();
+    assert_eq!(
+        regions,
+        ["eu-west-1", REGION],
+        "ordered by region, Creating too"
+    );
+    assert_eq!(set[0].multi_region, replica.multi_region);
+    assert_eq!(b.list_tags(replica.key_id).await.unwrap(), [tag("t", "v")]);
+    assert!(b
+        .multi_region_keys(Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(b
+        .versions(replica.key_id)
+        .await
+        .unwrap()
+        .iter()
+        .all(|v| v.pending));
+
+    // Activation is all or nothing: a missing version leaves the key as it was.
+    let mut enabled = set[0].clone();
+    enabled.state = KeyState::Enabled;
+    assert!(matches!(
+        a.activate_versions(std::slice::from_ref(&enabled), &[1, 2, 3])
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        b.get_key(replica.key_id).await.unwrap().unwrap().state,
+        KeyState::Creating
+    );
+    let revs = a
+        .activate_versions(std::slice::from_ref(&enabled), &[1, 2])
+        .await
+        .unwrap();
+    assert_eq!(revs, [enabled.revision + 1]);
+    assert!(b
+        .versions(replica.key_id)
+        .await
+        .unwrap()
+        .iter()
+        .all(|v| !v.pending));
+
+    // Swapping the primary is one transaction over the set; a stale member fails it whole.
+    let mut set = b.multi_region_keys(mrk).await.unwrap();
+    for k in &mut set {
+        k.multi_region.as_mut().unwrap().primary_region = "eu-west-1".into();
+        k.state = KeyState::Updating;
+    }
+    let mut stale = set.clone();
+    stale[1].revision -= 1;
+    assert!(matches!(
+        a.update_keys(&stale).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        b.get_key(replica.key_id).await.unwrap().unwrap().state,
+        KeyState::Enabled,
+        "nothing of a failed swap is kept"
+    );
+    let revs = a.update_keys(&set).await.unwrap();
+    assert_eq!(revs.len(), 2);
+    for k in b.multi_region_keys(mrk).await.unwrap() {
+        assert_eq!(k.multi_region.unwrap().primary_region, "eu-west-1");
+        assert_eq!(k.state, KeyState::Updating);
+    }
+    let updating = b.keys_in_state(KeyState::Updating).await.unwrap();
+    assert_eq!(updating.len(), 2);
+
+    // A deleted replica's tombstone: refused while its versions remain, then replaced.
+    let mut doomed = b.get_key(replica.key_id).await.unwrap().unwrap();
+    doomed.state = KeyState::PendingDeletion;
+    doomed.revision = a.update_key(&doomed).await.unwrap();
+    a.tombstone_key(&doomed).await.unwrap();
+    assert_eq!(b.multi_region_keys(mrk).await.unwrap().len(), 1);
+    assert!(matches!(
+        b.insert_replica(&replica, &rv, &[], None).await,
+        Err(StoreError::InUse)
+    ));
+    for v in 1..=2 {
+        a.delete_version(replica.key_id, v).await.unwrap();
+    }
+    b.insert_replica(&replica, &rv, &[], None).await.unwrap();
+    let again = a.get_key(replica.key_id).await.unwrap().unwrap();
+    assert_eq!(again.state, KeyState::Creating);
+    assert_eq!(again.revision, 0);
+
+    // A replica of imported material carries the set's key check value.
+    let (mut ext, _) = member(mrk, "ap-southeast-2", 1);
+    ext.origin = Origin::External;
+    a.insert_replica(&ext, &[], &[], Some(&[7; 32]))
+        .await
+        .unwrap();
+    let rec = b.get_import(ext.key_id).await.unwrap().unwrap();
+    assert_eq!(rec.check_value.as_deref(), Some(&[7u8; 32][..]));
+    assert!(b.versions(ext.key_id).await.unwrap().is_empty());
+}
 
 async fn key_usage_keeps_the_newest_whatever_the_order(db: Db) {
     let a = db.open().await;

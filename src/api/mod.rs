@@ -261,8 +261,16 @@ async fn execute(
     };
     let result = run(state, source, caller, op, request_id, &seen).await;
     let record = audit_record(state, source, request_id, &event_id, &seen, &result);
+    // As on AWS, a replica's creation is also a CreateKey in the replica's region.
+    let replica = match (op, &result) {
+        (Operation::ReplicateKey, Ok(Some(v))) => replica_create_record(&record, v),
+        _ => None,
+    };
     // Fail closed: nothing is answered before its record is durable.
-    let audited = state.audit.append(record).await;
+    let mut audited = state.audit.append(record).await;
+    if let (Ok(()), Some(r)) = (&audited, replica) {
+        audited = state.audit.append(r).await;
+    }
     if let (Ok(()), Ok(Some(v))) = (&audited, &result) {
         // GetKeyLastUsage: the keys this answer used, with its audit event.
         let arns: Vec<&str> = ["KeyId", "SourceKeyId"]
@@ -396,6 +404,31 @@ fn finish(
 }
 
 /// The CloudTrail-shaped record of one request.
+/// The `CreateKey` record, in the replica's region, of a successful ReplicateKey (whose own
+/// record is `record`, in the primary's region).
+fn replica_create_record(
+    record: &serde_json::Map<String, Value>,
+    answer: &Value,
+) -> Option<serde_json::Map<String, Value>> {
+    use serde_json::json;
+    let m = &answer["ReplicaKeyMetadata"];
+    let arn = m["Arn"].as_str()?;
+    let region = arn.split(':').nth(3)?;
+    let mut rec = record.clone();
+    rec.insert("eventName".into(), json!("CreateKey"));
+    rec.insert("awsRegion".into(), json!(region));
+    rec.insert("eventID".into(), json!(uuid::Uuid::new_v4().to_string()));
+    rec.insert(
+        "responseElements".into(),
+        crate::audit::response_elements(Some(&json!({ "KeyMetadata": m }))),
+    );
+    rec.insert(
+        "resources".into(),
+        json!([{"accountId": m["AWSAccountId"], "type": "AWS::KMS::Key", "ARN": arn}]),
+    );
+    Some(rec)
+}
+
 fn audit_record(
     state: &AppState,
     source: &Source,
@@ -456,6 +489,7 @@ fn audit_record(
         add_arn(v["KeyId"].as_str());
         add_arn(v["SourceKeyId"].as_str());
         add_arn(v["KeyMetadata"]["Arn"].as_str());
+        add_arn(v["ReplicaKeyMetadata"]["Arn"].as_str());
     }
     add_arn(request_parameters["keyId"].as_str());
     let read_only = op.is_some_and(|o| {

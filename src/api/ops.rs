@@ -109,6 +109,8 @@ operations!(
     DeleteImportedKeyMaterial,
     Encapsulate,
     Decapsulate,
+    ReplicateKey,
+    UpdatePrimaryRegion,
 );
 
 type Out = Result<Option<Value>, ApiError>;
@@ -131,7 +133,7 @@ fn key_metadata(k: &KeyInfo) -> Value {
     let r = &k.record;
     json!({
         "AWSAccountId": r.account,
-        "KeyId": r.key_id.to_string(),
+        "KeyId": r.public_id(),
         "Arn": k.arn,
         "CreationDate": ts(r.created_at),
                 "Enabled": k.state == crate::model::KeyState::Enabled,
@@ -148,11 +150,21 @@ fn key_metadata(k: &KeyInfo) -> Value {
         "MacAlgorithms": algorithms(&r.key_spec.mac_algorithms(r.key_usage), |a| a.as_str()),
         "KeyAgreementAlgorithms": (r.key_usage == KeyUsage::KeyAgreement).then(|| json!(["ECDH"])),
         "EncapsulationAlgorithms": (r.key_usage == KeyUsage::EncapsulateDecapsulate).then(|| json!(["ML_KEM"])),
-        "MultiRegion": false,
+        "MultiRegion": r.multi_region.is_some(),
+        "MultiRegionConfiguration": k.multi_region.as_ref().map(|m| json!({
+            "MultiRegionKeyType": if m.primary { "PRIMARY" } else { "REPLICA" },
+            "PrimaryKey": { "Arn": m.primary_key.0, "Region": m.primary_key.1 },
+            "ReplicaKeys": m.replicas.iter()
+                .map(|(arn, region)| json!({ "Arn": arn, "Region": region }))
+                .collect::<Vec<_>>(),
+        })),
+        "PendingDeletionWindowInDays": (k.state == crate::model::KeyState::PendingReplicaDeletion)
+            .then_some(r.pending_window_days).flatten(),
         "CustomKeyStoreId": r.custom_key_store_id,
         "CloudHsmClusterId": k.cluster_id,
         "CurrentKeyMaterialId": (r.key_spec == KeySpec::SymmetricDefault
-            && r.state != crate::model::KeyState::PendingImport).then_some(&k.current_material_id),
+            && !matches!(r.state, crate::model::KeyState::PendingImport
+                | crate::model::KeyState::Creating)).then_some(&k.current_material_id),
         "ExpirationModel": k.expiration.as_ref().map(|e| e.0.clone()),
         "ValidTo": k.expiration.as_ref().and_then(|e| e.1).map(ts),
     })
@@ -319,7 +331,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             let items = p
                 .items
                 .iter()
-                .map(|k| json!({ "KeyId": k.record.key_id.to_string(), "KeyArn": k.arn }))
+                .map(|k| json!({ "KeyId": k.record.public_id(), "KeyArn": k.arn }))
                 .collect();
             done(page(items, "Keys", p.next_marker))
         }
@@ -341,8 +353,8 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 .await?;
             done(json!({
                 "KeyId": s.arn,
-                "DeletionDate": ts(s.deletion_date),
-                "KeyState": "PendingDeletion",
+                "DeletionDate": s.deletion_date.map(ts),
+                "KeyState": s.state.as_str(),
                 "PendingWindowInDays": s.pending_window_days,
             }))
         }
@@ -352,6 +364,37 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 .cancel_key_deletion(ctx, &key_ref(r.key_id, "keyId")?)
                 .await?;
             done(json!({ "KeyId": arn }))
+        }
+        O::ReplicateKey => {
+            let r: KeyReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let input = crate::kms::ReplicateKeyInput {
+                replica_region: required(r.replica_region, "replicaRegion")?,
+                policy: r.policy,
+                bypass_policy_lockout_safety_check: r
+                    .bypass_policy_lockout_safety_check
+                    .unwrap_or(false),
+                description: r.description,
+                tags: tags(r.tags)?,
+            };
+            let out = kms.replicate_key(ctx, &key, input).await?;
+            let replica_tags: Vec<Value> = out
+                .tags
+                .iter()
+                .map(|t| json!({ "TagKey": t.key, "TagValue": t.value }))
+                .collect();
+            done(json!({
+                "ReplicaKeyMetadata": key_metadata(&out.metadata),
+                "ReplicaPolicy": out.policy,
+                "ReplicaTags": (!replica_tags.is_empty()).then_some(replica_tags),
+            }))
+        }
+        O::UpdatePrimaryRegion => {
+            let r: KeyReq = parse(body)?;
+            let key = key_ref(r.key_id, "keyId")?;
+            let region = required(r.primary_region, "primaryRegion")?;
+            kms.update_primary_region(ctx, &key, region).await?;
+            Ok(None)
         }
         O::UpdateKeyDescription => {
             let r: KeyReq = parse(body)?;
@@ -390,7 +433,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                     json!({
                         "AliasName": a.record.name,
                         "AliasArn": a.arn,
-                        "TargetKeyId": a.record.key_id.to_string(),
+                        "TargetKeyId": a.target_key_id,
                         "CreationDate": ts(a.record.created_at),
                         "LastUpdatedDate": ts(a.record.updated_at),
                     })
@@ -867,7 +910,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             };
             // Uses are tracked from a key's creation on.
             done(json!({
-                "KeyId": u.key.key_id.to_string(),
+                "KeyId": u.key.public_id(),
                 "KeyLastUsage": last,
                 "TrackingStartDate": ts(u.key.created_at),
                 "KeyCreationDate": ts(u.key.created_at),

@@ -77,6 +77,10 @@ pub struct KeyReq {
     pub bypass_policy_lockout_safety_check: Option<bool>,
     pub tags: Option<Vec<TagWire>>,
     pub tag_keys: Option<Vec<String>>,
+    /// ReplicateKey.
+    pub replica_region: Option<String>,
+    /// UpdatePrimaryRegion.
+    pub primary_region: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

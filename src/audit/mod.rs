@@ -529,12 +529,15 @@ const REQUEST_FIELDS: &[&str] = &[
     "ValidTo",
     "CustomKeyStoreId",
     "CustomKeyStoreName",
+    "ReplicaRegion",
+    "PrimaryRegion",
 ];
 
 /// Response members that may appear in `responseElements`.
 const RESPONSE_FIELDS: &[&str] = &[
     "KeyId",
     "KeyMetadata",
+    "ReplicaKeyMetadata",
     "DeletionDate",
     "KeyState",
     "PendingWindowInDays",

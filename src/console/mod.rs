@@ -557,5 +557,7 @@ async fn not_found(
 
 /// Key ids as the pages link them (UUIDs; also keeps headers and links clean).
 fn valid_key_id(id: &str) -> bool {
+    // A UUID, or a multi-Region key's `mrk-` + hex digits.
+    let id = id.strip_prefix("mrk-").unwrap_or(id);
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }

@@ -48,6 +48,8 @@ pub struct Draft {
     pub other_accounts: Vec<String>,
     /// With origin AWS_CLOUDHSM: the custom key store.
     pub custom_key_store_id: String,
+    /// A multi-Region primary key (CreateKey `MultiRegion`).
+    pub multi_region: bool,
 }
 
 impl Default for Draft {
@@ -65,6 +67,7 @@ impl Default for Draft {
             users: Vec::new(),
             other_accounts: Vec::new(),
             custom_key_store_id: String::new(),
+            multi_region: false,
         }
     }
 }

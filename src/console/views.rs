@@ -219,6 +219,8 @@ pub struct KeyView {
     pub key_usage: String,
     pub origin: String,
     pub manager: String,
+    /// "Single-Region", or the multi-Region key's role and its primary's region.
+    pub regionality: String,
 }
 
 impl KeyView {
@@ -230,7 +232,20 @@ impl KeyView {
             arn: s("Arn"),
             description: s("Description"),
             enabled: state == "Enabled",
-            pending_deletion: state == "PendingDeletion",
+            pending_deletion: matches!(
+                state.as_str(),
+                "PendingDeletion" | "PendingReplicaDeletion"
+            ),
+            regionality: match m["MultiRegionConfiguration"]["MultiRegionKeyType"].as_str() {
+                Some("PRIMARY") => "Multi-Region primary key".into(),
+                Some(_) => format!(
+                    "Multi-Region replica key (primary in {})",
+                    m["MultiRegionConfiguration"]["PrimaryKey"]["Region"]
+                        .as_str()
+                        .unwrap_or("-")
+                ),
+                None => "Single-Region key".into(),
+            },
             state,
             created: m["CreationDate"]
                 .as_f64()

@@ -173,6 +173,15 @@ fn review_rows(d: &Draft) -> Vec<(String, String)> {
         ("Key usage".into(), usage_label(&d.key_usage).into()),
         ("Origin".into(), origin_label(&d.origin).into()),
         (
+            "Regionality".into(),
+            if d.multi_region {
+                "Multi-Region key"
+            } else {
+                "Single-Region key"
+            }
+            .into(),
+        ),
+        (
             "Alias".into(),
             if d.alias.is_empty() {
                 none()
@@ -233,6 +242,7 @@ fn configure(d: &mut Draft, f: &Fields) -> Result<(), String> {
         _ => "AWS_KMS".into(),
     };
     d.custom_key_store_id = f.get("custom_key_store_id").to_owned();
+    d.multi_region = f.get("regionality") == "MULTI";
     let spec = f.get("key_spec").to_owned();
     let usage = f.get("key_usage").to_owned();
     match d.key_type.as_str() {
@@ -283,6 +293,9 @@ fn configure(d: &mut Draft, f: &Fields) -> Result<(), String> {
         }
         if d.custom_key_store_id.is_empty() {
             return Err("Choose the custom key store for the key.".into());
+        }
+        if d.multi_region {
+            return Err("A key in a custom key store is a single-Region key.".into());
         }
     }
     Ok(())
@@ -391,6 +404,9 @@ async fn finish_create(ctx: &Ctx, user: &User, d: Draft, policy_text: String) ->
     });
     if d.origin == "AWS_CLOUDHSM" {
         body["CustomKeyStoreId"] = json!(d.custom_key_store_id);
+    }
+    if d.multi_region {
+        body["MultiRegion"] = json!(true);
     }
     if !d.description.is_empty() {
         body["Description"] = json!(d.description);

@@ -14,6 +14,8 @@ pub const MAX_ALIASES_PER_KEY: i64 = 50;
 pub struct AliasInfo {
     pub arn: String,
     pub record: AliasRecord,
+    /// The target's key id as callers see it (`mrk-…` for a multi-Region key).
+    pub target_key_id: String,
 }
 
 fn reserved(alias: &AliasName) -> Result<()> {
@@ -164,16 +166,21 @@ impl Kms {
         } else {
             None
         };
-        Ok(Page {
-            items: rows
-                .into_iter()
-                .map(|r| AliasInfo {
-                    arn: alias_arn(&r.region, &r.account, &r.name),
-                    record: r,
-                })
-                .collect(),
-            next_marker,
-        })
+        let mut items = Vec::with_capacity(rows.len());
+        for r in rows {
+            // The target's public id (a multi-Region key's row id is internal); key records
+            // come from the store's cache.
+            let target_key_id = match self.store.get_key(r.key_id).await? {
+                Some(k) => k.public_id(),
+                None => r.key_id.to_string(),
+            };
+            items.push(AliasInfo {
+                arn: alias_arn(&r.region, &r.account, &r.name),
+                record: r,
+                target_key_id,
+            });
+        }
+        Ok(Page { items, next_marker })
     }
 }
 

@@ -295,6 +295,7 @@ impl Kms {
             }
         }
         facts.set_bool("aws:SecureTransport", ctx.secure_transport);
+        facts.set("aws:RequestedRegion", ctx.region.clone());
         if let Some(ip) = &ctx.source_ip {
             facts.set("aws:SourceIp", ip.clone());
         }
@@ -394,7 +395,7 @@ impl Kms {
             .quota
             .unwrap_or_else(|| super::quota::QuotaGroup::of(op.action, Some(key.key_spec)));
         self.charge(ctx, group)?;
-        let arn = super::ids::key_arn(&key.region, &key.account, &key.key_id);
+        let arn = key.arn();
         self.base_facts(ctx, &mut op.facts);
         op.facts.set("kms:KeySpec", key.key_spec.as_str());
         op.facts
@@ -403,6 +404,16 @@ impl Kms {
         op.facts
             .set("kms:CustomerMasterKeyUsage", key.key_usage.as_str());
         op.facts.set("kms:KeyOrigin", key.origin.as_str());
+        op.facts
+            .set_bool("kms:MultiRegion", key.multi_region.is_some());
+        if key.multi_region.is_some() {
+            let kind = if key.is_primary() {
+                "PRIMARY"
+            } else {
+                "REPLICA"
+            };
+            op.facts.set("kms:MultiRegionKeyType", kind);
+        }
         let key_policy = self.key_policy(&key)?;
         let ids = self.identity_policies(ctx)?;
         let needed = |f: fn(&Parsed) -> bool| f(&key_policy) || ids.iter().any(|p| f(p));
@@ -534,7 +545,7 @@ impl Kms {
         key: &KeyRecord,
         policy: &Policy,
     ) -> Result<bool> {
-        let arn = super::ids::key_arn(&key.region, &key.account, &key.key_id);
+        let arn = key.arn();
         let mut facts = Context::new();
         self.base_facts(ctx, &mut facts);
         let req = Request {

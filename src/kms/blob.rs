@@ -1,10 +1,11 @@
-//! The symmetric ciphertext blob (format version 1).
+//! The symmetric ciphertext blob (format versions 1 and 2).
 //!
 //! ```text
 //! offset  size  field
 //! 0       3     magic "KBR"
-//! 3       1     format version (1)
-//! 4       16    key id (UUID bytes)
+//! 3       1     format version: 1 = single-Region key, 2 = multi-Region key
+//! 4       16    key id (UUID bytes; for version 2 the multi-Region set's id, the 32 hex
+//!               digits of `mrk-…`, which names the related key in every region)
 //! 20      4     key version (big-endian u32; 1 = original material)
 //! 24      12    AES-GCM IV (fresh from the token's RNG)
 //! 36      n+16  AES-GCM ciphertext followed by the 128-bit tag
@@ -22,6 +23,9 @@ use crate::token::{GCM_IV_LEN, GCM_TAG_LEN};
 
 pub const MAGIC: &[u8; 3] = b"KBR";
 pub const FORMAT_V1: u8 = 1;
+/// A multi-Region key's blob: the key id field holds the set's id, so a related key in any
+/// region finds its own copy of the material (`ids::mrk_row_id`).
+pub const FORMAT_V2_MRK: u8 = 2;
 pub const HEADER_LEN: usize = 3 + 1 + 16 + 4;
 pub const OVERHEAD: usize = HEADER_LEN + GCM_IV_LEN + GCM_TAG_LEN;
 
@@ -30,15 +34,32 @@ pub type EncryptionContext = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The key id, or for a multi-Region key (`multi_region`) the set's id.
     pub key_id: Uuid,
     pub key_version: u32,
+    pub multi_region: bool,
+}
+
+impl Header {
+    /// The key a blob names as callers write it.
+    pub fn key_name(&self) -> super::ids::KeyName {
+        if self.multi_region {
+            super::ids::KeyName::Mrk(self.key_id)
+        } else {
+            super::ids::KeyName::Uuid(self.key_id)
+        }
+    }
 }
 
 impl Header {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[0..3].copy_from_slice(MAGIC);
-        h[3] = FORMAT_V1;
+        h[3] = if self.multi_region {
+            FORMAT_V2_MRK
+        } else {
+            FORMAT_V1
+        };
         h[4..20].copy_from_slice(self.key_id.as_bytes());
         h[20..24].copy_from_slice(&self.key_version.to_be_bytes());
         h
@@ -76,11 +97,16 @@ impl Blob {
         out
     }
 
-    /// Parse a blob; `None` for anything that is not a well-formed version-1 blob.
+    /// Parse a blob; `None` for anything that is not a well-formed blob of a known version.
     pub fn parse(bytes: &[u8]) -> Option<Blob> {
-        if bytes.len() <= OVERHEAD || &bytes[0..3] != MAGIC || bytes[3] != FORMAT_V1 {
+        if bytes.len() <= OVERHEAD || &bytes[0..3] != MAGIC {
             return None;
         }
+        let multi_region = match bytes[3] {
+            FORMAT_V1 => false,
+            FORMAT_V2_MRK => true,
+            _ => return None,
+        };
         let key_id = Uuid::from_slice(&bytes[4..20]).ok()?;
         let key_version = u32::from_be_bytes(bytes[20..24].try_into().ok()?);
         if key_version == 0 {
@@ -91,6 +117,7 @@ impl Blob {
             header: Header {
                 key_id,
                 key_version,
+                multi_region,
             },
             iv,
             ciphertext: bytes[HEADER_LEN + GCM_IV_LEN..].to_vec(),
@@ -106,7 +133,24 @@ mod tests {
         Header {
             key_id: Uuid::from_u128(0x1234),
             key_version: 3,
+            multi_region: false,
         }
+    }
+
+    #[test]
+    fn multi_region_round_trip() {
+        let h = Header {
+            multi_region: true,
+            ..header()
+        };
+        let bytes = Blob::encode(&h, &[1; GCM_IV_LEN], &[2; 20]);
+        assert_eq!(bytes[3], FORMAT_V2_MRK);
+        assert_eq!(Blob::parse(&bytes).unwrap().header, h);
+        // The version byte is part of the AAD: a blob cannot pass for the other kind.
+        assert_ne!(
+            h.aad(&EncryptionContext::new()),
+            header().aad(&EncryptionContext::new())
+        );
     }
 
     #[test]
@@ -129,7 +173,7 @@ mod tests {
         m[0] ^= 1;
         assert!(Blob::parse(&m).is_none(), "magic");
         let mut v = bytes.clone();
-        v[3] = 2;
+        v[3] = 3;
         assert!(Blob::parse(&v).is_none(), "format version");
         let mut z = bytes;
         z[20..24].copy_from_slice(&0u32.to_be_bytes());

@@ -112,8 +112,9 @@ impl Kms {
     ) -> Result<(Vec<u8>, String)> {
         let version = key.current_version as u32;
         let header = Header {
-            key_id: key.key_id,
+            key_id: key.material_key(),
             key_version: version,
+            multi_region: key.multi_region.is_some(),
         };
         let (iv, ct) = self
             .token_for(key)?
@@ -125,7 +126,7 @@ impl Kms {
             .await?;
         Ok((
             Blob::encode(&header, &iv, &ct),
-            material_id(&key.key_id, version),
+            material_id(&key.material_key(), version),
         ))
     }
 
@@ -142,9 +143,11 @@ impl Kms {
     ) -> Result<(Permitted, Zeroizing<Vec<u8>>, String)> {
         let invalid = || KmsError::InvalidCiphertext(String::new());
         let parsed = Blob::parse(blob).ok_or_else(invalid)?;
+        // A multi-Region key's blob names its set: the related key of this region opens it.
         let key = self
-            .load_key(ctx, parsed.header.key_id)
+            .load_key(ctx, parsed.header.key_name().in_region(&ctx.region))
             .await?
+            .filter(|k| k.multi_region.is_some() == parsed.header.multi_region)
             .ok_or_else(invalid)?;
         let key = self
             .authorize(
@@ -187,7 +190,7 @@ impl Kms {
                 FaultKind::BadInput => invalid(),
                 _ => e.into(),
             })?;
-        let material = material_id(&parsed.header.key_id, version);
+        let material = material_id(&key.material_key(), version);
         Ok((key, pt, material))
     }
 

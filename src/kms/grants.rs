@@ -297,7 +297,7 @@ impl Kms {
             }
         }
         match key.state {
-            KeyState::Enabled | KeyState::Unavailable => {}
+            KeyState::Enabled | KeyState::Unavailable | KeyState::Updating => {}
             s => return Err(state_error(&key.arn(), s)),
         }
         let allowed = operations_for(key.key_spec, key.key_usage);

@@ -5,14 +5,60 @@ use uuid::Uuid;
 
 use super::error::{KmsError, Result};
 
+/// A key id as callers write it: a UUID, or a multi-Region key's `mrk-` + 32 hex digits
+/// (the same in every region of its set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyName {
+    Uuid(Uuid),
+    Mrk(Uuid),
+}
+
+impl KeyName {
+    /// The store's key id of the key this names in `region` (a multi-Region key has one row
+    /// per region; see `mrk_row_id`).
+    pub fn in_region(&self, region: &str) -> Uuid {
+        match self {
+            KeyName::Uuid(u) => *u,
+            KeyName::Mrk(m) => mrk_row_id(m, region),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyName::Uuid(u) => write!(f, "{}", u.hyphenated()),
+            KeyName::Mrk(m) => write!(f, "mrk-{}", m.simple()),
+        }
+    }
+}
+
+/// The store's key id of the member of multi-Region set `mrk` in `region`: a version-8 UUID
+/// made of SHA-256 over both (domain-separated). Deterministic, so a key id or a ciphertext
+/// names the member in any region without an index; never a version-4 UUID, so it cannot meet
+/// a single-Region key's id.
+pub fn mrk_row_id(mrk: &Uuid, region: &str) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"kms-bridge multi-Region key row\0");
+    h.update(mrk.as_bytes());
+    h.update(region.as_bytes());
+    let digest = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Uuid::from_bytes(b)
+}
+
 /// The ways a request can name a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRef {
-    Id(Uuid),
+    Id(KeyName),
     KeyArn {
         region: String,
         account: String,
-        id: Uuid,
+        id: KeyName,
     },
     Alias(AliasName),
     AliasArn {
@@ -67,7 +113,7 @@ impl KeyRef {
                 AliasName::parse(s).map_err(|_| invalid_key_id(s))?,
             ));
         }
-        parse_uuid(s)
+        parse_key_name(s)
             .map(KeyRef::Id)
             .ok_or_else(|| invalid_key_id(s))
     }
@@ -81,13 +127,20 @@ fn invalid_key_id(s: &str) -> KmsError {
     KmsError::NotFound(format!("Invalid keyId '{s}'"))
 }
 
-/// Key ids are lowercase canonical UUIDs; nothing else is accepted.
-fn parse_uuid(s: &str) -> Option<Uuid> {
+/// Key ids are lowercase canonical UUIDs or `mrk-` + 32 lowercase hex digits; nothing else is
+/// accepted.
+pub fn parse_key_name(s: &str) -> Option<KeyName> {
+    if let Some(hex) = s.strip_prefix("mrk-") {
+        if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        return Uuid::parse_str(hex).ok().map(KeyName::Mrk);
+    }
     if s.len() != 36 {
         return None;
     }
     let u = Uuid::parse_str(s).ok()?;
-    (u.hyphenated().to_string() == s).then_some(u)
+    (u.hyphenated().to_string() == s).then_some(KeyName::Uuid(u))
 }
 
 fn parse_arn(full: &str, rest: &str) -> Result<KeyRef> {
@@ -113,7 +166,7 @@ fn parse_arn(full: &str, rest: &str) -> Result<KeyRef> {
     }
     let (region, account) = (region.to_owned(), account.to_owned());
     if let Some(id) = resource.strip_prefix("key/") {
-        let id = parse_uuid(id).ok_or_else(invalid)?;
+        let id = parse_key_name(id).ok_or_else(invalid)?;
         return Ok(KeyRef::KeyArn {
             region,
             account,
@@ -131,7 +184,7 @@ fn parse_arn(full: &str, rest: &str) -> Result<KeyRef> {
     Err(invalid())
 }
 
-pub fn key_arn(region: &str, account: &str, id: &Uuid) -> String {
+pub fn key_arn(region: &str, account: &str, id: &KeyName) -> String {
     format!("arn:aws:kms:{region}:{account}:key/{id}")
 }
 
@@ -147,7 +200,7 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        let id = Uuid::parse_str(ID).unwrap();
+        let id = KeyName::Uuid(Uuid::parse_str(ID).unwrap());
         assert_eq!(KeyRef::parse(ID).unwrap(), KeyRef::Id(id));
         assert_eq!(
             KeyRef::parse(&format!("arn:aws:kms:us-east-1:111122223333:key/{ID}")).unwrap(),
@@ -164,6 +217,39 @@ mod tests {
             KeyRef::parse("arn:aws:kms:eu-west-1:111122223333:alias/app/k").unwrap(),
             KeyRef::AliasArn { region, alias, .. } if region == "eu-west-1" && alias.as_str() == "alias/app/k"
         ));
+    }
+
+    #[test]
+    fn multi_region_ids() {
+        let hex = "1234abcd12ab34cd56ef1234567890ab";
+        let mrk = Uuid::parse_str(hex).unwrap();
+        let name = KeyName::Mrk(mrk);
+        assert_eq!(
+            KeyRef::parse(&format!("mrk-{hex}")).unwrap(),
+            KeyRef::Id(name)
+        );
+        assert_eq!(name.to_string(), format!("mrk-{hex}"));
+        assert!(matches!(
+            KeyRef::parse(&format!("arn:aws:kms:eu-west-1:111122223333:key/mrk-{hex}")).unwrap(),
+            KeyRef::KeyArn { id, .. } if id == name
+        ));
+        // One row per region, stable, never a v4 UUID, never the set id itself.
+        let east = name.in_region("us-east-1");
+        assert_eq!(east, name.in_region("us-east-1"));
+        assert_ne!(east, name.in_region("eu-west-1"));
+        assert_ne!(east, mrk);
+        assert_eq!(east.get_version_num(), 8);
+        for bad in [
+            "mrk-fake-key-id",
+            "mrk-1234ABCD12AB34CD56EF1234567890AB",
+            "mrk-1234abcd12ab34cd56ef1234567890a",
+            "mrk-1234abcd-12ab-34cd-56ef-1234567890ab",
+        ] {
+            assert!(
+                matches!(KeyRef::parse(bad), Err(KmsError::NotFound(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::asymmetric::curve;
 use super::authz::Op;
 use super::ids::KeyRef;
 use super::{
-    material_id, state_error, texts, token_object_id, token_object_label, Kms, KmsError,
+    key_object_label, material_id, state_error, texts, token_object_id, Kms, KmsError,
     RequestContext, Result, LABEL_PREFIX, MS_PER_DAY,
 };
 use crate::kms::keyformat::spki_der;
@@ -509,7 +509,7 @@ impl Kms {
             .and_then(wrap_of)
             .ok_or_else(invalid_token)?;
         let object_id = token_object_id(&k.key_id, 1);
-        let label = token_object_label(&k.key_id, 1);
+        let label = key_object_label(&k, 1);
         let unwrap = |material: Vec<u8>, object_id: Vec<u8>, label: String, persistent: bool| {
             self.unwrap_material(
                 &k,
@@ -535,7 +535,7 @@ impl Kms {
             self.store
                 .set_import_material(k.key_id, model.as_str(), valid_to, None)
                 .await?;
-            return Ok((k.arn(), material_id(&k.key_id, 1)));
+            return Ok((k.arn(), material_id(&k.material_key(), 1)));
         }
 
         // Material left behind by an interrupted delete or expiry: finish removing it.
@@ -549,7 +549,7 @@ impl Kms {
             key_id: k.key_id,
             version: 1,
             token_object_id: object_id.clone(),
-            material_id: material_id(&k.key_id, 1),
+            material_id: material_id(&k.material_key(), 1),
             created_at: now,
             rotation_type: None,
             pending: true,
@@ -593,7 +593,7 @@ impl Kms {
                 key.state = KeyState::Enabled;
             }
             match self.store.activate_version(&key, 1).await {
-                Ok(_) => return Ok((key.arn(), material_id(&key.key_id, 1))),
+                Ok(_) => return Ok((key.arn(), material_id(&key.material_key(), 1))),
                 Err(StoreError::Conflict) => {
                     key = self.store.get_key(key.key_id).await?.ok_or_else(|| {
                         KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
@@ -702,7 +702,7 @@ impl Kms {
             })
             .await?;
         self.remove_imported_material(&k).await?;
-        Ok((k.arn(), material_id(&k.key_id, 1)))
+        Ok((k.arn(), material_id(&k.material_key(), 1)))
     }
 
     /// Destroy an imported key's material in the token and forget its version (the key's

@@ -7,12 +7,12 @@ use super::asymmetric::plan_material;
 use super::authz::Op;
 use super::ids::KeyRef;
 use super::{
-    material_id, page_limit, require_not_pending_deletion, state_error, texts, token_object_id,
-    token_object_label, Kms, KmsError, RequestContext, Result, MS_PER_DAY,
+    key_object_label, material_id, page_limit, require_not_pending_deletion, state_error, texts,
+    token_object_id, Kms, KmsError, RequestContext, Result, MS_PER_DAY,
 };
 use crate::model::{KeySpec, KeyState, KeyUsage, Origin};
 use crate::policy::{Context, Policy, PolicyKind};
-use crate::store::{KeyRecord, StoreError, TagRecord, VersionRecord};
+use crate::store::{KeyRecord, MultiRegion, StoreError, TagRecord, VersionRecord};
 
 /// Maximum tags on one key.
 pub const MAX_TAGS: usize = 50;
@@ -44,16 +44,28 @@ pub struct KeyInfo {
     pub cluster_id: Option<String>,
     /// Imported keys: the expiration model and `ValidTo` of the current material.
     pub expiration: Option<(String, Option<i64>)>,
+    /// Multi-Region keys: `MultiRegionConfiguration`.
+    pub multi_region: Option<MultiRegionView>,
+}
+
+/// A multi-Region key's `MultiRegionConfiguration`: its role, the primary key and every
+/// replica, as (key ARN, region).
+#[derive(Debug, Clone)]
+pub struct MultiRegionView {
+    pub primary: bool,
+    pub primary_key: (String, String),
+    pub replicas: Vec<(String, String)>,
 }
 
 impl KeyInfo {
-    fn new(record: KeyRecord) -> KeyInfo {
+    pub(super) fn new(record: KeyRecord) -> KeyInfo {
         KeyInfo {
             expiration: None,
             arn: record.arn(),
-            current_material_id: material_id(&record.key_id, record.current_version as u32),
+            current_material_id: material_id(&record.material_key(), record.current_version as u32),
             state: record.state,
             cluster_id: None,
+            multi_region: None,
             record,
         }
     }
@@ -69,8 +81,44 @@ pub struct Page<T> {
 #[derive(Debug)]
 pub struct ScheduledDeletion {
     pub arn: String,
-    pub deletion_date: i64,
+    /// `PendingDeletion`, or `PendingReplicaDeletion` for a multi-Region primary key with
+    /// replicas (whose deletion date is not known yet).
+    pub state: KeyState,
+    pub deletion_date: Option<i64>,
     pub pending_window_days: i64,
+}
+
+/// A new multi-Region set id: 128 random bits (the key id is `mrk-` + their 32 hex digits).
+fn new_mrk_id() -> Result<Uuid> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b)
+        .map_err(|e| KmsError::Internal(format!("no random bytes for a key id: {e}")))?;
+    Ok(Uuid::from_bytes(b))
+}
+
+/// The `MultiRegionConfiguration` of `key`, one of the members `set` (ordered by region).
+pub(super) fn multi_region_view(key: &KeyRecord, set: &[KeyRecord]) -> MultiRegionView {
+    let primary_region = key
+        .multi_region
+        .as_ref()
+        .map(|m| m.primary_region.clone())
+        .unwrap_or_default();
+    let arn_in = |region: &str| {
+        format!(
+            "arn:aws:kms:{region}:{}:key/{}",
+            key.account,
+            key.public_id()
+        )
+    };
+    MultiRegionView {
+        primary: key.region == primary_region,
+        primary_key: (arn_in(&primary_region), primary_region.clone()),
+        replicas: set
+            .iter()
+            .filter(|k| k.region != primary_region)
+            .map(|k| (arn_in(&k.region), k.region.clone()))
+            .collect(),
+    }
 }
 
 pub fn default_policy(account: &str) -> String {
@@ -79,7 +127,7 @@ pub fn default_policy(account: &str) -> String {
     )
 }
 
-fn validate_policy(policy: &str) -> Result<Policy> {
+pub(super) fn validate_policy(policy: &str) -> Result<Policy> {
     if policy.len() > MAX_POLICY_BYTES {
         return Err(KmsError::LimitExceeded(format!(
             "Key policy is larger than {MAX_POLICY_BYTES} bytes"
@@ -89,10 +137,10 @@ fn validate_policy(policy: &str) -> Result<Policy> {
         .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))
 }
 
-const LOCKOUT: &str =
+pub(super) const LOCKOUT: &str =
     "The new key policy will not allow you to update the key policy in the future.";
 
-fn validate_tags(tags: &[TagRecord]) -> Result<()> {
+pub(super) fn validate_tags(tags: &[TagRecord]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for t in tags {
         // Lengths are model constraints (ValidationException), the rest TagException.
@@ -193,9 +241,11 @@ impl Kms {
         } else {
             origin
         };
-        if input.multi_region {
+        if input.multi_region && store_token.is_some() {
+            // AWS: "you cannot create a multi-Region key in a custom key store" (CreateKey's
+            // MultiRegion documentation); its exception text is not published.
             return Err(KmsError::UnsupportedOperation(
-                "Multi-Region keys are not supported by this key store".into(),
+                texts::MULTI_REGION_IN_CUSTOM_KEY_STORE.into(),
             ));
         }
         let (usage, material) = plan_material(self.capabilities(), spec, input.key_usage)?;
@@ -228,7 +278,18 @@ impl Kms {
         }
 
         let now = self.now();
-        let key_id = Uuid::new_v4();
+        // A multi-Region primary: a new set, whose member in this region this key is.
+        let multi_region = match input.multi_region {
+            true => Some(MultiRegion {
+                mrk: new_mrk_id()?,
+                primary_region: ctx.region.clone(),
+            }),
+            false => None,
+        };
+        let key_id = match &multi_region {
+            Some(m) => super::ids::mrk_row_id(&m.mrk, &ctx.region),
+            None => Uuid::new_v4(),
+        };
         let mut key = KeyRecord {
             key_id,
             region: ctx.region.clone(),
@@ -249,6 +310,7 @@ impl Kms {
             revision: 0,
             custom_key_store_id: input.custom_key_store_id.clone(),
             mac: Vec::new(),
+            multi_region,
         };
         if let Some(parsed) = &parsed {
             if !input.bypass_policy_lockout_safety_check
@@ -264,11 +326,12 @@ impl Kms {
             return Ok(KeyInfo::new(key));
         }
         let object_id = token_object_id(&key_id, 1);
+        let label = key_object_label(&key, 1);
         let version = VersionRecord {
             key_id,
             version: 1,
             token_object_id: object_id.clone(),
-            material_id: material_id(&key_id, 1),
+            material_id: material_id(&key.material_key(), 1),
             created_at: now,
             rotation_type: None,
             pending: true,
@@ -277,11 +340,11 @@ impl Kms {
         self.store.insert_key(&key, &version, &input.tags).await?;
         let made = match &store_token {
             Some(t) => t
-                .generate_aes_key(object_id, token_object_label(&key_id, 1))
+                .generate_aes_key(object_id, label)
                 .await
                 .map_err(KmsError::from),
             None => {
-                self.generate_material(material, object_id, token_object_label(&key_id, 1), spec)
+                self.generate_material(material, object_id, label, spec)
                     .await
             }
         };
@@ -297,9 +360,13 @@ impl Kms {
     }
 
     /// KeyInfo with the state callers see and, for custom key store keys, the cluster id.
-    async fn key_info(&self, record: KeyRecord) -> Result<KeyInfo> {
+    pub(super) async fn key_info(&self, record: KeyRecord) -> Result<KeyInfo> {
         let mut info = KeyInfo::new(record);
         info.state = self.visible_state(&info.record);
+        if let Some(m) = &info.record.multi_region {
+            let set = self.store.multi_region_keys(m.mrk).await?;
+            info.multi_region = Some(multi_region_view(&info.record, &set));
+        }
         if let Some(id) = &info.record.custom_key_store_id {
             info.cluster_id = self
                 .store
@@ -395,22 +462,39 @@ impl Kms {
             days.to_string(),
         );
         let k = self.resolve(ctx, key, op).await?;
+        // A multi-Region primary key outlives its replicas: it waits in
+        // PendingReplicaDeletion until the last one is deleted, then its window starts.
+        let has_replicas = match &k.multi_region {
+            Some(m) if k.is_primary() => self
+                .store
+                .multi_region_keys(m.mrk)
+                .await?
+                .iter()
+                .any(|r| r.key_id != k.key_id),
+            _ => false,
+        };
         let deletion_date = self.now() + days * MS_PER_DAY;
         let k = self
             .update_key(ctx, k, |k| {
                 require_not_pending_deletion(k)?;
-                if k.state == KeyState::Creating {
+                if matches!(k.state, KeyState::Creating | KeyState::Updating) {
                     return Err(state_error(&k.arn(), k.state));
                 }
-                k.state = KeyState::PendingDeletion;
-                k.deletion_date = Some(deletion_date);
+                if has_replicas {
+                    k.state = KeyState::PendingReplicaDeletion;
+                    k.deletion_date = None;
+                } else {
+                    k.state = KeyState::PendingDeletion;
+                    k.deletion_date = Some(deletion_date);
+                }
                 k.pending_window_days = Some(days);
                 Ok(())
             })
             .await?;
         Ok(ScheduledDeletion {
             arn: k.arn(),
-            deletion_date,
+            state: k.state,
+            deletion_date: k.deletion_date,
             pending_window_days: days,
         })
     }
@@ -421,7 +505,10 @@ impl Kms {
             .await?;
         let k = self
             .update_key(ctx, k, |k| {
-                if k.state != KeyState::PendingDeletion {
+                if !matches!(
+                    k.state,
+                    KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
+                ) {
                     return Err(KmsError::InvalidState(format!(
                         "{} is not pending deletion.",
                         k.arn()

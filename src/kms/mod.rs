@@ -20,6 +20,7 @@ mod grants;
 mod import;
 mod keys;
 pub mod keystores;
+mod multi_region;
 mod oaep;
 pub mod quota;
 mod reconcile;
@@ -38,7 +39,8 @@ pub use crypto::{DataKey, Decrypted, Encrypted, ReEncrypted};
 pub use error::{KmsError, Result};
 pub use grants::{validate_grant_tokens, CreateGrantInput, GrantConstraints, GrantInfo};
 pub use import::{ImportInput, ImportParameters, IMPORT_MAC_KEY_ID};
-pub use keys::{CreateKeyInput, KeyInfo, Page, ScheduledDeletion};
+pub use keys::{CreateKeyInput, KeyInfo, MultiRegionView, Page, ScheduledDeletion};
+pub use multi_region::{ReplicateKeyInput, Replicated};
 pub use reconcile::ReconcileReport;
 pub use rotation::{RotationEntry, RotationStatus};
 
@@ -110,6 +112,23 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The same caller acting in another region (a multi-Region operation's other side: its
+    /// permissions there are checked with this). Its quota was charged already.
+    pub(crate) fn in_region(&self, region: &str) -> RequestContext {
+        RequestContext {
+            region: region.to_owned(),
+            account: self.account.clone(),
+            access_key_id: self.access_key_id.clone(),
+            request_id: self.request_id.clone(),
+            principal: self.principal.clone(),
+            identity_policies: self.identity_policies.clone(),
+            source_ip: self.source_ip.clone(),
+            secure_transport: self.secure_transport,
+            quota_charged: true.into(),
+            dry_run: false.into(),
+        }
+    }
+
     /// Stop here if the request is a dry run (it was authorized up to this point).
     pub(crate) fn stop_if_dry_run(&self) -> Result<()> {
         if self.dry_run.load(std::sync::atomic::Ordering::Relaxed) {
@@ -118,11 +137,6 @@ impl RequestContext {
             ));
         }
         Ok(())
-    }
-
-    /// ARN of a key id in the caller's account and region.
-    pub fn key_arn(&self, id: &Uuid) -> String {
-        ids::key_arn(&self.region, &self.account, id)
     }
 }
 
@@ -141,6 +155,8 @@ pub struct Kms {
         std::sync::Mutex<std::collections::HashSet<crate::model::WrappingAlgorithm>>,
     /// Key uses not yet written to the store (GetKeyLastUsage).
     usage: usage::Pending,
+    /// The regions this deployment serves (where multi-Region keys may have replicas).
+    regions: Vec<String>,
 }
 
 /// Prefix of every token object label this service creates.
@@ -171,7 +187,14 @@ impl Kms {
             import_mac: tokio::sync::OnceCell::new(),
             import_unsupported: Default::default(),
             usage: Default::default(),
+            regions: Vec::new(),
         }
+    }
+
+    /// The regions this deployment serves (`regions` in the configuration).
+    pub fn with_regions(mut self, regions: Vec<String>) -> Kms {
+        self.regions = regions;
+        self
     }
 
     /// Is the service able to serve: token session usable and store reachable?
@@ -216,19 +239,21 @@ impl Kms {
             }
             Ok(())
         };
-        let (account, id) = match key {
-            KeyRef::Id(id) => (ctx.account.clone(), *id),
+        // (account, the row's id, the id as the request named it: None for an alias).
+        let (account, row_id, name) = match key {
+            KeyRef::Id(id) => (ctx.account.clone(), id.in_region(&ctx.region), Some(*id)),
             KeyRef::KeyArn {
                 region,
                 account,
                 id,
             } => {
                 scoped(region, account, &ids::key_arn(region, account, id))?;
-                (account.clone(), *id)
+                (account.clone(), id.in_region(region), Some(*id))
             }
             KeyRef::Alias(alias) => (
                 ctx.account.clone(),
                 self.alias_target(ctx, &ctx.account, alias.as_str()).await?,
+                None,
             ),
             KeyRef::AliasArn {
                 region,
@@ -243,32 +268,39 @@ impl Kms {
                 (
                     account.clone(),
                     self.alias_target(ctx, account, alias.as_str()).await?,
+                    None,
                 )
             }
         };
+        let not_found = || {
+            let id = name.unwrap_or(ids::KeyName::Uuid(row_id));
+            KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                ids::key_arn(&ctx.region, &account, &id)
+            ))
+        };
         let k = self
             .store
-            .get_key(id)
+            .get_key(row_id)
             .await?
-            .filter(|k| {
-                k.region == ctx.region
-                    && k.account == account
-                    && !matches!(k.state, KeyState::Creating | KeyState::Deleted)
-            })
-            .ok_or_else(|| {
-                KmsError::NotFound(format!(
-                    "Key '{}' does not exist",
-                    ids::key_arn(&ctx.region, &account, &id)
-                ))
-            })?;
+            .filter(|k| k.region == ctx.region && k.account == account && visible(k))
+            .ok_or_else(not_found)?;
+        // A multi-Region key is named by its mrk- id, a single-Region key by its UUID (a
+        // member's row id is internal).
+        if name.is_some_and(|n| k.multi_region.is_some() != matches!(n, ids::KeyName::Mrk(_))) {
+            return Err(not_found());
+        }
         self.with_expiry(k).await
     }
 
     /// A key in the caller's region (any account: authorization decides), creation finished.
     async fn load_key(&self, ctx: &RequestContext, id: Uuid) -> Result<Option<KeyRecord>> {
-        match self.store.get_key(id).await?.filter(|k| {
-            k.region == ctx.region && !matches!(k.state, KeyState::Creating | KeyState::Deleted)
-        }) {
+        match self
+            .store
+            .get_key(id)
+            .await?
+            .filter(|k| k.region == ctx.region && visible(k))
+        {
             Some(k) => Ok(Some(self.with_expiry(k).await?)),
             None => Ok(None),
         }
@@ -340,7 +372,8 @@ impl Kms {
     }
 }
 
-/// The `CKA_ID` of a key version's token object: key id bytes ‖ version (big-endian).
+/// The `CKA_ID` of a key version's token object: key id bytes ‖ version (big-endian). (A
+/// multi-Region key's row id differs per region, so each member has objects of its own.)
 pub fn token_object_id(key_id: &Uuid, version: u32) -> Vec<u8> {
     let mut id = Vec::with_capacity(20);
     id.extend_from_slice(key_id.as_bytes());
@@ -352,6 +385,20 @@ pub fn token_object_label(key_id: &Uuid, version: u32) -> String {
     format!("{LABEL_PREFIX}{key_id}/v{version}")
 }
 
+/// The label of a key's version object: `kms-bridge/<key id>/v<n>`, and for a multi-Region
+/// key `kms-bridge/mrk-…@<region>/v<n>` — after a database restore the label is what tells
+/// whose an object is.
+pub fn key_object_label(key: &crate::store::KeyRecord, version: u32) -> String {
+    match &key.multi_region {
+        Some(_) => format!(
+            "{LABEL_PREFIX}{}@{}/v{version}",
+            key.public_id(),
+            key.region
+        ),
+        None => token_object_label(&key.key_id, version),
+    }
+}
+
 /// The public, stable identifier of one version of key material (64 hex characters).
 pub fn material_id(key_id: &Uuid, version: u32) -> String {
     let mut h = Sha256::new();
@@ -361,22 +408,38 @@ pub fn material_id(key_id: &Uuid, version: u32) -> String {
     hex::encode(h.finalize())
 }
 
+/// May requests see this key? Never a tombstone; a key being created only when it is a
+/// multi-Region replica (ReplicateKey answered with it in state `Creating`; a CreateKey
+/// intent is invisible until it completes).
+fn visible(k: &KeyRecord) -> bool {
+    match k.state {
+        KeyState::Deleted => false,
+        KeyState::Creating => k.is_replica(),
+        _ => true,
+    }
+}
+
 /// The error AWS gives when a key's state forbids an operation.
 fn state_error(arn: &str, state: KeyState) -> KmsError {
     match state {
         KeyState::Disabled => KmsError::Disabled(texts::disabled(arn)),
         KeyState::PendingDeletion => KmsError::InvalidState(texts::pending_deletion(arn)),
+        KeyState::PendingReplicaDeletion => {
+            KmsError::InvalidState(texts::pending_replica_deletion(arn))
+        }
         KeyState::PendingImport => KmsError::InvalidState(texts::pending_import(arn)),
         KeyState::Unavailable => KmsError::InvalidState(format!("{arn} is unavailable.")),
-        KeyState::Creating => KmsError::InvalidState(format!("{arn} is creating.")),
+        KeyState::Creating => KmsError::InvalidState(texts::creating(arn)),
+        KeyState::Updating => KmsError::InvalidState(texts::updating(arn)),
         KeyState::Deleted => KmsError::NotFound(format!("Key '{arn}' does not exist")),
         KeyState::Enabled => KmsError::Internal(format!("{arn}: enabled key rejected")),
     }
 }
 
-/// Cryptographic operations need an enabled key.
+/// Cryptographic operations need an enabled key (a multi-Region key whose primary Region is
+/// being updated stays usable, as on AWS).
 fn require_enabled(key: &KeyRecord) -> Result<()> {
-    if key.state == KeyState::Enabled {
+    if matches!(key.state, KeyState::Enabled | KeyState::Updating) {
         Ok(())
     } else {
         Err(state_error(&key.arn(), key.state))
@@ -385,7 +448,10 @@ fn require_enabled(key: &KeyRecord) -> Result<()> {
 
 /// Management operations that are refused while a key is pending deletion.
 fn require_not_pending_deletion(key: &KeyRecord) -> Result<()> {
-    if key.state == KeyState::PendingDeletion {
+    if matches!(
+        key.state,
+        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
+    ) {
         Err(state_error(&key.arn(), key.state))
     } else {
         Ok(())

@@ -45,7 +45,7 @@ impl Kms {
     ) -> Result<ReconcileReport> {
         let cutoff = self.now() - grace_ms;
         objects.retain(|o| o.kind.is_material());
-        let present: HashSet<Vec<u8>> = objects.iter().map(|o| o.id.clone()).collect();
+        let mut present: HashSet<Vec<u8>> = objects.iter().map(|o| o.id.clone()).collect();
         let mut report = ReconcileReport {
             token_objects: objects.len(),
             ..Default::default()
@@ -53,6 +53,26 @@ impl Kms {
 
         for mut key in self.store.unfinished_keys().await? {
             if key.created_at > cutoff {
+                continue;
+            }
+            if key.is_replica() {
+                // A replica whose copies were under way: copy what is missing from the
+                // primary (the material never leaves the token), or remove it.
+                match self.complete_replica(key.clone(), None).await {
+                    Ok(_) => {
+                        // Its copies exist now (the scan above predates them).
+                        for v in self.store.versions(key.key_id).await? {
+                            present.insert(v.token_object_id);
+                        }
+                        tracing::warn!(key_id = %key.key_id, "completed a multi-Region replica interrupted by a crash");
+                        report.completed_keys += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(key_id = %key.key_id, error = %e, "removed a multi-Region replica that could not be completed");
+                        self.undo_replica(&key).await;
+                        report.removed_keys += 1;
+                    }
+                }
                 continue;
             }
             let versions = self.store.versions(key.key_id).await?;
@@ -73,6 +93,7 @@ impl Kms {
         }
 
         let mut destroyed = HashSet::new();
+        let mut set_versions = std::collections::BTreeSet::new();
         for v in self.store.pending_versions().await? {
             if v.created_at > cutoff {
                 continue;
@@ -80,6 +101,15 @@ impl Kms {
             let Some(mut key) = self.store.get_key(v.key_id).await? else {
                 continue;
             };
+            if key.state == KeyState::Creating {
+                // A replica still being created (on another node): not an interrupted intent.
+                continue;
+            }
+            if let (Some(m), false) = (&key.multi_region, key.origin == Origin::External) {
+                // A multi-Region set's rotation: finished or undone for the whole set.
+                set_versions.insert((m.mrk, v.version));
+                continue;
+            }
             if key.origin == Origin::External {
                 // An import interrupted by a crash never answered success (and its key check
                 // value may not have been compared): undo it; the caller imports again.
@@ -106,6 +136,27 @@ impl Kms {
                 tracing::warn!(key_id = %v.key_id, version = v.version, "removed rotation that never reached the token");
                 report.removed_versions += 1;
             }
+        }
+
+        for (mrk, version) in set_versions {
+            let (completed, removed) = self
+                .reconcile_set_version(mrk, version, &mut present)
+                .await?;
+            if completed > 0 {
+                tracing::warn!(%mrk, version, "completed a multi-Region rotation interrupted by a crash");
+            }
+            if removed > 0 {
+                tracing::warn!(%mrk, version, "removed a multi-Region rotation that never reached the token");
+            }
+            report.completed_versions += completed;
+            report.removed_versions += removed;
+        }
+        let updating = self.finish_updates().await?;
+        if updating > 0 {
+            tracing::warn!(
+                updating,
+                "finished primary Region updates interrupted by a crash"
+            );
         }
 
         let known = self.known_object_ids().await?;

@@ -75,9 +75,11 @@ impl Kms {
             Op::new("kms:EnableKeyRotation").fact("kms:RotationPeriodInDays", period.to_string());
         let k = self.resolve(ctx, key, op).await?;
         let now = self.now();
-        self.update_key(ctx, k, |k| {
+        // Automatic rotation is a shared property of a multi-Region key: set on its primary.
+        self.update_shared(ctx, k, |k| {
             require_rotatable(k)?;
             require_enabled(k)?;
+            Kms::require_not_replica(k)?;
             k.rotation_enabled = true;
             k.rotation_period_days = Some(period);
             k.rotation_base = Some(now);
@@ -91,9 +93,10 @@ impl Kms {
         let k = self
             .resolve(ctx, key, Op::new("kms:DisableKeyRotation"))
             .await?;
-        self.update_key(ctx, k, |k| {
+        self.update_shared(ctx, k, |k| {
             require_rotatable(k)?;
             require_enabled(k)?;
+            Kms::require_not_replica(k)?;
             k.rotation_enabled = false;
             k.rotation_period_days = None;
             k.rotation_base = None;
@@ -113,7 +116,11 @@ impl Kms {
             .await?;
         require_rotatable(&k)?;
         // A key pending deletion reports rotation off; the setting returns on cancel.
-        let enabled = k.rotation_enabled && k.state != KeyState::PendingDeletion;
+        let enabled = k.rotation_enabled
+            && !matches!(
+                k.state,
+                KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
+            );
         let next_rotation = match (enabled, k.rotation_base, k.rotation_period_days) {
             (true, Some(base), Some(days)) => Some(base + days * MS_PER_DAY),
             _ => None,
@@ -137,6 +144,8 @@ impl Kms {
         // AWS checks the state before the key type.
         require_enabled(&k)?;
         require_rotatable(&k)?;
+        // A multi-Region key's set is rotated on its primary.
+        Kms::require_not_replica(&k)?;
         let versions = self.store.versions(k.key_id).await?;
         let on_demand = versions
             .iter()
@@ -159,6 +168,9 @@ impl Kms {
         rotation_type: RotationType,
     ) -> Result<KeyRecord> {
         let mut key = key.into_record();
+        if key.multi_region.is_some() {
+            return self.rotate_set(key, rotation_type).await;
+        }
         let version = key.current_version + 1;
         let v32 = u32::try_from(version)
             .map_err(|_| KmsError::LimitExceeded("Too many key versions".into()))?;
@@ -258,7 +270,7 @@ impl Kms {
                 (
                     v.version,
                     RotationEntry {
-                        key_id: k.key_id.to_string(),
+                        key_id: k.public_id(),
                         material_id: v.material_id,
                         rotation_date: v.created_at,
                         rotation_type: v.rotation_type,

@@ -25,6 +25,8 @@ pub struct SchedulerReport {
     pub rotated: usize,
     pub deleted: usize,
     pub expired: usize,
+    /// Multi-Region primary keys whose waiting period started (their last replica is gone).
+    pub primary_deletions_started: usize,
     pub destroyed_objects: usize,
     pub errors: usize,
 }
@@ -99,7 +101,8 @@ impl Kms {
 
         match self.store.due_rotations(now).await {
             Ok(keys) => {
-                for key in keys {
+                // A multi-Region replica shares its primary's rotation, which rotates it too.
+                for key in keys.into_iter().filter(|k| !k.is_replica()) {
                     let ctx = service_context(&key);
                     let result = self
                         .rotate(
@@ -167,6 +170,20 @@ impl Kms {
             }
         }
 
+        // Multi-Region primary keys whose last replica is gone: their waiting period starts.
+        match self.start_primary_deletions().await {
+            Ok(n) => report.primary_deletions_started += n,
+            Err(e) => {
+                tracing::error!(error = %e, "starting the deletion of primary keys failed");
+                report.errors += 1;
+            }
+        }
+        // Keys left `Updating` by an interrupted UpdatePrimaryRegion.
+        if let Err(e) = self.finish_updates().await {
+            tracing::error!(error = %e, "finishing primary Region updates failed");
+            report.errors += 1;
+        }
+
         // Imported material past its ValidTo: key → PendingImport, material destroyed.
         match self.store.due_expirations(now).await {
             Ok(keys) => {
@@ -220,7 +237,7 @@ impl Kms {
         report
     }
 
-    async fn destroy_material(&self, key_id: Uuid) -> super::Result<usize> {
+    pub(super) async fn destroy_material(&self, key_id: Uuid) -> super::Result<usize> {
         let Some(key) = self.store.get_key(key_id).await? else {
             return Ok(0);
         };

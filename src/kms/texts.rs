@@ -76,6 +76,17 @@ pub fn pending_deletion(arn: &str) -> String {
 pub fn pending_import(arn: &str) -> String {
     format!("{arn} is pending import.")
 }
+/// The states of multi-Region keys, in the same wording (AWS's own texts for these are not
+/// published; these follow the developer guide's key-state table and the texts above).
+pub fn pending_replica_deletion(arn: &str) -> String {
+    format!("{arn} is pending replica deletion.")
+}
+pub fn creating(arn: &str) -> String {
+    format!("{arn} is creating.")
+}
+pub fn updating(arn: &str) -> String {
+    format!("{arn} is updating.")
+}
 
 /// Sign/Verify with `MessageType=DIGEST` of the wrong length.
 pub fn digest_invalid_length(algorithm: &str) -> String {
@@ -226,3 +237,27 @@ pub const ONLY_DEFAULT_POLICY: &str = "Only default policy is supported";
 /// GenerateDataKey with both or neither of KeySpec and NumberOfBytes (moto's text for both
 /// cases; no recording of AWS's).
 pub const DATA_KEY_SPEC_OR_BYTES: &str = "Please specify either number of bytes or key spec.";
+
+/// CreateKey `MultiRegion=true` with a custom key store (`UnsupportedOperationException`; the
+/// restriction is AWS's, its text is not published: the model's style).
+pub const MULTI_REGION_IN_CUSTOM_KEY_STORE: &str =
+    "You cannot create a multi-Region key in a custom key store.";
+
+/// ReplicateKey of a key that is not a multi-Region primary key, and the operations only a
+/// primary key may take (`UnsupportedOperationException`; recorded against AWS for a replica:
+/// LocalStack's snapshot `test_replicate_replica_key_should_fail`).
+pub fn not_multi_region_primary(arn: &str) -> String {
+    format!("{arn} is not a multi-region primary key.")
+}
+
+/// ReplicateKey into a Region that already holds a key of the set (`AlreadyExistsException`;
+/// LocalStack's KMS provider's text, not pinned by a recorded snapshot).
+pub fn replica_exists(key_id: &str, region: &str) -> String {
+    format!("Unable to replicate key {key_id} to region {region}, as the key already exist there")
+}
+
+/// A Region this deployment does not serve, as AWS refuses a Region that is not enabled
+/// (`UnsupportedOperationException`; AWS's text is not published: the model's style).
+pub fn region_not_enabled(region: &str) -> String {
+    format!("The Region {region} is not enabled for this account.")
+}

@@ -51,9 +51,15 @@ impl Pending {
     }
 }
 
-/// The key id in a key ARN (`arn:aws:kms:…:key/<id>`).
+/// The store's key id of a key ARN (`arn:aws:kms:<region>:…:key/<id>`; a multi-Region key's
+/// row in that region).
 fn key_id_of(arn: &str) -> Option<Uuid> {
-    Uuid::parse_str(arn.rsplit('/').next()?).ok()
+    let id = arn.rsplit('/').next()?;
+    if !id.starts_with("mrk-") {
+        return Uuid::parse_str(id).ok();
+    }
+    let region = arn.split(':').nth(3)?;
+    Some(super::ids::parse_key_name(id)?.in_region(region))
 }
 
 /// What GetKeyLastUsage answers.

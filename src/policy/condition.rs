@@ -101,7 +101,7 @@ const KEYS: &[&str] = &[
     "kms:MultiRegion", "kms:MultiRegionKeyType", "kms:PrimaryRegion", "kms:ReplicaRegion",
     "kms:KeyMaterialId", "aws:PrincipalArn", "aws:PrincipalAccount", "aws:PrincipalType",
     "aws:username", "aws:userid", "aws:SourceIp", "aws:CurrentTime", "aws:EpochTime",
-    "aws:SecureTransport", "aws:TagKeys",
+    "aws:SecureTransport", "aws:TagKeys", "aws:RequestedRegion",
 ];
 
 /// Condition-key families: the prefix must be followed by a non-empty name.

@@ -230,6 +230,20 @@ impl<S: MetadataStore> CachedStore<S> {
         self.t.apply(&Invalidation::Key(*key_id));
     }
 
+    fn forget_keys(&self, keys: &[KeyRecord]) {
+        for k in keys {
+            self.forget_key(&k.key_id);
+        }
+    }
+
+    async fn sealed_keys(&self, keys: &[KeyRecord]) -> Result<Vec<KeyRecord>> {
+        let mut sealed = Vec::with_capacity(keys.len());
+        for k in keys {
+            sealed.push(self.sealed(k).await?);
+        }
+        Ok(sealed)
+    }
+
     /// May cached entries be served now?
     fn trusted(&self) -> bool {
         self.inner.cache_coherent()
@@ -562,6 +576,43 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         )
     }
 
+    async fn multi_region_keys(&self, mrk: Uuid) -> Result<Vec<KeyRecord>> {
+        let rows = self.inner.multi_region_keys(mrk).await?;
+        self.verified_all(rows).await
+    }
+
+    async fn insert_replica(
+        &self,
+        key: &KeyRecord,
+        versions: &[VersionRecord],
+        tags: &[TagRecord],
+        check_value: Option<&[u8]>,
+    ) -> Result<()> {
+        let key = self.sealed(key).await?;
+        writing!(
+            self.forget_key(&key.key_id),
+            self.inner.insert_replica(&key, versions, tags, check_value)
+        )
+    }
+
+    async fn update_keys(&self, keys: &[KeyRecord]) -> Result<Vec<i64>> {
+        let sealed = self.sealed_keys(keys).await?;
+        writing!(self.forget_keys(&sealed), self.inner.update_keys(&sealed))
+    }
+
+    async fn activate_versions(&self, keys: &[KeyRecord], versions: &[i64]) -> Result<Vec<i64>> {
+        let sealed = self.sealed_keys(keys).await?;
+        writing!(
+            self.forget_keys(&sealed),
+            self.inner.activate_versions(&sealed, versions)
+        )
+    }
+
+    async fn keys_in_state(&self, state: crate::model::KeyState) -> Result<Vec<KeyRecord>> {
+        let rows = self.inner.keys_in_state(state).await?;
+        self.verified_all(rows).await
+    }
+
     async fn get_import(&self, key_id: Uuid) -> Result<Option<ImportRecord>> {
         if !self.trusted() {
             return self.inner.get_import(key_id).await;
@@ -655,6 +706,7 @@ mod tests {
             revision: 0,
             custom_key_store_id: None,
             mac: Vec::new(),
+            multi_region: None,
         };
         let v = VersionRecord {
             key_id: id,

@@ -168,15 +168,59 @@ pub struct KeyRecord {
     /// Integrity MAC over the row's contents (`Sealed`), made in the token
     /// (`kms::sealed`, applied by `cached::CachedStore`); stored as given (`tombstone_key` stores the one given for the row in state `Deleted`).
     pub mac: Vec<u8>,
+    /// For a multi-Region key: the set it belongs to and where its primary is.
+    pub multi_region: Option<MultiRegion>,
+}
+
+/// A multi-Region key's membership in its set of related keys (one row per region). Every
+/// member of a set shares `mrk` — the set's external key id is `mrk-` + its 32 hex digits —
+/// and the row's own `key_id` is derived from (`mrk`, region) (`kms::ids::mrk_row_id`), so
+/// the key id and a ciphertext find the member in any region without an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiRegion {
+    pub mrk: Uuid,
+    /// The region of the set's primary key (the same in every member's row).
+    pub primary_region: String,
 }
 
 impl KeyRecord {
+    /// The key id as callers see it: `mrk-<32 hex>` for a multi-Region key, else the UUID.
+    pub fn public_id(&self) -> String {
+        match &self.multi_region {
+            Some(m) => format!("mrk-{}", m.mrk.simple()),
+            None => self.key_id.to_string(),
+        }
+    }
+
     /// `arn:aws:kms:<region>:<account>:key/<id>`.
     pub fn arn(&self) -> String {
         format!(
             "arn:aws:kms:{}:{}:key/{}",
-            self.region, self.account, self.key_id
+            self.region,
+            self.account,
+            self.public_id()
         )
+    }
+
+    /// The identity of the key's material: the set's `mrk` for a multi-Region key (every
+    /// member holds the same material, so ciphertexts and material ids name the set), else the
+    /// key id.
+    pub fn material_key(&self) -> Uuid {
+        self.multi_region.as_ref().map_or(self.key_id, |m| m.mrk)
+    }
+
+    /// A multi-Region primary key?
+    pub fn is_primary(&self) -> bool {
+        self.multi_region
+            .as_ref()
+            .is_some_and(|m| m.primary_region == self.region)
+    }
+
+    /// A multi-Region replica key?
+    pub fn is_replica(&self) -> bool {
+        self.multi_region
+            .as_ref()
+            .is_some_and(|m| m.primary_region != self.region)
     }
 }
 
@@ -391,7 +435,7 @@ pub trait Sealed: Clone + Send + Sync {
 
 impl Sealed for KeyRecord {
     fn mac_input(&self) -> Vec<u8> {
-        MacInput::new("key")
+        let m = MacInput::new("key")
             .field(self.key_id.as_bytes())
             .text(&self.region)
             .text(&self.account)
@@ -408,8 +452,17 @@ impl Sealed for KeyRecord {
             .opt_int(self.rotation_base)
             .int(self.current_version)
             .text(&self.policy)
-            .opt_text(self.custom_key_store_id.as_deref())
-            .0
+            .opt_text(self.custom_key_store_id.as_deref());
+        // Rows of single-Region keys keep the MAC input they had before multi-Region keys.
+        match &self.multi_region {
+            Some(mr) => {
+                m.text("multi-Region")
+                    .field(mr.mrk.as_bytes())
+                    .text(&mr.primary_region)
+                    .0
+            }
+            None => m.0,
+        }
     }
     mac_member!();
     fn describe(&self) -> String {
@@ -603,6 +656,30 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// Keys holding imported material that expired at or before `now`.
     async fn due_expirations(&self, now: Millis) -> Result<Vec<KeyRecord>>;
+
+    /// The members of a multi-Region key's set that are not deleted (one still being created
+    /// too), ordered by region.
+    async fn multi_region_keys(&self, mrk: Uuid) -> Result<Vec<KeyRecord>>;
+    /// Insert a multi-Region replica key (state `Creating`) with its pending versions, its
+    /// tags and, for imported key material (origin `EXTERNAL`), its import record holding
+    /// `check_value` (the set's material), atomically. A tombstone of an earlier replica with
+    /// the same key id is replaced once its material is gone (`InUse` while versions remain);
+    /// any other row with that id is `AlreadyExists`.
+    async fn insert_replica(
+        &self,
+        key: &KeyRecord,
+        versions: &[VersionRecord],
+        tags: &[TagRecord],
+        check_value: Option<&[u8]>,
+    ) -> Result<()>;
+    /// Compare-and-swap several keys in one transaction (all or none); their new revisions,
+    /// in order.
+    async fn update_keys(&self, keys: &[KeyRecord]) -> Result<Vec<i64>>;
+    /// Mark `versions` of every key in `keys` complete and compare-and-swap the keys, in one
+    /// transaction; `NotFound` if a version row is missing.
+    async fn activate_versions(&self, keys: &[KeyRecord], versions: &[i64]) -> Result<Vec<i64>>;
+    /// Every key (any region and account) in `state`, ordered by key id.
+    async fn keys_in_state(&self, state: KeyState) -> Result<Vec<KeyRecord>>;
 
     /// Record uses of keys; per key the newest (by `used_at`) is kept, whatever the order in
     /// which nodes write.

@@ -55,7 +55,7 @@ pub(super) fn parse<T>(v: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> su
 pub(super) const KEY_COLUMNS: &str = "key_id, region, account, description, key_spec, \
      key_usage, origin, state, created_at, deletion_date, pending_window_days, \
      rotation_enabled, rotation_period_days, rotation_base, current_version, policy, revision, \
-     custom_key_store_id, mac";
+     custom_key_store_id, mac, mrk_id, primary_region";
 
 /// `KEY_COLUMNS` qualified with the table alias `k.`.
 pub(super) fn key_columns_of_k() -> String {
@@ -74,7 +74,7 @@ macro_rules! sql_store {
         use $crate::store::{
             AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord,
             IdentityPolicyRecord, ImportRecord, Invalidation, KeyRecord, KeyUsageRecord,
-            MetadataStore, Millis, PrincipalKind, PrincipalRecord, Result, StoreError, TagRecord,
+            MetadataStore, Millis, MultiRegion, PrincipalKind, PrincipalRecord, Result, StoreError, TagRecord,
             VersionRecord,
         };
 
@@ -106,6 +106,18 @@ macro_rules! sql_store {
                 revision: row.try_get("revision")?,
                 custom_key_store_id: row.try_get("custom_key_store_id")?,
                 mac: row.try_get("mac")?,
+                multi_region: match (
+                    row.try_get::<Option<String>, _>("mrk_id")?,
+                    row.try_get::<Option<String>, _>("primary_region")?,
+                ) {
+                    (Some(m), Some(primary_region)) => Some(MultiRegion {
+                        mrk: uuid::Uuid::parse_str(&m)
+                            .map_err(|_| StoreError::Corrupt(format!("mrk_id {m:?}")))?,
+                        primary_region,
+                    }),
+                    (None, None) => None,
+                    _ => return Err(StoreError::Corrupt("half a multi-Region key".into())),
+                },
             })
         }
 
@@ -249,7 +261,7 @@ macro_rules! sql_store {
             }
             sqlx::query(&format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
             ))
             .bind(k.key_id.to_string())
             .bind(&k.region)
@@ -270,6 +282,8 @@ macro_rules! sql_store {
             .bind(k.revision)
             .bind(&k.custom_key_store_id)
             .bind(&k.mac)
+            .bind(k.multi_region.as_ref().map(|m| m.mrk.to_string()))
+            .bind(k.multi_region.as_ref().map(|m| m.primary_region.clone()))
             .execute(&mut **tx)
             .await?;
             for t in tags {
@@ -290,8 +304,8 @@ macro_rules! sql_store {
                 "UPDATE keys SET description = $1, state = $2, deletion_date = $3, \
                  pending_window_days = $4, rotation_enabled = $5, rotation_period_days = $6, \
                  rotation_base = $7, current_version = $8, policy = $9, mac = $10, \
-                 revision = revision + 1 WHERE key_id = $11 AND revision = $12 \
-                 RETURNING revision",
+                 primary_region = $13, revision = revision + 1 \
+                 WHERE key_id = $11 AND revision = $12 RETURNING revision",
             )
             .bind(&k.description)
             .bind(k.state.as_str())
@@ -305,6 +319,7 @@ macro_rules! sql_store {
             .bind(&k.mac)
             .bind(k.key_id.to_string())
             .bind(k.revision)
+            .bind(k.multi_region.as_ref().map(|m| m.primary_region.clone()))
             .fetch_optional(&mut **tx)
             .await?;
             match row {
@@ -1089,6 +1104,120 @@ macro_rules! sql_store {
                     .await?;
                 self.commit_announcing(tx, &[Invalidation::Key(k.key_id)]).await?;
                 Ok(())
+            }
+
+            async fn multi_region_keys(&self, mrk: uuid::Uuid) -> Result<Vec<KeyRecord>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {KEY_COLUMNS} FROM keys WHERE mrk_id = $1 AND state != 'Deleted' \
+                     ORDER BY region"
+                ))
+                .bind(mrk.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(key_from_row).collect()
+            }
+
+            async fn insert_replica(
+                &self,
+                k: &KeyRecord,
+                versions: &[VersionRecord],
+                tags: &[TagRecord],
+                check_value: Option<&[u8]>,
+            ) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                let id = k.key_id.to_string();
+                let existing = sqlx::query("SELECT state FROM keys WHERE key_id = $1")
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = existing {
+                    let state: String = row.try_get("state")?;
+                    if state != KeyState::Deleted.as_str() {
+                        return Err(StoreError::AlreadyExists);
+                    }
+                    let left = count(
+                        &mut tx,
+                        "SELECT COUNT(*) FROM key_versions WHERE key_id = $1",
+                        k.key_id,
+                    )
+                    .await?;
+                    if left > 0 {
+                        return Err(StoreError::InUse);
+                    }
+                    // The tombstone of a deleted replica in this region: replicating the
+                    // primary here again makes the key anew (as AWS does).
+                    for sql in [
+                        "DELETE FROM key_last_usage WHERE key_id = $1",
+                        "DELETE FROM imports WHERE key_id = $1",
+                        "DELETE FROM keys WHERE key_id = $1",
+                    ] {
+                        sqlx::query(sql).bind(&id).execute(&mut *tx).await?;
+                    }
+                }
+                insert_key_in(&mut tx, k, tags).await?;
+                for v in versions {
+                    insert_version_in(&mut tx, v).await?;
+                }
+                if k.origin == Origin::External {
+                    sqlx::query("INSERT INTO imports (key_id, check_value) VALUES ($1, $2)")
+                        .bind(&id)
+                        .bind(check_value)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                self.commit_announcing(tx, &[Invalidation::Key(k.key_id)]).await?;
+                Ok(())
+            }
+
+            async fn update_keys(&self, keys: &[KeyRecord]) -> Result<Vec<i64>> {
+                let mut tx = self.pool.begin().await?;
+                let mut revisions = Vec::with_capacity(keys.len());
+                for k in keys {
+                    revisions.push(update_key_in(&mut tx, k).await?);
+                }
+                let invs: Vec<Invalidation> =
+                    keys.iter().map(|k| Invalidation::Key(k.key_id)).collect();
+                self.commit_announcing(tx, &invs).await?;
+                Ok(revisions)
+            }
+
+            async fn activate_versions(
+                &self,
+                keys: &[KeyRecord],
+                versions: &[i64],
+            ) -> Result<Vec<i64>> {
+                let mut tx = self.pool.begin().await?;
+                let mut revisions = Vec::with_capacity(keys.len());
+                for k in keys {
+                    for v in versions {
+                        let done = sqlx::query(
+                            "UPDATE key_versions SET pending = 0 \
+                             WHERE key_id = $1 AND version = $2",
+                        )
+                        .bind(k.key_id.to_string())
+                        .bind(v)
+                        .execute(&mut *tx)
+                        .await?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::NotFound);
+                        }
+                    }
+                    revisions.push(update_key_in(&mut tx, k).await?);
+                }
+                let invs: Vec<Invalidation> =
+                    keys.iter().map(|k| Invalidation::Key(k.key_id)).collect();
+                self.commit_announcing(tx, &invs).await?;
+                Ok(revisions)
+            }
+
+            async fn keys_in_state(&self, state: KeyState) -> Result<Vec<KeyRecord>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {KEY_COLUMNS} FROM keys WHERE state = $1 ORDER BY key_id"
+                ))
+                .bind(state.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(key_from_row).collect()
             }
 
             async fn get_import(&self, key_id: uuid::Uuid) -> Result<Option<ImportRecord>> {

@@ -821,6 +821,32 @@ impl Token {
         .await
     }
 
+    /// Copy the key material with `CKA_ID` `from` — a secret key, or a private key and its
+    /// public key — inside the token into new token objects with `CKA_ID` `to` and `label`
+    /// (`C_CopyObject` with `CKA_TOKEN=true`): a multi-Region replica's own material. Every
+    /// other attribute is kept; the copies' `CKA_SENSITIVE`/`CKA_EXTRACTABLE` are read back and
+    /// the copies destroyed unless they hold. Objects already copied (a retry after a crash)
+    /// are kept. The material never leaves the token.
+    pub async fn copy_key(&self, from: Vec<u8>, to: Vec<u8>, label: String) -> Result<()> {
+        self.run_known("copy_object", move |inner, s| {
+            let (kind, original) = inner.material(s, &from)?;
+            let mut made = Vec::new();
+            let result = copy_pair(inner, s, kind, original, &from, &to, &label, &mut made);
+            if result.is_err() {
+                for (k, h) in made {
+                    let _ = s.destroy_object(h);
+                    inner
+                        .handles
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&(k, to.clone()));
+                }
+            }
+            result
+        })
+        .await
+    }
+
     /// Read back the protection attributes of a secret or private key (and whether its value
     /// can be read).
     pub async fn key_protection(&self, id: Vec<u8>) -> Result<KeyProtection> {
@@ -846,6 +872,53 @@ impl Token {
         })
         .await
     }
+}
+
+/// `Token::copy_key`'s work: the material object, then the public key if there is one;
+/// what it created is pushed to `made` (for the caller to destroy on failure).
+#[allow(clippy::too_many_arguments)]
+fn copy_pair(
+    inner: &Inner,
+    s: &Session,
+    kind: ObjectKind,
+    original: ObjectHandle,
+    from: &[u8],
+    to: &[u8],
+    label: &str,
+    made: &mut Vec<(ObjectKind, ObjectHandle)>,
+) -> Result<()> {
+    for k in [kind, ObjectKind::Public] {
+        let source = if k == kind {
+            original
+        } else {
+            match inner.handle(s, k, from) {
+                Ok(h) => h,
+                Err(TokenError::ObjectNotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        match inner.handle(s, k, to) {
+            Ok(_) => continue,
+            Err(TokenError::ObjectNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let template = [
+            Attribute::Token(true),
+            Attribute::Id(to.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        let h = s
+            .copy_object(source, &template)
+            .map_err(|e| TokenError::ck("C_CopyObject", e))?;
+        made.push((k, h));
+        if k != ObjectKind::Public && !read_protection(s, k, h).holds() {
+            return Err(TokenError::Rejected(
+                "the token's copy of a key is not sensitive and non-extractable",
+            ));
+        }
+        inner.cache_insert(k, to.to_vec(), h);
+    }
+    Ok(())
 }
 
 /// Encrypt and decrypt a fixed block with `key` (AES-GCM): does the token work with it?

@@ -28,7 +28,7 @@ def sign_in(page, akid, secret):
 
 
 def key_id_from_url(page):
-    m = re.search(r"/console/keys/([0-9a-f-]{36})", page.url)
+    m = re.search(r"/console/keys/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})", page.url)
     assert m, page.url
     return m.group(1)
 

@@ -225,6 +225,21 @@ def main():
         page.get_by_role("button", name="Switch").click()
         expect(page.locator("table.grid")).to_contain_text(key)
 
+        # A multi-Region key: the wizard's Regionality choice (in the advanced options).
+        page.goto(BASE + "/console/create?step=1")
+        page.get_by_text("Advanced options").click()
+        page.locator("input[name=regionality][value=MULTI]").check()
+        for _ in range(4):
+            page.locator("#next").click()
+        expect(page.get_by_role("heading", name="Review")).to_be_visible()
+        expect(page.locator("main")).to_contain_text("Multi-Region key")
+        page.locator("#finish").click()
+        expect(page.locator(".flash-ok")).to_contain_text("was created")
+        mrk = key_id_from_url(page)
+        assert mrk.startswith("mrk-"), mrk
+        expect(page.locator("#key-regionality")).to_have_text("Multi-Region primary key")
+        result["multi_region_key"] = mrk
+
         # Sign-out ends the session: its cookie and token can no longer act or read.
         page.goto(f"{BASE}/console/keys/{key}")
         csrf = csrf_of(page)
