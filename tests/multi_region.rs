@@ -977,7 +977,7 @@ async fn refusals_are_aws_answers() {
     assert_eq!(
         r.2.as_deref(),
         Some(
-            format!("User: {user} is not authorized to perform: kms:CreateKey on resource: * with an explicit deny").as_str()
+            format!("User: {user} is not authorized to perform: kms:CreateKey on resource: * with an explicit deny in an identity-based policy").as_str()
         )
     );
     assert!(configuration(&describe(&u, &other).await).2.is_empty());
