@@ -1,6 +1,7 @@
 //! The protocol layer: AWS JSON 1.1 over `POST /` with `X-Amz-Target: TrentService.<Op>`.
 
 pub mod error;
+mod json;
 pub mod limits;
 mod model;
 mod ops;
@@ -158,11 +159,6 @@ async fn handle(
             .unwrap_or("")
             .to_owned(),
     };
-    let claimed = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| crate::auth::sigv4::parse_authorization(h).ok())
-        .map(|a| (a.access_key_id, a.region));
     let incoming = Incoming {
         method,
         uri,
@@ -173,15 +169,20 @@ async fn handle(
     let span = tracing::info_span!("request", request_id = %request_id);
     let task = tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let mut seen = Seen {
-                claimed,
-                ..Seen::default()
-            };
+            let mut seen = Seen::default();
             let result = match authenticate(&state, &incoming, body, &mut seen).await {
                 Ok((caller, op, body)) => {
                     execute(&state, &source, caller, op, body, &request_id, started).await
                 }
                 Err(e) => {
+                    // Who the refused request claims to be (parsed again only here: an
+                    // authenticated request's header is parsed once, by SigV4).
+                    seen.claimed = incoming
+                        .headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|h| crate::auth::sigv4::parse_authorization(h).ok())
+                        .map(|a| (a.access_key_id, a.region));
                     let event_id = uuid::Uuid::new_v4().to_string();
                     let result = Err(e);
                     let record =
@@ -684,10 +685,12 @@ fn encode(v: &Value) -> Bytes {
         .as_object()
         .is_some_and(|m| SECRET_MEMBERS.iter().any(|k| m.contains_key(*k)));
     if !secret {
-        return Bytes::from(serde_json::to_vec(v).unwrap_or_default());
+        let mut out = Vec::with_capacity(8192);
+        let _ = json::write(&mut out, v);
+        return Bytes::from(out);
     }
     let mut buf = SecretBuf(Zeroizing::new(Vec::with_capacity(8192)));
-    let _ = serde_json::to_writer(&mut buf, v);
+    let _ = json::write(&mut buf, v);
     Bytes::from_owner(buf.0)
 }
 
