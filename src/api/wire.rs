@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::error::ProtocolError;
 use crate::kms::ids::KeyRef;
@@ -18,21 +17,40 @@ type Res<T> = Result<T, ProtocolError>;
 
 /// A base64 blob member.
 fn blob<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-    let s: Option<String> = Option::deserialize(d)?;
-    s.map(|s| B64.decode(s.as_bytes()).map_err(D::Error::custom))
-        .transpose()
+    d.deserialize_option(Base64Member)
 }
 
 /// A base64 blob member holding a secret (plaintext): decoded straight into a zeroizing buffer.
 fn secret_blob<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<Vec<u8>>>, D::Error> {
-    let s: Option<String> = Option::deserialize(d)?;
-    match s {
-        None => Ok(None),
-        Some(mut s) => {
-            let out = B64.decode(s.as_bytes()).map(Zeroizing::new);
-            s.zeroize();
-            out.map(Some).map_err(D::Error::custom)
-        }
+    // The decoder allocates the exact output once (no reallocation leaves a copy behind).
+    Ok(blob(d)?.map(Zeroizing::new))
+}
+
+/// Decodes a base64 string member where the parser holds its text: no copy of the (possibly
+/// secret) text is made, and none is left to wipe.
+struct Base64Member;
+
+impl<'de> serde::de::Visitor<'de> for Base64Member {
+    type Value = Option<Vec<u8>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a base64 string")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        B64.decode(v.as_bytes()).map(Some).map_err(E::custom)
     }
 }
 
