@@ -8,7 +8,7 @@
 #   scripts/fuzz.sh request_bodies       # only the properties whose name contains this
 #
 # A failure stops the run: proptest prints the minimized input, and keeps its seed in
-# tests/proptest-regressions/ (replayed first by every later run, the smoke run included).
+# tests/fuzz.proptest-regressions (replayed first by every later run, the smoke run included).
 # Fix it, and pin the input as a plain test next to the property.
 set -euo pipefail
 cd "$(dirname "$0")/.."

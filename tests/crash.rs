@@ -24,6 +24,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{AlgorithmSpec, ExpirationModelType, GrantOperation, WrappingKeySpec};
 
 const DAY: i64 = 86_400;
+const SIGABRT: i32 = 6;
 
 /// The failpoints each case below drives the server into (`name@n`: the n-th time).
 const CREATE_KEY: &[&str] = &["create_key.after_intent", "create_key.after_material"];
@@ -93,11 +94,7 @@ fn assert_crashed(mut server: Server, failpoint: &str) {
     let status = server
         .exited(Duration::from_secs(60))
         .unwrap_or_else(|| panic!("the server is still running: {failpoint} was never reached"));
-    assert_eq!(
-        status.signal(),
-        Some(libc_sigabrt()),
-        "{failpoint}: {status:?}"
-    );
+    assert_eq!(status.signal(), Some(SIGABRT), "{failpoint}: {status:?}");
     let name = failpoint.split('@').next().unwrap_or(failpoint);
     assert!(
         server
@@ -108,8 +105,10 @@ fn assert_crashed(mut server: Server, failpoint: &str) {
     );
 }
 
-fn libc_sigabrt() -> i32 {
-    6
+/// The server died at `failpoint`; it starts again (lifecycle clock, scheduler to the test).
+fn restart_after(dir: &TestDir, server: Server, failpoint: &str) -> Server {
+    assert_crashed(server, failpoint);
+    lifecycle_server(dir)
 }
 
 /// Advance the lifecycle clock on a server that is expected to die running the scheduler.
@@ -216,9 +215,8 @@ async fn create_key() {
         let dir = TestDir::new();
         let server = armed(&dir, fp);
         let _ = server.client().create_key().send().await;
-        assert_crashed(server, fp);
 
-        let server = lifecycle_server(&dir);
+        let server = restart_after(&dir, server, fp);
         let kms = server.client();
         let keys = listed_key_ids(&kms).await;
         match fp {
@@ -244,9 +242,8 @@ async fn rotation_on_demand() {
         let key = new_symmetric_key(&kms).await;
         let old = encrypt_blob(&kms, &key, b"before").await;
         let _ = kms.rotate_key_on_demand().key_id(&key).send().await;
-        assert_crashed(server, fp);
 
-        let server = lifecycle_server(&dir);
+        let server = restart_after(&dir, server, fp);
         let kms = server.client();
         let rotations = kms.list_key_rotations().key_id(&key).send().await.unwrap();
         let (expected, version) = if fp == "rotate.after_intent" {
@@ -285,11 +282,10 @@ async fn scheduled_rotation() {
             .await
             .unwrap();
         advance_into_crash(&server, 91 * DAY);
-        assert_crashed(server, fp);
 
         // Whether the rotation was undone (and is still due) or completed (and the next one
         // is a period later), 91 more days make exactly one automatic rotation.
-        let server = lifecycle_server(&dir);
+        let server = restart_after(&dir, server, fp);
         let kms = server.client();
         let report = advance(&server, 91 * DAY);
         assert_eq!(report["report"]["errors"], 0, "{report}");
@@ -347,6 +343,15 @@ async fn import(
         .map_err(|e| code(&e))
 }
 
+/// New parameters, `material` imported with them, and the key encrypts with it.
+async fn imports_again(kms: &aws_sdk_kms::Client, key: &str, material: &[u8; 32]) {
+    let p = parameters(kms, key).await;
+    import(kms, key, &p, material)
+        .await
+        .expect("import after the crash");
+    encrypts_with(kms, key, material).await;
+}
+
 /// The imported key encrypts with exactly `material` (its blob opens with it here).
 async fn encrypts_with(kms: &aws_sdk_kms::Client, key: &str, material: &[u8; 32]) {
     use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -389,9 +394,8 @@ async fn import_parameters() {
             .wrapping_key_spec(WrappingKeySpec::Rsa2048)
             .send()
             .await;
-        assert_crashed(server, fp);
 
-        let server = lifecycle_server(&dir);
+        let server = restart_after(&dir, server, fp);
         let kms = server.client();
         let material: [u8; 32] = rand::random();
         if let Some(first) = first {
@@ -401,11 +405,7 @@ async fn import_parameters() {
                 Err("InvalidImportTokenException".to_owned())
             );
         }
-        let p = parameters(&kms, &key).await;
-        import(&kms, &key, &p, &material)
-            .await
-            .expect("import after the crash");
-        encrypts_with(&kms, &key, &material).await;
+        imports_again(&kms, &key, &material).await;
         check_invariants(&dir, server).await;
     }
 }
@@ -420,10 +420,9 @@ async fn import_key_material() {
         let p = parameters(&kms, &key).await;
         let material: [u8; 32] = rand::random();
         let _ = import(&kms, &key, &p, &material).await;
-        assert_crashed(server, fp);
 
         // The import never answered: it is undone, and the same parameters import again.
-        let server = lifecycle_server(&dir);
+        let server = restart_after(&dir, server, fp);
         let kms = server.client();
         assert_eq!(
             key_state(&describe(&kms, &key).await),
@@ -457,22 +456,17 @@ async fn delete_imported_key_material() {
         let p = parameters(&kms, &key).await;
         import(&kms, &key, &p, &material).await.expect("import");
         let _ = kms.delete_imported_key_material().key_id(&key).send().await;
-        assert_crashed(server, fp);
 
         // The key showed PendingImport from the first step on; reconciliation finishes the
         // removal, and the same material can be imported again.
-        let server = lifecycle_server(&dir);
+        let server = restart_after(&dir, server, fp);
         let kms = server.client();
         assert_eq!(
             key_state(&describe(&kms, &key).await),
             "PendingImport",
             "{fp}"
         );
-        let p = parameters(&kms, &key).await;
-        import(&kms, &key, &p, &material)
-            .await
-            .expect("re-import after the crash");
-        encrypts_with(&kms, &key, &material).await;
+        imports_again(&kms, &key, &material).await;
         check_invariants(&dir, server).await;
     }
 }
@@ -512,11 +506,10 @@ async fn scheduled_deletion() {
                 .unwrap();
         }
         advance_into_crash(&server, 8 * DAY);
-        assert_crashed(server, fp);
 
         // Deletion is finished by the scheduler (the keys are due again 8 days on: the
         // lifecycle clock starts over with the process).
-        let server = lifecycle_server(&dir);
+        let server = restart_after(&dir, server, fp);
         let kms = server.client();
         let report = advance(&server, 8 * DAY);
         assert_eq!(report["report"]["errors"], 0, "{report}");
@@ -549,10 +542,9 @@ async fn create_grant() {
             .operations(GrantOperation::Encrypt)
             .send()
             .await;
-        assert_crashed(server, fp);
 
         // One row is the whole change: the grant exists and works, or it does not exist.
-        let server = lifecycle_server(&dir);
+        let server = restart_after(&dir, server, fp);
         let kms = server.client();
         let grants = kms.list_grants().key_id(&key).send().await.unwrap();
         let as_bob = server.client_for(&bob);
@@ -598,9 +590,8 @@ async fn delete_custom_key_store() {
             .custom_key_store_id(&id)
             .send()
             .await;
-        assert_crashed(server, fp);
 
-        let server = lifecycle_server(&dir);
+        let server = restart_after(&dir, server, fp);
         let kms = server.client();
         let stores = kms.describe_custom_key_stores().send().await.unwrap();
         let listed = stores

@@ -5,7 +5,7 @@
 //!
 //! `cargo test` runs a smoke run (proptest's 256 cases per property, a few seconds);
 //! `scripts/fuzz.sh` runs the same properties with many more cases (`PROPTEST_CASES`). A
-//! failing case is minimized by proptest and its seed kept in `proptest-regressions/fuzz.txt`
+//! failing case is minimized by proptest and its seed kept in `tests/fuzz.proptest-regressions`
 //! (replayed first on every run); the fixed ones are also pinned as plain tests below.
 
 use kms_bridge::fuzz;
