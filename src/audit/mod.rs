@@ -527,6 +527,9 @@ const REQUEST_FIELDS: &[&str] = &[
     "WrappingKeySpec",
     "ExpirationModel",
     "ValidTo",
+    "ImportType",
+    "KeyMaterialId",
+    "KeyMaterialDescription",
     "CustomKeyStoreId",
     "CustomKeyStoreName",
 ];
@@ -540,6 +543,7 @@ const RESPONSE_FIELDS: &[&str] = &[
     "PendingWindowInDays",
     "GrantId",
     "CustomKeyStoreId",
+    "KeyMaterialId",
 ];
 
 /// Keep only allow-listed members of a request or response object.

@@ -6,9 +6,7 @@ use zeroize::Zeroizing;
 use super::authz::{Op, Permitted};
 use super::blob::{Blob, EncryptionContext, Header};
 use super::ids::KeyRef;
-use super::{
-    material_id, require_enabled, texts, token_object_id, Kms, KmsError, RequestContext, Result,
-};
+use super::{require_enabled, texts, token_object_id, Kms, KmsError, RequestContext, Result};
 use crate::model::{DataKeySpec, EncryptionAlgorithm, KeySpec, KeyUsage};
 use crate::store::KeyRecord;
 use crate::token::FaultKind;
@@ -122,7 +120,7 @@ impl Kms {
             .await?;
         Ok((
             Blob::encode(&header, &iv, &ct),
-            material_id(&key.key_id, version),
+            self.material_id_of(key, i64::from(version)).await?,
         ))
     }
 
@@ -183,7 +181,7 @@ impl Kms {
                 FaultKind::BadInput => invalid(),
                 _ => e.into(),
             })?;
-        let material = material_id(&parsed.header.key_id, version);
+        let material = self.material_id_of(&key, i64::from(version)).await?;
         Ok((key, pt, material))
     }
 

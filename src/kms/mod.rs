@@ -37,10 +37,10 @@ pub use authz::{AccountPermit, Permitted};
 pub use crypto::{DataKey, Decrypted, Encrypted, ReEncrypted};
 pub use error::{KmsError, Result};
 pub use grants::{validate_grant_tokens, CreateGrantInput, GrantConstraints, GrantInfo};
-pub use import::{ImportInput, ImportParameters, IMPORT_MAC_KEY_ID};
+pub use import::{imported_material_id, ImportInput, ImportParameters, IMPORT_MAC_KEY_ID};
 pub use keys::{CreateKeyInput, KeyInfo, Page, ScheduledDeletion};
 pub use reconcile::ReconcileReport;
-pub use rotation::{RotationEntry, RotationStatus};
+pub use rotation::{ImportedEntry, RotationEntry, RotationStatus};
 
 use std::sync::Arc;
 

@@ -23,7 +23,8 @@ use uuid::Uuid;
 
 use super::{
     AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord, IdentityPolicyRecord,
-    ImportRecord, KeyRecord, Millis, PrincipalRecord, Result, TagRecord, VersionRecord,
+    ImportRecord, KeyRecord, MaterialRecord, Millis, PrincipalRecord, Result, TagRecord,
+    VersionRecord,
 };
 use super::{Invalidation, MetadataStore, RowSealer, Sealed, StoreError};
 
@@ -531,7 +532,10 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn delete_version(&self, key_id: Uuid, version: i64) -> Result<()> {
-        self.inner.delete_version(key_id, version).await
+        writing!(
+            self.forget_key(&key_id),
+            self.inner.delete_version(key_id, version)
+        )
     }
 
     async fn insert_key_store(&self, s: &CustomKeyStoreRecord) -> Result<()> {
@@ -583,17 +587,34 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         )
     }
 
-    async fn set_import_material(
+    async fn put_material(
         &self,
-        key_id: Uuid,
-        expiration_model: &str,
-        valid_to: Option<Millis>,
-        check_value: Option<&[u8]>,
-    ) -> Result<()> {
+        material: &MaterialRecord,
+        activate: bool,
+        key: Option<&KeyRecord>,
+    ) -> Result<Option<i64>> {
+        let key = match key {
+            Some(k) => Some(self.sealed(k).await?),
+            None => None,
+        };
+        writing!(
+            self.forget_key(&material.key_id),
+            self.inner.put_material(material, activate, key.as_ref())
+        )
+    }
+
+    async fn delete_material(&self, key_id: Uuid, version: i64) -> Result<()> {
         writing!(
             self.forget_key(&key_id),
-            self.inner
-                .set_import_material(key_id, expiration_model, valid_to, check_value)
+            self.inner.delete_material(key_id, version)
+        )
+    }
+
+    async fn rotate_to_material(&self, key: &KeyRecord, version: i64, at: Millis) -> Result<i64> {
+        let key = self.sealed(key).await?;
+        writing!(
+            self.forget_key(&key.key_id),
+            self.inner.rotate_to_material(&key, version, at)
         )
     }
 

@@ -312,7 +312,7 @@ pub struct KeyUsageRecord {
     pub request_id: String,
 }
 
-/// The import state of a key with origin `EXTERNAL` (one row per key).
+/// The import state of a key with origin `EXTERNAL` (one row per key) and its key materials.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ImportRecord {
     pub key_id: Uuid,
@@ -323,11 +323,33 @@ pub struct ImportRecord {
     /// Nonce of the current import token; older tokens are superseded.
     pub nonce: Option<Vec<u8>>,
     pub parameters_valid_to: Option<Millis>,
-    /// `KEY_MATERIAL_EXPIRES` / `KEY_MATERIAL_DOES_NOT_EXPIRE` of the imported material.
-    pub expiration_model: Option<String>,
+    /// Every key material imported into the key (ordered by version), also those deleted or
+    /// expired since (`imported` false).
+    pub materials: Vec<MaterialRecord>,
+}
+
+/// One key material of an `EXTERNAL` key. The row outlives the material's token object: a
+/// deleted or expired material comes back (same check value) at the same `version`, so the
+/// ciphertexts that name that version decrypt again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaterialRecord {
+    pub key_id: Uuid,
+    /// The version (token object, ciphertext header) this material is.
+    pub version: i64,
+    /// SHA-256 of the key check value computed in the token (never the material).
+    pub check_value: Vec<u8>,
+    /// `KeyMaterialDescription`.
+    pub description: Option<String>,
+    /// `KEY_MATERIAL_EXPIRES` / `KEY_MATERIAL_DOES_NOT_EXPIRE`.
+    pub expiration_model: String,
     pub valid_to: Option<Millis>,
-    /// Key check value of the first material imported (computed in the token).
-    pub check_value: Option<Vec<u8>>,
+    /// The material is in the token now (`ImportState` `IMPORTED`, else `PENDING_IMPORT`).
+    pub imported: bool,
+    /// When it was first imported.
+    pub created_at: Millis,
+    /// When on-demand rotation made it current (None: the first material, or pending rotation).
+    pub rotated_at: Option<Millis>,
+    pub rotation_type: Option<RotationType>,
 }
 
 /// Makes the integrity MACs of rows (`kms::sealed::TokenSealer`: in the token).
@@ -592,16 +614,23 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Store the import parameters of `rec` (wrapping key, algorithm, spec, nonce, expiry);
     /// the material columns are left alone.
     async fn set_import_parameters(&self, rec: &ImportRecord) -> Result<()>;
-    /// Store the expiration of imported material and, if none is stored yet, its key check
-    /// value (the first import's value is never replaced).
-    async fn set_import_material(
+    /// Write a key material row (insert or replace) in one transaction with, if `activate`,
+    /// the completion of its pending version (`NotFound` if there is none) and, if `key` is
+    /// given, that key's compare-and-swap (the new revision). A material above the key's
+    /// current version (pending rotation) while another one is pending: `Conflict`.
+    async fn put_material(
         &self,
-        key_id: Uuid,
-        expiration_model: &str,
-        valid_to: Option<Millis>,
-        check_value: Option<&[u8]>,
-    ) -> Result<()>;
-    /// Keys holding imported material that expired at or before `now`.
+        material: &MaterialRecord,
+        activate: bool,
+        key: Option<&KeyRecord>,
+    ) -> Result<Option<i64>>;
+    /// Forget a key material entirely (one pending rotation that was deleted or expired).
+    async fn delete_material(&self, key_id: Uuid, version: i64) -> Result<()>;
+    /// On-demand rotation to imported material: `key` (its `current_version` = `version`) is
+    /// compare-and-swapped and the material marked rotated at `at`, atomically; `NotFound` if
+    /// the material is not imported.
+    async fn rotate_to_material(&self, key: &KeyRecord, version: i64, at: Millis) -> Result<i64>;
+    /// Keys holding imported material (in the token) that expired at or before `now`.
     async fn due_expirations(&self, now: Millis) -> Result<Vec<KeyRecord>>;
 
     /// Record uses of keys; per key the newest (by `used_at`) is kept, whatever the order in
