@@ -305,3 +305,11 @@ string_enum!(
         PendingRotation = "PENDING_ROTATION",
     }
 );
+
+string_enum!(
+    /// `KeyManager`: keys the customer manages, or AWS managed keys (`alias/aws/<service>`).
+    KeyManager {
+        Customer = "CUSTOMER",
+        Aws = "AWS",
+    }
+);

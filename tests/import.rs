@@ -706,6 +706,7 @@ async fn reconciliation_undoes_an_interrupted_import() {
             policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#.into(),
             revision: 0,
             custom_key_store_id: None,
+            key_manager: kms_bridge::model::KeyManager::Customer,
             mac: Vec::new(),
         };
         store.insert_external_key(&key, &[]).await.unwrap();

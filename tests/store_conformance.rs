@@ -94,6 +94,7 @@ fn key(state: KeyState) -> (KeyRecord, VersionRecord) {
         policy: "{}".into(),
         revision: 0,
         custom_key_store_id: None,
+        key_manager: kms_bridge::model::KeyManager::Customer,
         mac: Vec::new(),
     };
     let v = VersionRecord {

@@ -141,7 +141,7 @@ fn key_metadata(k: &KeyInfo) -> Value {
                 "KeyState": k.state.as_str(),
         "DeletionDate": r.deletion_date.map(ts),
         "Origin": r.origin.as_str(),
-        "KeyManager": "CUSTOMER",
+        "KeyManager": r.key_manager.as_str(),
         "CustomerMasterKeySpec": r.key_spec.as_str(),
         "KeySpec": r.key_spec.as_str(),
         "EncryptionAlgorithms": algorithms(r.key_spec.encryption_algorithms(r.key_usage), |a| a.as_str()),
@@ -388,12 +388,13 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 .items
                 .iter()
                 .map(|a| {
+                    let r = a.record.as_ref();
                     json!({
-                        "AliasName": a.record.name,
+                        "AliasName": a.name,
                         "AliasArn": a.arn,
-                        "TargetKeyId": a.record.key_id.to_string(),
-                        "CreationDate": ts(a.record.created_at),
-                        "LastUpdatedDate": ts(a.record.updated_at),
+                        "TargetKeyId": r.map(|r| r.key_id.to_string()),
+                        "CreationDate": r.map(|r| ts(r.created_at)),
+                        "LastUpdatedDate": r.map(|r| ts(r.updated_at)),
                     })
                 })
                 .collect();

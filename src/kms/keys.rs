@@ -10,7 +10,7 @@ use super::{
     material_id, page_limit, require_not_pending_deletion, state_error, texts, token_object_id,
     token_object_label, Kms, KmsError, RequestContext, Result, MS_PER_DAY,
 };
-use crate::model::{KeySpec, KeyState, KeyUsage, Origin};
+use crate::model::{KeyManager, KeySpec, KeyState, KeyUsage, Origin};
 use crate::policy::{Context, Policy, PolicyKind};
 use crate::store::{KeyRecord, StoreError, TagRecord, VersionRecord};
 
@@ -277,6 +277,7 @@ impl Kms {
             policy,
             revision: 0,
             custom_key_store_id: input.custom_key_store_id.clone(),
+            key_manager: KeyManager::Customer,
             mac: Vec::new(),
         };
         if let Some(parsed) = &parsed {

@@ -20,6 +20,7 @@ mod grants;
 mod import;
 mod keys;
 pub mod keystores;
+pub mod managed;
 mod oaep;
 pub mod quota;
 mod reconcile;
@@ -39,6 +40,7 @@ pub use error::{KmsError, Result};
 pub use grants::{validate_grant_tokens, CreateGrantInput, GrantConstraints, GrantInfo};
 pub use import::{imported_material_id, ImportInput, ImportParameters, IMPORT_MAC_KEY_ID};
 pub use keys::{CreateKeyInput, KeyInfo, Page, ScheduledDeletion};
+pub use managed::ViaServices;
 pub use reconcile::ReconcileReport;
 pub use rotation::{ImportedEntry, RotationEntry, RotationStatus};
 
@@ -141,6 +143,8 @@ pub struct Kms {
         std::sync::Mutex<std::collections::HashSet<crate::model::WrappingAlgorithm>>,
     /// Key uses not yet written to the store (GetKeyLastUsage).
     usage: usage::Pending,
+    /// Principals standing for AWS services (`kms:ViaService`; see `managed`).
+    via_services: managed::ViaServices,
 }
 
 /// Prefix of every token object label this service creates.
@@ -171,7 +175,14 @@ impl Kms {
             import_mac: tokio::sync::OnceCell::new(),
             import_unsupported: Default::default(),
             usage: Default::default(),
+            via_services: Default::default(),
         }
+    }
+
+    /// The principals whose requests come "through" an AWS service (`service_principals`).
+    pub fn with_service_principals(mut self, via_services: managed::ViaServices) -> Kms {
+        self.via_services = via_services;
+        self
     }
 
     /// Is the service able to serve: token session usable and store reachable?
@@ -275,16 +286,17 @@ impl Kms {
     }
 
     async fn alias_target(&self, ctx: &RequestContext, account: &str, alias: &str) -> Result<Uuid> {
-        self.store
-            .get_alias(&ctx.region, account, alias)
-            .await?
-            .map(|a| a.key_id)
-            .ok_or_else(|| {
-                KmsError::NotFound(format!(
-                    "Alias {} is not found.",
-                    ids::alias_arn(&ctx.region, account, alias)
-                ))
-            })
+        if let Some(a) = self.store.get_alias(&ctx.region, account, alias).await? {
+            return Ok(a.key_id);
+        }
+        // A predefined alias of an AWS managed key not created yet: created on first use.
+        if let Some(id) = self.managed_alias_target(ctx, account, alias).await? {
+            return Ok(id);
+        }
+        Err(KmsError::NotFound(format!(
+            "Alias {} is not found.",
+            ids::alias_arn(&ctx.region, account, alias)
+        )))
     }
 
     /// Re-read, change and compare-and-swap a key, retrying on concurrent updates.

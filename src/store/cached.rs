@@ -295,8 +295,12 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn delete_unfinished_key(&self, key_id: Uuid) -> Result<()> {
+        // An unfinished AWS managed key may have its alias already.
         writing!(
-            self.forget_key(&key_id),
+            {
+                self.forget_key(&key_id);
+                self.t.aliases.clear();
+            },
             self.inner.delete_unfinished_key(key_id)
         )
     }
@@ -675,6 +679,7 @@ mod tests {
             policy: "{}".into(),
             revision: 0,
             custom_key_store_id: None,
+            key_manager: crate::model::KeyManager::Customer,
             mac: Vec::new(),
         };
         let v = VersionRecord {

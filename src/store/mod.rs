@@ -30,7 +30,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::model::{KeySpec, KeyState, KeyUsage, Origin, RotationType};
+use crate::model::{KeyManager, KeySpec, KeyState, KeyUsage, Origin, RotationType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -165,6 +165,8 @@ pub struct KeyRecord {
     pub revision: i64,
     /// The custom key store (another token) holding the material; None = the default token.
     pub custom_key_store_id: Option<String>,
+    /// `AWS` for AWS managed keys (`alias/aws/<service>`); fixed at creation.
+    pub key_manager: KeyManager,
     /// Integrity MAC over the row's contents (`Sealed`), made in the token
     /// (`kms::sealed`, applied by `cached::CachedStore`); stored as given (`tombstone_key` stores the one given for the row in state `Deleted`).
     pub mac: Vec<u8>,
@@ -413,7 +415,7 @@ pub trait Sealed: Clone + Send + Sync {
 
 impl Sealed for KeyRecord {
     fn mac_input(&self) -> Vec<u8> {
-        MacInput::new("key")
+        let m = MacInput::new("key")
             .field(self.key_id.as_bytes())
             .text(&self.region)
             .text(&self.account)
@@ -430,8 +432,12 @@ impl Sealed for KeyRecord {
             .opt_int(self.rotation_base)
             .int(self.current_version)
             .text(&self.policy)
-            .opt_text(self.custom_key_store_id.as_deref())
-            .0
+            .opt_text(self.custom_key_store_id.as_deref());
+        // Added after rows were sealed without it: customer managed keys keep their MACs.
+        match self.key_manager {
+            KeyManager::Customer => m.0,
+            KeyManager::Aws => m.text("key manager AWS").0,
+        }
     }
     mac_member!();
     fn describe(&self) -> String {

@@ -55,7 +55,7 @@ pub(super) fn parse<T>(v: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> su
 pub(super) const KEY_COLUMNS: &str = "key_id, region, account, description, key_spec, \
      key_usage, origin, state, created_at, deletion_date, pending_window_days, \
      rotation_enabled, rotation_period_days, rotation_base, current_version, policy, revision, \
-     custom_key_store_id, mac";
+     custom_key_store_id, key_manager, mac";
 
 /// `KEY_COLUMNS` qualified with the table alias `k.`.
 pub(super) fn key_columns_of_k() -> String {
@@ -69,7 +69,7 @@ pub(super) fn key_columns_of_k() -> String {
 macro_rules! sql_store {
     ($store:ty, $db:ty, $row:ty) => {
         use sqlx::Row as _;
-        use $crate::model::{KeySpec, KeyState, KeyUsage, Origin, RotationType};
+        use $crate::model::{KeyManager, KeySpec, KeyState, KeyUsage, Origin, RotationType};
         use $crate::store::sql::{key_columns_of_k, parse, KEY_COLUMNS};
         use $crate::store::{
             AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord,
@@ -105,6 +105,7 @@ macro_rules! sql_store {
                 policy: row.try_get("policy")?,
                 revision: row.try_get("revision")?,
                 custom_key_store_id: row.try_get("custom_key_store_id")?,
+                key_manager: parse(row.try_get("key_manager")?, "key_manager", KeyManager::parse)?,
                 mac: row.try_get("mac")?,
             })
         }
@@ -266,7 +267,7 @@ macro_rules! sql_store {
             }
             sqlx::query(&format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
             ))
             .bind(k.key_id.to_string())
             .bind(&k.region)
@@ -286,6 +287,7 @@ macro_rules! sql_store {
             .bind(&k.policy)
             .bind(k.revision)
             .bind(&k.custom_key_store_id)
+            .bind(k.key_manager.as_str())
             .bind(&k.mac)
             .execute(&mut **tx)
             .await?;
@@ -433,6 +435,17 @@ macro_rules! sql_store {
             async fn delete_unfinished_key(&self, key_id: uuid::Uuid) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 let id = key_id.to_string();
+                // An AWS managed key gets its alias before it is complete.
+                let aliases = sqlx::query(
+                    "DELETE FROM aliases WHERE key_id = $1 RETURNING region, account, name",
+                )
+                .bind(&id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut invs = vec![Invalidation::Key(key_id)];
+                for r in &aliases {
+                    invs.push(alias_inv(&r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?, &r.try_get::<String, _>(2)?));
+                }
                 for sql in [
                     "DELETE FROM tags WHERE key_id = $1",
                     "DELETE FROM key_versions WHERE key_id = $1",
@@ -442,7 +455,7 @@ macro_rules! sql_store {
                 ] {
                     sqlx::query(sql).bind(&id).execute(&mut *tx).await?;
                 }
-                self.commit_announcing(tx, &[Invalidation::Key(key_id)]).await?;
+                self.commit_announcing(tx, &invs).await?;
                 Ok(())
             }
 
