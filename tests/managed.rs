@@ -102,7 +102,7 @@ async fn aws_managed_key_is_created_on_first_use_and_used_through_its_service() 
     assert!(names.contains(&"alias/aws/s3") && names.contains(&"alias/aws/ebs"));
     assert!(listed.contains(&("alias/mine".into(), Some(mine.clone()))));
     assert!(listed.contains(&("alias/aws/s3".into(), None)));
-    assert_eq!(listed_key_ids(&admin).await, [mine.clone()]);
+    assert_eq!(listed_key_ids(&admin).await, vec![mine.clone()]);
 
     // The service encrypts with alias/aws/s3: the AWS managed key is created and used.
     let (arn, blob) = encrypt(&svc, "alias/aws/s3").await.unwrap();
