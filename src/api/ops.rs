@@ -294,8 +294,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             )?;
             if spec.is_some() && cmk_spec.is_some() {
                 return Err(crate::kms::KmsError::Validation(
-                    "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated."
-                        .into(),
+                    texts::KEY_SPEC_AND_CUSTOMER_MASTER_KEY_SPEC.into(),
                 )
                 .into());
             }
@@ -691,7 +690,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             grant_tokens(&r.grant_tokens)?;
             if r.grantee_service_principal.is_some() || r.retiring_service_principal.is_some() {
                 return Err(crate::kms::KmsError::UnsupportedOperation(
-                    "Service principals are not supported by this server".into(),
+                    texts::SERVICE_PRINCIPALS_UNSUPPORTED.into(),
                 )
                 .into());
             }
@@ -701,7 +700,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             let constraints = match r.constraints {
                 Some(c) if c.source_arn.is_some() => {
                     return Err(crate::kms::KmsError::UnsupportedOperation(
-                        "The SourceArn grant constraint is not supported".into(),
+                        texts::SOURCE_ARN_UNSUPPORTED.into(),
                     )
                     .into())
                 }
@@ -858,7 +857,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 Some(t) if t.is_finite() => Some((t * 1000.0) as i64),
                 Some(_) => {
                     return Err(crate::kms::KmsError::Validation(
-                        "ValidTo is not a valid timestamp".into(),
+                        texts::VALID_TO_NOT_TIMESTAMP.into(),
                     )
                     .into())
                 }
@@ -932,7 +931,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             let public_key = required(r.public_key, "publicKey")?;
             if r.recipient.is_some() {
                 return Err(crate::kms::KmsError::UnsupportedOperation(
-                    "Recipient (attested enclaves) is not supported by this server".into(),
+                    texts::RECIPIENT_UNSUPPORTED.into(),
                 )
                 .into());
             }
