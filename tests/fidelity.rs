@@ -958,3 +958,43 @@ fn catalogue_texts_of_import_rotations_aliases_and_rsa() {
         Some("Alias alias/fidelity cannot be changed from a CMK with key usage ENCRYPT_DECRYPT to a CMK with key usage SIGN_VERIFY. The key usage of the current CMK and the new CMK must be the same."),
     );
 }
+
+/// MalformedPolicyDocumentException as AWS words it: no message for a document that is not JSON
+/// (aws/aws-sdk-ruby#1784), one fixed sentence for a principal that is not one (recorded AWS
+/// output quoted by aws-cdk and in Terraform runs), through CreateKey and PutKeyPolicy alike.
+#[test]
+fn recorded_texts_of_malformed_key_policies() {
+    let (_dir, server) = Server::start_new();
+    let (id, _) = key(&server, json!({}));
+    let bad_principal = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": "not-a-principal"}, "Action": "kms:*", "Resource": "*"}]})
+    .to_string();
+    for (op, body) in [
+        ("CreateKey", json!({"Policy": "{not json"})),
+        (
+            "PutKeyPolicy",
+            json!({"KeyId": id, "PolicyName": "default", "Policy": "{\"Statement\": ["}),
+        ),
+    ] {
+        expect(
+            call(&server, op, body),
+            400,
+            "MalformedPolicyDocumentException",
+            None,
+        );
+    }
+    for (op, body) in [
+        ("CreateKey", json!({"Policy": bad_principal})),
+        (
+            "PutKeyPolicy",
+            json!({"KeyId": id, "PolicyName": "default", "Policy": bad_principal}),
+        ),
+    ] {
+        expect(
+            call(&server, op, body),
+            400,
+            "MalformedPolicyDocumentException",
+            Some("Policy contains a statement with one or more invalid principals."),
+        );
+    }
+}

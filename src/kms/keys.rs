@@ -160,8 +160,10 @@ pub(super) fn validate_policy(policy: &str) -> Result<Policy> {
             MAX_POLICY_BYTES,
         )));
     }
-    Policy::parse(policy, PolicyKind::Key)
-        .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))
+    Policy::parse(policy, PolicyKind::Key).map_err(|e| {
+        tracing::debug!(reason = %e, "key policy refused");
+        KmsError::MalformedPolicyDocument(texts::malformed_policy(&e))
+    })
 }
 
 pub(super) fn validate_tags(tags: &[TagRecord]) -> Result<()> {

@@ -361,6 +361,24 @@ pub fn policy_too_large(max: usize) -> String {
     format!("Key policy is larger than {max} bytes")
 }
 
+/// A key policy AWS refuses (`MalformedPolicyDocumentException`). For a document that is not
+/// JSON AWS sends no message (aws/aws-sdk-ruby#1784: the service answers an empty message);
+/// for a bad principal, one fixed sentence (recorded AWS output quoted in aws-cdk's pipelines
+/// docs and in Terraform runs: "Policy contains a statement with one or more invalid
+/// principals."). For other faults no AWS text is known: the policy parser's own explanation.
+pub fn malformed_policy(e: &crate::policy::PolicyError) -> String {
+    use crate::policy::PolicyError as P;
+    match e {
+        P::NotJson(_) => String::new(),
+        P::InvalidPrincipal(_) => INVALID_PRINCIPALS.to_owned(),
+        P::Malformed(why) => why.clone(),
+    }
+}
+
+/// See `malformed_policy`.
+pub const INVALID_PRINCIPALS: &str =
+    "Policy contains a statement with one or more invalid principals.";
+
 /// The policy lockout safety check (`MalformedPolicyDocumentException`; real AWS output quoted
 /// in a Terraform configuration).
 pub const POLICY_LOCKOUT: &str =
