@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod store;
+pub mod texts;
 pub mod token;
 
 use std::net::SocketAddr;
