@@ -93,7 +93,7 @@ pub async fn open_backends(settings: &Settings) -> anyhow::Result<Backends> {
 }
 
 /// Headers must arrive within `header_timeout` (slow clients do not hold connections).
-fn bound_reads(
+pub(crate) fn bound_reads(
     http: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     header_timeout: std::time::Duration,
 ) {
