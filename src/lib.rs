@@ -201,9 +201,10 @@ pub async fn serve(
     let anchor = audit::Anchor::open(token.clone(), &settings.audit_dir)
         .await
         .context("opening the audit head anchor")?;
-    let audit = audit::AuditLog::open(
+    let audit = audit::AuditLog::open_with(
         settings.audit_dir.clone(),
         settings.audit_max_file_bytes,
+        settings.audit_prewrite_bytes,
         Some(anchor),
     )
     .with_context(|| {

@@ -40,6 +40,9 @@ pub struct NullArgs {
     /// Append one audit record per request here (fail closed: no answer before it is durable).
     #[arg(long)]
     pub audit_dir: Option<PathBuf>,
+    /// As the server's `audit.prewrite_bytes` (the same environment variable).
+    #[arg(long, env = "KMS_BRIDGE_AUDIT__PREWRITE_BYTES", default_value_t = 0)]
+    pub audit_prewrite_bytes: u64,
 }
 
 /// The server's defaults (`config.rs`) for what the HTTP stack is configured with.
@@ -59,7 +62,12 @@ pub async fn serve(args: NullArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading {}", args.response_file.display()))?,
     );
     let audit = match &args.audit_dir {
-        Some(dir) => Some(AuditLog::open(dir.clone(), 64 * 1024 * 1024, None)?),
+        Some(dir) => Some(AuditLog::open_with(
+            dir.clone(),
+            64 * 1024 * 1024,
+            args.audit_prewrite_bytes,
+            None,
+        )?),
         None => None,
     };
     let listener = std::net::TcpListener::bind(args.listen)
