@@ -17,6 +17,9 @@
 #                      server timing its start-up, Encrypt over 10 keys vs all N, server memory
 #   BENCH_FLOOD=N      (or --flood N) N more connections flood GenerateDataKeyPair RSA_4096
 #                      during every measurement (quotas off: only the keygen lane limits it)
+#   BENCH_NULL=0       skip the floor experiment (default on): Encrypt 4 KiB also against a null
+#                      endpoint (the server's HTTP stack answering a fixed response), and that
+#                      endpoint writing a durable audit record per request next to the server's
 #   BENCH_MAIN=0       skip the main table (e.g. with BENCH_SCALE_KEYS, to run only that)
 #   BENCH_NODES=1,3    also (or --nodes 1,3) measure clusters: for each count, that many nodes on
 #                      one PostgreSQL database (tmpfs) and one token, the load spread over them
@@ -189,9 +192,12 @@ for loc in "${locations[@]}"; do
   else
     place="token, audit trail and database on tmpfs ($base)"
   fi
+  null=()
+  [ "${BENCH_NULL:-1}" = 1 ] && null=(--null --null-audit-dir "${state_dir:-$data}")
   set +e
   "$bin" bench \
     --endpoint "http://$addr" \
+    "${null[@]}" \
     --token-label "$label" \
     --pin-file "$data/token-pin" \
     --server-pid "$server_pid" \

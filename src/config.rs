@@ -47,6 +47,7 @@ struct Raw {
 struct RawAudit {
     dir: Option<PathBuf>,
     max_file_bytes: u64,
+    prewrite_bytes: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +105,8 @@ pub struct Settings {
     pub console: bool,
     pub audit_dir: PathBuf,
     pub audit_max_file_bytes: u64,
+    /// Write the audit file this far ahead of its records (0: append; see `audit::Writer`).
+    pub audit_prewrite_bytes: u64,
     pub quotas: QuotaSettings,
     pub tls: Option<TlsSettings>,
     pub token: TokenSettings,
@@ -215,6 +218,7 @@ impl Settings {
             .set_default("debug_clock", false)?
             .set_default("console", true)?
             .set_default("audit.max_file_bytes", 64 * 1024 * 1024)?
+            .set_default("audit.prewrite_bytes", 0)?
             .set_default("token.module", DEFAULT_MODULE)?
             .set_default("token.label", "kms-bridge")?
             .set_default("token.working_copies", 16_384)?
@@ -326,6 +330,9 @@ impl Settings {
         if raw.audit.max_file_bytes < 4096 {
             bail!("audit.max_file_bytes: must be at least 4096");
         }
+        if raw.audit.prewrite_bytes > 64 * 1024 * 1024 {
+            bail!("audit.prewrite_bytes: at most 67108864 (64 MiB)");
+        }
         let audit_dir = raw
             .audit
             .dir
@@ -404,6 +411,7 @@ impl Settings {
             console: raw.console,
             audit_dir,
             audit_max_file_bytes: raw.audit.max_file_bytes,
+            audit_prewrite_bytes: raw.audit.prewrite_bytes,
             quotas: raw.quotas,
             tls,
             token: TokenSettings {

@@ -94,7 +94,7 @@ pub async fn open_backends(settings: &Settings) -> anyhow::Result<Backends> {
 }
 
 /// Headers must arrive within `header_timeout` (slow clients do not hold connections).
-fn bound_reads(
+pub(crate) fn bound_reads(
     http: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     header_timeout: std::time::Duration,
 ) {
@@ -202,9 +202,10 @@ pub async fn serve(
     let anchor = audit::Anchor::open(token.clone(), &settings.audit_dir)
         .await
         .context("opening the audit head anchor")?;
-    let audit = audit::AuditLog::open(
+    let audit = audit::AuditLog::open_with(
         settings.audit_dir.clone(),
         settings.audit_max_file_bytes,
+        settings.audit_prewrite_bytes,
         Some(anchor),
     )
     .with_context(|| {

@@ -28,6 +28,9 @@ enum Command {
     },
     /// Drive a KMS endpoint with signed requests and compare with the raw token ceiling.
     Bench(Box<kms_bridge::bench::BenchArgs>),
+    /// The bench's null endpoint (the floor experiment; started by `bench --null`).
+    #[command(hide = true)]
+    NullEndpoint(kms_bridge::bench::null::NullArgs),
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -61,9 +64,12 @@ fn main() -> ExitCode {
     if let Command::Bench(args) = &cli.command {
         return bench(args);
     }
+    if let Command::NullEndpoint(args) = &cli.command {
+        return null_endpoint(args.clone());
+    }
     let config = match &cli.command {
         Command::Serve { config } | Command::Admin { config, .. } => config.clone(),
-        Command::Bench(_) => None,
+        Command::Bench(_) | Command::NullEndpoint(_) => None,
         Command::Audit {
             command: AuditCommand::Verify { path },
         } => return audit_verify(path),
@@ -88,7 +94,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { .. } => rt.block_on(kms_bridge::serve(settings, shutdown_signal())),
         Command::Admin { command, .. } => rt.block_on(kms_bridge::admin::run(settings, command)),
-        Command::Audit { .. } | Command::Bench(_) => Ok(()),
+        Command::Audit { .. } | Command::Bench(_) | Command::NullEndpoint(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +124,27 @@ fn bench(args: &kms_bridge::bench::BenchArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("kms-bridge bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The null endpoint, on a runtime built as `serve`'s.
+fn null_endpoint(args: kms_bridge::bench::null::NullArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kms-bridge null-endpoint: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(kms_bridge::bench::null::serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kms-bridge null-endpoint: {e:#}");
             ExitCode::FAILURE
         }
     }

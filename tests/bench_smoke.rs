@@ -40,6 +40,11 @@ async fn bench_measures_server_and_raw_ceiling() {
         TOKEN_LABEL,
         "--pin-file",
         pin_file.to_str().unwrap(),
+        "--null",
+        "--null-bin",
+        env!("CARGO_BIN_EXE_kms-bridge"),
+        "--null-audit-dir",
+        dir.path.to_str().unwrap(),
     ])
     .unwrap();
 
@@ -68,6 +73,28 @@ async fn bench_measures_server_and_raw_ceiling() {
         Outcome::Measured(s) => assert_eq!(s.errors, 0, "{:?}", s.first_error),
         Outcome::Failed(e) => panic!("ECDSA setup failed: {e}"),
     }
+    // The floor experiment: the null endpoint, then the same with an audit trail (whose
+    // records `run` checks against the answers: a shortfall or a broken chain is a note).
+    let names: Vec<&str> = report.floor.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["null endpoint", "null endpoint + audit"], "{text}");
+    for f in &report.floor {
+        let Outcome::Measured(s) = &f.outcome else {
+            panic!("{} was not measured:\n{text}", f.name);
+        };
+        assert!(
+            s.ops > 0 && s.errors == 0,
+            "{}: {:?}",
+            f.name,
+            s.first_error
+        );
+        assert!(
+            s.server_cpu.is_some(),
+            "{}: its CPU time is measured",
+            f.name
+        );
+    }
+    assert!(text.contains("null endpoint + audit"), "{text}");
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
     assert!(!report.has_errors(), "{text}");
     report.write_markdown(&markdown).unwrap();
     let md = std::fs::read_to_string(&markdown).unwrap();

@@ -59,9 +59,20 @@ pub struct AuditLog {
 struct Writer {
     dir: PathBuf,
     max_file_bytes: u64,
+    /// 0: records are appended (the file grows with every batch). Otherwise the current file
+    /// is kept written ahead of its data by this many bytes of newlines, so a batch's
+    /// `fdatasync` overwrites blocks that are already allocated and written (on ext4, no
+    /// journal commit); see `repair_torn_tail` for what a crash leaves.
+    prewrite: u64,
     file: Option<File>,
     file_index: u64,
+    /// Where the data of the current file ends (the next record goes there).
     file_bytes: u64,
+    /// The current file's length (≥ `file_bytes`: the rest is newlines) when pre-writing.
+    file_len: u64,
+    /// After a failed write when pre-writing: the data end to reopen at, the bytes after it
+    /// to be overwritten with newlines again before the next write.
+    reopen_at: Option<u64>,
     sequence: u64,
     last_hash: String,
     /// The batch being written (kept to reuse its allocation).
@@ -278,22 +289,75 @@ impl RecordBuilder {
 
 /// A crash can leave a last line without its newline (a record never acknowledged): cut it off.
 /// Reads only the end of the file (audit files reach `max_file_bytes`, 64 MiB by default).
+///
+/// A pre-written file (`Writer::prewrite`) ends in blank lines: its data ends at its first
+/// blank line. After a crash the space after the last acknowledged record may hold any mix of
+/// the unacknowledged batch's bytes and the newlines written there before (the disk persists
+/// some blocks of a write and not others); acknowledged records were fsync'ed, so they form a
+/// prefix without blank lines, every line of it a whole JSON record. So: cut at the first
+/// blank line, and drop the line before it too if it is not a JSON record (a fragment that
+/// happens to end where a block of newlines begins). The file is truncated there; the writer
+/// writes the space ahead again.
 fn repair_torn_tail(path: &Path) -> std::io::Result<()> {
     let mut f = OpenOptions::new().read(true).write(true).open(path)?;
     let len = f.metadata()?.len();
     if len == 0 {
         return Ok(());
     }
-    let mut last = [0u8; 1];
-    f.seek(SeekFrom::Start(len - 1))?;
-    f.read_exact(&mut last)?;
-    if last[0] == b'\n' {
+    let mut last = [0u8; 2];
+    let tail = usize::try_from(len.min(2)).unwrap_or(2);
+    f.seek(SeekFrom::Start(len - tail as u64))?;
+    f.read_exact(&mut last[..tail])?;
+    let blank_or_nul = |b: &u8| *b == b'\n' || *b == 0;
+    let keep = if last[..tail].iter().all(blank_or_nul) {
+        // Pre-written (or zero-filled by the file system): the data ends before the first
+        // blank line or NUL byte; the last line before that must be a whole record.
+        let cut = first_break(&mut f)?.unwrap_or(len);
+        let end = last_newline_before(&mut f, cut)?.map_or(0, |i| i + 1);
+        let start = match end.checked_sub(1) {
+            Some(nl) => last_newline_before(&mut f, nl)?.map_or(0, |i| i + 1),
+            None => 0,
+        };
+        let mut line = vec![0u8; usize::try_from(end.saturating_sub(start + 1)).unwrap_or(0)];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut line)?;
+        let whole = line.is_empty() || serde_json::from_slice::<Map<String, Value>>(&line).is_ok();
+        let keep = if whole { end } else { start };
+        if keep < cut {
+            tracing::warn!(file = %path.display(), dropped_bytes = cut - keep, "audit file ended in a torn record; removed it");
+        }
+        keep
+    } else if last[tail - 1] == b'\n' {
         return Ok(());
-    }
-    let keep = last_newline_before(&mut f, len)?.map_or(0, |i| i + 1);
-    tracing::warn!(file = %path.display(), dropped_bytes = len - keep, "audit file ended in a torn record; removed it");
+    } else {
+        let keep = last_newline_before(&mut f, len)?.map_or(0, |i| i + 1);
+        tracing::warn!(file = %path.display(), dropped_bytes = len - keep, "audit file ended in a torn record; removed it");
+        keep
+    };
     f.set_len(keep)?;
     f.sync_all()
+}
+
+/// Where the data of a pre-written file ends at the latest: its first blank line (a `\n` at
+/// the start of the file or right after another) or NUL byte. Reads the file from the start.
+fn first_break(f: &mut File) -> std::io::Result<Option<u64>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = 0u64;
+    let mut previous = b'\n';
+    f.seek(SeekFrom::Start(0))?;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == 0 || (*b == b'\n' && previous == b'\n') {
+                return Ok(Some(pos + i as u64));
+            }
+            previous = *b;
+        }
+        pos += n as u64;
+    }
 }
 
 /// Position of the last `\n` before `end`, reading backwards in blocks.
@@ -363,6 +427,7 @@ impl Writer {
     fn open(
         dir: PathBuf,
         max_file_bytes: u64,
+        prewrite: u64,
         found: Option<&anchor::Found>,
     ) -> Result<(Writer, Option<String>), AuditError> {
         std::fs::create_dir_all(&dir)
@@ -371,9 +436,12 @@ impl Writer {
         let mut w = Writer {
             dir,
             max_file_bytes,
+            prewrite,
             file: None,
             file_index: files.last().map(|(n, _)| *n).unwrap_or(1),
             file_bytes: 0,
+            file_len: 0,
+            reopen_at: None,
             sequence: 0,
             last_hash: GENESIS_HASH.to_owned(),
             buf: Vec::new(),
@@ -410,17 +478,45 @@ impl Writer {
 
     fn current(&mut self) -> Result<&mut File, AuditError> {
         if self.file.is_some() && self.file_bytes >= self.max_file_bytes {
-            self.file = None;
+            if let Some(f) = self.file.take() {
+                // The full file keeps its records only (its pre-written rest is blank lines).
+                if self.prewrite > 0 {
+                    let _ = f.set_len(self.file_bytes);
+                }
+            }
             self.file_index += 1;
+            self.reopen_at = None;
         }
         if self.file.is_none() {
             let path = self.dir.join(file_name(self.file_index));
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
+            let mut options = OpenOptions::new();
+            options.create(true);
+            if self.prewrite > 0 {
+                options.read(true).write(true);
+            } else {
+                options.append(true);
+            }
+            let f = options
                 .open(&path)
                 .map_err(|e| AuditError::Io(format!("{}: {e}", path.display())))?;
-            self.file_bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let len = f
+                .metadata()
+                .map_err(|e| AuditError::Io(format!("{}: {e}", path.display())))?
+                .len();
+            match self.reopen_at {
+                // After a failed write: what it may have left after the data is blanked.
+                Some(end) if self.prewrite > 0 => {
+                    blank(&f, end, len.max(end))
+                        .and_then(|()| f.sync_data())
+                        .map_err(|e| AuditError::Io(format!("{}: {e}", path.display())))?;
+                    self.reopen_at = None;
+                    self.file_bytes = end;
+                }
+                // The data of a file opened afresh ends at its end (`repair_torn_tail` cut
+                // a pre-written rest at start-up; a new file is empty).
+                _ => self.file_bytes = len,
+            }
+            self.file_len = len;
             self.file = Some(f);
         }
         self.file
@@ -448,23 +544,45 @@ impl Writer {
         Ok(())
     }
 
-    /// Write `buf` at the end of the current file and fsync it; on failure take back whatever
-    /// part reached the file, so the chain on disk ends at the last acknowledged record.
+    /// Write `buf` at the end of the current file's data and fsync it; on failure take back
+    /// whatever part reached the file, so the chain on disk ends at the last acknowledged
+    /// record.
     fn write_durably(&mut self, buf: &[u8]) -> Result<(), AuditError> {
         let result = (|| {
             self.current()?;
             let before = self.file_bytes;
+            let (prewrite, file_len) = (self.prewrite, self.file_len);
             let f = self
                 .file
                 .as_mut()
                 .ok_or_else(|| AuditError::Io("no audit file".into()))?;
-            let written = f
-                .write_all(buf)
+            if prewrite == 0 {
+                let written = f
+                    .write_all(buf)
+                    .and_then(|()| f.sync_data())
+                    .map_err(|e| AuditError::Io(e.to_string()));
+                if written.is_err() {
+                    let _ = f.set_len(before);
+                    let _ = f.sync_data();
+                }
+                return written;
+            }
+            use std::os::unix::fs::FileExt;
+            let end = before + buf.len() as u64;
+            // Out of written-ahead space: write the next stretch now (this batch's fdatasync
+            // then commits the file's new size: one journal commit per `prewrite` bytes).
+            let grown = (end > file_len).then_some(end + prewrite);
+            let written = grown
+                .map_or(Ok(()), |to| blank(f, file_len, to))
+                .and_then(|()| f.write_all_at(buf, before))
                 .and_then(|()| f.sync_data())
                 .map_err(|e| AuditError::Io(e.to_string()));
-            if written.is_err() {
-                let _ = f.set_len(before);
-                let _ = f.sync_data();
+            match &written {
+                Ok(()) => self.file_len = self.file_len.max(grown.unwrap_or(0)),
+                Err(_) => {
+                    let _ = blank(f, before, end).and_then(|()| f.sync_data());
+                    self.reopen_at = Some(before);
+                }
             }
             written
         })();
@@ -476,6 +594,23 @@ impl Writer {
     }
 }
 
+/// Overwrite `from..to` of `f` with newlines (blank lines: pre-written space).
+fn blank(f: &File, from: u64, to: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: usize = 256 * 1024;
+    let newlines =
+        vec![b'\n'; CHUNK.min(usize::try_from(to.saturating_sub(from)).unwrap_or(CHUNK))];
+    let mut at = from;
+    while at < to {
+        let n = newlines
+            .len()
+            .min(usize::try_from(to - at).unwrap_or(CHUNK));
+        f.write_all_at(&newlines[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 impl AuditLog {
     /// Start the writer on a dedicated thread; with an `anchor`, the trail is first checked
     /// against its head (a finding goes into the trail) and the head is kept up to date.
@@ -485,10 +620,21 @@ impl AuditLog {
         max_file_bytes: u64,
         anchor: Option<Anchor>,
     ) -> Result<AuditLog, AuditError> {
+        Self::open_with(dir, max_file_bytes, 0, anchor)
+    }
+
+    /// `open`, writing `prewrite` bytes ahead of the data (0: appending; see `Writer`).
+    pub fn open_with(
+        dir: PathBuf,
+        max_file_bytes: u64,
+        prewrite: u64,
+        anchor: Option<Anchor>,
+    ) -> Result<AuditLog, AuditError> {
         let trail_dir = std::sync::Arc::new(dir.clone());
         let (mut writer, finding) = Writer::open(
             dir,
             max_file_bytes.max(4096),
+            prewrite,
             anchor.as_ref().map(Anchor::found),
         )?;
         let mut dirty = false;
@@ -865,7 +1011,7 @@ mod tests {
     fn chain_across_rotation_and_restart() {
         let dir = std::env::temp_dir().join(format!("audit-unit-{}", uuid::Uuid::new_v4()));
         {
-            let mut w = Writer::open(dir.clone(), 4096, None).unwrap().0;
+            let mut w = Writer::open(dir.clone(), 4096, 0, None).unwrap().0;
             for i in 0..50 {
                 let batch = [
                     json!({"eventName": "Encrypt", "i": i, "pad": "x".repeat(200)})
@@ -878,7 +1024,7 @@ mod tests {
             }
         }
         {
-            let mut w = Writer::open(dir.clone(), 4096, None).unwrap().0;
+            let mut w = Writer::open(dir.clone(), 4096, 0, None).unwrap().0;
             assert_eq!(w.sequence, 50);
             let batch = [json!({"eventName": "Decrypt"})
                 .as_object()
@@ -892,6 +1038,108 @@ mod tests {
         assert_eq!(report.records, 51);
         assert!(report.problem.is_none(), "{:?}", report.problem);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn batch(i: usize) -> Vec<Record> {
+        vec![
+            json!({"eventName": "Encrypt", "i": i, "pad": "x".repeat(150)})
+                .as_object()
+                .unwrap()
+                .clone()
+                .into(),
+        ]
+    }
+
+    /// Pre-written files: records land in space written ahead (blank lines), across rotation
+    /// and restarts; the chain verifies; a full file keeps its records only.
+    #[test]
+    fn prewritten_trail_chains_across_rotation_and_restart() {
+        let dir = std::env::temp_dir().join(format!("audit-pre-{}", uuid::Uuid::new_v4()));
+        for round in 0..3 {
+            let mut w = Writer::open(dir.clone(), 8192, 1000, None).unwrap().0;
+            assert_eq!(w.sequence, round * 40);
+            for i in 0..40 {
+                w.write_batch(&batch(i as usize)).unwrap();
+            }
+            let newest = audit_files(&dir).unwrap().pop().unwrap().1;
+            let text = std::fs::read(&newest).unwrap();
+            assert!(text.ends_with(b"\n\n"), "written ahead");
+            assert_eq!(text.len() as u64, w.file_len);
+        }
+        let files = audit_files(&dir).unwrap();
+        assert!(files.len() > 2, "rotated");
+        for (_, f) in &files[..files.len() - 1] {
+            let text = std::fs::read(f).unwrap();
+            assert!(text.ends_with(b"}\n"), "{}", f.display());
+        }
+        let report = verify_path(&dir).unwrap();
+        assert!(report.problem.is_none(), "{:?}", report.problem);
+        assert_eq!(report.records, 120);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// What a crash can leave after the last acknowledged record of a pre-written file — any
+    /// mix of the unacknowledged batch's bytes and the space written ahead (newlines, or zeros
+    /// on a file system that zero-fills) — is cut at start-up: the chain continues from the
+    /// last whole record and verifies.
+    #[test]
+    fn prewritten_torn_tails_are_cut_at_the_last_whole_record() {
+        let record_line = |seq: u64| {
+            let mut line = Vec::new();
+            batch(9)[0].write_line(&mut line, seq, GENESIS_HASH);
+            line
+        };
+        let whole = record_line(11);
+        let half = &whole[..whole.len() / 2];
+        // (what follows the 10 acknowledged records, records kept)
+        let cases: Vec<(Vec<u8>, u64)> = vec![
+            ([half, &[b'\n'; 600][..]].concat(), 10),
+            ([&[b'\n'; 512][..], half, &[b'\n'; 100][..]].concat(), 10),
+            ([half, &[0u8; 600][..]].concat(), 10),
+            ([&whole[..], half, &[b'\n'; 300][..]].concat(), 11),
+            ([&whole[..], &[0u8; 300][..]].concat(), 11),
+            (vec![b'\n'; 700], 10),
+        ];
+        for (n, (tail, kept)) in cases.into_iter().enumerate() {
+            let dir = std::env::temp_dir().join(format!("audit-torn-{}", uuid::Uuid::new_v4()));
+            let end;
+            {
+                let mut w = Writer::open(dir.clone(), 1 << 20, 4096, None).unwrap().0;
+                for i in 0..10 {
+                    w.write_batch(&batch(i)).unwrap();
+                }
+                end = w.file_bytes;
+            }
+            let path = dir.join(file_name(1));
+            // The eleventh record, chained to the tenth (the batch that was not acknowledged).
+            let mut tail = tail;
+            if kept == 11 {
+                let text = std::fs::read(&path).unwrap();
+                let last = last_line_of(&text[..end as usize]);
+                let v: Value = serde_json::from_slice(last).unwrap();
+                let mut line = Vec::new();
+                batch(10)[0].write_line(&mut line, 11, v["hash"].as_str().unwrap());
+                tail.splice(..whole.len(), line);
+            }
+            {
+                use std::os::unix::fs::FileExt;
+                let f = OpenOptions::new().write(true).open(&path).unwrap();
+                f.write_all_at(&tail, end).unwrap();
+            }
+            let mut w = Writer::open(dir.clone(), 1 << 20, 4096, None).unwrap().0;
+            assert_eq!(w.sequence, kept, "case {n}");
+            w.write_batch(&batch(99)).unwrap();
+            let report = verify_path(&dir).unwrap();
+            assert!(report.problem.is_none(), "case {n}: {:?}", report.problem);
+            assert_eq!(report.records, kept + 1, "case {n}");
+            std::fs::remove_dir_all(&dir).ok();
+        }
+    }
+
+    fn last_line_of(text: &[u8]) -> &[u8] {
+        let body = &text[..text.len() - 1];
+        let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        &body[start..]
     }
 
     /// The line a `Record` makes is the one `record_hash` (and so `audit verify`) recomputes

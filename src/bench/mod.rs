@@ -8,6 +8,7 @@
 //! Layout: `client` (HTTP + SigV4), `runner` (workers, histograms), `report` (table, Markdown).
 
 pub mod client;
+pub mod null;
 pub mod report;
 pub mod runner;
 pub mod scale;
@@ -25,7 +26,7 @@ use serde_json::{json, Value};
 
 use crate::token::{CeilingOp, Token, TokenConfig};
 use client::{Credentials, KmsClient};
-pub use report::{Outcome, PeerRow, RawFigure, Report, Row};
+pub use report::{FloorRow, Outcome, PeerRow, RawFigure, Report, Row};
 use runner::{Load, Request, Workload};
 
 /// Options of `kms-bridge bench`.
@@ -109,6 +110,17 @@ pub struct BenchArgs {
     /// report says how many pairs were made and how many were throttled.
     #[arg(long, env = "BENCH_FLOOD", default_value_t = 0)]
     pub flood: usize,
+    /// The floor experiment: also drive a null endpoint (the server's HTTP stack answering a
+    /// fixed Encrypt response, no SigV4, policy, audit or token) with Encrypt 4 KiB, and with
+    /// --null-audit-dir the same endpoint writing one durable audit record per request.
+    #[arg(long, env = "BENCH_NULL")]
+    pub null: bool,
+    /// Where the audited null endpoint keeps its trail (put it where the server's is).
+    #[arg(long, env = "BENCH_NULL_AUDIT_DIR", requires = "null")]
+    pub null_audit_dir: Option<PathBuf>,
+    /// The kms-bridge binary that runs the null endpoint (default: this one).
+    #[arg(long, requires = "null")]
+    pub null_bin: Option<PathBuf>,
 }
 
 /// Background connections flooding the server with RSA-4096 data key pair generation.
@@ -304,6 +316,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     };
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    let mut floor = Vec::new();
+    // The floor runs right after the server's Encrypt 4 KiB (or last, if that is not run).
+    let floor_after = if ops.contains(&Op::Encrypt4k) {
+        Some(Op::Encrypt4k)
+    } else {
+        ops.last().copied()
+    };
     for op in ops {
         let raw_figure = match raw.figure(op).await {
             Ok(f) => f,
@@ -329,6 +348,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             outcome,
             raw: raw_figure,
         });
+        if args.null && Some(op) == floor_after {
+            floor = floor_rows(args, &creds, load, &mut fixtures, &mut raw, &mut notes).await?;
+        }
     }
 
     let flood_note = match flood {
@@ -374,11 +396,93 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     Ok(Report {
         rows,
+        floor,
         peers,
         settings,
         machine: report::Machine::describe(),
         notes,
     })
+}
+
+/// The floor experiment: Encrypt 4 KiB against the null endpoint, then against the null
+/// endpoint with an audit trail (see `null`), each in a child process of its own.
+async fn floor_rows(
+    args: &BenchArgs,
+    creds: &Arc<Credentials>,
+    load: Load,
+    fixtures: &mut Fixtures,
+    raw: &mut RawCache,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<FloorRow>> {
+    let raw_figure = raw.figure(Op::Encrypt4k).await.unwrap_or(None);
+    let Some(request) = fixtures.request(Op::Encrypt4k).await? else {
+        return Ok(Vec::new());
+    };
+    // The answer the null endpoint gives: one the server gave to the same request.
+    let answer = fixtures.ctl.send(request.op, request.body.clone()).await?;
+    if answer.status != 200 {
+        bail!(
+            "floor: the server refused Encrypt 4 KiB (HTTP {} {})",
+            answer.status,
+            answer.error_type()
+        );
+    }
+    let bin = match &args.null_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("the null endpoint: which binary is this?")?,
+    };
+    let scratch = std::env::temp_dir().join(format!("kms-bridge-null-{}", uuid::Uuid::new_v4()));
+    let mut variants: Vec<(&str, Option<PathBuf>)> = vec![("null endpoint", None)];
+    if let Some(dir) = &args.null_audit_dir {
+        let trail = dir.join(format!("null-audit-{}", uuid::Uuid::new_v4()));
+        variants.push(("null endpoint + audit", Some(trail)));
+    }
+    let mut rows = Vec::new();
+    for (name, trail) in variants {
+        tracing::info!(variant = name, "driving the null endpoint");
+        let outcome = match null::NullServer::start(&bin, &answer.body, trail.as_deref(), &scratch)
+        {
+            Ok(server) => {
+                let w = Workload {
+                    requests: vec![request.clone()],
+                };
+                let stats = runner::drive(
+                    &server.endpoint,
+                    creds,
+                    Arc::new(w),
+                    load,
+                    Some(server.pid()),
+                )
+                .await;
+                drop(server);
+                Outcome::Measured(stats?)
+            }
+            Err(e) => Outcome::Failed(format!("{e:#}")),
+        };
+        if let (Some(t), Outcome::Measured(stats)) = (&trail, &outcome) {
+            // Every answered request's record is in the trail, and the chain verifies.
+            match crate::audit::verify_path(t) {
+                Ok(r) if r.problem.is_none() && r.records >= stats.ops => {}
+                Ok(r) => notes.push(format!(
+                    "{name}: its trail holds {} records for {} answers{}",
+                    r.records,
+                    stats.ops,
+                    r.problem.map(|p| format!(", {p}")).unwrap_or_default()
+                )),
+                Err(e) => notes.push(format!("{name}: its trail cannot be read: {e}")),
+            }
+        }
+        if let Some(t) = &trail {
+            let _ = std::fs::remove_dir_all(t);
+        }
+        rows.push(FloorRow {
+            name: name.to_owned(),
+            outcome,
+            raw: raw_figure.clone(),
+        });
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(rows)
 }
 
 fn credentials(args: &BenchArgs) -> anyhow::Result<Credentials> {

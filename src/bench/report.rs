@@ -37,6 +37,14 @@ pub struct Row {
     pub raw: Option<RawFigure>,
 }
 
+/// Encrypt 4 KiB under the same load against a null endpoint (the floor experiment).
+pub struct FloorRow {
+    pub name: String,
+    pub outcome: Outcome,
+    /// The raw Encrypt 4 KiB ceiling of the run.
+    pub raw: Option<RawFigure>,
+}
+
 /// The same operation against another KMS implementation.
 pub struct PeerRow {
     pub name: String,
@@ -46,6 +54,8 @@ pub struct PeerRow {
 
 pub struct Report {
     pub rows: Vec<Row>,
+    /// The floor experiment (`bench --null`): empty unless asked for.
+    pub floor: Vec<FloorRow>,
     pub peers: Vec<PeerRow>,
     pub settings: Vec<(String, String)>,
     pub machine: Machine,
@@ -86,7 +96,8 @@ impl Report {
     pub fn has_errors(&self) -> bool {
         let rows = self.rows.iter().map(|r| &r.outcome);
         let peers = self.peers.iter().map(|p| &p.outcome);
-        rows.chain(peers).any(Outcome::has_errors)
+        let floor = self.floor.iter().map(|f| &f.outcome);
+        rows.chain(peers).chain(floor).any(Outcome::has_errors)
     }
 
     pub fn row(&self, op: Op) -> Option<&Row> {
@@ -94,23 +105,19 @@ impl Report {
     }
 
     fn main_table(&self) -> Table {
-        let mut t = Table::new(
+        let head = [
+            &["Operation"][..],
+            &OUTCOME_HEAD,
             &[
-                "Operation",
-                "ops/s",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
-                "max ms",
-                "errors",
                 "raw ops/s (thr)",
                 "raw p50 ms",
                 "server/raw",
                 "server CPU µs/op",
                 "bench CPU µs/op",
             ],
-            1,
-        );
+        ]
+        .concat();
+        let mut t = Table::new(&head, 1);
         for r in &self.rows {
             let mut cells = vec![r.op.label().to_owned()];
             cells.extend(outcome_cells(&r.outcome));
@@ -135,25 +142,72 @@ impl Report {
         t
     }
 
+    /// The floor experiment beside the server's Encrypt 4 KiB row.
+    fn floor_table(&self) -> Option<Table> {
+        if self.floor.is_empty() {
+            return None;
+        }
+        let head = [
+            &["Encrypt 4 KiB, same load, against"][..],
+            &OUTCOME_HEAD,
+            &[
+                "raw ops/s (thr)",
+                "÷ raw",
+                "kms-bridge ÷ this",
+                "server CPU µs/op",
+                "bench CPU µs/op",
+            ],
+        ]
+        .concat();
+        let mut t = Table::new(&head, 1);
+        let server = self.row(Op::Encrypt4k);
+        let ours = server
+            .and_then(|r| r.outcome.stats())
+            .map(Stats::ops_per_sec);
+        let lines = server
+            .map(|r| ("kms-bridge (row above)", &r.outcome, r.raw.as_ref()))
+            .into_iter()
+            .chain(
+                self.floor
+                    .iter()
+                    .map(|f| (f.name.as_str(), &f.outcome, f.raw.as_ref())),
+            );
+        for (name, outcome, raw) in lines {
+            let mut cells = vec![name.to_owned()];
+            cells.extend(outcome_cells(outcome));
+            let stats = outcome.stats();
+            let rate = stats.map(Stats::ops_per_sec);
+            match raw {
+                Some(raw) => {
+                    cells.push(format!("{:.0} ({})", raw.ops_per_sec, raw.threads));
+                    cells.push(rate.map_or("—".into(), |r| {
+                        format!("{:.2}×", r / raw.ops_per_sec.max(1e-9))
+                    }));
+                }
+                None => cells.extend(["—".into(), "—".into()]),
+            }
+            cells.push(match (ours, rate) {
+                (Some(o), Some(r)) if r > 0.0 => format!("{:.0}%", 100.0 * o / r),
+                _ => "—".into(),
+            });
+            cells.push(cpu_per_op(stats, |s| s.server_cpu));
+            cells.push(cpu_per_op(stats, |s| s.client_cpu));
+            t.push(cells);
+        }
+        Some(t)
+    }
+
     fn peer_table(&self) -> Option<Table> {
         if self.peers.is_empty() {
             return None;
         }
-        let mut t = Table::new(
-            &[
-                "Peer",
-                "Operation",
-                "ops/s",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
-                "max ms",
-                "errors",
-                "kms-bridge ops/s",
-                "kms-bridge ÷ peer",
-            ],
-            2,
-        );
+        let head = [
+            &["Peer", "Operation"][..],
+            &OUTCOME_HEAD,
+            &["kms-bridge ops/s", "kms-bridge ÷ peer"],
+        ]
+        .concat();
+        let mut t = Table::new(&head, 2);
         for p in &self.peers {
             let mut cells = vec![p.name.clone(), p.op.label().to_owned()];
             cells.extend(outcome_cells(&p.outcome));
@@ -181,7 +235,12 @@ impl Report {
             .peers
             .iter()
             .map(|p| (format!("{} @ {}", p.op.label(), p.name), &p.outcome));
+        let floor = self
+            .floor
+            .iter()
+            .map(|f| (format!("Encrypt 4 KiB @ {}", f.name), &f.outcome));
         rows.chain(peers)
+            .chain(floor)
             .filter_map(|(name, o)| o.problem().map(|p| format!("{name}: {p}")))
             .chain(self.notes.iter().cloned())
             .collect()
@@ -192,6 +251,12 @@ impl Report {
         if self.rows.iter().any(|r| r.op == Op::Mixed) {
             notes.push(
                 "¹ Mixed profile: 45% Decrypt 4 KiB, 30% Encrypt 4 KiB, 15% GenerateDataKey AES_256, 10% DescribeKey, interleaved on every connection."
+                    .to_owned(),
+            );
+        }
+        if !self.floor.is_empty() {
+            notes.push(
+                "Floor: the null endpoint is the server's HTTP stack (same binary, runtime, listener and hyper settings) reading the body and answering the server's own Encrypt response, without SigV4, policy, audit or token; \"+ audit\" also writes one record per request to a real audit trail next to the server's (group commit, fdatasync) before answering. The server cannot beat them on this machine."
                     .to_owned(),
             );
         }
@@ -211,6 +276,10 @@ impl Report {
     /// The plain-text report for the terminal.
     pub fn text(&self) -> String {
         let mut out = self.main_table().text();
+        if let Some(f) = self.floor_table() {
+            out.push('\n');
+            out.push_str(&f.text());
+        }
         if let Some(p) = self.peer_table() {
             out.push('\n');
             out.push_str(&p.text());
@@ -245,6 +314,10 @@ impl Report {
         }
         out.push('\n');
         out.push_str(&self.main_table().markdown());
+        if let Some(f) = self.floor_table() {
+            out.push('\n');
+            out.push_str(&f.markdown());
+        }
         if let Some(p) = self.peer_table() {
             out.push('\n');
             out.push_str(&p.markdown());
@@ -320,6 +393,9 @@ pub(super) fn write_section(
     std::fs::write(path, text)?;
     Ok(())
 }
+
+/// The heads of `outcome_cells`.
+const OUTCOME_HEAD: [&str; 6] = ["ops/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"];
 
 /// ops/s, p50, p90, p99, max, errors.
 fn outcome_cells(o: &Outcome) -> Vec<String> {
@@ -507,6 +583,7 @@ mod tests {
                 outcome: Outcome::Unsupported,
                 raw: None,
             }],
+            floor: Vec::new(),
             peers: Vec::new(),
             settings: vec![("connections".into(), "2".into())],
             machine: Machine::describe(),
