@@ -17,6 +17,7 @@ pub mod console;
 pub mod kms;
 pub mod metrics;
 pub mod model;
+pub mod operations;
 pub mod policy;
 pub mod store;
 pub mod token;

@@ -277,9 +277,7 @@ async fn execute(
             .iter()
             .filter_map(|m| v.get(*m).and_then(|k| k.as_str()))
             .collect();
-        state
-            .kms
-            .note_usage(op.name(), &arns, request_id, &event_id);
+        state.kms.note_usage(op, &arns, request_id, &event_id);
     }
     finish(Some(op), result, audited, request_id, started)
 }
@@ -492,9 +490,7 @@ fn audit_record(
         add_arn(v["ReplicaKeyMetadata"]["Arn"].as_str());
     }
     add_arn(request_parameters["keyId"].as_str());
-    let read_only = op.is_some_and(|o| {
-        o.starts_with("Describe") || o.starts_with("List") || o.starts_with("Get")
-    });
+    let read_only = seen.op.is_some_and(|o| o.flags().read_only);
     let mut rec = serde_json::Map::new();
     rec.insert("eventVersion".into(), json!("1.08"));
     rec.insert("userIdentity".into(), user_identity);
@@ -612,7 +608,9 @@ async fn run(
         source_ip: Some(source.peer.ip().to_string()),
         secure_transport: state.secure_transport,
         quota_charged: Default::default(),
-        dry_run: Default::default(),
+        // The request's own `DryRun`, for the operations that take one (authorization stops
+        // them where the table says).
+        dry_run: op.flags().dry_run && wire::dry_run(&seen.body),
     };
     tracing::debug!(request_id, operation = op.name(), principal = %ctx.principal.arn, "request");
     if op.changes_state() {

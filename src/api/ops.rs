@@ -17,101 +17,7 @@ use crate::model::{
 };
 use crate::store::TagRecord;
 
-macro_rules! operations {
-    ($($name:ident),+ $(,)?) => {
-        /// Every operation this server answers, parsed once from `X-Amz-Target`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Operation { $($name),+ }
-
-        impl Operation {
-            /// Every operation, in the order of the table.
-            pub const ALL: &'static [Operation] = &[$(Operation::$name),+];
-
-            pub fn from_target(target: &str) -> Option<Operation> {
-                match target.strip_prefix("TrentService.")? {
-                    $(stringify!($name) => Some(Operation::$name),)+
-                    _ => None,
-                }
-            }
-
-                        pub fn name(self) -> &'static str {
-                match self { $(Operation::$name => stringify!($name)),+ }
-            }
-
-            /// Operations that change keys, aliases, tags, policies or grants: their intent is
-            /// audited before they run.
-            pub fn changes_state(self) -> bool {
-                let n = self.name();
-                !(n.starts_with("Describe") || n.starts_with("List")
-                    || (n.starts_with("Get") && n != "GetParametersForImport")
-                    || matches!(n, "Encrypt" | "Decrypt" | "ReEncrypt" | "GenerateDataKey"
-                        | "GenerateDataKeyWithoutPlaintext" | "GenerateRandom" | "Sign" | "Verify"
-                        | "GenerateMac" | "VerifyMac" | "DeriveSharedSecret" | "GenerateDataKeyPair"
-                        | "Encapsulate" | "Decapsulate"
-                        | "GenerateDataKeyPairWithoutPlaintext"))
-            }
-        }
-    };
-}
-
-operations!(
-    CreateKey,
-    DescribeKey,
-    ListKeys,
-    EnableKey,
-    DisableKey,
-    ScheduleKeyDeletion,
-    CancelKeyDeletion,
-    UpdateKeyDescription,
-    CreateAlias,
-    UpdateAlias,
-    DeleteAlias,
-    ListAliases,
-    TagResource,
-    UntagResource,
-    ListResourceTags,
-    GetKeyPolicy,
-    PutKeyPolicy,
-    ListKeyPolicies,
-    Encrypt,
-    Decrypt,
-    ReEncrypt,
-    GenerateDataKey,
-    GenerateDataKeyWithoutPlaintext,
-    GenerateRandom,
-    EnableKeyRotation,
-    DisableKeyRotation,
-    GetKeyRotationStatus,
-    RotateKeyOnDemand,
-    ListKeyRotations,
-    CreateGrant,
-    ListGrants,
-    ListRetirableGrants,
-    RetireGrant,
-    RevokeGrant,
-    CreateCustomKeyStore,
-    DescribeCustomKeyStores,
-    ConnectCustomKeyStore,
-    DisconnectCustomKeyStore,
-    UpdateCustomKeyStore,
-    DeleteCustomKeyStore,
-    Sign,
-    Verify,
-    GetPublicKey,
-    GenerateMac,
-    DeriveSharedSecret,
-    GetKeyLastUsage,
-    VerifyMac,
-    GenerateDataKeyPair,
-    GenerateDataKeyPairWithoutPlaintext,
-    GetParametersForImport,
-    ImportKeyMaterial,
-    DeleteImportedKeyMaterial,
-    Encapsulate,
-    Decapsulate,
-    ReplicateKey,
-    UpdatePrimaryRegion,
-);
+pub use crate::operations::Operation;
 
 type Out = Result<Option<Value>, ApiError>;
 
@@ -265,14 +171,6 @@ fn page(items: Vec<Value>, list: &str, next: Option<String>) -> Value {
 /// Base64 of a secret, in a zeroizing string.
 fn secret_b64(b: &Zeroizing<Vec<u8>>) -> Zeroizing<String> {
     Zeroizing::new(wire::b64(b))
-}
-
-/// `DryRun: true`: the domain stops with DryRunOperationException once the call is authorized.
-fn dry_run(ctx: &RequestContext, flag: Option<bool>) {
-    if flag == Some(true) {
-        ctx.dry_run
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8]) -> Out {
@@ -495,7 +393,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::Encrypt => {
             let r: EncryptReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             let pt = required(r.plaintext, "plaintext")?;
             blob_length(&pt, "plaintext", 1, 4096)?;
@@ -512,7 +409,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::Decrypt => {
             let r: DecryptReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let blob = required(r.ciphertext_blob, "ciphertextBlob")?;
             blob_length(&blob, "ciphertextBlob", 1, 6144)?;
             grant_tokens(&r.grant_tokens)?;
@@ -537,7 +433,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::ReEncrypt => {
             let r: ReEncryptReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let blob = required(r.ciphertext_blob, "ciphertextBlob")?;
             blob_length(&blob, "ciphertextBlob", 1, 6144)?;
             grant_tokens(&r.grant_tokens)?;
@@ -572,7 +467,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::GenerateDataKey | O::GenerateDataKeyWithoutPlaintext => {
             let r: DataKeyReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             grant_tokens(&r.grant_tokens)?;
             let spec = enum_member(
@@ -678,7 +572,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::CreateGrant => {
             let r: GrantReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             grant_tokens(&r.grant_tokens)?;
             if r.grantee_service_principal.is_some() || r.retiring_service_principal.is_some() {
@@ -753,7 +646,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::RetireGrant => {
             let r: GrantReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = opt_key_ref(r.key_id, "keyId")?;
             kms.retire_grant(
                 ctx,
@@ -766,7 +658,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::RevokeGrant => {
             let r: GrantReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             let id = required(r.grant_id, "grantId")?;
             kms.revoke_grant(ctx, &key, &id).await?;
@@ -774,7 +665,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::Sign | O::Verify => {
             let r: SignReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             let msg = message(r.message)?;
             grant_tokens(&r.grant_tokens)?;
@@ -918,7 +808,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::DeriveSharedSecret => {
             let r: DeriveReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             grant_tokens(&r.grant_tokens)?;
             // The model's validation has checked the algorithm (ECDH) and the key's presence.
@@ -940,7 +829,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::Encapsulate => {
             let r: KemReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             grant_tokens(&r.grant_tokens)?;
             // The model's validation has checked the algorithm (ML_KEM).
@@ -955,7 +843,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::Decapsulate => {
             let r: KemReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             grant_tokens(&r.grant_tokens)?;
             let ciphertext = required(
@@ -972,7 +859,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::GenerateMac | O::VerifyMac => {
             let r: MacReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             let msg = message(r.message)?;
             grant_tokens(&r.grant_tokens)?;
@@ -996,7 +882,6 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         }
         O::GenerateDataKeyPair | O::GenerateDataKeyPairWithoutPlaintext => {
             let r: DataKeyPairReq = parse(body)?;
-            dry_run(ctx, r.dry_run);
             let key = key_ref(r.key_id, "keyId")?;
             grant_tokens(&r.grant_tokens)?;
             let spec = required(

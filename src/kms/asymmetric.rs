@@ -7,6 +7,7 @@
 //! from the token's probed [`Capabilities`]; an algorithm the token cannot do answers
 //! `UnsupportedOperation`, never a different algorithm.
 
+use crate::operations::Action;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -484,7 +485,7 @@ impl Kms {
         alg: SigningAlgorithm,
     ) -> Result<Signed> {
         let mt = message_type.unwrap_or(MessageType::Raw);
-        let op = Op::new("kms:Sign")
+        let op = Op::new(Action::Sign)
             .fact("kms:SigningAlgorithm", alg.as_str())
             .fact("kms:MessageType", mt.as_str());
         let k = self.resolve(ctx, key, op).await?;
@@ -513,7 +514,7 @@ impl Kms {
         alg: SigningAlgorithm,
     ) -> Result<String> {
         let mt = message_type.unwrap_or(MessageType::Raw);
-        let op = Op::new("kms:Verify")
+        let op = Op::new(Action::Verify)
             .fact("kms:SigningAlgorithm", alg.as_str())
             .fact("kms:MessageType", mt.as_str());
         let k = self.resolve(ctx, key, op).await?;
@@ -537,7 +538,9 @@ impl Kms {
         ctx: &RequestContext,
         key: &KeyRef,
     ) -> Result<PublicKeyInfo> {
-        let k = self.resolve(ctx, key, Op::new("kms:GetPublicKey")).await?;
+        let k = self
+            .resolve(ctx, key, Op::new(Action::GetPublicKey))
+            .await?;
         if !k.key_spec.is_asymmetric() {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} is not an asymmetric KMS key; GetPublicKey needs one",
@@ -611,7 +614,7 @@ impl Kms {
         ciphertext: Vec<u8>,
         enc_ctx: &EncryptionContext,
         alg: Option<EncryptionAlgorithm>,
-        action: &'static str,
+        action: Action,
     ) -> Result<Decrypted> {
         let key = key.ok_or_else(|| {
             KmsError::Validation("KeyId is required to decrypt with an asymmetric KMS key".into())
@@ -665,13 +668,13 @@ impl Kms {
         with_plaintext: bool,
     ) -> Result<DataKeyPair> {
         let action = if with_plaintext {
-            "kms:GenerateDataKeyPair"
+            Action::GenerateDataKeyPair
         } else {
-            "kms:GenerateDataKeyPairWithoutPlaintext"
+            Action::GenerateDataKeyPairWithoutPlaintext
         };
         let op = Op::new(action).with_context(enc_ctx).data_key_pair(spec);
         let k = self.resolve(ctx, key, op).await?;
-        require_symmetric(&k, None, super::crypto::op_name(action))?;
+        require_symmetric(&k, None, action.name())?;
         require_enabled(&k)?;
         let pair_spec = pair_spec(spec, self.capabilities())?;
         let pair = self
@@ -700,7 +703,7 @@ impl Kms {
         message: Zeroizing<Vec<u8>>,
         alg: MacAlgorithm,
     ) -> Result<(String, Vec<u8>)> {
-        let op = Op::new("kms:GenerateMac").fact("kms:MacAlgorithm", alg.as_str());
+        let op = Op::new(Action::GenerateMac).fact("kms:MacAlgorithm", alg.as_str());
         let k = self.resolve(ctx, key, op).await?;
         require_mac(&k, alg, "GenerateMac")?;
         require_enabled(&k)?;
@@ -716,7 +719,7 @@ impl Kms {
         key: &KeyRef,
         peer_public_key: &[u8],
     ) -> Result<(String, Zeroizing<Vec<u8>>)> {
-        let op = Op::new("kms:DeriveSharedSecret").fact("kms:KeyAgreementAlgorithm", "ECDH");
+        let op = Op::new(Action::DeriveSharedSecret).fact("kms:KeyAgreementAlgorithm", "ECDH");
         let k = self.resolve(ctx, key, op).await?;
         if k.key_usage != KeyUsage::KeyAgreement {
             return Err(wrong_usage(&k, "DeriveSharedSecret"));
@@ -738,7 +741,7 @@ impl Kms {
         ctx: &RequestContext,
         key: &KeyRef,
     ) -> Result<(String, Vec<u8>, Zeroizing<Vec<u8>>)> {
-        let op = Op::new("kms:Encapsulate");
+        let op = Op::new(Action::Encapsulate);
         let k = self.resolve(ctx, key, op).await?;
         if k.key_usage != KeyUsage::EncapsulateDecapsulate {
             return Err(wrong_usage(&k, "Encapsulate"));
@@ -755,7 +758,7 @@ impl Kms {
         key: &KeyRef,
         ciphertext: Vec<u8>,
     ) -> Result<(String, Zeroizing<Vec<u8>>)> {
-        let op = Op::new("kms:Decapsulate");
+        let op = Op::new(Action::Decapsulate);
         let k = self.resolve(ctx, key, op).await?;
         if k.key_usage != KeyUsage::EncapsulateDecapsulate {
             return Err(wrong_usage(&k, "Decapsulate"));
@@ -791,7 +794,7 @@ impl Kms {
         mac: &[u8],
         alg: MacAlgorithm,
     ) -> Result<String> {
-        let op = Op::new("kms:VerifyMac").fact("kms:MacAlgorithm", alg.as_str());
+        let op = Op::new(Action::VerifyMac).fact("kms:MacAlgorithm", alg.as_str());
         let k = self.resolve(ctx, key, op).await?;
         require_mac(&k, alg, "VerifyMac")?;
         require_enabled(&k)?;

@@ -22,6 +22,7 @@ use super::blob::EncryptionContext;
 use super::grants::constraints_hold;
 use super::ids::KeyRef;
 use super::{Kms, KmsError, RequestContext, Result};
+use crate::operations::Action;
 use crate::policy::{Context, Evaluation, Policy, PolicyKind, Request};
 use crate::store::{KeyRecord, PrincipalKind};
 
@@ -64,93 +65,34 @@ pub struct AccountPermit {
 
 /// What an operation asks for: the action plus the request's condition facts.
 pub(crate) struct Op<'a> {
-    pub action: &'static str,
+    pub action: Action,
     pub facts: Context,
     pub enc_ctx: Option<&'a EncryptionContext>,
-    /// The quota group when the action's own group does not follow from the key (data key
-    /// pairs are charged by the pair's spec).
-    pub quota: Option<super::quota::QuotaGroup>,
+    /// GenerateDataKeyPair*: the pair's spec, whose quota the request counts against.
+    pub pair: Option<crate::model::DataKeyPairSpec>,
     /// The key was taken from a ciphertext, not named by the caller: a refusal does not name it.
     pub from_ciphertext: bool,
 }
 
-/// Actions whose KeyId may be an alias name or alias ARN.
-const ALIAS_OK: &[&str] = &[
-    "kms:Encrypt",
-    "kms:Decrypt",
-    "kms:ReEncryptFrom",
-    "kms:ReEncryptTo",
-    "kms:GenerateDataKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:GenerateDataKeyPair",
-    "kms:GenerateDataKeyPairWithoutPlaintext",
-    "kms:Sign",
-    "kms:Verify",
-    "kms:GetPublicKey",
-    "kms:DescribeKey",
-    "kms:GenerateMac",
-    "kms:VerifyMac",
-    "kms:DeriveSharedSecret",
-    "kms:Encapsulate",
-    "kms:Decapsulate",
-];
+/// Whether a request has been counted against its quota yet: only authorization charges it,
+/// once, whatever it authorizes how often.
+#[derive(Debug, Default)]
+pub struct Charged(std::sync::atomic::AtomicBool);
 
-/// Actions that may name a key of another account (by ARN).
-const CROSS_ACCOUNT_OK: &[&str] = &[
-    "kms:Encrypt",
-    "kms:Decrypt",
-    "kms:ReEncryptFrom",
-    "kms:ReEncryptTo",
-    "kms:GenerateDataKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:GenerateDataKeyPair",
-    "kms:GenerateDataKeyPairWithoutPlaintext",
-    "kms:GenerateMac",
-    "kms:VerifyMac",
-    "kms:Sign",
-    "kms:Verify",
-    "kms:GetPublicKey",
-    "kms:DescribeKey",
-    "kms:DeriveSharedSecret",
-    "kms:Encapsulate",
-    "kms:Decapsulate",
-    "kms:CreateGrant",
-    "kms:ListGrants",
-    "kms:RevokeGrant",
-    "kms:RetireGrant",
-    "kms:GetKeyRotationStatus",
-];
-
-/// Operations a grant can allow (`GrantOperation` in the service model).
-pub const GRANT_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "Sign",
-    "Verify",
-    "GetPublicKey",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateMac",
-    "VerifyMac",
-    "DeriveSharedSecret",
-    "Encapsulate",
-    "Decapsulate",
-];
+impl Charged {
+    /// Already charged: another region's side of a request charged in its own region.
+    pub(crate) fn already() -> Charged {
+        Charged(true.into())
+    }
+}
 
 impl<'a> Op<'a> {
-    pub fn new(action: &'static str) -> Op<'a> {
+    pub fn new(action: Action) -> Op<'a> {
         Op {
             action,
             facts: Context::new(),
             enc_ctx: None,
-            quota: None,
+            pair: None,
             from_ciphertext: false,
         }
     }
@@ -166,7 +108,7 @@ impl<'a> Op<'a> {
     /// spec's own quota.
     pub fn data_key_pair(mut self, spec: crate::model::DataKeyPairSpec) -> Op<'a> {
         self.facts.set("kms:DataKeyPairSpec", spec.as_str());
-        self.quota = Some(super::quota::QuotaGroup::of_data_key_pair(spec));
+        self.pair = Some(spec);
         self
     }
 
@@ -190,14 +132,6 @@ impl<'a> Op<'a> {
     pub fn facts_multi(mut self, key: &str, values: Vec<String>) -> Op<'a> {
         self.facts.set_multi(key, values);
         self
-    }
-
-    fn alias_ok(&self) -> bool {
-        ALIAS_OK.contains(&self.action)
-    }
-
-    fn cross_account_ok(&self) -> bool {
-        CROSS_ACCOUNT_OK.contains(&self.action)
     }
 }
 
@@ -264,17 +198,34 @@ fn denied(ctx: &RequestContext, refusal: super::texts::Refusal<'_>) -> KmsError 
 }
 
 impl Kms {
-    /// Count the request against its quota group (once per request).
-    fn charge(&self, ctx: &RequestContext, group: super::quota::QuotaGroup) -> Result<()> {
+    /// Count the request against the quota of `action`'s operation (once per request: the first
+    /// authorization of a request charges it).
+    fn charge(
+        &self,
+        ctx: &RequestContext,
+        action: Action,
+        key: Option<crate::model::KeySpec>,
+        pair: Option<crate::model::DataKeyPairSpec>,
+    ) -> Result<()> {
         use std::sync::atomic::Ordering;
-        if ctx.quota_charged.swap(true, Ordering::Relaxed) {
+        if ctx.quota_charged.0.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
+        let group = super::quota::QuotaGroup::of(action.row().quota, key, pair);
         if self.quotas.take(&ctx.principal.account, group) {
             Ok(())
         } else {
             Err(KmsError::Throttling(super::texts::THROTTLED.into()))
         }
+    }
+
+    /// A dry run stops at the last authorization of its operation (the table names it), once
+    /// that has passed.
+    fn stop_if_dry_run(ctx: &RequestContext, action: Action) -> Result<()> {
+        if ctx.dry_run && action.flags().dry_run && action.ends_authorization() {
+            return Err(KmsError::DryRun(super::texts::DRY_RUN.into()));
+        }
+        Ok(())
     }
 
     /// Facts every request carries.
@@ -369,7 +320,7 @@ impl Kms {
         mut op: Op<'_>,
     ) -> Result<Permitted> {
         if key.is_alias() {
-            if !op.alias_ok() {
+            if !op.action.flags().alias {
                 return Err(KmsError::InvalidArn(
                     super::texts::ALIAS_NOT_SUPPORTED.into(),
                 ));
@@ -380,7 +331,9 @@ impl Kms {
             };
             op.facts.set("kms:RequestAlias", name);
         }
-        let record = self.lookup(ctx, key, op.cross_account_ok()).await?;
+        let record = self
+            .lookup(ctx, key, op.action.flags().other_account)
+            .await?;
         self.authorize(ctx, record, op).await
     }
 
@@ -391,10 +344,7 @@ impl Kms {
         key: KeyRecord,
         mut op: Op<'_>,
     ) -> Result<Permitted> {
-        let group = op
-            .quota
-            .unwrap_or_else(|| super::quota::QuotaGroup::of(op.action, Some(key.key_spec)));
-        self.charge(ctx, group)?;
+        self.charge(ctx, op.action, Some(key.key_spec), op.pair)?;
         let arn = key.arn();
         self.base_facts(ctx, &mut op.facts);
         op.facts.set("kms:KeySpec", key.key_spec.as_str());
@@ -436,18 +386,18 @@ impl Kms {
         let req = Request {
             principal_arn: &ctx.principal.arn,
             principal_account: &ctx.principal.account,
-            action: op.action,
+            action: op.action.iam(),
             resource: &arn,
             context: &op.facts,
         };
         let key_eval = key_policy.policy.evaluate(&req);
-        let id_eval = evaluate_all(&ids, ctx, op.action, &arn, &op.facts);
+        let id_eval = evaluate_all(&ids, ctx, op.action.iam(), &arn, &op.facts);
         use super::texts::{Denial, Refusal};
         let on = |why| {
             if op.from_ciphertext {
-                Refusal::Ciphertext(op.action, why)
+                Refusal::Ciphertext(op.action.iam(), why)
             } else {
-                Refusal::Key(op.action, &arn, why)
+                Refusal::Key(op.action.iam(), &arn, why)
             }
         };
         if key_eval.explicit_deny || id_eval.explicit_deny {
@@ -466,40 +416,32 @@ impl Kms {
         } else {
             (key_eval.allow_direct || key_eval.allow_via_account) && identity_ok
         };
-        // ReEncrypt is one call with two authorizations, ReEncryptTo (destination) first, then
-        // ReEncryptFrom (source): a dry run stops after the second.
-        let last = op.action != "kms:ReEncryptTo";
         if allowed {
-            if last {
-                ctx.stop_if_dry_run()?;
-            }
+            Self::stop_if_dry_run(ctx, op.action)?;
             return Ok(Permitted {
                 key,
                 via_grant: None,
             });
         }
-        if let Some(op_name) = op.action.strip_prefix("kms:") {
-            if GRANT_OPERATIONS.contains(&op_name) {
-                let grants = self
-                    .store
-                    .grants_for_key(key.key_id, Some(&ctx.principal.arn))
-                    .await?;
-                if let Some(g) = grants.iter().find(|g| {
-                    g.operations.iter().any(|o| o == op_name)
-                        && constraints_hold(g.constraints.as_deref(), op.enc_ctx)
-                }) {
-                    if last {
-                        ctx.stop_if_dry_run()?;
-                    }
-                    return Ok(Permitted {
-                        key,
-                        via_grant: Some((g.operations.clone(), g.constraints.clone())),
-                    });
-                }
+        if op.action.flags().grant {
+            let name = op.action.name();
+            let grants = self
+                .store
+                .grants_for_key(key.key_id, Some(&ctx.principal.arn))
+                .await?;
+            if let Some(g) = grants.iter().find(|g| {
+                g.operations.iter().any(|o| o == name)
+                    && constraints_hold(g.constraints.as_deref(), op.enc_ctx)
+            }) {
+                Self::stop_if_dry_run(ctx, op.action)?;
+                return Ok(Permitted {
+                    key,
+                    via_grant: Some((g.operations.clone(), g.constraints.clone())),
+                });
             }
         }
         if !same_account {
-            return Err(denied(ctx, Refusal::OtherAccount(op.action)));
+            return Err(denied(ctx, Refusal::OtherAccount(op.action.iam())));
         }
         // The key policy hands the decision to IAM, which does not allow it; or it does not
         // allow the caller at all.
@@ -515,27 +457,64 @@ impl Kms {
     pub(crate) fn authorize_account(
         &self,
         ctx: &RequestContext,
-        action: &'static str,
+        action: Action,
         resource: &str,
         mut facts: Context,
     ) -> Result<AccountPermit> {
-        self.charge(ctx, super::quota::QuotaGroup::of(action, None))?;
+        self.charge(ctx, action, None, None)?;
         self.base_facts(ctx, &mut facts);
-        let eval = self.evaluate_identity(ctx, action, resource, &facts)?;
+        let eval = self.evaluate_identity(ctx, action.iam(), resource, &facts)?;
+        let action_name = action.iam();
         use super::texts::{Denial, Refusal};
         if eval.explicit_deny {
             return Err(denied(
                 ctx,
-                Refusal::Key(action, resource, Denial::ExplicitIdentity),
+                Refusal::Key(action_name, resource, Denial::ExplicitIdentity),
             ));
         }
         if ctx.principal.kind == PrincipalKind::Root || eval.allow_direct {
+            Self::stop_if_dry_run(ctx, action)?;
             return Ok(AccountPermit { _private: () });
         }
         Err(denied(
             ctx,
-            Refusal::Key(action, resource, Denial::NoIdentityPolicy),
+            Refusal::Key(action_name, resource, Denial::NoIdentityPolicy),
         ))
+    }
+
+    /// RetireGrant: the grant's retiring principal, its grantee when the grant allows
+    /// RetireGrant, and the issuing account's root may retire it; so may a caller whose
+    /// identity policies allow `kms:RetireGrant`, for keys of its own account.
+    pub(crate) fn authorize_retire(
+        &self,
+        ctx: &RequestContext,
+        grant: &crate::store::GrantRecord,
+        key: KeyRecord,
+    ) -> Result<Permitted> {
+        let action = Action::RetireGrant;
+        let me = &ctx.principal;
+        let may = grant.retiring_principal.as_deref() == Some(me.arn.as_str())
+            || (grant.grantee_principal == me.arn
+                && grant.operations.iter().any(|o| o == action.name()))
+            || (me.kind == PrincipalKind::Root && grant.issuing_account == me.arn);
+        if may {
+            self.charge(ctx, action, None, None)?;
+            Self::stop_if_dry_run(ctx, action)?;
+        } else {
+            if key.account != me.account {
+                return Err(KmsError::AccessDenied(format!(
+                    "User: {} is not authorized to perform: {} on resource: {}",
+                    me.arn,
+                    action.iam(),
+                    key.arn()
+                )));
+            }
+            self.authorize_account(ctx, action, &key.arn(), Context::new())?;
+        }
+        Ok(Permitted {
+            key,
+            via_grant: None,
+        })
     }
 
     /// Would `policy` let `ctx`'s caller call PutKeyPolicy on `key` later? (Lockout check.)
@@ -551,7 +530,7 @@ impl Kms {
         let req = Request {
             principal_arn: &ctx.principal.arn,
             principal_account: &ctx.principal.account,
-            action: "kms:PutKeyPolicy",
+            action: Action::PutKeyPolicy.iam(),
             resource: &arn,
             context: &facts,
         };
@@ -559,7 +538,7 @@ impl Kms {
         if e.explicit_deny {
             return Ok(false);
         }
-        let id = self.evaluate_identity(ctx, "kms:PutKeyPolicy", &arn, &facts)?;
+        let id = self.evaluate_identity(ctx, Action::PutKeyPolicy.iam(), &arn, &facts)?;
         let identity_ok = ctx.principal.kind == PrincipalKind::Root || id.allow_direct;
         Ok(e.allow_direct || (e.allow_via_account && identity_ok))
     }

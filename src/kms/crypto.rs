@@ -1,6 +1,7 @@
 //! Symmetric cryptographic operations: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext)
 //! and GenerateRandom. AES-256-GCM runs inside the token; see blob.rs for the format.
 
+use crate::operations::Action;
 use zeroize::Zeroizing;
 
 use super::authz::{Op, Permitted};
@@ -53,12 +54,6 @@ pub struct DataKey {
 
 /// Symmetric encryption needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key and, if given, the
 /// SYMMETRIC_DEFAULT algorithm.
-/// The operation an IAM action names (`kms:GenerateDataKey` → `GenerateDataKey`), as AWS's
-/// key usage texts name it.
-pub(super) fn op_name(action: &str) -> &str {
-    action.strip_prefix("kms:").unwrap_or(action)
-}
-
 pub(super) fn require_symmetric(
     key: &KeyRecord,
     alg: Option<EncryptionAlgorithm>,
@@ -139,7 +134,7 @@ impl Kms {
         named_key: Option<&KeyRef>,
         alg: Option<EncryptionAlgorithm>,
         enc_ctx: &EncryptionContext,
-        action: &'static str,
+        action: Action,
     ) -> Result<(Permitted, Zeroizing<Vec<u8>>, String)> {
         let invalid = || KmsError::InvalidCiphertext(String::new());
         let parsed = Blob::parse(blob).ok_or_else(invalid)?;
@@ -202,7 +197,7 @@ impl Kms {
         enc_ctx: &EncryptionContext,
         alg: Option<EncryptionAlgorithm>,
     ) -> Result<Encrypted> {
-        let op = Op::new("kms:Encrypt").with_context(enc_ctx).fact(
+        let op = Op::new(Action::Encrypt).with_context(enc_ctx).fact(
             "kms:EncryptionAlgorithm",
             alg.unwrap_or(EncryptionAlgorithm::SymmetricDefault)
                 .as_str(),
@@ -237,11 +232,11 @@ impl Kms {
             Some(EncryptionAlgorithm::RsaesOaepSha1 | EncryptionAlgorithm::RsaesOaepSha256)
         ) {
             return self
-                .rsa_decrypt(ctx, key, blob.to_vec(), enc_ctx, alg, "kms:Decrypt")
+                .rsa_decrypt(ctx, key, blob.to_vec(), enc_ctx, alg, Action::Decrypt)
                 .await;
         }
         let (k, plaintext, material_id) = self
-            .open(ctx, blob, key, alg, enc_ctx, "kms:Decrypt")
+            .open(ctx, blob, key, alg, enc_ctx, Action::Decrypt)
             .await?;
         Ok(Decrypted {
             key_arn: k.arn(),
@@ -263,7 +258,7 @@ impl Kms {
         destination_ctx: &EncryptionContext,
         destination_alg: Option<EncryptionAlgorithm>,
     ) -> Result<ReEncrypted> {
-        let op = Op::new("kms:ReEncryptTo")
+        let op = Op::new(Action::ReEncryptTo)
             .with_context(destination_ctx)
             .fact(
                 "kms:EncryptionAlgorithm",
@@ -288,7 +283,7 @@ impl Kms {
                     blob.to_vec(),
                     source_ctx,
                     source_alg,
-                    "kms:ReEncryptFrom",
+                    Action::ReEncryptFrom,
                 )
                 .await?;
             (d.key_arn, d.plaintext, None, d.algorithm)
@@ -300,7 +295,7 @@ impl Kms {
                     source_key,
                     source_alg,
                     source_ctx,
-                    "kms:ReEncryptFrom",
+                    Action::ReEncryptFrom,
                 )
                 .await?;
             (
@@ -347,14 +342,14 @@ impl Kms {
     ) -> Result<DataKey> {
         let len = data_key_len(spec, number_of_bytes)?;
         let action = if with_plaintext {
-            "kms:GenerateDataKey"
+            Action::GenerateDataKey
         } else {
-            "kms:GenerateDataKeyWithoutPlaintext"
+            Action::GenerateDataKeyWithoutPlaintext
         };
         let k = self
             .resolve(ctx, key, Op::new(action).with_context(enc_ctx))
             .await?;
-        require_symmetric(&k, None, op_name(action))?;
+        require_symmetric(&k, None, action.name())?;
         require_enabled(&k)?;
         let data_key = self.token.random(len).await?;
         let plaintext = with_plaintext.then(|| data_key.clone());
@@ -373,7 +368,7 @@ impl Kms {
         number_of_bytes: Option<i64>,
         custom_key_store_id: Option<&str>,
     ) -> Result<Zeroizing<Vec<u8>>> {
-        self.authorize_account(ctx, "kms:GenerateRandom", "*", Default::default())?;
+        self.authorize_account(ctx, Action::GenerateRandom, "*", Default::default())?;
         let n = number_of_bytes
             .ok_or_else(|| KmsError::Validation(texts::NUMBER_OF_BYTES_REQUIRED.into()))?;
         let len = random_len(n)?;

@@ -10,12 +10,13 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::authz::{Op, GRANT_OPERATIONS};
+use super::authz::Op;
 use super::blob::EncryptionContext;
 use super::ids::KeyRef;
 use super::{page_limit, state_error, texts, Kms, KmsError, Page, RequestContext, Result};
 use crate::model::{KeySpec, KeyState, KeyUsage};
-use crate::store::{GrantRecord, PrincipalKind, StoreError};
+use crate::operations::{grant_operations, Action};
+use crate::store::{GrantRecord, StoreError};
 
 pub const MAX_GRANTS_PER_KEY: i64 = 50_000;
 const TOKEN_MAGIC: &[u8] = b"KBGT1";
@@ -228,11 +229,11 @@ impl Kms {
             return Err(KmsError::Validation(texts::GRANT_ONLY_CREATE_GRANT.into()));
         }
         for op in &input.operations {
-            if !GRANT_OPERATIONS.contains(&op.as_str()) {
+            if Action::from_grant_operation(op).is_none() {
                 return Err(KmsError::Validation(format!(
                     "1 validation error detected: Value '{op}' at 'operations' failed to satisfy \
                      constraint: Member must satisfy enum value set: [{}]",
-                    GRANT_OPERATIONS.join(", ")
+                    grant_operations().collect::<Vec<_>>().join(", ")
                 )));
             }
         }
@@ -270,7 +271,7 @@ impl Kms {
             }
             None => None,
         };
-        let mut op = Op::new("kms:CreateGrant")
+        let mut op = Op::new(Action::CreateGrant)
             .facts_multi("kms:GrantOperations", input.operations.clone())
             .fact("kms:GranteePrincipal", input.grantee_principal.clone())
             .fact("kms:GrantIsForAWSResource", "false");
@@ -380,7 +381,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<GrantInfo>> {
         let limit = page_limit(limit, 100, 50)? as usize;
-        let k = self.resolve(ctx, key, Op::new("kms:ListGrants")).await?;
+        let k = self.resolve(ctx, key, Op::new(Action::ListGrants)).await?;
         let after = valid_marker(marker)?;
         let arn = k.arn();
         if let Some(id) = grant_id {
@@ -410,7 +411,7 @@ impl Kms {
     ) -> Result<Page<GrantInfo>> {
         let limit = page_limit(limit, 100, 50)? as usize;
         validate_principal(retiring_principal, "RetiringPrincipal")?;
-        self.authorize_account(ctx, "kms:ListRetirableGrants", "*", Default::default())?;
+        self.authorize_account(ctx, Action::ListRetirableGrants, "*", Default::default())?;
         if principal_account(retiring_principal) != ctx.principal.account {
             return Err(KmsError::AccessDenied(format!(
                 "User: {} is not authorized to list grants retirable by a principal of another account",
@@ -466,25 +467,7 @@ impl Kms {
                 )));
             }
         }
-        let me = &ctx.principal;
-        let may = grant.retiring_principal.as_deref() == Some(me.arn.as_str())
-            || (grant.grantee_principal == me.arn
-                && grant.operations.iter().any(|o| o == "RetireGrant"))
-            || (me.kind == PrincipalKind::Root && grant.issuing_account == me.arn);
-        if !may {
-            // kms:RetireGrant in the caller's identity policies also allows it, for keys of
-            // the caller's own account.
-            if key_rec.account != me.account {
-                return Err(KmsError::AccessDenied(format!(
-                    "User: {} is not authorized to perform: kms:RetireGrant on resource: {}",
-                    me.arn,
-                    key_rec.arn()
-                )));
-            }
-            let facts = Default::default();
-            self.authorize_account(ctx, "kms:RetireGrant", &key_rec.arn(), facts)?;
-        }
-        ctx.stop_if_dry_run()?;
+        self.authorize_retire(ctx, &grant, key_rec)?;
         self.store.delete_grant(&id).await?;
         Ok(())
     }
@@ -495,7 +478,7 @@ impl Kms {
         key: &KeyRef,
         grant_id: &str,
     ) -> Result<()> {
-        let k = self.resolve(ctx, key, Op::new("kms:RevokeGrant")).await?;
+        let k = self.resolve(ctx, key, Op::new(Action::RevokeGrant)).await?;
         match self.store.get_grant(grant_id).await? {
             Some(g) if g.key_id == k.key_id => {
                 self.store.delete_grant(grant_id).await?;

@@ -15,6 +15,7 @@
 //! - Crash safety as for key creation: the pending version (intent) is stored before the
 //!   token object is unwrapped and activated after; reconciliation undoes a pending import.
 
+use crate::operations::Action;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -306,7 +307,7 @@ impl Kms {
         alg: WrappingAlgorithm,
         spec: WrappingKeySpec,
     ) -> Result<ImportParameters> {
-        let op = Op::new("kms:GetParametersForImport")
+        let op = Op::new(Action::GetParametersForImport)
             .fact("kms:WrappingAlgorithm", alg.as_str())
             .fact("kms:WrappingKeySpec", spec.as_str());
         let k = self.resolve(ctx, key, op).await?.into_record();
@@ -456,7 +457,7 @@ impl Kms {
             }
             (_, t) => t,
         };
-        let op = Op::new("kms:ImportKeyMaterial").fact("kms:ExpirationModel", model.as_str());
+        let op = Op::new(Action::ImportKeyMaterial).fact("kms:ExpirationModel", model.as_str());
         let op = match valid_to {
             Some(t) => op.fact("kms:ValidTo", (t / 1000).to_string()),
             None => op,
@@ -685,7 +686,7 @@ impl Kms {
         key: &KeyRef,
     ) -> Result<(String, String)> {
         let k = self
-            .resolve(ctx, key, Op::new("kms:DeleteImportedKeyMaterial"))
+            .resolve(ctx, key, Op::new(Action::DeleteImportedKeyMaterial))
             .await?;
         require_external(&k)?;
         if k.state == KeyState::PendingImport {

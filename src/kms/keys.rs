@@ -1,6 +1,7 @@
 //! Key lifecycle and metadata: CreateKey, DescribeKey, ListKeys, Enable/DisableKey,
 //! Schedule/CancelKeyDeletion, UpdateKeyDescription, tags and the stored key policy.
 
+use crate::operations::Action;
 use uuid::Uuid;
 
 use super::asymmetric::plan_material;
@@ -201,7 +202,7 @@ impl Kms {
         for t in &input.tags {
             facts.set(&format!("aws:RequestTag/{}", t.key), t.value.clone());
         }
-        self.authorize_account(ctx, "kms:CreateKey", "*", facts)?;
+        self.authorize_account(ctx, Action::CreateKey, "*", facts)?;
         let description = input.description.unwrap_or_default();
         if description.chars().count() > 8192 {
             return Err(KmsError::Validation(
@@ -380,7 +381,7 @@ impl Kms {
     }
 
     pub async fn describe_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<KeyInfo> {
-        let k = self.resolve(ctx, key, Op::new("kms:DescribeKey")).await?;
+        let k = self.resolve(ctx, key, Op::new(Action::DescribeKey)).await?;
         let mut info = self.key_info(k.into_record()).await?;
         if info.record.origin == Origin::External && info.record.state != KeyState::PendingImport {
             if let Some(rec) = self.store.get_import(info.record.key_id).await? {
@@ -397,7 +398,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<KeyInfo>> {
         let limit = page_limit(limit, 1000, 100)?;
-        self.authorize_account(ctx, "kms:ListKeys", "*", Context::new())?;
+        self.authorize_account(ctx, Action::ListKeys, "*", Context::new())?;
         let after = match marker {
             Some(m) => Some(
                 Uuid::parse_str(m)
@@ -422,7 +423,7 @@ impl Kms {
     }
 
     pub async fn enable_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
-        let k = self.resolve(ctx, key, Op::new("kms:EnableKey")).await?;
+        let k = self.resolve(ctx, key, Op::new(Action::EnableKey)).await?;
         self.update_key(ctx, k, |k| match k.state {
             KeyState::Enabled | KeyState::Disabled => {
                 k.state = KeyState::Enabled;
@@ -435,7 +436,7 @@ impl Kms {
     }
 
     pub async fn disable_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
-        let k = self.resolve(ctx, key, Op::new("kms:DisableKey")).await?;
+        let k = self.resolve(ctx, key, Op::new(Action::DisableKey)).await?;
         self.update_key(ctx, k, |k| match k.state {
             KeyState::Enabled | KeyState::Disabled => {
                 k.state = KeyState::Disabled;
@@ -457,7 +458,7 @@ impl Kms {
         if !(7..=30).contains(&days) {
             return Err(KmsError::Validation(texts::PENDING_WINDOW_RANGE.into()));
         }
-        let op = Op::new("kms:ScheduleKeyDeletion").fact(
+        let op = Op::new(Action::ScheduleKeyDeletion).fact(
             "kms:ScheduleKeyDeletionPendingWindowInDays",
             days.to_string(),
         );
@@ -501,7 +502,7 @@ impl Kms {
 
     pub async fn cancel_key_deletion(&self, ctx: &RequestContext, key: &KeyRef) -> Result<String> {
         let k = self
-            .resolve(ctx, key, Op::new("kms:CancelKeyDeletion"))
+            .resolve(ctx, key, Op::new(Action::CancelKeyDeletion))
             .await?;
         let k = self
             .update_key(ctx, k, |k| {
@@ -537,7 +538,7 @@ impl Kms {
             ));
         }
         let k = self
-            .resolve(ctx, key, Op::new("kms:UpdateKeyDescription"))
+            .resolve(ctx, key, Op::new(Action::UpdateKeyDescription))
             .await?;
         self.update_key(ctx, k, |k| {
             require_not_pending_deletion(k)?;
@@ -555,7 +556,7 @@ impl Kms {
         tags: Vec<TagRecord>,
     ) -> Result<()> {
         validate_tags(&tags)?;
-        let mut op = Op::new("kms:TagResource")
+        let mut op = Op::new(Action::TagResource)
             .facts_multi("aws:TagKeys", tags.iter().map(|t| t.key.clone()).collect());
         for t in &tags {
             op = op.fact(&format!("aws:RequestTag/{}", t.key), t.value.clone());
@@ -580,7 +581,7 @@ impl Kms {
         key: &KeyRef,
         tag_keys: Vec<String>,
     ) -> Result<()> {
-        let op = Op::new("kms:UntagResource").facts_multi("aws:TagKeys", tag_keys.clone());
+        let op = Op::new(Action::UntagResource).facts_multi("aws:TagKeys", tag_keys.clone());
         let k = self.resolve(ctx, key, op).await?;
         require_not_pending_deletion(&k)?;
         self.store.remove_tags(k.key_id, &tag_keys).await?;
@@ -596,7 +597,7 @@ impl Kms {
     ) -> Result<Page<TagRecord>> {
         let limit = page_limit(limit, 50, 50)? as usize;
         let k = self
-            .resolve(ctx, key, Op::new("kms:ListResourceTags"))
+            .resolve(ctx, key, Op::new(Action::ListResourceTags))
             .await?;
         let tags = self.store.list_tags(k.key_id).await?;
         let start = match marker {
@@ -624,7 +625,9 @@ impl Kms {
         key: &KeyRef,
         policy_name: Option<&str>,
     ) -> Result<String> {
-        let k = self.resolve(ctx, key, Op::new("kms:GetKeyPolicy")).await?;
+        let k = self
+            .resolve(ctx, key, Op::new(Action::GetKeyPolicy))
+            .await?;
         match policy_name.unwrap_or("default") {
             "default" => Ok(k.into_record().policy),
             _ => Err(KmsError::NotFound(texts::NO_SUCH_POLICY.into())),
@@ -645,7 +648,7 @@ impl Kms {
             ));
         }
         let parsed = validate_policy(&policy)?;
-        let op = Op::new("kms:PutKeyPolicy").fact(
+        let op = Op::new(Action::PutKeyPolicy).fact(
             "kms:BypassPolicyLockoutSafetyCheck",
             bypass_lockout_check.to_string(),
         );
@@ -666,7 +669,7 @@ impl Kms {
         ctx: &RequestContext,
         key: &KeyRef,
     ) -> Result<Vec<String>> {
-        self.resolve(ctx, key, Op::new("kms:ListKeyPolicies"))
+        self.resolve(ctx, key, Op::new(Action::ListKeyPolicies))
             .await?;
         Ok(vec!["default".to_owned()])
     }

@@ -4,6 +4,7 @@
 //! `TrustAnchorCertificate` accepted and stored. Keys created with `CustomKeyStoreId` live in
 //! that token; while the store is disconnected they are `Unavailable`.
 
+use crate::operations::Action;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::RwLock;
@@ -234,7 +235,7 @@ impl Kms {
         ctx: &RequestContext,
         input: CreateKeyStoreInput,
     ) -> Result<String> {
-        self.authorize_account(ctx, "kms:CreateCustomKeyStore", "*", Default::default())?;
+        self.authorize_account(ctx, Action::CreateCustomKeyStore, "*", Default::default())?;
         match input.store_type.as_deref() {
             None | Some("AWS_CLOUDHSM") => {}
             Some(other) => {
@@ -332,7 +333,12 @@ impl Kms {
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<CustomKeyStoreRecord>> {
-        self.authorize_account(ctx, "kms:DescribeCustomKeyStores", "*", Default::default())?;
+        self.authorize_account(
+            ctx,
+            Action::DescribeCustomKeyStores,
+            "*",
+            Default::default(),
+        )?;
         if id.is_some() && name.is_some() {
             return Err(KmsError::Validation(
                 "Specify CustomKeyStoreId or CustomKeyStoreName, not both".into(),
@@ -378,7 +384,7 @@ impl Kms {
     }
 
     pub async fn connect_custom_key_store(&self, ctx: &RequestContext, id: &str) -> Result<()> {
-        self.authorize_account(ctx, "kms:ConnectCustomKeyStore", "*", Default::default())?;
+        self.authorize_account(ctx, Action::ConnectCustomKeyStore, "*", Default::default())?;
         let mut rec = self.store_record(ctx, id).await?;
         if self.key_stores.get(id).is_some() {
             return Ok(());
@@ -410,7 +416,12 @@ impl Kms {
     }
 
     pub async fn disconnect_custom_key_store(&self, ctx: &RequestContext, id: &str) -> Result<()> {
-        self.authorize_account(ctx, "kms:DisconnectCustomKeyStore", "*", Default::default())?;
+        self.authorize_account(
+            ctx,
+            Action::DisconnectCustomKeyStore,
+            "*",
+            Default::default(),
+        )?;
         let mut rec = self.store_record(ctx, id).await?;
         let was = self
             .key_stores
@@ -437,7 +448,7 @@ impl Kms {
         password: Option<Zeroizing<String>>,
         cluster_id: Option<String>,
     ) -> Result<()> {
-        self.authorize_account(ctx, "kms:UpdateCustomKeyStore", "*", Default::default())?;
+        self.authorize_account(ctx, Action::UpdateCustomKeyStore, "*", Default::default())?;
         let mut rec = self.store_record(ctx, id).await?;
         let connected = self.key_stores.get(id).is_some();
         if connected && (password.is_some() || cluster_id.is_some()) {
@@ -480,7 +491,7 @@ impl Kms {
     }
 
     pub async fn delete_custom_key_store(&self, ctx: &RequestContext, id: &str) -> Result<()> {
-        self.authorize_account(ctx, "kms:DeleteCustomKeyStore", "*", Default::default())?;
+        self.authorize_account(ctx, Action::DeleteCustomKeyStore, "*", Default::default())?;
         let rec = self.store_record(ctx, id).await?;
         if self.key_stores.get(id).is_some() {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(

@@ -105,10 +105,11 @@ pub struct RequestContext {
     pub identity_policies: Arc<Vec<IdentityPolicyRecord>>,
     pub source_ip: Option<String>,
     pub secure_transport: bool,
-    /// Set once the request has been counted against a quota.
-    pub quota_charged: std::sync::atomic::AtomicBool,
-    /// `DryRun`: authorize, then stop with `KmsError::DryRun` instead of acting.
-    pub dry_run: std::sync::atomic::AtomicBool,
+    /// Whether the request has been counted against its quota (only `authz` charges it).
+    pub quota_charged: authz::Charged,
+    /// The request's `DryRun` member (read only for operations the table says take it):
+    /// authorization stops with `KmsError::DryRun` after the operation's last action.
+    pub dry_run: bool,
 }
 
 impl RequestContext {
@@ -124,19 +125,9 @@ impl RequestContext {
             identity_policies: self.identity_policies.clone(),
             source_ip: self.source_ip.clone(),
             secure_transport: self.secure_transport,
-            quota_charged: true.into(),
-            dry_run: false.into(),
+            quota_charged: authz::Charged::already(),
+            dry_run: false,
         }
-    }
-
-    /// Stop here if the request is a dry run (it was authorized up to this point).
-    pub(crate) fn stop_if_dry_run(&self) -> Result<()> {
-        if self.dry_run.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(KmsError::DryRun(
-                "The request would have succeeded, but the DryRun option is set.".into(),
-            ));
-        }
-        Ok(())
     }
 }
 

@@ -24,6 +24,7 @@
 //! the pending version of every member before the material exists. Start-up reconciliation
 //! finishes (copies what is missing from a member that has it) or removes them.
 
+use crate::operations::Action;
 use std::collections::BTreeSet;
 
 use uuid::Uuid;
@@ -93,7 +94,7 @@ impl Kms {
         input: ReplicateKeyInput,
     ) -> Result<Replicated> {
         let region = input.replica_region;
-        let op = Op::new("kms:ReplicateKey").fact("kms:ReplicaRegion", region.clone());
+        let op = Op::new(Action::ReplicateKey).fact("kms:ReplicaRegion", region.clone());
         let primary = self.resolve(ctx, key, op).await?.into_record();
         let Some(m) = primary
             .multi_region
@@ -136,7 +137,7 @@ impl Kms {
         for t in &input.tags {
             facts.set(&format!("aws:RequestTag/{}", t.key), t.value.clone());
         }
-        self.authorize_account(&rctx, "kms:CreateKey", "*", facts)?;
+        self.authorize_account(&rctx, Action::CreateKey, "*", facts)?;
 
         let (policy, parsed) = match input.policy {
             Some(p) => {
@@ -179,7 +180,7 @@ impl Kms {
             for t in &input.tags {
                 facts.set(&format!("aws:RequestTag/{}", t.key), t.value.clone());
             }
-            self.authorize_account(&rctx, "kms:TagResource", &replica.arn(), facts)?;
+            self.authorize_account(&rctx, Action::TagResource, &replica.arn(), facts)?;
         }
         if let Some(parsed) = &parsed {
             if !input.bypass_policy_lockout_safety_check
@@ -408,7 +409,7 @@ impl Kms {
         key: &KeyRef,
         region: String,
     ) -> Result<()> {
-        let op = Op::new("kms:UpdatePrimaryRegion").fact("kms:PrimaryRegion", region.clone());
+        let op = Op::new(Action::UpdatePrimaryRegion).fact("kms:PrimaryRegion", region.clone());
         let primary = self.resolve(ctx, key, op).await?.into_record();
         let Some(m) = primary
             .multi_region
@@ -438,7 +439,7 @@ impl Kms {
             .ok_or_else(|| not_found(&replica_arn))?;
         // The new primary's side: kms:UpdatePrimaryRegion in its own key policy, there.
         let rctx = ctx.in_region(&region);
-        let op = Op::new("kms:UpdatePrimaryRegion").fact("kms:PrimaryRegion", region.clone());
+        let op = Op::new(Action::UpdatePrimaryRegion).fact("kms:PrimaryRegion", region.clone());
         let replica = self.authorize(&rctx, replica, op).await?.into_record();
         require_updatable(&replica)?;
 

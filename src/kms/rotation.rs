@@ -9,6 +9,7 @@ use super::{
     Page, RequestContext, Result, MS_PER_DAY,
 };
 use crate::model::{KeySpec, KeyState, Origin, RotationType};
+use crate::operations::Action;
 use crate::store::{KeyRecord, Millis, StoreError, VersionRecord};
 
 /// On-demand rotations allowed per key.
@@ -72,7 +73,7 @@ impl Kms {
     ) -> Result<()> {
         let period = validate_period(period_days)?;
         let op =
-            Op::new("kms:EnableKeyRotation").fact("kms:RotationPeriodInDays", period.to_string());
+            Op::new(Action::EnableKeyRotation).fact("kms:RotationPeriodInDays", period.to_string());
         let k = self.resolve(ctx, key, op).await?;
         let now = self.now();
         // Automatic rotation is a shared property of a multi-Region key: set on its primary.
@@ -91,7 +92,7 @@ impl Kms {
 
     pub async fn disable_key_rotation(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
         let k = self
-            .resolve(ctx, key, Op::new("kms:DisableKeyRotation"))
+            .resolve(ctx, key, Op::new(Action::DisableKeyRotation))
             .await?;
         self.update_shared(ctx, k, |k| {
             require_rotatable(k)?;
@@ -112,7 +113,7 @@ impl Kms {
         key: &KeyRef,
     ) -> Result<RotationStatus> {
         let k = self
-            .resolve(ctx, key, Op::new("kms:GetKeyRotationStatus"))
+            .resolve(ctx, key, Op::new(Action::GetKeyRotationStatus))
             .await?;
         require_rotatable(&k)?;
         // A key pending deletion reports rotation off; the setting returns on cancel.
@@ -139,7 +140,7 @@ impl Kms {
 
     pub async fn rotate_key_on_demand(&self, ctx: &RequestContext, key: &KeyRef) -> Result<String> {
         let k = self
-            .resolve(ctx, key, Op::new("kms:RotateKeyOnDemand"))
+            .resolve(ctx, key, Op::new(Action::RotateKeyOnDemand))
             .await?;
         // AWS checks the state before the key type.
         require_enabled(&k)?;
@@ -250,7 +251,7 @@ impl Kms {
     ) -> Result<Page<RotationEntry>> {
         let limit = page_limit(limit, 1000, 100)? as usize;
         let k = self
-            .resolve(ctx, key, Op::new("kms:ListKeyRotations"))
+            .resolve(ctx, key, Op::new(Action::ListKeyRotations))
             .await?;
         require_rotatable(&k)?;
         let after: i64 = match marker {

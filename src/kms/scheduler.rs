@@ -46,8 +46,8 @@ fn service_context(key: &KeyRecord) -> RequestContext {
         identity_policies: Arc::new(Vec::new()),
         source_ip: None,
         secure_transport: true,
-        quota_charged: true.into(),
-        dry_run: false.into(),
+        quota_charged: super::authz::Charged::already(),
+        dry_run: false,
     }
 }
 

@@ -129,6 +129,9 @@ pub const INCORRECT_KEY: &str =
 pub const THROTTLED: &str =
     "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.";
 
+/// `DryRunOperationException`: the request was authorized and `DryRun` was set.
+pub const DRY_RUN: &str = "The request would have succeeded, but the DryRun option is set.";
+
 /// An algorithm the key's spec does not have (`InvalidKeyUsageException`): recorded for MAC
 /// algorithms; local-kms answers signing algorithms the same way, and so do we for signing and
 /// encryption algorithms.
