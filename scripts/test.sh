@@ -18,12 +18,17 @@ export KMS_BRIDGE_PYTHON="$root/.venv/bin/python"
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
+# (The test build has the `test-hooks` feature — failpoints, the fuzz targets — through the
+# crate's dev-dependency on itself; the release binary never has it. The fuzz smoke run
+# (tests/fuzz.rs), the crash matrix (tests/crash.rs), the zeroization scan and the domain tier
+# are part of `cargo test`; `scripts/fuzz.sh` is the long fuzz run.)
 # Again on Kryoptic: every integration test that involves the token (the metadata store's
-# conformance suite, the benchmark smoke test and the browser tests do not).
+# conformance suite, the benchmark smoke test, the browser tests, the fuzz targets and the
+# SoftHSM process-memory scan do not).
 kryoptic=()
 for t in tests/*.rs; do
   case $(basename "$t" .rs) in
-    store_conformance | bench_smoke | console) ;;
+    store_conformance | bench_smoke | console | fuzz | zeroization) ;;
     *) kryoptic+=(--test "$(basename "$t" .rs)") ;;
   esac
 done

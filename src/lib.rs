@@ -14,6 +14,10 @@ pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod console;
+pub mod failpoint;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod kms;
 pub mod metrics;
 pub mod model;

@@ -1,8 +1,9 @@
 //! The protocol layer: AWS JSON 1.1 over `POST /` with `X-Amz-Target: TrentService.<Op>`.
 
 pub mod error;
+mod json;
 pub mod limits;
-mod model;
+pub(crate) mod model;
 mod ops;
 pub mod wire;
 
@@ -23,7 +24,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, RecordBuilder};
 use crate::auth::sigv4::RequestParts;
 use crate::auth::{Authenticator, Caller, Principal};
 use crate::kms::{Kms, RequestContext};
@@ -158,11 +159,6 @@ async fn handle(
             .unwrap_or("")
             .to_owned(),
     };
-    let claimed = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| crate::auth::sigv4::parse_authorization(h).ok())
-        .map(|a| (a.access_key_id, a.region));
     let incoming = Incoming {
         method,
         uri,
@@ -173,15 +169,20 @@ async fn handle(
     let span = tracing::info_span!("request", request_id = %request_id);
     let task = tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let mut seen = Seen {
-                claimed,
-                ..Seen::default()
-            };
+            let mut seen = Seen::default();
             let result = match authenticate(&state, &incoming, body, &mut seen).await {
                 Ok((caller, op, body)) => {
                     execute(&state, &source, caller, op, body, &request_id, started).await
                 }
                 Err(e) => {
+                    // Who the refused request claims to be (parsed again only here: an
+                    // authenticated request's header is parsed once, by SigV4).
+                    seen.claimed = incoming
+                        .headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|h| crate::auth::sigv4::parse_authorization(h).ok())
+                        .map(|a| (a.access_key_id, a.region));
                     let event_id = uuid::Uuid::new_v4().to_string();
                     let result = Err(e);
                     let record =
@@ -300,16 +301,13 @@ pub async fn audit_sign_in(
     };
     let claimed = Some((access_key_id.to_owned(), region.to_owned()));
     let mut rec = console_record(state, source, principal, access_key_id, region, claimed);
-    rec.insert("eventSource".into(), json!("signin.amazonaws.com"));
-    rec.insert("eventName".into(), json!("ConsoleLogin"));
-    rec.insert("eventType".into(), json!("AwsConsoleSignIn"));
-    rec.insert("requestParameters".into(), Value::Null);
-    rec.insert(
-        "responseElements".into(),
-        json!({ "ConsoleLogin": outcome }),
-    );
+    rec.set("eventSource", "signin.amazonaws.com");
+    rec.set("eventName", "ConsoleLogin");
+    rec.set("eventType", "AwsConsoleSignIn");
+    rec.set("requestParameters", &Value::Null);
+    rec.set("responseElements", &json!({ "ConsoleLogin": outcome }));
     if principal.is_none() {
-        rec.insert("errorMessage".into(), json!("Failed authentication"));
+        rec.set("errorMessage", "Failed authentication");
     }
     state.audit.append(rec).await
 }
@@ -324,7 +322,6 @@ pub async fn audit_lookup_events(
     parameters: Value,
     refusal: Option<(&str, &str)>,
 ) -> Result<(), crate::audit::AuditError> {
-    use serde_json::json;
     let mut rec = console_record(
         state,
         source,
@@ -333,14 +330,14 @@ pub async fn audit_lookup_events(
         &caller.region,
         None,
     );
-    rec.insert("eventSource".into(), json!("cloudtrail.amazonaws.com"));
-    rec.insert("eventName".into(), json!("LookupEvents"));
-    rec.insert("readOnly".into(), json!(true));
-    rec.insert("requestParameters".into(), parameters);
-    rec.insert("responseElements".into(), Value::Null);
+    rec.set("eventSource", "cloudtrail.amazonaws.com");
+    rec.set("eventName", "LookupEvents");
+    rec.set("readOnly", &true);
+    rec.set("requestParameters", &parameters);
+    rec.set("responseElements", &Value::Null);
     if let Some((code, message)) = refusal {
-        rec.insert("errorCode".into(), json!(code));
-        rec.insert("errorMessage".into(), json!(message));
+        rec.set("errorCode", code);
+        rec.set("errorMessage", message);
     }
     state.audit.append(rec).await
 }
@@ -353,7 +350,7 @@ fn console_record(
     access_key_id: &str,
     region: &str,
     claimed: Option<(String, String)>,
-) -> serde_json::Map<String, Value> {
+) -> RecordBuilder {
     let request_id = uuid::Uuid::new_v4().to_string();
     let event_id = uuid::Uuid::new_v4().to_string();
     let seen = Seen {
@@ -401,28 +398,53 @@ fn finish(
     result
 }
 
+/// `userIdentity` of a record. Members in key order: a record's JSON is its canonical form
+/// (`audit::Record`).
+#[derive(serde::Serialize)]
+struct UserIdentity<'a> {
+    #[serde(rename = "accessKeyId")]
+    access_key_id: Option<&'a str>,
+    #[serde(rename = "accountId", skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arn: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// Absent for an unknown caller, null for an account's root.
+    #[serde(rename = "userName", skip_serializing_if = "Option::is_none")]
+    user_name: Option<Option<&'a str>>,
+}
+
+/// One entry of a record's `resources` (members in key order).
+#[derive(serde::Serialize)]
+struct Resource<'a> {
+    #[serde(rename = "ARN")]
+    arn: &'a str,
+    #[serde(rename = "accountId")]
+    account_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
 /// The CloudTrail-shaped record of one request.
 /// The `CreateKey` record, in the replica's region, of a successful ReplicateKey (whose own
 /// record is `record`, in the primary's region).
-fn replica_create_record(
-    record: &serde_json::Map<String, Value>,
-    answer: &Value,
-) -> Option<serde_json::Map<String, Value>> {
+fn replica_create_record(record: &RecordBuilder, answer: &Value) -> Option<RecordBuilder> {
     use serde_json::json;
     let m = &answer["ReplicaKeyMetadata"];
     let arn = m["Arn"].as_str()?;
     let region = arn.split(':').nth(3)?;
     let mut rec = record.clone();
-    rec.insert("eventName".into(), json!("CreateKey"));
-    rec.insert("awsRegion".into(), json!(region));
-    rec.insert("eventID".into(), json!(uuid::Uuid::new_v4().to_string()));
-    rec.insert(
-        "responseElements".into(),
-        crate::audit::response_elements(Some(&json!({ "KeyMetadata": m }))),
+    rec.set("eventName", "CreateKey");
+    rec.set("awsRegion", region);
+    rec.set("eventID", &uuid::Uuid::new_v4().to_string());
+    rec.set(
+        "responseElements",
+        &crate::audit::response_elements(Some(&json!({ "KeyMetadata": m }))),
     );
-    rec.insert(
-        "resources".into(),
-        json!([{"accountId": m["AWSAccountId"], "type": "AWS::KMS::Key", "ARN": arn}]),
+    rec.set(
+        "resources",
+        &json!([{"accountId": m["AWSAccountId"], "type": "AWS::KMS::Key", "ARN": arn}]),
     );
     Some(rec)
 }
@@ -434,32 +456,34 @@ fn audit_record(
     event_id: &str,
     seen: &Seen,
     result: &Result<Option<Value>, ApiError>,
-) -> serde_json::Map<String, Value> {
-    use serde_json::json;
+) -> RecordBuilder {
     let now = state.kms.clock().now_millis();
     let op = seen.op.map(|o| o.name());
     // Unauthenticated: take the region from the credential scope if there is one.
     let region = seen
         .region
-        .clone()
-        .or_else(|| seen.claimed.as_ref().map(|c| c.1.clone()))
+        .as_deref()
+        .or_else(|| seen.claimed.as_ref().map(|c| c.1.as_str()))
         .unwrap_or_default();
     let user_identity = match &seen.principal {
-        Some(p) => json!({
-            "type": match p.kind {
+        Some(p) => UserIdentity {
+            access_key_id: seen.access_key_id.as_deref(),
+            account_id: Some(&p.account),
+            arn: Some(&p.arn),
+            kind: match p.kind {
                 crate::store::PrincipalKind::User => "IAMUser",
                 crate::store::PrincipalKind::Role => "AssumedRole",
                 crate::store::PrincipalKind::Root => "Root",
             },
-            "arn": p.arn,
-            "accountId": p.account,
-            "accessKeyId": seen.access_key_id,
-            "userName": (p.kind != crate::store::PrincipalKind::Root).then(|| p.name.clone()),
-        }),
-        None => json!({
-            "type": "Unknown",
-            "accessKeyId": seen.claimed.as_ref().map(|c| c.0.clone()),
-        }),
+            user_name: Some((p.kind != crate::store::PrincipalKind::Root).then_some(&p.name)),
+        },
+        None => UserIdentity {
+            access_key_id: seen.claimed.as_ref().map(|c| c.0.as_str()),
+            account_id: None,
+            arn: None,
+            kind: "Unknown",
+            user_name: None,
+        },
     };
     // Unauthenticated bodies are not logged: anyone could otherwise write into the trail.
     let request_parameters = if seen.principal.is_some() {
@@ -467,57 +491,58 @@ fn audit_record(
     } else {
         Value::Null
     };
-    let (response_elements, error_code, error_message) = match result {
-        Ok(v) => (crate::audit::response_elements(v.as_ref()), None, None),
+    let mut rec = RecordBuilder::default();
+    match result {
+        Ok(v) => rec.set(
+            "responseElements",
+            &crate::audit::response_elements(v.as_ref()),
+        ),
         Err(e) => {
             let (_, name, message) = e.wire();
-            (Value::Null, Some(name), Some(message))
+            rec.set("responseElements", &Value::Null);
+            rec.set("errorCode", name);
+            rec.set("errorMessage", &message);
         }
-    };
+    }
+    fn add_arn<'a>(resources: &mut Vec<Resource<'a>>, v: Option<&'a str>) {
+        let Some(arn) = v.filter(|a| a.starts_with("arn:") && a.contains(":key/")) else {
+            return;
+        };
+        if !resources.iter().any(|r| r.arn == arn) {
+            resources.push(Resource {
+                arn,
+                account_id: arn.split(':').nth(4).unwrap_or(""),
+                kind: "AWS::KMS::Key",
+            });
+        }
+    }
     let mut resources = Vec::new();
-    let mut add_arn = |v: Option<&str>| {
-        if let Some(a) = v.filter(|a| a.starts_with("arn:") && a.contains(":key/")) {
-            if !resources.iter().any(|r: &Value| r["ARN"] == a) {
-                let account = a.split(':').nth(4).unwrap_or("");
-                resources.push(json!({"accountId": account, "type": "AWS::KMS::Key", "ARN": a}));
-            }
-        }
-    };
     if let Ok(Some(v)) = result {
-        add_arn(v["KeyId"].as_str());
-        add_arn(v["SourceKeyId"].as_str());
-        add_arn(v["KeyMetadata"]["Arn"].as_str());
-        add_arn(v["ReplicaKeyMetadata"]["Arn"].as_str());
+        add_arn(&mut resources, v["KeyId"].as_str());
+        add_arn(&mut resources, v["SourceKeyId"].as_str());
+        add_arn(&mut resources, v["KeyMetadata"]["Arn"].as_str());
+        add_arn(&mut resources, v["ReplicaKeyMetadata"]["Arn"].as_str());
     }
-    add_arn(request_parameters["keyId"].as_str());
+    add_arn(&mut resources, request_parameters["keyId"].as_str());
     let read_only = seen.op.is_some_and(|o| o.flags().read_only);
-    let mut rec = serde_json::Map::new();
-    rec.insert("eventVersion".into(), json!("1.08"));
-    rec.insert("userIdentity".into(), user_identity);
-    rec.insert("eventTime".into(), json!(crate::audit::event_time(now)));
-    rec.insert("eventSource".into(), json!("kms.amazonaws.com"));
-    rec.insert("eventName".into(), json!(op.unwrap_or("Unknown")));
-    rec.insert("awsRegion".into(), json!(region));
-    rec.insert(
-        "sourceIPAddress".into(),
-        json!(source.peer.ip().to_string()),
-    );
-    rec.insert("userAgent".into(), json!(source.user_agent));
-    if let Some(code) = error_code {
-        rec.insert("errorCode".into(), json!(code));
-        rec.insert("errorMessage".into(), json!(error_message));
-    }
-    rec.insert("requestParameters".into(), request_parameters);
-    rec.insert("responseElements".into(), response_elements);
-    rec.insert("requestID".into(), json!(request_id));
-    rec.insert("eventID".into(), json!(event_id));
-    rec.insert("readOnly".into(), json!(read_only));
-    rec.insert("resources".into(), Value::Array(resources));
-    rec.insert("eventType".into(), json!("AwsApiCall"));
-    rec.insert("managementEvent".into(), json!(true));
-    rec.insert(
-        "recipientAccountId".into(),
-        json!(seen.principal.as_ref().map(|p| p.account.clone())),
+    rec.set("eventVersion", "1.08");
+    rec.set("userIdentity", &user_identity);
+    rec.set("eventTime", &crate::audit::event_time(now));
+    rec.set("eventSource", "kms.amazonaws.com");
+    rec.set("eventName", op.unwrap_or("Unknown"));
+    rec.set("awsRegion", region);
+    rec.set("sourceIPAddress", &source.peer.ip());
+    rec.set("userAgent", &source.user_agent);
+    rec.set("requestParameters", &request_parameters);
+    rec.set("requestID", request_id);
+    rec.set("eventID", event_id);
+    rec.set("readOnly", &read_only);
+    rec.set("resources", &resources);
+    rec.set("eventType", "AwsApiCall");
+    rec.set("managementEvent", &true);
+    rec.set(
+        "recipientAccountId",
+        &seen.principal.as_ref().map(|p| p.account.as_str()),
     );
     rec
 }
@@ -617,7 +642,7 @@ async fn run(
         // Fail closed before the change: its intent is on disk, or nothing happens.
         let intent_id = uuid::Uuid::new_v4().to_string();
         let mut intent = audit_record(state, source, request_id, &intent_id, seen, &Ok(None));
-        intent.insert("auditPhase".into(), Value::String("intent".into()));
+        intent.set("auditPhase", "intent");
         intent.remove("responseElements");
         if let Err(e) = state.audit.append(intent).await {
             return Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string())));
@@ -688,11 +713,13 @@ fn encode(v: &Value) -> Bytes {
     let secret = v
         .as_object()
         .is_some_and(|m| SECRET_MEMBERS.iter().any(|k| m.contains_key(*k)));
-    if !secret {
-        return Bytes::from(serde_json::to_vec(v).unwrap_or_default());
+    if !secret || !crate::failpoint::wiping() {
+        let mut out = Vec::with_capacity(8192);
+        let _ = json::write(&mut out, v);
+        return Bytes::from(out);
     }
     let mut buf = SecretBuf(Zeroizing::new(Vec::with_capacity(8192)));
-    let _ = serde_json::to_writer(&mut buf, v);
+    let _ = json::write(&mut buf, v);
     Bytes::from_owner(buf.0)
 }
 
@@ -722,6 +749,9 @@ const SECRET_MEMBERS: [&str; 3] = ["Plaintext", "PrivateKeyPlaintext", "SharedSe
 
 /// Zeroize secret members of a response value once it has been encoded.
 fn scrub(v: &mut Value) {
+    if !crate::failpoint::wiping() {
+        return;
+    }
     if let Value::Object(m) = v {
         for member in SECRET_MEMBERS {
             if let Some(Value::String(s)) = m.get_mut(member) {

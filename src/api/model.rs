@@ -66,14 +66,20 @@ pub fn violations(operation: &str, body: &[u8]) -> Vec<String> {
         check_required(shape, &[], "", &mut errors);
         return errors;
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
+    // Not UTF-8: not JSON, which the request parser answers.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Vec::new();
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
     let seed = Check {
         model: m,
         shape,
         path: String::new(),
         errors: &mut errors,
     };
-    if seed.deserialize(&mut de).is_err() {
+    // Anything after the value (found by the fuzz run: `{…}\0`) makes the body malformed,
+    // which the request parser answers; constraint violations are for well-formed bodies.
+    if seed.deserialize(&mut de).is_err() || de.end().is_err() {
         return Vec::new();
     }
     errors
@@ -409,5 +415,20 @@ mod tests {
         // A JSON null is an absent member; unknown members are ignored; bad JSON is not ours.
         assert!(violations("ListKeys", br#"{"Limit": null, "Other": [1]}"#).is_empty());
         assert!(violations("ListKeys", b"{not json").is_empty());
+    }
+
+    /// Found by the fuzz run (`tests/fuzz.rs::request_bodies`): a value followed by anything
+    /// but whitespace is not a JSON body, so no constraint violations are reported for it (the
+    /// request parser answers SerializationException) — before, the violations of the part
+    /// before the junk were.
+    #[test]
+    fn trailing_bytes_are_not_a_body_to_check() {
+        let body = br##"{"AliasName":10000000000000000000,"#eyId":"SYMMETRIC_DEFAULT"}"##;
+        assert!(!violations("DescribeKey", body).is_empty());
+        for junk in [&b"\0"[..], b"x", b"{}", b"]"] {
+            let with_junk = [&body[..], junk].concat();
+            assert!(violations("DescribeKey", &with_junk).is_empty(), "{junk:?}");
+        }
+        assert!(!violations("DescribeKey", &[&body[..], b" \n"].concat()).is_empty());
     }
 }

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::error::ProtocolError;
 use crate::kms::ids::KeyRef;
@@ -18,21 +17,40 @@ type Res<T> = Result<T, ProtocolError>;
 
 /// A base64 blob member.
 fn blob<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-    let s: Option<String> = Option::deserialize(d)?;
-    s.map(|s| B64.decode(s.as_bytes()).map_err(D::Error::custom))
-        .transpose()
+    d.deserialize_option(Base64Member)
 }
 
 /// A base64 blob member holding a secret (plaintext): decoded straight into a zeroizing buffer.
 fn secret_blob<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<Vec<u8>>>, D::Error> {
-    let s: Option<String> = Option::deserialize(d)?;
-    match s {
-        None => Ok(None),
-        Some(mut s) => {
-            let out = B64.decode(s.as_bytes()).map(Zeroizing::new);
-            s.zeroize();
-            out.map(Some).map_err(D::Error::custom)
-        }
+    // The decoder allocates the exact output once (no reallocation leaves a copy behind).
+    Ok(blob(d)?.map(Zeroizing::new))
+}
+
+/// Decodes a base64 string member where the parser holds its text: no copy of the (possibly
+/// secret) text is made, and none is left to wipe.
+struct Base64Member;
+
+impl<'de> serde::de::Visitor<'de> for Base64Member {
+    type Value = Option<Vec<u8>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a base64 string")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        B64.decode(v.as_bytes()).map(Some).map_err(E::custom)
     }
 }
 
@@ -308,7 +326,16 @@ pub fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Res<T> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
+    // JSON is UTF-8 (RFC 8259), all of it: serde skips the members a shape ignores without
+    // decoding them, so a body with bytes that are no UTF-8 there read as a request (found by
+    // the fuzz run, `tests/fuzz.rs::request_bodies`).
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ProtocolError::Serialization(format!(
+            "Could not read the request: the body is not valid JSON (not UTF-8 at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    serde_json::from_str(text).map_err(|e| {
         // Never echo the input: it may hold plaintext.
         let what = match e.classify() {
             serde_json::error::Category::Data => "a member has the wrong type or encoding",
@@ -408,4 +435,24 @@ pub fn b64(b: &[u8]) -> String {
 /// Epoch milliseconds → the epoch-seconds number AWS clients parse.
 pub fn ts(ms: i64) -> f64 {
     ms as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the fuzz run (`tests/fuzz.rs::request_bodies`): bytes that are not UTF-8 in a
+    /// member the request shape does not have were skipped unread, and the body was taken
+    /// for a request. Now any such body is a SerializationException, as any other non-JSON.
+    #[test]
+    fn a_body_that_is_not_utf8_is_no_request() {
+        let body = b"{\"Limit\":\"\x800=-aa\",\"Policy\":[\"==0\"]}";
+        assert!(matches!(
+            parse::<AliasReq>(body),
+            Err(ProtocolError::Serialization(m)) if m.contains("not UTF-8")
+        ));
+        assert!(crate::api::model::violations("CreateKey", body).is_empty());
+        // The same body in UTF-8 reads.
+        assert!(parse::<AliasReq>(b"{\"Limit\":\"0=-aa\",\"Policy\":[\"==0\"]}").is_ok());
+    }
 }

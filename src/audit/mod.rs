@@ -41,7 +41,7 @@ type Ack = oneshot::Sender<Result<(), AuditError>>;
 
 /// What the writer thread is sent.
 enum Msg {
-    Record(Map<String, Value>, Ack),
+    Record(Record, Ack),
     /// Anchor the head one last time, stop, and say so (`AuditLog::close`).
     Close(oneshot::Sender<()>),
 }
@@ -64,6 +64,8 @@ struct Writer {
     file_bytes: u64,
     sequence: u64,
     last_hash: String,
+    /// The batch being written (kept to reuse its allocation).
+    buf: Vec<u8>,
 }
 
 fn file_name(index: u64) -> String {
@@ -119,6 +121,158 @@ impl Write for HashWriter<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// The chain's members, which the writer adds to every record: their names sort where
+/// `Record` places them.
+const CHAIN_MEMBERS: [&str; 3] = ["hash", "previousHash", "sequence"];
+
+/// A record ready for the chain: its members serialized as `serde_json` writes a
+/// `Map<String, Value>` (keys in byte order, compact), so the line the writer makes from it is
+/// exactly the one `record_hash` and `audit verify` recompute from the parsed line. Built on
+/// the request's own task (`RecordBuilder`, or from a map), so the writer thread only numbers,
+/// chains and hashes.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// `"name":value,` for every member, in key order, without the chain's members.
+    members: Vec<u8>,
+    /// Where in `members` each of `CHAIN_MEMBERS` goes (before the first member sorting after it).
+    at: [usize; 3],
+}
+
+impl Record {
+    /// The record of a map (members named like the chain's are dropped: the writer sets them).
+    pub fn from_map(map: &Map<String, Value>) -> Record {
+        let mut b = RecordBuilder::default();
+        for (k, v) in map {
+            if !CHAIN_MEMBERS.contains(&k.as_str()) {
+                b.push(k, v);
+            }
+        }
+        b.build()
+    }
+
+    /// Append the record's line (numbered `sequence`, chained to `previous`, with its hash and
+    /// a newline) to `out`; returns the record's hash.
+    fn write_line(&self, out: &mut Vec<u8>, sequence: u64, previous: &str) -> String {
+        use std::io::Write as _;
+        let m = &self.members;
+        let [at_hash, at_previous, at_sequence] = self.at;
+        let start = out.len();
+        out.push(b'{');
+        out.extend_from_slice(&m[..at_previous]);
+        out.extend_from_slice(b"\"previousHash\":");
+        // A hex digest needs no escaping.
+        out.push(b'"');
+        out.extend_from_slice(previous.as_bytes());
+        out.extend_from_slice(b"\",");
+        out.extend_from_slice(&m[at_previous..at_sequence]);
+        let _ = write!(out, "\"sequence\":{sequence},");
+        out.extend_from_slice(&m[at_sequence..]);
+        // Every member ends in a comma; the last one closes the object instead.
+        out.pop();
+        out.push(b'}');
+        let mut h = Sha256::new();
+        h.update(previous.as_bytes());
+        h.update(b"\n");
+        h.update(&out[start..]);
+        let hash = hex::encode(h.finalize());
+        let member = format!("\"hash\":\"{hash}\",");
+        let at = start + 1 + at_hash;
+        out.splice(at..at, member.into_bytes());
+        // Debug builds (every test) check the line is canonical: verification re-serializes it.
+        #[cfg(debug_assertions)]
+        {
+            let line = &out[start..];
+            let parsed: Result<Map<String, Value>, _> = serde_json::from_slice(line);
+            debug_assert!(
+                parsed.is_ok_and(|m| serde_json::to_vec(&m).is_ok_and(|c| c == line)),
+                "audit record not in canonical form: {}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        out.push(b'\n');
+        hash
+    }
+}
+
+impl From<Map<String, Value>> for Record {
+    fn from(map: Map<String, Value>) -> Record {
+        Record::from_map(&map)
+    }
+}
+
+impl From<RecordBuilder> for Record {
+    fn from(b: RecordBuilder) -> Record {
+        b.build()
+    }
+}
+
+/// Builds a `Record` member by member, in any order; a member set twice keeps its last value.
+#[derive(Debug, Default, Clone)]
+pub struct RecordBuilder {
+    /// The serialized values, one after the other.
+    values: Vec<u8>,
+    /// (name, range of its value in `values`).
+    members: Vec<(std::borrow::Cow<'static, str>, std::ops::Range<usize>)>,
+}
+
+impl RecordBuilder {
+    /// Set member `name` to `value` (serialized now).
+    pub fn set<T: serde::Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
+        debug_assert!(!CHAIN_MEMBERS.contains(&name));
+        self.put(std::borrow::Cow::Borrowed(name), value);
+    }
+
+    fn push(&mut self, name: &str, value: &Value) {
+        self.put(std::borrow::Cow::Owned(name.to_owned()), value);
+    }
+
+    fn put<T: serde::Serialize + ?Sized>(
+        &mut self,
+        name: std::borrow::Cow<'static, str>,
+        value: &T,
+    ) {
+        let start = self.values.len();
+        // Serializing into a vector fails only for maps with non-string keys (none here);
+        // such a value is written as null rather than dropped.
+        if serde_json::to_writer(&mut self.values, value).is_err() {
+            self.values.truncate(start);
+            self.values.extend_from_slice(b"null");
+        }
+        let range = start..self.values.len();
+        match self.members.iter_mut().find(|(n, _)| *n == name) {
+            Some(m) => m.1 = range,
+            None => self.members.push((name, range)),
+        }
+    }
+
+    /// Remove member `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.members.retain(|(n, _)| n != name);
+    }
+
+    /// The record: members in key order (as a `Map` orders them).
+    pub fn build(mut self) -> Record {
+        self.members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut members = Vec::with_capacity(self.values.len() + 24 * self.members.len());
+        let mut at = [0usize; 3];
+        let mut next = 0;
+        for (name, range) in &self.members {
+            while next < 3 && name.as_ref() > CHAIN_MEMBERS[next] {
+                at[next] = members.len();
+                next += 1;
+            }
+            let _ = serde_json::to_writer(&mut members, name.as_ref());
+            members.push(b':');
+            members.extend_from_slice(&self.values[range.clone()]);
+            members.push(b',');
+        }
+        for slot in &mut at[next..] {
+            *slot = members.len();
+        }
+        Record { members, at }
     }
 }
 
@@ -222,6 +376,7 @@ impl Writer {
             file_bytes: 0,
             sequence: 0,
             last_hash: GENESIS_HASH.to_owned(),
+            buf: Vec::new(),
         };
         // Continue the chain from the newest record on disk.
         for (_, path) in files.iter().rev() {
@@ -274,50 +429,50 @@ impl Writer {
     }
 
     /// Chain, write and fsync a batch. On failure nothing of the batch counts as written.
-    fn write_batch(&mut self, batch: &mut [Map<String, Value>]) -> Result<(), AuditError> {
-        let (seq0, hash0) = (self.sequence, self.last_hash.clone());
-        let mut buf = Vec::new();
-        let mut seq = seq0;
-        let mut prev = hash0.clone();
-        for rec in batch.iter_mut() {
+    fn write_batch(&mut self, batch: &[Record]) -> Result<(), AuditError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut seq = self.sequence;
+        let mut prev = self.last_hash.clone();
+        for rec in batch {
             seq += 1;
-            rec.insert("sequence".into(), json!(seq));
-            rec.insert("previousHash".into(), json!(prev));
-            let h = unhashed_record_hash(&prev, rec);
-            rec.insert("hash".into(), json!(h));
-            serde_json::to_writer(&mut buf, rec).map_err(|e| AuditError::Io(e.to_string()))?;
-            buf.push(b'\n');
-            prev = h;
+            prev = rec.write_line(&mut buf, seq, &prev);
         }
-        let before = self.file_bytes;
+        let result = self.write_durably(&buf);
+        let written = buf.len() as u64;
+        self.buf = buf;
+        result?;
+        self.file_bytes += written;
+        self.sequence = seq;
+        self.last_hash = prev;
+        Ok(())
+    }
+
+    /// Write `buf` at the end of the current file and fsync it; on failure take back whatever
+    /// part reached the file, so the chain on disk ends at the last acknowledged record.
+    fn write_durably(&mut self, buf: &[u8]) -> Result<(), AuditError> {
         let result = (|| {
-            let f = self.current()?;
-            let before = f.metadata().map(|m| m.len()).unwrap_or(before);
+            self.current()?;
+            let before = self.file_bytes;
+            let f = self
+                .file
+                .as_mut()
+                .ok_or_else(|| AuditError::Io("no audit file".into()))?;
             let written = f
-                .write_all(&buf)
+                .write_all(buf)
                 .and_then(|()| f.sync_data())
                 .map_err(|e| AuditError::Io(e.to_string()));
             if written.is_err() {
-                // Take back whatever part of the batch reached the file, so the chain on disk
-                // ends at the last acknowledged record.
                 let _ = f.set_len(before);
                 let _ = f.sync_data();
             }
             written
         })();
-        match result {
-            Ok(()) => {
-                self.file_bytes += buf.len() as u64;
-                self.sequence = seq;
-                self.last_hash = prev;
-                Ok(())
-            }
-            Err(e) => {
-                // Reopen next time; the chain continues from the last durable record.
-                self.file = None;
-                Err(e)
-            }
+        if result.is_err() {
+            // Reopen next time; the chain continues from the last durable record.
+            self.file = None;
         }
+        result
     }
 }
 
@@ -340,7 +495,7 @@ impl AuditLog {
         if let Some(what) = finding {
             crate::metrics::AUDIT_TAMPERING.inc();
             tracing::error!(finding = %what, "audit trail tampering detected");
-            writer.write_batch(&mut [tampering_record(&what)])?;
+            writer.write_batch(&[tampering_record(&what).into()])?;
             dirty = true;
         }
         let anchoring = match anchor {
@@ -394,7 +549,7 @@ impl AuditLog {
                     }
                     if !records.is_empty() {
                         let started = Instant::now();
-                        let result = writer.write_batch(&mut records);
+                        let result = writer.write_batch(&records);
                         crate::metrics::AUDIT_WRITE_SECONDS
                             .observe(started.elapsed().as_secs_f64());
                         if let Err(e) = &result {
@@ -446,10 +601,10 @@ impl AuditLog {
     }
 
     /// Append a record and wait until it is durable.
-    pub async fn append(&self, record: Map<String, Value>) -> Result<(), AuditError> {
+    pub async fn append(&self, record: impl Into<Record>) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Msg::Record(record, ack))
+            .send(Msg::Record(record.into(), ack))
             .await
             .map_err(|_| AuditError::Stopped)?;
         done.await.map_err(|_| AuditError::Stopped)?
@@ -705,25 +860,82 @@ mod tests {
         {
             let mut w = Writer::open(dir.clone(), 4096, None).unwrap().0;
             for i in 0..50 {
-                let mut batch = vec![
+                let batch = [
                     json!({"eventName": "Encrypt", "i": i, "pad": "x".repeat(200)})
                         .as_object()
                         .unwrap()
-                        .clone(),
+                        .clone()
+                        .into(),
                 ];
-                w.write_batch(&mut batch).unwrap();
+                w.write_batch(&batch).unwrap();
             }
         }
         {
             let mut w = Writer::open(dir.clone(), 4096, None).unwrap().0;
             assert_eq!(w.sequence, 50);
-            let mut batch = vec![json!({"eventName": "Decrypt"}).as_object().unwrap().clone()];
-            w.write_batch(&mut batch).unwrap();
+            let batch = [json!({"eventName": "Decrypt"})
+                .as_object()
+                .unwrap()
+                .clone()
+                .into()];
+            w.write_batch(&batch).unwrap();
         }
         assert!(audit_files(&dir).unwrap().len() > 1, "rotated");
         let report = verify_path(&dir).unwrap();
         assert_eq!(report.records, 51);
         assert!(report.problem.is_none(), "{:?}", report.problem);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The line a `Record` makes is the one `record_hash` (and so `audit verify`) recomputes
+    /// from the parsed line: members in a map's order, the chain's members in their places.
+    #[test]
+    fn record_lines_are_the_canonical_json_of_their_map() {
+        let cases = [
+            json!({}),
+            json!({"a": 1}),
+            json!({"zzz": [1, "two", null], "Hash": "upper sorts first", "hasi": true}),
+            json!({
+                "eventName": "Encrypt", "userIdentity": {"type": "IAMUser", "arn": "arn:x"},
+                "requestParameters": {"keyId": "k", "encryptionContext": {"b": "é\n\u{1}\"", "a": "x"}},
+                "previousHashX": 1, "hash0": 2, "sequenc": 3, "sequence0": 4, "resources": [],
+                "userAgent": "ua", "AA": null, "responseElements": null,
+            }),
+        ];
+        for case in cases {
+            let map = case.as_object().unwrap().clone();
+            for (seq, prev) in [(1, GENESIS_HASH), (123_456, "ab".repeat(32).as_str())] {
+                let mut line = Vec::new();
+                let hash = Record::from_map(&map).write_line(&mut line, seq, prev);
+                assert_eq!(line.pop(), Some(b'\n'));
+                let parsed: Map<String, Value> = serde_json::from_slice(&line).unwrap();
+                // The line is exactly the map's serialization with the chain's members.
+                let mut expected = map.clone();
+                expected.insert("sequence".into(), json!(seq));
+                expected.insert("previousHash".into(), json!(prev));
+                expected.insert("hash".into(), json!(hash));
+                assert_eq!(line, serde_json::to_vec(&expected).unwrap());
+                assert_eq!(record_hash(prev, &parsed), hash);
+            }
+        }
+        // The builder: any order, a member set twice keeps its last value, removal.
+        let mut b = RecordBuilder::default();
+        b.set("zeta", "z");
+        b.set("alpha", &json!({"y": 1, "x": [true]}));
+        b.set("mid", &1);
+        b.set("zeta", &Some("last"));
+        b.set("gone", "x");
+        b.remove("gone");
+        let mut line = Vec::new();
+        b.build().write_line(&mut line, 7, GENESIS_HASH);
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["zeta"], "last");
+        assert!(v.get("gone").is_none());
+        let expected = json!({"alpha": {"x": [true], "y": 1}, "mid": 1, "zeta": "last",
+            "sequence": 7, "previousHash": GENESIS_HASH, "hash": v["hash"]});
+        assert_eq!(
+            line,
+            [serde_json::to_vec(&expected).unwrap(), b"\n".to_vec()].concat()
+        );
     }
 }

@@ -509,7 +509,7 @@ fn check_skew(
     Ok(())
 }
 
-fn canonical_uri(path: &str, normalize: bool) -> String {
+pub(crate) fn canonical_uri(path: &str, normalize: bool) -> String {
     let mut out = String::with_capacity(path.len() + 1);
     if normalize {
         let mut kept: Vec<&str> = Vec::new();
@@ -540,7 +540,7 @@ fn canonical_uri(path: &str, normalize: bool) -> String {
     out
 }
 
-fn canonical_query(query: &str) -> String {
+pub(crate) fn canonical_query(query: &str) -> String {
     let encode = |s: &str| {
         let mut out = String::with_capacity(s.len());
         uri_encode(&mut out, &percent_decode(s), false);

@@ -348,9 +348,10 @@ impl Kms {
             created_at: self.now(),
             mac: Vec::new(),
         };
+        crate::failpoint::hit("create_grant.before_insert");
         // The limit is checked in the inserting transaction (concurrent creates cannot pass it).
         match self.store.insert_grant(&rec, MAX_GRANTS_PER_KEY).await {
-            Ok(()) => {}
+            Ok(()) => crate::failpoint::hit("create_grant.after_insert"),
             Err(StoreError::LimitExceeded) => {
                 return Err(KmsError::LimitExceeded(format!(
                     "{} has reached the limit of {MAX_GRANTS_PER_KEY} grants",

@@ -383,6 +383,7 @@ impl Kms {
             }
             return Err(self.unsupported_wrapping(alg, &no_hash()));
         };
+        crate::failpoint::hit("import_parameters.after_wrapping_key");
         let public_key = spki_der(&public)?;
 
         let valid_to = self.now() + PARAMETERS_TTL;
@@ -409,6 +410,7 @@ impl Kms {
             let _ = self.token.destroy(wrapping_id).await;
             return Err(e.into());
         }
+        crate::failpoint::hit("import_parameters.after_store");
         // The previous parameters are superseded: their wrapping key goes.
         if let Some(old_id) = old.wrapping_object_id.filter(|o| *o != wrapping_id) {
             if let Err(e) = self.token.destroy(old_id).await {
@@ -565,6 +567,7 @@ impl Kms {
                 }
                 e => e.into(),
             })?;
+        crate::failpoint::hit("import.after_intent");
         let undo = |why: &'static str| async move {
             if let Err(e) = self.store.delete_pending_version(k.key_id, 1).await {
                 tracing::error!(key_id = %k.key_id, error = %e, why, "could not undo a pending import; reconciliation will");
@@ -577,6 +580,7 @@ impl Kms {
                 return Err(e);
             }
         };
+        crate::failpoint::hit("import.after_unwrap");
         if rec.check_value.as_ref().is_some_and(|c| *c != kcv) {
             if let Err(e) = self.token.destroy(object_id).await {
                 tracing::error!(key_id = %k.key_id, error = %e, "could not destroy rejected material");
@@ -588,6 +592,7 @@ impl Kms {
         self.store
             .set_import_material(k.key_id, model.as_str(), valid_to, Some(&kcv))
             .await?;
+        crate::failpoint::hit("import.after_check_value");
         let mut key = k;
         for _ in 0..8 {
             if key.state == KeyState::PendingImport {
@@ -702,6 +707,7 @@ impl Kms {
                 s => Err(state_error(&k.arn(), s)),
             })
             .await?;
+        crate::failpoint::hit("delete_material.after_state");
         self.remove_imported_material(&k).await?;
         Ok((k.arn(), material_id(&k.material_key(), 1)))
     }
@@ -712,6 +718,7 @@ impl Kms {
         let mut n = 0;
         for v in self.store.versions(k.key_id).await? {
             self.token.destroy(v.token_object_id.clone()).await?;
+            crate::failpoint::hit("delete_material.after_destroy");
             self.store.delete_version(k.key_id, v.version).await?;
             n += 1;
         }

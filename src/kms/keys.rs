@@ -339,6 +339,7 @@ impl Kms {
         };
         // Intent first, then material, then completion: see reconcile.rs.
         self.store.insert_key(&key, &version, &input.tags).await?;
+        crate::failpoint::hit("create_key.after_intent");
         let made = match &store_token {
             Some(t) => t
                 .generate_aes_key(object_id, label)
@@ -355,6 +356,7 @@ impl Kms {
             }
             return Err(e);
         }
+        crate::failpoint::hit("create_key.after_material");
         key.state = KeyState::Enabled;
         key.revision = self.store.activate_version(&key, 1).await?;
         self.key_info(key).await

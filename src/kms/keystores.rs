@@ -500,8 +500,12 @@ impl Kms {
         }
         // "No keys left" is checked in the deleting transaction, which locks the store's row
         // as key creation in it does: a key created concurrently is never orphaned.
+        crate::failpoint::hit("delete_key_store.before_delete");
         match self.store.delete_key_store(&rec.id).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                crate::failpoint::hit("delete_key_store.after_delete");
+                Ok(())
+            }
             Err(StoreError::InUse) => Err(KmsError::CustomKeyStoreHasCMKs(format!(
                 "Custom key store {id} still has KMS keys; delete them first"
             ))),

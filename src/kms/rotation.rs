@@ -196,6 +196,7 @@ impl Kms {
             }
             Err(e) => return Err(e.into()),
         }
+        crate::failpoint::hit("rotate.after_intent");
         if let Err(e) = self
             .token
             .generate_aes_key(object_id, token_object_label(&key.key_id, v32))
@@ -206,6 +207,7 @@ impl Kms {
             }
             return Err(e.into());
         }
+        crate::failpoint::hit("rotate.after_material");
         key.current_version = version;
         if rotation_type == RotationType::Automatic {
             key.rotation_base = Some(now);

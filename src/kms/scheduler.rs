@@ -144,6 +144,7 @@ impl Kms {
                 for key in keys {
                     match self.store.tombstone_key(&key).await {
                         Ok(()) => {
+                            crate::failpoint::hit("deletion.after_tombstone");
                             report.deleted += 1;
                             count("delete", true);
                             self.destroy_wrapping_key(&key).await;
@@ -237,16 +238,22 @@ impl Kms {
         report
     }
 
+    /// Destroy a deleted key's material (versions, an import's wrapping key), each object
+    /// before the row naming it, so a crash half-way is finished by the next call.
     pub(super) async fn destroy_material(&self, key_id: Uuid) -> super::Result<usize> {
         let Some(key) = self.store.get_key(key_id).await? else {
             return Ok(0);
         };
+        // An import's wrapping key too (its destroy right after the tombstone may have been
+        // cut short by a crash).
+        self.destroy_wrapping_key(&key).await;
         // A disconnected custom key store keeps the material until it is connected again.
         let token = self.token_for(&key)?;
         let mut n = 0;
         for v in self.store.versions(key_id).await? {
             let version = u32::try_from(v.version).unwrap_or(u32::MAX);
             token.destroy(token_object_id(&key_id, version)).await?;
+            crate::failpoint::hit("deletion.after_destroy");
             self.store.delete_version(key_id, v.version).await?;
             n += 1;
         }

@@ -319,6 +319,11 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.verified_all(rows).await
     }
 
+    async fn unfinished_material_removals(&self) -> Result<Vec<KeyRecord>> {
+        let rows = self.inner.unfinished_material_removals().await?;
+        self.verified_all(rows).await
+    }
+
     async fn insert_version(&self, version: &VersionRecord) -> Result<()> {
         self.inner.insert_version(version).await
     }

@@ -547,6 +547,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_unfinished_key(&self, key_id: Uuid) -> Result<()>;
     /// Keys in state `Creating` (start-up reconciliation).
     async fn unfinished_keys(&self) -> Result<Vec<KeyRecord>>;
+    /// Imported keys whose material removal (DeleteImportedKeyMaterial, expiry) was
+    /// interrupted: state `PendingImport` already, completed versions still there.
+    async fn unfinished_material_removals(&self) -> Result<Vec<KeyRecord>>;
 
     /// Record a pending version (intent) before its token object is created.
     async fn insert_version(&self, version: &VersionRecord) -> Result<()>;
@@ -623,7 +626,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn due_deletions(&self, now: Millis) -> Result<Vec<KeyRecord>>;
     /// Enabled keys with automatic rotation whose period has elapsed since `rotation_base`.
     async fn due_rotations(&self, now: Millis) -> Result<Vec<KeyRecord>>;
-    /// Tombstoned keys that still have version rows (token objects not yet destroyed).
+    /// Tombstoned keys that still have version rows or an import wrapping key (token objects
+    /// not yet destroyed).
     async fn deleted_keys_with_material(&self) -> Result<Vec<Uuid>>;
     /// The point of no return of a deletion: compare-and-swap `PendingDeletion` → `Deleted`
     /// on the key's revision, removing its aliases, grants and tags, atomically.

@@ -439,6 +439,20 @@ macro_rules! sql_store {
                 rows.iter().map(key_from_row).collect()
             }
 
+            async fn unfinished_material_removals(&self) -> Result<Vec<KeyRecord>> {
+                let cols = key_columns_of_k();
+                let rows = sqlx::query(&format!(
+                    "SELECT {cols} FROM keys k WHERE k.origin = 'EXTERNAL' \
+                     AND k.state = 'PendingImport' \
+                     AND EXISTS (SELECT 1 FROM key_versions v \
+                                 WHERE v.key_id = k.key_id AND v.pending = 0) \
+                     ORDER BY k.key_id"
+                ))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(key_from_row).collect()
+            }
+
             async fn insert_version(&self, version: &VersionRecord) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 insert_version_in(&mut tx, version).await?;
@@ -955,8 +969,10 @@ macro_rules! sql_store {
 
             async fn deleted_keys_with_material(&self) -> Result<Vec<uuid::Uuid>> {
                 let rows = sqlx::query(
-                    "SELECT DISTINCT k.key_id FROM keys k \
-                     JOIN key_versions v ON v.key_id = k.key_id WHERE k.state = 'Deleted' \
+                    "SELECT k.key_id FROM keys k WHERE k.state = 'Deleted' \
+                     AND (EXISTS (SELECT 1 FROM key_versions v WHERE v.key_id = k.key_id) \
+                          OR EXISTS (SELECT 1 FROM imports i WHERE i.key_id = k.key_id \
+                                     AND i.wrapping_object_id IS NOT NULL)) \
                      ORDER BY k.key_id",
                 )
                 .fetch_all(&self.pool)

@@ -15,6 +15,7 @@ use cryptoki::object::{
 use cryptoki::session::Session;
 use zeroize::Zeroizing;
 
+use super::secret::SecretReader;
 use super::{FaultKind, ObjectKind, Result, Token, TokenError};
 
 /// `CKM_RSA_PKCS_OAEP` with `hash`, MGF1 of the same hash and no label (AWS's RSAES_OAEP_*).
@@ -260,8 +261,18 @@ fn ml_kem_secret_template() -> [Attribute; 12] {
     readable_secret_template(ML_KEM_SECRET_LEN)
 }
 
-fn take_ml_kem_secret(s: &Session, h: ObjectHandle) -> Result<Zeroizing<Vec<u8>>> {
-    take_secret(s, h, ML_KEM_SECRET_LEN, "the shared secret is not 32 bytes")
+fn take_ml_kem_secret(
+    secrets: &SecretReader,
+    s: &Session,
+    h: ObjectHandle,
+) -> Result<Zeroizing<Vec<u8>>> {
+    take_secret(
+        Some(secrets),
+        s,
+        h,
+        ML_KEM_SECRET_LEN,
+        "the shared secret is not 32 bytes",
+    )
 }
 
 /// `CKA_EC_PARAMS` of edwards25519: the DER of RFC 8410's id-Ed25519 (1.3.101.112).
@@ -483,37 +494,27 @@ fn read_lattice_public(s: &Session, h: ObjectHandle, kem: bool) -> Result<Public
     }
 }
 
-fn read_private(s: &Session, h: ObjectHandle) -> Result<PrivateParts> {
-    let attrs = s
-        .get_attributes(
-            h,
-            &[
-                AttributeType::KeyType,
-                AttributeType::PrivateExponent,
-                AttributeType::Prime1,
-                AttributeType::Prime2,
-                AttributeType::Exponent1,
-                AttributeType::Exponent2,
-                AttributeType::Coefficient,
-                AttributeType::Value,
-            ],
-        )
-        .map_err(|e| TokenError::ck("C_GetAttributeValue", e))?;
-    let mut parts: [Option<Zeroizing<Vec<u8>>>; 7] = Default::default();
-    for a in attrs {
-        let (i, v) = match a {
-            Attribute::PrivateExponent(v) => (0, v),
-            Attribute::Prime1(v) => (1, v),
-            Attribute::Prime2(v) => (2, v),
-            Attribute::Exponent1(v) => (3, v),
-            Attribute::Exponent2(v) => (4, v),
-            Attribute::Coefficient(v) => (5, v),
-            Attribute::Value(v) => (6, v),
-            _ => continue,
-        };
-        parts[i] = Some(Zeroizing::new(v));
-    }
-    let [d, p, q, dp, dq, qinv, value] = parts;
+fn read_private(secrets: &SecretReader, s: &Session, h: ObjectHandle) -> Result<PrivateParts> {
+    // Straight into wiping buffers (see `token::secret`), never through cryptoki's copies.
+    let parts = secrets.read(
+        s,
+        h,
+        &[
+            AttributeType::PrivateExponent,
+            AttributeType::Prime1,
+            AttributeType::Prime2,
+            AttributeType::Exponent1,
+            AttributeType::Exponent2,
+            AttributeType::Coefficient,
+            AttributeType::Value,
+        ],
+    )?;
+    let Ok([d, p, q, dp, dq, qinv, value]) = <[Option<Zeroizing<Vec<u8>>>; 7]>::try_from(parts)
+    else {
+        return Err(TokenError::Rejected(
+            "private key components are not readable",
+        ));
+    };
     match (d, p, q, dp, dq, qinv, value) {
         (Some(d), Some(p), Some(q), Some(dp), Some(dq), Some(qinv), _) => Ok(PrivateParts::Rsa {
             d,
@@ -536,7 +537,7 @@ fn read_private(s: &Session, h: ObjectHandle) -> Result<PrivateParts> {
 /// d·G, which is the public key's x. That value is public. The private scalar never leaves the
 /// token.
 pub(super) fn ec_public_x(s: &Session, private: ObjectHandle, generator: &[u8]) -> Result<Vec<u8>> {
-    ecdh_x(s, private, generator).map(|x| x.to_vec())
+    ecdh_x(None, s, private, generator).map(|x| x.to_vec())
 }
 
 /// A secret the caller receives (an ECDH x-coordinate, an ML-KEM shared secret): a readable
@@ -559,22 +560,29 @@ fn readable_secret_template(len: usize) -> [Attribute; 12] {
 }
 
 /// Read a secret session object (`readable_secret_template`) into a wiping buffer and destroy
-/// it; `Rejected(why)` unless it has `len` bytes.
+/// it; `Rejected(why)` unless it has `len` bytes. With `secrets`, the value is read straight
+/// into the wiping buffer (`token::secret`); without, through cryptoki (public values only).
 fn take_secret(
+    secrets: Option<&SecretReader>,
     s: &Session,
     h: ObjectHandle,
     len: usize,
     why: &'static str,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let value = s
-        .get_attributes(h, &[AttributeType::Value])
-        .map_err(|e| TokenError::ck("C_GetAttributeValue", e))
-        .map(|attrs| {
-            attrs.into_iter().find_map(|a| match a {
-                Attribute::Value(v) => Some(Zeroizing::new(v)),
-                _ => None,
-            })
-        });
+    let value = match secrets {
+        Some(secrets) => secrets
+            .read(s, h, &[AttributeType::Value])
+            .map(|v| v.into_iter().next().flatten()),
+        None => s
+            .get_attributes(h, &[AttributeType::Value])
+            .map_err(|e| TokenError::ck("C_GetAttributeValue", e))
+            .map(|attrs| {
+                attrs.into_iter().find_map(|a| match a {
+                    Attribute::Value(v) => Some(Zeroizing::new(v)),
+                    _ => None,
+                })
+            }),
+    };
     let _ = s.destroy_object(h);
     match value? {
         Some(v) if v.len() == len => Ok(v),
@@ -585,7 +593,12 @@ fn take_secret(
 /// ECDH in the token (`CKM_ECDH1_DERIVE`, `CKD_NULL`): the x-coordinate of d·P for the peer's
 /// uncompressed point `peer`. Derived as a non-sensitive, extractable session secret (the
 /// caller asked for this value), read and destroyed at once.
-fn ecdh_x(s: &Session, private: ObjectHandle, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+fn ecdh_x(
+    secrets: Option<&SecretReader>,
+    s: &Session,
+    private: ObjectHandle,
+    peer: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
     let field_len = peer.len().saturating_sub(1) / 2;
     let params = Ecdh1DeriveParams::new(EcKdf::null(), peer);
     let derived = s
@@ -596,6 +609,7 @@ fn ecdh_x(s: &Session, private: ObjectHandle, peer: &[u8]) -> Result<Zeroizing<V
         )
         .map_err(|e| TokenError::ck("C_DeriveKey", e))?;
     take_secret(
+        secrets,
         s,
         derived,
         field_len,
@@ -833,7 +847,7 @@ impl Token {
             let (ciphertext, secret) = s
                 .encapsulate_key(&Mechanism::MlKem, key, &ml_kem_secret_template())
                 .map_err(|e| TokenError::ck("C_EncapsulateKey", e))?;
-            Ok((ciphertext, take_ml_kem_secret(s, secret)?))
+            Ok((ciphertext, take_ml_kem_secret(&inner.secrets, s, secret)?))
         })
         .await
     }
@@ -854,7 +868,7 @@ impl Token {
                 &ml_kem_secret_template(),
                 &ciphertext,
             ) {
-                Ok(secret) => take_ml_kem_secret(s, secret),
+                Ok(secret) => take_ml_kem_secret(&inner.secrets, s, secret),
                 Err(
                     e @ CkError::Pkcs11(
                         RvError::EncryptedDataInvalid
@@ -879,7 +893,7 @@ impl Token {
     pub async fn ecdh(&self, id: Vec<u8>, peer_point: Vec<u8>) -> Result<Zeroizing<Vec<u8>>> {
         self.run_known("derive_ecdh", move |inner, s| {
             let key = inner.working(s, ObjectKind::Private, &id)?;
-            ecdh_x(s, key, &peer_point)
+            ecdh_x(Some(&inner.secrets), s, key, &peer_point)
         })
         .await
     }
@@ -897,7 +911,7 @@ impl Token {
     /// Generate a key pair in the token as extractable session objects, read its components and
     /// destroy the objects: the token's key generation for data key pairs.
     pub async fn generate_exportable_pair(&self, spec: PairSpec) -> Result<ExportedPair> {
-        self.run_keygen(move |_, s| {
+        self.run_keygen(move |inner, s| {
             let (mech, public, private) = pair_templates(&spec, PairUse::Sign, false);
             let (pub_h, priv_h) = s
                 .generate_key_pair(&mech, &public, &private)
@@ -905,7 +919,7 @@ impl Token {
             let pair = read_public(s, pub_h).and_then(|public| {
                 Ok(ExportedPair {
                     public,
-                    private: read_private(s, priv_h)?,
+                    private: read_private(&inner.secrets, s, priv_h)?,
                 })
             });
             for h in [priv_h, pub_h] {

@@ -27,6 +27,7 @@ mod caps;
 mod ceiling;
 mod error;
 mod import;
+mod secret;
 
 pub use asym::{
     ExportedPair, HashAlg, MlDsaSet, MlKemSet, PairSpec, PairUse, PrivateParts, PublicParts,
@@ -174,6 +175,8 @@ struct Inner {
     missing: RwLock<std::collections::HashSet<Vec<u8>>>,
     /// Which RSA-OAEP hashes the token does itself.
     oaep: asym::OaepSupport,
+    /// Reads secret attribute values into wiping buffers.
+    secrets: secret::SecretReader,
 }
 
 /// The shortest time between two library reloads.
@@ -436,6 +439,7 @@ impl Token {
                 keygen: cfg.keygen,
                 missing: RwLock::new(std::collections::HashSet::new()),
                 oaep: Default::default(),
+                secrets: secret::SecretReader::of(&cfg.module),
             }),
         };
         OPEN_TOKENS

@@ -563,6 +563,21 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Wait up to `within` for the process to end by itself (a crash the test provoked); its
+    /// exit status, or None if it is still running.
+    pub fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stop the process the hard way (like a crash).
     pub fn kill(mut self) {
         let _ = self.child.kill();
