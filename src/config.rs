@@ -23,6 +23,8 @@ struct Raw {
     node_id: Option<String>,
     account_id: String,
     regions: Vec<String>,
+    #[serde(default)]
+    service_principals: Vec<String>,
     max_body_bytes: usize,
     max_connections: usize,
     header_read_timeout_ms: u64,
@@ -76,6 +78,9 @@ pub struct Settings {
     pub node_id: String,
     pub account_id: String,
     pub regions: Vec<String>,
+    /// Principals standing for AWS services (`<service>=<principal ARN>`): their requests
+    /// carry `kms:ViaService` (AWS managed keys; see `kms::managed`).
+    pub service_principals: crate::kms::ViaServices,
     pub max_body_bytes: usize,
     /// Open client connections at most; more are closed at once.
     pub max_connections: usize,
@@ -224,6 +229,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("regions")
+                .with_list_parse_key("service_principals")
                 .try_parsing(true),
         );
         let raw: Raw = b
@@ -252,6 +258,8 @@ impl Settings {
                 bail!("regions: {r:?} is not a region name like us-east-1");
             }
         }
+        let service_principals = crate::kms::ViaServices::parse(&raw.service_principals)
+            .map_err(|e| anyhow::anyhow!("service_principals: {e}"))?;
         if raw.max_connections == 0 {
             bail!("max_connections: must be at least 1");
         }
@@ -383,6 +391,7 @@ impl Settings {
             node_id,
             account_id: raw.account_id,
             regions: raw.regions,
+            service_principals,
             max_body_bytes: raw.max_body_bytes,
             max_connections: raw.max_connections,
             header_read_timeout: std::time::Duration::from_millis(raw.header_read_timeout_ms),

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::wire;
 use crate::auth::sigv4;
-use crate::kms::blob::{Blob, FORMAT_V1, HEADER_LEN, MAGIC, OVERHEAD};
+use crate::kms::blob::{Blob, FORMAT_V1, FORMAT_V2_MRK, HEADER_LEN, MAGIC, OVERHEAD};
 use crate::kms::ids::KeyRef;
 use crate::kms::keyformat::{self, Curve};
 use crate::policy::{Context, Policy, PolicyKind, Request};
@@ -21,7 +21,7 @@ use crate::policy::{Context, Policy, PolicyKind, Request};
 pub fn blob(data: &[u8]) {
     let well_formed = data.len() > OVERHEAD
         && &data[..3] == MAGIC
-        && data[3] == FORMAT_V1
+        && (data[3] == FORMAT_V1 || data[3] == FORMAT_V2_MRK)
         && data[20..HEADER_LEN] != [0; 4];
     match Blob::parse(data) {
         Some(b) => {

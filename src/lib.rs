@@ -222,7 +222,8 @@ pub async fn serve(
         settings.quotas.clone(),
         settings.token.module.clone(),
     )
-    .with_regions(settings.regions.clone());
+    .with_regions(settings.regions.clone())
+    .with_service_principals(settings.service_principals.clone());
     // With a shared database another node may be creating a key right now: only intents old
     // enough to be abandoned are completed or removed.
     let grace_ms = match settings.database {

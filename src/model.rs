@@ -293,3 +293,28 @@ string_enum!(
         KeyMaterialDoesNotExpire = "KEY_MATERIAL_DOES_NOT_EXPIRE",
     }
 );
+
+string_enum!(
+    /// `ImportType` of ImportKeyMaterial.
+    ImportType {
+        NewKeyMaterial = "NEW_KEY_MATERIAL",
+        ExistingKeyMaterial = "EXISTING_KEY_MATERIAL",
+    }
+);
+
+string_enum!(
+    /// `KeyMaterialState` of a ListKeyRotations entry.
+    KeyMaterialState {
+        NonCurrent = "NON_CURRENT",
+        Current = "CURRENT",
+        PendingRotation = "PENDING_ROTATION",
+    }
+);
+
+string_enum!(
+    /// `KeyManager`: keys the customer manages, or AWS managed keys (`alias/aws/<service>`).
+    KeyManager {
+        Customer = "CUSTOMER",
+        Aws = "AWS",
+    }
+);

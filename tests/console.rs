@@ -374,6 +374,40 @@ async fn custom_key_store_in_the_console() {
     );
 }
 
+/// An AWS managed key in the console (tests/console/managed_test.py): on the AWS managed keys
+/// page only, shown with KeyManager AWS, its fixed policy read-only and no changing actions.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_managed_key_in_the_console() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let customer = new_symmetric_key(&kms).await;
+    // DescribeKey of the predefined alias creates the AWS managed key (as AWS's services do).
+    let managed = describe(&kms, "alias/aws/s3").await.key_id;
+    let out = dir.path.join("browser");
+    run_browser(
+        "managed_test.py",
+        &server,
+        &out,
+        &[("MANAGED_KEY", &managed), ("CUSTOMER_KEY", &customer)],
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("managed.json")).unwrap()).unwrap();
+    let stored = kms
+        .get_key_policy()
+        .key_id(&managed)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    assert_eq!(
+        result["policy"].as_str(),
+        Some(stored.as_str()),
+        "the policy shown is the key's"
+    );
+}
+
 /// The audit view: the administrator (allowed `cloudtrail:LookupEvents`) sees a console
 /// change to a key, filters, sees the chain intact and, once a record is edited in the file,
 /// the verification failure; a key user is refused. Each view is a `LookupEvents` record.

@@ -430,7 +430,10 @@ async fn rotation_bookkeeping() {
         kinds,
         [Some(RotationType::OnDemand), Some(RotationType::Automatic)]
     );
-    assert!(rotations.items.last().unwrap().current);
+    assert_eq!(
+        rotations.items.last().unwrap().state,
+        kms_bridge::model::KeyMaterialState::Current
+    );
     let blob = d.encrypt(&root(), &k, &no_context()).await.unwrap();
     assert_eq!(u32::from_be_bytes(blob[20..24].try_into().unwrap()), 3);
     let pt = d
@@ -519,6 +522,9 @@ fn changed_import_tokens_are_refused() {
                         kms_bridge::model::ExpirationModel::KeyMaterialDoesNotExpire,
                     ),
                     valid_to: None,
+                    import_type: None,
+                    description: None,
+                    key_material_id: None,
                 },
             ));
             prop_assert!(
@@ -537,6 +543,9 @@ fn changed_import_tokens_are_refused() {
             encrypted_key_material: vec![0; 256],
             expiration_model: Some(kms_bridge::model::ExpirationModel::KeyMaterialDoesNotExpire),
             valid_to: None,
+            import_type: None,
+            description: None,
+            key_material_id: None,
         },
     ));
     assert_err!(result, KmsError::InvalidCiphertext(_));

@@ -615,17 +615,7 @@ async fn imported_hmac_key_is_the_key_in_use() {
     use hmac::Mac;
     let (_dir, server) = Server::start_new();
     let kms = server.client();
-    let key = kms
-        .create_key()
-        .origin(OriginType::External)
-        .key_spec(KeySpec::Hmac256)
-        .key_usage(KeyUsageType::GenerateVerifyMac)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = create_external_pair(&kms, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
     let p = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
     // Too short for HMAC_256 (at least 32 bytes).
     assert_code!(
@@ -716,6 +706,7 @@ async fn reconciliation_undoes_an_interrupted_import() {
             policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#.into(),
             revision: 0,
             custom_key_store_id: None,
+            key_manager: kms_bridge::model::KeyManager::Customer,
             mac: Vec::new(),
             multi_region: None,
         };
@@ -1395,4 +1386,626 @@ async fn imported_ec_keys_of_every_curve() {
         let sig = kms_sign(&kms, &key, alg.clone(), msg.as_bytes()).await;
         assert!(verify(msg.as_bytes(), &sig), "{spec:?}");
     }
+}
+
+// --- Several key materials (symmetric keys) ---------------------------------------------------
+
+use aws_sdk_kms::types::{ImportType, IncludeKeyMaterial};
+
+/// ImportKeyMaterial with an `ImportType` (and optionally a `KeyMaterialId` and description).
+async fn import_as(
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+    material: &[u8; 32],
+    import_type: Option<ImportType>,
+    key_material_id: Option<&str>,
+    description: Option<&str>,
+) -> Result<
+    String,
+    aws_sdk_kms::error::SdkError<
+        aws_sdk_kms::operation::import_key_material::ImportKeyMaterialError,
+    >,
+> {
+    let p = params(kms, key, AlgorithmSpec::RsaesOaepSha1).await;
+    kms.import_key_material()
+        .key_id(key)
+        .import_token(Blob::new(p.token.clone()))
+        .encrypted_key_material(Blob::new(oaep_sha1(&p.public_key, material)))
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .set_import_type(import_type)
+        .set_key_material_id(key_material_id.map(str::to_owned))
+        .set_key_material_description(description.map(str::to_owned))
+        .send()
+        .await
+        .map(|o| o.key_material_id.expect("KeyMaterialId"))
+}
+
+async fn current_material(kms: &aws_sdk_kms::Client, key: &str) -> Option<String> {
+    describe(kms, key).await.current_key_material_id
+}
+
+/// (KeyMaterialId, KeyMaterialState, ImportState, RotationType) of every ListKeyRotations
+/// entry, with `ALL_KEY_MATERIAL` or not.
+async fn rotations(
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+    all: bool,
+) -> Vec<(String, String, String, Option<String>)> {
+    let r = kms
+        .list_key_rotations()
+        .key_id(key)
+        .set_include_key_material(all.then_some(IncludeKeyMaterial::AllKeyMaterial))
+        .send()
+        .await
+        .unwrap();
+    r.rotations()
+        .iter()
+        .map(|e| {
+            (
+                e.key_material_id().unwrap_or_default().to_owned(),
+                e.key_material_state()
+                    .map(|s| s.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+                e.import_state()
+                    .map(|s| s.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+                e.rotation_type().map(|t| t.as_str().to_owned()),
+            )
+        })
+        .collect()
+}
+
+fn is_material_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[tokio::test]
+async fn several_materials_rotate_on_demand_and_all_keep_decrypting() {
+    let (dir, server) = Server::start_new();
+    let kms = server.client();
+    let key = create_external(&kms).await;
+    let arn = describe(&kms, &key).await.arn.unwrap();
+    let (a, b, c): ([u8; 32], [u8; 32], [u8; 32]) =
+        (rand::random(), rand::random(), rand::random());
+
+    // The first import defaults to NEW_KEY_MATERIAL and becomes current.
+    let id_a = import_as(&kms, &key, &a, None, None, None).await.unwrap();
+    assert!(is_material_id(&id_a), "{id_a}");
+    assert_eq!(
+        current_material(&kms, &key).await.as_deref(),
+        Some(id_a.as_str())
+    );
+    let blob_a = encrypts_with(&kms, &key, &a, b"under the first material").await;
+
+    // Nothing to rotate to yet: AWS's code and text.
+    let e = kms
+        .rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_message(&e),
+        (
+            "KMSInvalidStateException".to_string(),
+            Some(format!(
+                "No available key material pending rotation for the key: {arn}."
+            ))
+        )
+    );
+
+    // New material waits for its rotation: the key still encrypts with the first.
+    let id_b = import_as(
+        &kms,
+        &key,
+        &b,
+        Some(ImportType::NewKeyMaterial),
+        None,
+        Some("second material"),
+    )
+    .await
+    .unwrap();
+    assert!(is_material_id(&id_b) && id_b != id_a);
+    assert_eq!(
+        current_material(&kms, &key).await.as_deref(),
+        Some(id_a.as_str())
+    );
+    encrypts_with(&kms, &key, &a, b"still the first").await;
+    assert_eq!(
+        rotations(&kms, &key, true).await,
+        [
+            (id_a.clone(), "CURRENT".into(), "IMPORTED".into(), None),
+            (
+                id_b.clone(),
+                "PENDING_ROTATION".into(),
+                "IMPORTED".into(),
+                None
+            ),
+        ]
+    );
+    assert!(rotations(&kms, &key, false).await.is_empty());
+    let listed = kms
+        .list_key_rotations()
+        .key_id(&key)
+        .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+        .send()
+        .await
+        .unwrap();
+    let pending = &listed.rotations()[1];
+    assert_eq!(pending.key_material_description(), Some("second material"));
+    assert_eq!(
+        pending.expiration_model(),
+        Some(&ExpirationModelType::KeyMaterialDoesNotExpire)
+    );
+    assert!(pending.rotation_date().is_none() && pending.valid_to().is_none());
+
+    // A third while one is pending: AWS's code and text, naming both materials.
+    let e = import_as(&kms, &key, &c, Some(ImportType::NewKeyMaterial), None, None)
+        .await
+        .unwrap_err();
+    let (found, message) = code_and_message(&e);
+    assert_eq!(found, "KMSInvalidStateException");
+    let message = message.unwrap();
+    let id_c = message
+        .strip_prefix("New key material (id: ")
+        .and_then(|m| m.split(')').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(is_material_id(&id_c) && id_c != id_b, "{message}");
+    assert_eq!(
+        message,
+        format!(
+            "New key material (id: {id_c}) cannot be imported into KMS key {arn}, because \
+             another key material (id: {id_b}) is pending rotation."
+        )
+    );
+
+    // Rotate: the new material is current; both materials decrypt what they encrypted, and
+    // every answer names the material it used.
+    let rotated = kms
+        .rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.key_id(), Some(arn.as_str()));
+    assert_eq!(
+        current_material(&kms, &key).await.as_deref(),
+        Some(id_b.as_str())
+    );
+    let blob_b = encrypts_with(&kms, &key, &b, b"under the second material").await;
+    for (blob, plaintext, id) in [
+        (&blob_a, &b"under the first material"[..], &id_a),
+        (&blob_b, &b"under the second material"[..], &id_b),
+    ] {
+        let d = kms
+            .decrypt()
+            .ciphertext_blob(Blob::new(blob.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(d.plaintext().unwrap().as_ref(), plaintext);
+        assert_eq!(d.key_material_id(), Some(id.as_str()));
+    }
+    let dk = kms
+        .generate_data_key()
+        .key_id(&key)
+        .number_of_bytes(16)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dk.key_material_id(), Some(id_b.as_str()));
+    assert_eq!(
+        open_blob(&b, dk.ciphertext_blob().unwrap().as_ref()),
+        dk.plaintext().unwrap().as_ref()
+    );
+    let re = kms
+        .re_encrypt()
+        .ciphertext_blob(Blob::new(blob_a.clone()))
+        .destination_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(re.source_key_material_id(), Some(id_a.as_str()));
+    assert_eq!(re.destination_key_material_id(), Some(id_b.as_str()));
+    assert_eq!(
+        open_blob(&b, re.ciphertext_blob().unwrap().as_ref()),
+        b"under the first material"
+    );
+    assert_eq!(
+        rotations(&kms, &key, false).await,
+        [(
+            id_b.clone(),
+            "CURRENT".into(),
+            "IMPORTED".into(),
+            Some("ON_DEMAND".into())
+        )]
+    );
+    let listed = kms.list_key_rotations().key_id(&key).send().await.unwrap();
+    assert!(listed.rotations()[0].rotation_date().is_some());
+    assert_eq!(
+        rotations(&kms, &key, true).await,
+        [
+            (id_a.clone(), "NON_CURRENT".into(), "IMPORTED".into(), None),
+            (
+                id_b.clone(),
+                "CURRENT".into(),
+                "IMPORTED".into(),
+                Some("ON_DEMAND".into())
+            ),
+        ]
+    );
+
+    // Delete the first material by its id: the key cannot be used until it is back.
+    let del = kms
+        .delete_imported_key_material()
+        .key_id(&key)
+        .key_material_id(&id_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.key_material_id(), Some(id_a.as_str()));
+    assert_eq!(del.key_id(), Some(arn.as_str()));
+    assert_eq!(
+        describe(&kms, &key).await.key_state,
+        Some(KeyState::PendingImport)
+    );
+    assert_eq!(
+        rotations(&kms, &key, true).await[0],
+        (
+            id_a.clone(),
+            "NON_CURRENT".into(),
+            "PENDING_IMPORT".into(),
+            None
+        )
+    );
+    for blob in [&blob_a, &blob_b] {
+        assert_code!(
+            kms.decrypt()
+                .ciphertext_blob(Blob::new(blob.clone()))
+                .send()
+                .await,
+            "KMSInvalidStateException"
+        );
+    }
+    assert_code!(
+        kms.delete_imported_key_material()
+            .key_id(&key)
+            .key_material_id(&id_a)
+            .send()
+            .await,
+        "KMSInvalidStateException"
+    );
+    let unknown = "0".repeat(64);
+    let e = kms
+        .delete_imported_key_material()
+        .key_id(&key)
+        .key_material_id(&unknown)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_message(&e),
+        (
+            "NotFoundException".to_string(),
+            Some(format!(
+                "Key material (id: {unknown}) is not associated with KMS key {arn}."
+            ))
+        )
+    );
+
+    // Only the same material comes back; by its id, or recognised without it.
+    let other: [u8; 32] = rand::random();
+    assert_code!(
+        import_as(&kms, &key, &other, None, None, None).await,
+        "IncorrectKeyMaterialException"
+    );
+    assert_code!(
+        import_as(
+            &kms,
+            &key,
+            &a,
+            Some(ImportType::ExistingKeyMaterial),
+            Some(&id_b),
+            None
+        )
+        .await,
+        "IncorrectKeyMaterialException"
+    );
+    assert_code!(
+        import_as(&kms, &key, &a, Some(ImportType::NewKeyMaterial), None, None).await,
+        "IncorrectKeyMaterialException"
+    );
+    assert_code!(
+        import_as(
+            &kms,
+            &key,
+            &a,
+            Some(ImportType::NewKeyMaterial),
+            Some(&id_a),
+            None
+        )
+        .await,
+        "ValidationException"
+    );
+    let back = import_as(
+        &kms,
+        &key,
+        &a,
+        Some(ImportType::ExistingKeyMaterial),
+        Some(&id_a),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(back, id_a);
+    assert_eq!(
+        describe(&kms, &key).await.key_state,
+        Some(KeyState::Enabled)
+    );
+    let d = kms
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob_a.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.plaintext().unwrap().as_ref(), b"under the first material");
+
+    // Material pending rotation can be deleted and replaced; the key stays usable.
+    let id_c2 = import_as(&kms, &key, &c, Some(ImportType::NewKeyMaterial), None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        id_c2, id_c,
+        "the same material into the same key has the same id"
+    );
+    kms.delete_imported_key_material()
+        .key_id(&key)
+        .key_material_id(&id_c)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&kms, &key).await.key_state,
+        Some(KeyState::Enabled)
+    );
+    assert_eq!(rotations(&kms, &key, true).await.len(), 2);
+    let id_d = import_as(
+        &kms,
+        &key,
+        &other,
+        Some(ImportType::NewKeyMaterial),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rotations(&kms, &key, true).await.len(), 3);
+    assert_eq!(rotations(&kms, &key, true).await[2].0, id_d);
+
+    // Every material is its own non-extractable token object.
+    server.stop();
+    let token = dir.open_token().await;
+    token.load_objects().await.unwrap();
+    let id = uuid::Uuid::parse_str(&key).unwrap();
+    for version in [1, 2, 3] {
+        let prot = token
+            .key_protection(kms_bridge::kms::token_object_id(&id, version))
+            .await
+            .unwrap();
+        assert!(
+            prot.sensitive && !prot.extractable && !prot.value_readable,
+            "{prot:?}"
+        );
+    }
+}
+
+/// Asymmetric and HMAC keys have one material for good: the options of several materials are
+/// refused, and RotateKeyOnDemand is not offered.
+#[tokio::test]
+async fn one_material_for_asymmetric_and_hmac_keys() {
+    let (_dir, server) = Server::start_new();
+    let kms = server.client();
+    let hmac = create_external_pair(&kms, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let material: [u8; 32] = rand::random();
+    for (t, id) in [
+        (Some(ImportType::NewKeyMaterial), None),
+        (None, Some("0".repeat(64))),
+    ] {
+        let p = params(&kms, &hmac, AlgorithmSpec::RsaesOaepSha1).await;
+        let r = kms
+            .import_key_material()
+            .key_id(&hmac)
+            .import_token(Blob::new(p.token.clone()))
+            .encrypted_key_material(Blob::new(oaep_sha1(&p.public_key, &material)))
+            .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+            .set_import_type(t)
+            .set_key_material_id(id)
+            .send()
+            .await;
+        assert_code!(r, "ValidationException");
+    }
+    let p = params(&kms, &hmac, AlgorithmSpec::RsaesOaepSha1).await;
+    import(&kms, &hmac, &p, oaep_sha1(&p.public_key, &material))
+        .await
+        .unwrap();
+    let other: [u8; 32] = rand::random();
+    assert_code!(
+        import(&kms, &hmac, &p, oaep_sha1(&p.public_key, &other)).await,
+        "IncorrectKeyMaterialException"
+    );
+    assert_code!(
+        kms.rotate_key_on_demand().key_id(&hmac).send().await,
+        "UnsupportedOperationException"
+    );
+    assert_code!(
+        kms.list_key_rotations().key_id(&hmac).send().await,
+        "UnsupportedOperationException"
+    );
+}
+
+/// Each material expires by its own `ValidTo`: one pending rotation is forgotten, one the key
+/// keeps makes the key `PendingImport` until it is imported again.
+#[tokio::test]
+async fn each_material_expires_by_itself() {
+    let dir = TestDir::new();
+    let server = lifecycle_server(&dir);
+    let kms = server.client();
+    let key = create_external(&kms).await;
+    let (a, b): ([u8; 32], [u8; 32]) = (rand::random(), rand::random());
+    let now = || DateTime::from(std::time::SystemTime::now()).secs();
+    let import_until = |material: [u8; 32], t: Option<ImportType>, valid_to: i64| {
+        let kms = kms.clone();
+        let key = key.clone();
+        async move {
+            let p = params(&kms, &key, AlgorithmSpec::RsaesOaepSha1).await;
+            kms.import_key_material()
+                .key_id(&key)
+                .import_token(Blob::new(p.token.clone()))
+                .encrypted_key_material(Blob::new(oaep_sha1(&p.public_key, &material)))
+                .valid_to(DateTime::from_secs(valid_to))
+                .set_import_type(t)
+                .send()
+                .await
+                .unwrap()
+                .key_material_id
+                .unwrap()
+        }
+    };
+    let a_valid_to = now() + 10 * DAY;
+    let id_a = import_until(a, None, a_valid_to).await;
+    let blob_a = encrypts_with(&kms, &key, &a, b"first").await;
+    // New material that expires in two (lifecycle) days while pending.
+    let id_b = import_until(b, Some(ImportType::NewKeyMaterial), now() + 2 * DAY).await;
+    let report = advance(&server, 3 * DAY);
+    assert_eq!(report["report"]["expired"], 1, "{report}");
+    assert_eq!(
+        describe(&kms, &key).await.key_state,
+        Some(KeyState::Enabled)
+    );
+    assert_eq!(
+        rotations(&kms, &key, true).await,
+        [(id_a.clone(), "CURRENT".into(), "IMPORTED".into(), None)]
+    );
+    assert_code!(
+        kms.rotate_key_on_demand().key_id(&key).send().await,
+        "KMSInvalidStateException"
+    );
+
+    // Again, and rotated to: now the first material's expiry takes the key down.
+    let later = now() + 3 * DAY;
+    let id_b2 = import_until(b, Some(ImportType::NewKeyMaterial), later + 300 * DAY).await;
+    assert_eq!(id_b2, id_b);
+    kms.rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    // The key's ValidTo is the earliest of the materials it keeps.
+    let md = describe(&kms, &key).await;
+    assert_eq!(md.valid_to.map(|t| t.secs()), Some(a_valid_to));
+    assert_eq!(
+        md.expiration_model,
+        Some(ExpirationModelType::KeyMaterialExpires)
+    );
+    let report = advance(&server, 8 * DAY);
+    assert_eq!(report["report"]["expired"], 1, "{report}");
+    assert_eq!(
+        describe(&kms, &key).await.key_state,
+        Some(KeyState::PendingImport)
+    );
+    assert_eq!(
+        rotations(&kms, &key, true).await[0],
+        (
+            id_a.clone(),
+            "NON_CURRENT".into(),
+            "PENDING_IMPORT".into(),
+            None
+        )
+    );
+    assert_code!(
+        kms.decrypt()
+            .ciphertext_blob(Blob::new(blob_a.clone()))
+            .send()
+            .await,
+        "KMSInvalidStateException"
+    );
+    import_until(a, None, now() + 11 * DAY + 30 * DAY).await;
+    assert_eq!(
+        describe(&kms, &key).await.key_state,
+        Some(KeyState::Enabled)
+    );
+    let d = kms
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob_a))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.key_material_id(), Some(id_a.as_str()));
+}
+
+/// A crash between the new material's intent and its completion: reconciliation removes the
+/// pending material; the key and its first material are untouched.
+#[tokio::test]
+async fn reconciliation_undoes_an_interrupted_new_material() {
+    use kms_bridge::kms::{token_object_id, token_object_label};
+    use kms_bridge::store::{MetadataStore, VersionRecord};
+    let dir = TestDir::new();
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    let key = create_external(&kms).await;
+    let a: [u8; 32] = rand::random();
+    let id_a = import_as(&kms, &key, &a, None, None, None).await.unwrap();
+    let blob = encrypts_with(&kms, &key, &a, b"before the crash").await;
+    server.stop();
+
+    let id = uuid::Uuid::parse_str(&key).unwrap();
+    {
+        let store = dir.sealed_store().await;
+        store
+            .insert_version(&VersionRecord {
+                key_id: id,
+                version: 2,
+                token_object_id: token_object_id(&id, 2),
+                material_id: "0".repeat(64),
+                created_at: 1,
+                rotation_type: None,
+                pending: true,
+            })
+            .await
+            .unwrap();
+        let token = dir.open_token().await;
+        token
+            .generate_aes_key(token_object_id(&id, 2), token_object_label(&id, 2))
+            .await
+            .unwrap();
+    }
+    let server = Server::start(&dir, &[]);
+    let kms = server.client();
+    assert!(server
+        .log()
+        .contains("removed an import interrupted by a crash"));
+    assert_eq!(
+        describe(&kms, &key).await.key_state,
+        Some(KeyState::Enabled)
+    );
+    assert_eq!(
+        rotations(&kms, &key, true).await,
+        [(id_a.clone(), "CURRENT".into(), "IMPORTED".into(), None)]
+    );
+    let d = kms
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.key_material_id(), Some(id_a.as_str()));
+    server.stop();
+    let token = dir.open_token().await;
+    assert!(!token.exists(token_object_id(&id, 2)).await.unwrap());
 }

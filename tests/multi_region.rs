@@ -1118,10 +1118,7 @@ async fn an_interrupted_replica_is_completed_at_start_up() {
                     ..v.clone()
                 })
                 .collect();
-            store
-                .insert_replica(&replica, &rv, &[], None)
-                .await
-                .unwrap();
+            store.insert_replica(&replica, &rv, &[], &[]).await.unwrap();
             // The third region's first version had been copied before the crash.
             for v in &versions[..copied] {
                 token

@@ -131,6 +131,7 @@ fn unfinished_key(id: uuid::Uuid) -> (KeyRecord, VersionRecord) {
         policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#.into(),
                 revision: 0,
         custom_key_store_id: None,
+        key_manager: kms_bridge::model::KeyManager::Customer,
         mac: Vec::new(),
         multi_region: None,
     };

@@ -8,13 +8,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kms_bridge::model::{KeySpec, KeyState, KeyUsage, Origin};
+use kms_bridge::model::{KeySpec, KeyState, KeyUsage, Origin, RotationType};
 use kms_bridge::store::postgres::{PgOptions, PgStore};
 use kms_bridge::store::sqlite::SqliteStore;
 use kms_bridge::store::{
     AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord, IdentityPolicyRecord,
-    ImportRecord, Invalidation, KeyRecord, MetadataStore, MultiRegion, PrincipalKind,
-    PrincipalRecord, StoreError, TagRecord, VersionRecord,
+    ImportRecord, Invalidation, KeyRecord, MaterialRecord, MetadataStore, MultiRegion,
+    PrincipalKind, PrincipalRecord, StoreError, TagRecord, VersionRecord,
 };
 use uuid::Uuid;
 
@@ -94,6 +94,7 @@ fn key(state: KeyState) -> (KeyRecord, VersionRecord) {
         policy: "{}".into(),
         revision: 0,
         custom_key_store_id: None,
+        key_manager: kms_bridge::model::KeyManager::Customer,
         mac: Vec::new(),
         multi_region: None,
     };
@@ -183,6 +184,8 @@ conformance!(
     scheduler_claims_run_once_across_writers,
     lifecycle_queries_find_what_is_due,
     import_records_round_trip,
+    key_materials_round_trip,
+    imported_material_of_earlier_versions_is_kept,
     principals_and_policies_round_trip,
     invalidations_reach_the_other_writer,
     migrations_are_safe_for_concurrent_starts,
@@ -225,11 +228,11 @@ async fn multi_region_sets(db: Db) {
     a.insert_key(&primary, &pv[0], &[]).await.unwrap();
     a.insert_version(&pv[1]).await.unwrap();
     let (replica, rv) = member(mrk, "eu-west-1", 2);
-    a.insert_replica(&replica, &rv, &[tag("t", "v")], None)
+    a.insert_replica(&replica, &rv, &[tag("t", "v")], &[])
         .await
         .unwrap();
     assert!(matches!(
-        b.insert_replica(&replica, &rv, &[], None).await,
+        b.insert_replica(&replica, &rv, &[], &[]).await,
         Err(StoreError::AlreadyExists)
     ));
     let set = b.multi_region_keys(mrk).await.unwrap();
@@ -310,25 +313,37 @@ async fn multi_region_sets(db: Db) {
     a.tombstone_key(&doomed).await.unwrap();
     assert_eq!(b.multi_region_keys(mrk).await.unwrap().len(), 1);
     assert!(matches!(
-        b.insert_replica(&replica, &rv, &[], None).await,
+        b.insert_replica(&replica, &rv, &[], &[]).await,
         Err(StoreError::InUse)
     ));
     for v in 1..=2 {
         a.delete_version(replica.key_id, v).await.unwrap();
     }
-    b.insert_replica(&replica, &rv, &[], None).await.unwrap();
+    b.insert_replica(&replica, &rv, &[], &[]).await.unwrap();
     let again = a.get_key(replica.key_id).await.unwrap().unwrap();
     assert_eq!(again.state, KeyState::Creating);
     assert_eq!(again.revision, 0);
 
-    // A replica of imported material carries the set's key check value.
+    // A replica of imported material carries the set's materials, none imported yet.
     let (mut ext, _) = member(mrk, "ap-southeast-2", 1);
     ext.origin = Origin::External;
-    a.insert_replica(&ext, &[], &[], Some(&[7; 32]))
+    let material = MaterialRecord {
+        key_id: ext.key_id,
+        version: 1,
+        check_value: vec![7; 32],
+        description: Some("first".into()),
+        expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+        valid_to: None,
+        imported: false,
+        created_at: 5,
+        rotated_at: None,
+        rotation_type: None,
+    };
+    a.insert_replica(&ext, &[], &[], std::slice::from_ref(&material))
         .await
         .unwrap();
     let rec = b.get_import(ext.key_id).await.unwrap().unwrap();
-    assert_eq!(rec.check_value.as_deref(), Some(&[7u8; 32][..]));
+    assert_eq!(rec.materials, vec![material]);
     assert!(b.versions(ext.key_id).await.unwrap().is_empty());
 }
 
@@ -932,13 +947,11 @@ async fn lifecycle_queries_find_what_is_due(db: Db) {
         pending: true,
     };
     s.insert_version(&v).await.unwrap();
-    s.set_import_material(ext.key_id, "KEY_MATERIAL_EXPIRES", Some(now), Some(b"kcv"))
-        .await
-        .unwrap();
     // Still pending: not expired yet.
     assert!(s.due_expirations(now).await.unwrap().is_empty());
     ext.state = KeyState::Enabled;
-    s.activate_version(&ext, 1).await.unwrap();
+    let m = material(ext.key_id, 1, b"kcv", Some(now));
+    ext.revision = s.put_material(&m, true, Some(&ext)).await.unwrap().unwrap();
     let due: Vec<Uuid> = s
         .due_expirations(now)
         .await
@@ -948,6 +961,249 @@ async fn lifecycle_queries_find_what_is_due(db: Db) {
         .collect();
     assert_eq!(due, vec![ext.key_id]);
     assert!(s.due_expirations(now - 1).await.unwrap().is_empty());
+    // Material that is not in the token (deleted, or expired and destroyed) is not due.
+    let gone = MaterialRecord {
+        imported: false,
+        ..m
+    };
+    s.put_material(&gone, false, None).await.unwrap();
+    assert!(s.due_expirations(now).await.unwrap().is_empty());
+}
+
+/// A database made before migration 6 (one material per key, in `imports`) keeps it as version
+/// 1 of `key_materials`: in the token if its version row is, else to be imported again.
+async fn imported_material_of_earlier_versions_is_kept(db: Db) {
+    let (with, without) = (Uuid::new_v4(), Uuid::new_v4());
+    let legacy = |key: Uuid, state: &str| {
+        vec![
+            format!(
+                "INSERT INTO keys (key_id, region, account, description, key_spec, key_usage, \
+                 origin, state, created_at, rotation_enabled, current_version, policy, revision) \
+                 VALUES ('{key}', '{REGION}', '{ACCOUNT}', '', 'SYMMETRIC_DEFAULT', \
+                 'ENCRYPT_DECRYPT', 'EXTERNAL', '{state}', 1, 0, 1, '{{}}', 0)"
+            ),
+            format!(
+                "INSERT INTO imports (key_id, expiration_model, valid_to, check_value) \
+                 VALUES ('{key}', 'KEY_MATERIAL_EXPIRES', 77, {})",
+                if db.is_postgres() {
+                    "'\\x6b6376'::bytea"
+                } else {
+                    "x'6b6376'"
+                }
+            ),
+        ]
+    };
+    let mut statements = legacy(with, "Enabled");
+    statements.extend(legacy(without, "PendingImport"));
+    statements.push(format!(
+        "INSERT INTO key_versions (key_id, version, token_object_id, material_id, created_at, \
+         pending) VALUES ('{with}', 1, {}, 'm', 1, 0)",
+        if db.is_postgres() {
+            "'\\x01'::bytea"
+        } else {
+            "x'01'"
+        }
+    ));
+    // Migrations 1–4 only (the migrator's list is semver-exempt in sqlx; pinned by Cargo.lock).
+    macro_rules! up_to_4 {
+        ($path:literal, $pool:expr) => {{
+            let mut m = sqlx::migrate!($path);
+            m.migrations = m
+                .migrations
+                .iter()
+                .filter(|x| x.version <= 4)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            m.run($pool).await.unwrap();
+            for sql in &statements {
+                sqlx::query(sql).execute($pool).await.unwrap();
+            }
+        }};
+    }
+    match &db {
+        Db::Sqlite(path) => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+                .await
+                .unwrap();
+            up_to_4!("./src/store/migrations/sqlite", &pool);
+            pool.close().await;
+        }
+        Db::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            up_to_4!("./src/store/migrations/postgres", &pool);
+            pool.close().await;
+        }
+    }
+    let s = db.open().await;
+    for (key, imported) in [(with, true), (without, false)] {
+        let got = s.get_import(key).await.unwrap().unwrap();
+        assert_eq!(
+            got.materials,
+            vec![MaterialRecord {
+                imported,
+                created_at: 0,
+                ..material(key, 1, b"kcv", Some(77))
+            }]
+        );
+    }
+}
+
+fn material(key_id: Uuid, version: i64, kcv: &[u8], valid_to: Option<i64>) -> MaterialRecord {
+    MaterialRecord {
+        key_id,
+        version,
+        check_value: kcv.to_vec(),
+        description: None,
+        expiration_model: if valid_to.is_some() {
+            "KEY_MATERIAL_EXPIRES"
+        } else {
+            "KEY_MATERIAL_DOES_NOT_EXPIRE"
+        }
+        .into(),
+        valid_to,
+        imported: true,
+        created_at: 1,
+        rotated_at: None,
+        rotation_type: None,
+    }
+}
+
+fn pending_version(key_id: Uuid, version: i64) -> VersionRecord {
+    VersionRecord {
+        key_id,
+        version,
+        token_object_id: [
+            key_id.as_bytes().as_slice(),
+            &(version as u32).to_be_bytes(),
+        ]
+        .concat(),
+        material_id: format!("m{version}"),
+        created_at: 1,
+        rotation_type: None,
+        pending: true,
+    }
+}
+
+/// Several key materials of an imported key: written with their version's completion and the
+/// key's compare-and-swap in one transaction, at most one pending rotation, rotation to it,
+/// and a material that outlives its token object.
+async fn key_materials_round_trip(db: Db) {
+    let s = db.open().await;
+    let (mut ext, _) = key(KeyState::PendingImport);
+    ext.origin = Origin::External;
+    s.insert_external_key(&ext, &[]).await.unwrap();
+    assert!(s
+        .get_import(ext.key_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .materials
+        .is_empty());
+
+    // The first material: version completed, key enabled, atomically.
+    s.insert_version(&pending_version(ext.key_id, 1))
+        .await
+        .unwrap();
+    let mut first = material(ext.key_id, 1, b"first", None);
+    first.description = Some("one".into());
+    ext.state = KeyState::Enabled;
+    ext.revision = s
+        .put_material(&first, true, Some(&ext))
+        .await
+        .unwrap()
+        .unwrap();
+    // A stale compare-and-swap writes nothing, the material neither.
+    let mut stale = ext.clone();
+    stale.revision -= 1;
+    let second = material(ext.key_id, 2, b"second", Some(50));
+    s.insert_version(&pending_version(ext.key_id, 2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.put_material(&second, true, Some(&stale)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.get_import(ext.key_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .materials
+            .len(),
+        1
+    );
+    // Activating a version that is not pending: NotFound, nothing written.
+    assert!(matches!(
+        s.put_material(&material(ext.key_id, 3, b"x", None), true, None)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // New material pending rotation (above the current version) …
+    assert_eq!(s.put_material(&second, true, None).await.unwrap(), None);
+    // … and no second one while it waits.
+    s.insert_version(&pending_version(ext.key_id, 3))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.put_material(&material(ext.key_id, 3, b"third", None), true, None)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    s.delete_pending_version(ext.key_id, 3).await.unwrap();
+    let got = s.get_import(ext.key_id).await.unwrap().unwrap();
+    assert_eq!(got.materials, vec![first.clone(), second.clone()]);
+
+    // Rotation makes it current and marks it rotated, with the key's CAS.
+    let mut rotated = s.get_key(ext.key_id).await.unwrap().unwrap();
+    rotated.current_version = 2;
+    assert!(matches!(
+        s.rotate_to_material(
+            &KeyRecord {
+                revision: rotated.revision + 5,
+                ..rotated.clone()
+            },
+            2,
+            70
+        )
+        .await,
+        Err(StoreError::Conflict)
+    ));
+    s.rotate_to_material(&rotated, 2, 70).await.unwrap();
+    assert_eq!(
+        s.get_key(ext.key_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .current_version,
+        2
+    );
+    let got = s.get_import(ext.key_id).await.unwrap().unwrap();
+    assert_eq!(got.materials[1].rotated_at, Some(70));
+    assert_eq!(got.materials[1].rotation_type, Some(RotationType::OnDemand));
+    // Only imported material can be rotated to.
+    s.put_material(
+        &MaterialRecord {
+            imported: false,
+            ..first.clone()
+        },
+        false,
+        None,
+    )
+    .await
+    .unwrap();
+    let again = s.get_key(ext.key_id).await.unwrap().unwrap();
+    assert!(matches!(
+        s.rotate_to_material(&again, 1, 80).await,
+        Err(StoreError::NotFound)
+    ));
+    // Deleted material keeps its row (it can come back); a forgotten one is gone.
+    let got = s.get_import(ext.key_id).await.unwrap().unwrap();
+    assert!(!got.materials[0].imported);
+    assert_eq!(got.materials[0].description.as_deref(), Some("one"));
+    s.delete_material(ext.key_id, 2).await.unwrap();
+    let got = s.get_import(ext.key_id).await.unwrap().unwrap();
+    assert_eq!(got.materials.len(), 1);
 }
 
 async fn import_records_round_trip(db: Db) {
@@ -965,28 +1221,11 @@ async fn import_records_round_trip(db: Db) {
         ..Default::default()
     };
     s.set_import_parameters(&rec).await.unwrap();
-    s.set_import_material(ext.key_id, "KEY_MATERIAL_EXPIRES", Some(5), Some(b"first"))
-        .await
-        .unwrap();
-    // The first import's check value is kept.
-    s.set_import_material(
-        ext.key_id,
-        "KEY_MATERIAL_DOES_NOT_EXPIRE",
-        None,
-        Some(b"second"),
-    )
-    .await
-    .unwrap();
     let got = s.get_import(ext.key_id).await.unwrap().unwrap();
     assert_eq!(got.wrapping_object_id, rec.wrapping_object_id);
     assert_eq!(got.nonce, rec.nonce);
     assert_eq!(got.parameters_valid_to, Some(99));
-    assert_eq!(
-        got.expiration_model.as_deref(),
-        Some("KEY_MATERIAL_DOES_NOT_EXPIRE")
-    );
-    assert_eq!(got.valid_to, None);
-    assert_eq!(got.check_value.as_deref(), Some(&b"first"[..]));
+    assert!(got.materials.is_empty());
     let ids = s.all_token_object_ids().await.unwrap();
     assert!(
         ids.contains(&vec![7; 16]),

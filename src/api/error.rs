@@ -74,6 +74,7 @@ impl ApiError {
                 K::InvalidArn(s) => (bad, "InvalidArnException", m(s)),
                 K::AlreadyExists(s) => (bad, "AlreadyExistsException", m(s)),
                 K::InvalidAliasName(s) => (bad, "InvalidAliasNameException", m(s)),
+                K::NotAuthorized(s) => (bad, "NotAuthorizedException", m(s)),
                 K::Disabled(s) => (bad, "DisabledException", m(s)),
                 K::InvalidState(s) => (bad, "KMSInvalidStateException", m(s)),
                 K::InvalidCiphertext(s) => (bad, "InvalidCiphertextException", m(s)),

@@ -12,8 +12,9 @@ use crate::kms::{
     CreateGrantInput, CreateKeyInput, GrantConstraints, GrantInfo, KeyInfo, Kms, RequestContext,
 };
 use crate::model::{
-    DataKeyPairSpec, DataKeySpec, EncryptionAlgorithm, ExpirationModel, KeySpec, KeyUsage,
-    MacAlgorithm, MessageType, Origin, SigningAlgorithm, WrappingAlgorithm, WrappingKeySpec,
+    DataKeyPairSpec, DataKeySpec, EncryptionAlgorithm, ExpirationModel, ImportType, KeySpec,
+    KeyUsage, MacAlgorithm, MessageType, Origin, SigningAlgorithm, WrappingAlgorithm,
+    WrappingKeySpec,
 };
 use crate::store::TagRecord;
 
@@ -48,7 +49,7 @@ fn key_metadata(k: &KeyInfo) -> Value {
                 "KeyState": k.state.as_str(),
         "DeletionDate": r.deletion_date.map(ts),
         "Origin": r.origin.as_str(),
-        "KeyManager": "CUSTOMER",
+        "KeyManager": r.key_manager.as_str(),
         "CustomerMasterKeySpec": r.key_spec.as_str(),
         "KeySpec": r.key_spec.as_str(),
         "EncryptionAlgorithms": algorithms(r.key_spec.encryption_algorithms(r.key_usage), |a| a.as_str()),
@@ -328,12 +329,13 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 .items
                 .iter()
                 .map(|a| {
+                    let r = a.record.as_ref();
                     json!({
-                        "AliasName": a.record.name,
+                        "AliasName": a.name,
                         "AliasArn": a.arn,
                         "TargetKeyId": a.target_key_id,
-                        "CreationDate": ts(a.record.created_at),
-                        "LastUpdatedDate": ts(a.record.updated_at),
+                        "CreationDate": r.map(|r| ts(r.created_at)),
+                        "LastUpdatedDate": r.map(|r| ts(r.updated_at)),
                     })
                 })
                 .collect();
@@ -559,11 +561,17 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 .items
                 .iter()
                 .map(|e| {
+                    let import = e.import.as_ref();
                     json!({
                         "KeyId": e.key_id,
                         "KeyMaterialId": e.material_id,
-                        "KeyMaterialState": if e.current { "CURRENT" } else { "NON_CURRENT" },
-                        "RotationDate": ts(e.rotation_date),
+                        "KeyMaterialDescription": import.and_then(|i| i.description.as_deref()),
+                        "ImportState": import
+                            .map(|i| if i.imported { "IMPORTED" } else { "PENDING_IMPORT" }),
+                        "KeyMaterialState": e.state.as_str(),
+                        "ExpirationModel": import.map(|i| i.expiration_model.as_str()),
+                        "ValidTo": import.and_then(|i| i.valid_to).map(ts),
+                        "RotationDate": e.rotation_date.map(ts),
                         "RotationType": e.rotation_type.map(|t| t.as_str()),
                     })
                 })
@@ -730,18 +738,12 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 ExpirationModel::parse,
                 ExpirationModel::allowed,
             )?;
-            if let Some(t) = r.import_type.as_deref() {
-                if !matches!(t, "NEW_KEY_MATERIAL" | "EXISTING_KEY_MATERIAL") {
-                    return Err(crate::kms::KmsError::Validation(texts::validation(&[
-                        texts::constraint(
-                            t,
-                            "importType",
-                            &texts::enum_set("[NEW_KEY_MATERIAL, EXISTING_KEY_MATERIAL]"),
-                        ),
-                    ]))
-                    .into());
-                }
-            }
+            let import_type = enum_member(
+                r.import_type,
+                "importType",
+                ImportType::parse,
+                ImportType::allowed,
+            )?;
             let valid_to = match r.valid_to {
                 Some(t) if t.is_finite() => Some((t * 1000.0) as i64),
                 Some(_) => {
@@ -757,6 +759,9 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 encrypted_key_material: material,
                 expiration_model: model,
                 valid_to,
+                import_type,
+                key_material_id: r.key_material_id,
+                description: r.key_material_description,
             };
             let (arn, material_id) = kms.import_key_material(ctx, &key, input).await?;
             done(json!({ "KeyId": arn, "KeyMaterialId": material_id }))
@@ -764,7 +769,9 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
         O::DeleteImportedKeyMaterial => {
             let r: ImportReq = parse(body)?;
             let key = key_ref(r.key_id, "keyId")?;
-            let (arn, material_id) = kms.delete_imported_key_material(ctx, &key).await?;
+            let (arn, material_id) = kms
+                .delete_imported_key_material(ctx, &key, r.key_material_id.as_deref())
+                .await?;
             done(json!({ "KeyId": arn, "KeyMaterialId": material_id }))
         }
         O::GetPublicKey => {

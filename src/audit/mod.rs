@@ -682,6 +682,9 @@ const REQUEST_FIELDS: &[&str] = &[
     "WrappingKeySpec",
     "ExpirationModel",
     "ValidTo",
+    "ImportType",
+    "KeyMaterialId",
+    "KeyMaterialDescription",
     "CustomKeyStoreId",
     "CustomKeyStoreName",
     "ReplicaRegion",
@@ -698,6 +701,7 @@ const RESPONSE_FIELDS: &[&str] = &[
     "PendingWindowInDays",
     "GrantId",
     "CustomKeyStoreId",
+    "KeyMaterialId",
 ];
 
 /// Keep only allow-listed members of a request or response object.

@@ -14,17 +14,19 @@ pub const MAX_ALIASES_PER_KEY: i64 = 50;
 #[derive(Debug, Clone)]
 pub struct AliasInfo {
     pub arn: String,
-    pub record: AliasRecord,
+    pub name: String,
+    /// None for a predefined alias of an AWS managed key not created yet.
+    pub record: Option<AliasRecord>,
     /// The target's key id as callers see it (`mrk-…` for a multi-Region key).
-    pub target_key_id: String,
+    pub target_key_id: Option<String>,
 }
 
+/// `alias/aws/…` names are AWS's (its managed keys): users may not create, point or delete
+/// them. AWS answers `NotAuthorizedException` without a message (as recorded by moto's tests
+/// against AWS, `test__create_alias__raises_if_reserved_alias`).
 fn reserved(alias: &AliasName) -> Result<()> {
     if alias.is_reserved() {
-        return Err(KmsError::InvalidAliasName(format!(
-            "Alias {} must not begin with alias/aws/: that prefix is reserved for AWS managed keys",
-            alias.as_str()
-        )));
+        return Err(KmsError::NotAuthorized(String::new()));
     }
     Ok(())
 }
@@ -158,29 +160,53 @@ impl Kms {
                 return Err(KmsError::InvalidMarker(format!("Invalid marker {m:?}")));
             }
         }
-        let mut rows = self
+        let rows = self
             .store
             .list_aliases(&ctx.region, &ctx.account, key_id, marker, limit + 1)
             .await?;
-        let next_marker = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|a| a.name.clone())
+        // Up to which name this page of the store is complete.
+        let complete_to = (rows.len() as i64 > limit).then(|| rows[rows.len() - 1].name.clone());
+        let mut items: Vec<AliasInfo> = rows
+            .into_iter()
+            .map(|r| AliasInfo {
+                arn: alias_arn(&r.region, &r.account, &r.name),
+                name: r.name.clone(),
+                record: Some(r),
+                target_key_id: None,
+            })
+            .collect();
+        if key_id.is_none() {
+            // Predefined aliases of AWS managed keys not created yet, without a target.
+            for s in super::managed::SERVICES {
+                let name = format!("{}{}", super::managed::RESERVED_PREFIX, s.alias);
+                let in_page = marker.map_or(true, |m| name.as_str() > m)
+                    && complete_to.as_ref().map_or(true, |c| name <= *c);
+                if in_page && !items.iter().any(|a| a.name == name) {
+                    items.push(AliasInfo {
+                        arn: alias_arn(&ctx.region, &ctx.account, &name),
+                        name,
+                        record: None,
+                        target_key_id: None,
+                    });
+                }
+            }
+            items.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        let next_marker = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|a| a.name.clone())
         } else {
             None
         };
-        let mut items = Vec::with_capacity(rows.len());
-        for r in rows {
-            // The target's public id (a multi-Region key's row id is internal); key records
-            // come from the store's cache.
-            let target_key_id = match self.store.get_key(r.key_id).await? {
-                Some(k) => k.public_id(),
-                None => r.key_id.to_string(),
-            };
-            items.push(AliasInfo {
-                arn: alias_arn(&r.region, &r.account, &r.name),
-                record: r,
-                target_key_id,
-            });
+        // The targets' public ids (a multi-Region key's row id is internal); key records come
+        // from the store's cache.
+        for a in &mut items {
+            if let Some(r) = &a.record {
+                a.target_key_id = Some(match self.store.get_key(r.key_id).await? {
+                    Some(k) => k.public_id(),
+                    None => r.key_id.to_string(),
+                });
+            }
         }
         Ok(Page { items, next_marker })
     }

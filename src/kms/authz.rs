@@ -238,6 +238,9 @@ impl Kms {
             facts.set("aws:username", p.name.clone());
         }
         facts.set("kms:CallerAccount", p.account.clone());
+        if let Some(via) = self.via_services.via_service(&p.arn, &ctx.region) {
+            facts.set("kms:ViaService", via);
+        }
         let now_ms = self.now();
         facts.set("aws:EpochTime", (now_ms / 1000).to_string());
         if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(now_ms / 1000) {

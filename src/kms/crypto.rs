@@ -7,9 +7,7 @@ use zeroize::Zeroizing;
 use super::authz::{Op, Permitted};
 use super::blob::{Blob, EncryptionContext, Header};
 use super::ids::KeyRef;
-use super::{
-    material_id, require_enabled, texts, token_object_id, Kms, KmsError, RequestContext, Result,
-};
+use super::{require_enabled, texts, token_object_id, Kms, KmsError, RequestContext, Result};
 use crate::model::{DataKeySpec, EncryptionAlgorithm, KeySpec, KeyUsage};
 use crate::store::KeyRecord;
 use crate::token::FaultKind;
@@ -121,7 +119,7 @@ impl Kms {
             .await?;
         Ok((
             Blob::encode(&header, &iv, &ct),
-            material_id(&key.material_key(), version),
+            self.material_id_of(key, i64::from(version)).await?,
         ))
     }
 
@@ -185,7 +183,7 @@ impl Kms {
                 FaultKind::BadInput => invalid(),
                 _ => e.into(),
             })?;
-        let material = material_id(&key.material_key(), version);
+        let material = self.material_id_of(&key, i64::from(version)).await?;
         Ok((key, pt, material))
     }
 

@@ -22,6 +22,8 @@ pub enum KmsError {
     #[error("{0}")]
     InvalidAliasName(String),
     #[error("{0}")]
+    NotAuthorized(String),
+    #[error("{0}")]
     Disabled(String),
     #[error("{0}")]
     InvalidState(String),

@@ -14,10 +14,17 @@
 //!   newest parameters of a key are stored, so older tokens are superseded.
 //! - Crash safety as for key creation: the pending version (intent) is stored before the
 //!   token object is unwrapped and activated after; reconciliation undoes a pending import.
+//! - Several materials (symmetric keys): each is a version of the key with its own token
+//!   object and a `key_materials` row that outlives it, so the same material (same check
+//!   value) comes back at the same version. Its `KeyMaterialId` is derived from the key id and
+//!   the check value the token computed (`imported_material_id`). At most one material waits
+//!   above the current version for on-demand rotation; the key is `Enabled` only while every
+//!   material up to its current version is imported and unexpired.
 
 use crate::operations::Action;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use uuid::Uuid;
 
 use super::asymmetric::curve;
 use super::authz::Op;
@@ -28,9 +35,10 @@ use super::{
 };
 use crate::kms::keyformat::spki_der;
 use crate::model::{
-    ExpirationModel, KeySpec, KeyState, KeyUsage, Origin, WrappingAlgorithm, WrappingKeySpec,
+    ExpirationModel, ImportType, KeySpec, KeyState, KeyUsage, Origin, WrappingAlgorithm,
+    WrappingKeySpec,
 };
-use crate::store::{ImportRecord, KeyRecord, Millis, StoreError, VersionRecord};
+use crate::store::{ImportRecord, KeyRecord, MaterialRecord, Millis, StoreError, VersionRecord};
 use crate::token::{
     Capabilities, FaultKind, HashAlg, ImportWrap, ImportedKind, ImportedPair, InvalidMaterial,
     PairUse,
@@ -64,6 +72,10 @@ pub struct ImportInput {
     pub encrypted_key_material: Vec<u8>,
     pub expiration_model: Option<ExpirationModel>,
     pub valid_to: Option<Millis>,
+    /// Default: `NEW_KEY_MATERIAL` for the first import, `EXISTING_KEY_MATERIAL` afterwards.
+    pub import_type: Option<ImportType>,
+    pub key_material_id: Option<String>,
+    pub description: Option<String>,
 }
 
 /// What the token object of an imported key of this spec is, if the spec can be imported.
@@ -478,6 +490,21 @@ impl Kms {
         if !matches!(k.state, KeyState::PendingImport | KeyState::Enabled) {
             return Err(state_error(&k.arn(), k.state));
         }
+        // Several materials are for symmetric encryption keys only; an asymmetric or HMAC key
+        // has its one material for good.
+        if k.key_spec != KeySpec::SymmetricDefault
+            && (input.import_type.is_some()
+                || input.key_material_id.is_some()
+                || input.description.is_some())
+        {
+            return Err(KmsError::Validation(
+                texts::MATERIAL_OPTIONS_SYMMETRIC_ONLY.into(),
+            ));
+        }
+        if input.import_type == Some(ImportType::NewKeyMaterial) && input.key_material_id.is_some()
+        {
+            return Err(KmsError::Validation(texts::MATERIAL_ID_WITH_NEW.into()));
+        }
 
         // The import token: authentic, for this key, current, unexpired.
         let t = &input.import_token;
@@ -505,55 +532,113 @@ impl Kms {
                 "The import token has expired; call GetParametersForImport again.".into(),
             ));
         }
-        let alg = rec
+        let wrap = rec
             .wrapping_algorithm
             .as_deref()
             .and_then(WrappingAlgorithm::parse)
             .and_then(wrap_of)
             .ok_or_else(invalid_token)?;
-        let object_id = token_object_id(&k.key_id, 1);
-        let label = key_object_label(&k, 1);
-        let unwrap = |material: Vec<u8>, object_id: Vec<u8>, label: String, persistent: bool| {
-            self.unwrap_material(
-                &k,
-                Unwrap {
-                    wrapping_id: wrapping_id.clone(),
-                    wrap: alg,
-                    material,
-                    object_id,
-                    label,
-                    persistent,
-                },
-                &what,
-            )
+        let wrapped = Wrapped {
+            wrapping_id,
+            wrap,
+            material: input.encrypted_key_material,
+            what,
         };
 
-        if k.state == KeyState::Enabled {
-            // Re-import into a key that has material: only the same material, to change its
-            // expiration. Unwrapped as session objects, compared, destroyed.
-            let kcv = unwrap(input.encrypted_key_material, object_id, label, false).await?;
-            if rec.check_value.as_deref() != Some(kcv.as_slice()) {
-                return Err(incorrect_material());
+        // Which material is it? A session copy is unwrapped in the token, its check value
+        // computed there, and destroyed.
+        let kcv = self
+            .unwrap_material(&k, &wrapped, k.current_version, false)
+            .await?;
+        let id = imported_material_id(&k.material_key(), &kcv);
+        let found = rec.materials.iter().find(|m| m.check_value == kcv).cloned();
+        let import_type = input.import_type.unwrap_or(if rec.materials.is_empty() {
+            ImportType::NewKeyMaterial
+        } else {
+            ImportType::ExistingKeyMaterial
+        });
+        let material = match import_type {
+            ImportType::ExistingKeyMaterial => {
+                if input
+                    .key_material_id
+                    .as_ref()
+                    .is_some_and(|given| *given != id)
+                {
+                    let given = input.key_material_id.unwrap_or_default();
+                    return Err(KmsError::IncorrectKeyMaterial(texts::material_id_mismatch(
+                        &given,
+                    )));
+                }
+                let Some(mut m) = found else {
+                    return Err(incorrect_material());
+                };
+                m.expiration_model = model.as_str().into();
+                m.valid_to = valid_to;
+                if input.description.is_some() {
+                    m.description = input.description;
+                }
+                if m.imported {
+                    // In the token already: only its expiration (and description) change.
+                    self.store.put_material(&m, false, None).await?;
+                    return Ok((k.arn(), id));
+                }
+                m
             }
-            self.store
-                .set_import_material(k.key_id, model.as_str(), valid_to, None)
-                .await?;
-            return Ok((k.arn(), material_id(&k.material_key(), 1)));
-        }
+            ImportType::NewKeyMaterial => {
+                if found.is_some() {
+                    return Err(KmsError::IncorrectKeyMaterial(
+                        texts::material_already_associated(&id, &k.arn()),
+                    ));
+                }
+                if let Some(p) = pending_rotation(&k, &rec.materials) {
+                    return Err(KmsError::InvalidState(texts::new_material_while_pending(
+                        &id,
+                        &k.arn(),
+                        &imported_material_id(&k.material_key(), &p.check_value),
+                    )));
+                }
+                let version = match rec.materials.iter().map(|m| m.version).max() {
+                    None => k.current_version,
+                    Some(v) => v.max(k.current_version) + 1,
+                };
+                MaterialRecord {
+                    key_id: k.key_id,
+                    version,
+                    check_value: kcv,
+                    description: input.description,
+                    expiration_model: model.as_str().into(),
+                    valid_to,
+                    imported: true,
+                    created_at: now,
+                    rotated_at: None,
+                    rotation_type: None,
+                }
+            }
+        };
+        let arn = k.arn();
+        self.import_into_token(k, material, &wrapped, &id).await?;
+        Ok((arn, id))
+    }
 
-        // Material left behind by an interrupted delete or expiry: finish removing it.
-        for v in self.store.versions(k.key_id).await? {
-            if !v.pending {
-                self.token.destroy(v.token_object_id.clone()).await?;
-                self.store.delete_version(k.key_id, v.version).await?;
-            }
-        }
+    /// Put `m` into the token at its version and record it: intent (pending version) first,
+    /// then the token object, then — in one transaction — the material, the completed version
+    /// and, when every material the key needs is there again, the key's state `Enabled`.
+    async fn import_into_token(
+        &self,
+        k: KeyRecord,
+        mut m: MaterialRecord,
+        wrapped: &Wrapped,
+        id: &str,
+    ) -> Result<()> {
+        let _ = self.clear_leftover_versions(&k).await?;
+        let v32 = u32::try_from(m.version)
+            .map_err(|_| KmsError::LimitExceeded("Too many key materials".into()))?;
         let version = VersionRecord {
             key_id: k.key_id,
-            version: 1,
-            token_object_id: object_id.clone(),
-            material_id: material_id(&k.material_key(), 1),
-            created_at: now,
+            version: m.version,
+            token_object_id: token_object_id(&k.key_id, v32),
+            material_id: id.to_string(),
+            created_at: self.now(),
             rotation_type: None,
             pending: true,
         };
@@ -568,56 +653,122 @@ impl Kms {
                 e => e.into(),
             })?;
         crate::failpoint::hit("import.after_intent");
+        let (key_id, version_no) = (k.key_id, m.version);
         let undo = |why: &'static str| async move {
-            if let Err(e) = self.store.delete_pending_version(k.key_id, 1).await {
-                tracing::error!(key_id = %k.key_id, error = %e, why, "could not undo a pending import; reconciliation will");
+            if let Err(e) = self.token.destroy(token_object_id(&key_id, v32)).await {
+                tracing::error!(%key_id, error = %e, why, "could not destroy unfinished imported material; reconciliation will");
+                return;
+            }
+            if let Err(e) = self.store.delete_pending_version(key_id, version_no).await {
+                tracing::error!(%key_id, error = %e, why, "could not undo a pending import; reconciliation will");
             }
         };
-        let kcv = match unwrap(input.encrypted_key_material, object_id.clone(), label, true).await {
-            Ok(kcv) => kcv,
+        let kcv = match self.unwrap_material(&k, wrapped, m.version, true).await {
+            Ok(kcv) => {
+                crate::failpoint::hit("import.after_unwrap");
+                kcv
+            }
             Err(e) => {
-                undo("unwrap failed").await;
+                if let Err(e) = self.store.delete_pending_version(k.key_id, m.version).await {
+                    tracing::error!(key_id = %k.key_id, error = %e, "could not undo a pending import; reconciliation will");
+                }
                 return Err(e);
             }
         };
-        crate::failpoint::hit("import.after_unwrap");
-        if rec.check_value.as_ref().is_some_and(|c| *c != kcv) {
-            if let Err(e) = self.token.destroy(object_id).await {
-                tracing::error!(key_id = %k.key_id, error = %e, "could not destroy rejected material");
-                return Err(e.into());
-            }
-            undo("different material").await;
+        if kcv != m.check_value {
+            // The same ciphertext unwrapped to other material a moment ago: refuse it.
+            undo("material changed between unwraps").await;
             return Err(incorrect_material());
         }
-        self.store
-            .set_import_material(k.key_id, model.as_str(), valid_to, Some(&kcv))
-            .await?;
         crate::failpoint::hit("import.after_check_value");
+        m.imported = true;
         let mut key = k;
         for _ in 0..8 {
-            if key.state == KeyState::PendingImport {
+            let rec = self.store.get_import(key.key_id).await?.unwrap_or_default();
+            let others: Vec<&MaterialRecord> = rec
+                .materials
+                .iter()
+                .filter(|o| o.version != m.version)
+                .collect();
+            let permanent = m.version <= key.current_version;
+            if !permanent {
+                if let Some(p) = others.iter().find(|o| o.version > key.current_version) {
+                    undo("another material became pending").await;
+                    return Err(KmsError::InvalidState(texts::new_material_while_pending(
+                        id,
+                        &key.arn(),
+                        &imported_material_id(&key.material_key(), &p.check_value),
+                    )));
+                }
+            }
+            let complete = others
+                .iter()
+                .filter(|o| o.version <= key.current_version)
+                .all(|o| o.imported);
+            let enable = permanent && complete && key.state == KeyState::PendingImport;
+            if enable {
                 key.state = KeyState::Enabled;
             }
-            match self.store.activate_version(&key, 1).await {
-                Ok(_) => return Ok((key.arn(), material_id(&key.material_key(), 1))),
+            match self
+                .store
+                .put_material(&m, true, enable.then_some(&key))
+                .await
+            {
+                Ok(_) => return Ok(()),
                 Err(StoreError::Conflict) => {
                     key = self.store.get_key(key.key_id).await?.ok_or_else(|| {
                         KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
                     })?;
+                    key = self.with_expiry(key).await?;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    undo("recording the material failed").await;
+                    return Err(e.into());
+                }
             }
         }
+        undo("concurrent changes").await;
         Err(KmsError::Conflict(
             "The key is being modified concurrently; retry.".into(),
         ))
     }
 
-    /// Unwrap imported material in the token (see `Unwrap`) and return its stored check value:
-    /// SHA-256 of the token's key check value (secret keys) or of the public key's DER SPKI
-    /// (key pairs). A ciphertext that does not unwrap → `InvalidCiphertextException`; a
-    /// private key that is not valid PKCS#8 of the key's spec → `IncorrectKeyMaterialException`.
-    async fn unwrap_material(&self, k: &KeyRecord, u: Unwrap, what: &Imported) -> Result<Vec<u8>> {
+    /// Token objects of a key that no imported material names any more (a delete or expiry a
+    /// crash interrupted between the store and the token): destroyed, their versions removed.
+    /// The object ids destroyed.
+    pub(crate) async fn clear_leftover_versions(&self, k: &KeyRecord) -> Result<Vec<Vec<u8>>> {
+        let rec = self.store.get_import(k.key_id).await?.unwrap_or_default();
+        let mut destroyed = Vec::new();
+        for v in self.store.versions(k.key_id).await? {
+            let live = rec
+                .materials
+                .iter()
+                .any(|m| m.version == v.version && m.imported);
+            if !v.pending && !live {
+                self.token.destroy(v.token_object_id.clone()).await?;
+                crate::failpoint::hit("delete_material.after_destroy");
+                self.store.delete_version(k.key_id, v.version).await?;
+                destroyed.push(v.token_object_id);
+            }
+        }
+        Ok(destroyed)
+    }
+
+    /// Unwrap imported material in the token at `version` (a token object if `persistent`,
+    /// else a session copy that is destroyed) and return its stored check value: SHA-256 of
+    /// the token's key check value (secret keys) or of the public key's DER SPKI (key pairs).
+    /// A ciphertext that does not unwrap → `InvalidCiphertextException`; a private key that is
+    /// not valid PKCS#8 of the key's spec → `IncorrectKeyMaterialException`.
+    async fn unwrap_material(
+        &self,
+        k: &KeyRecord,
+        w: &Wrapped,
+        version: i64,
+        persistent: bool,
+    ) -> Result<Vec<u8>> {
+        let v32 = u32::try_from(version)
+            .map_err(|_| KmsError::LimitExceeded("Too many key materials".into()))?;
+        let (object_id, label) = (token_object_id(&k.key_id, v32), key_object_label(k, v32));
         let bad_ciphertext = |e: crate::token::TokenError| {
             tracing::info!(key_id = %k.key_id, error = %e, "key material import rejected");
             if e.kind() == FaultKind::BadInput {
@@ -630,18 +781,18 @@ impl Kms {
                 e.into()
             }
         };
-        let (pair, usage) = match what {
+        let (pair, usage) = match &w.what {
             Imported::Secret(kind) => {
                 let kcv = self
                     .token
                     .unwrap_import(
-                        u.wrapping_id,
-                        u.wrap,
-                        u.material,
+                        w.wrapping_id.clone(),
+                        w.wrap,
+                        w.material.clone(),
                         *kind,
-                        u.object_id,
-                        u.label,
-                        u.persistent,
+                        object_id,
+                        label,
+                        persistent,
                     )
                     .await
                     .map_err(bad_ciphertext)?;
@@ -652,14 +803,14 @@ impl Kms {
         let unwrapped = self
             .token
             .unwrap_import_pair(
-                u.wrapping_id,
-                u.wrap,
-                u.material,
+                w.wrapping_id.clone(),
+                w.wrap,
+                w.material.clone(),
                 pair,
                 usage,
-                u.object_id.clone(),
-                u.label,
-                u.persistent,
+                object_id.clone(),
+                label,
+                persistent,
             )
             .await
             .map_err(bad_ciphertext)?;
@@ -677,8 +828,8 @@ impl Kms {
         match spki_der(&public) {
             Ok(spki) => Ok(check_digest(&spki)),
             Err(e) => {
-                if u.persistent {
-                    let _ = self.token.destroy(u.object_id).await;
+                if persistent {
+                    let _ = self.token.destroy(object_id).await;
                 }
                 Err(e)
             }
@@ -689,40 +840,103 @@ impl Kms {
         &self,
         ctx: &RequestContext,
         key: &KeyRef,
+        key_material_id: Option<&str>,
     ) -> Result<(String, String)> {
         let k = self
             .resolve(ctx, key, Op::new(Action::DeleteImportedKeyMaterial))
-            .await?;
+            .await?
+            .into_record();
         require_external(&k)?;
-        if k.state == KeyState::PendingImport {
+        if !matches!(
+            k.state,
+            KeyState::Enabled
+                | KeyState::Disabled
+                | KeyState::PendingDeletion
+                | KeyState::PendingImport
+        ) {
             return Err(state_error(&k.arn(), k.state));
         }
-        let k = self
-            .update_key(ctx, k, |k| match k.state {
-                KeyState::Enabled | KeyState::Disabled => {
-                    k.state = KeyState::PendingImport;
-                    Ok(())
-                }
-                KeyState::PendingDeletion => Ok(()),
-                s => Err(state_error(&k.arn(), s)),
-            })
-            .await?;
-        crate::failpoint::hit("delete_material.after_state");
-        self.remove_imported_material(&k).await?;
-        Ok((k.arn(), material_id(&k.material_key(), 1)))
+        let rec = self.store.get_import(k.key_id).await?.unwrap_or_default();
+        let target = match key_material_id {
+            Some(id) => rec
+                .materials
+                .iter()
+                .find(|m| imported_material_id(&k.material_key(), &m.check_value) == id)
+                .ok_or_else(|| KmsError::NotFound(texts::material_not_found(id, &k.arn())))?,
+            None => rec
+                .materials
+                .iter()
+                .find(|m| m.version == k.current_version)
+                .ok_or_else(|| state_error(&k.arn(), KeyState::PendingImport))?,
+        };
+        if !target.imported {
+            return Err(state_error(&k.arn(), KeyState::PendingImport));
+        }
+        let id = imported_material_id(&k.material_key(), &target.check_value);
+        self.remove_material(k.clone(), target.clone()).await?;
+        Ok((k.arn(), id))
     }
 
-    /// Destroy an imported key's material in the token and forget its version (the key's
-    /// state has been moved already). Also used by the expiry job.
-    pub(crate) async fn remove_imported_material(&self, k: &KeyRecord) -> Result<usize> {
-        let mut n = 0;
-        for v in self.store.versions(k.key_id).await? {
-            self.token.destroy(v.token_object_id.clone()).await?;
-            crate::failpoint::hit("delete_material.after_destroy");
-            self.store.delete_version(k.key_id, v.version).await?;
-            n += 1;
+    /// Take one imported material out of the token (DeleteImportedKeyMaterial, expiry). One
+    /// pending rotation is forgotten entirely; a material the key keeps is marked not imported
+    /// — with the key's state `PendingImport` (unless pending deletion), in one transaction —
+    /// before its object is destroyed and its version removed (a crash in between leaves a
+    /// version no imported material names; the next import removes it).
+    pub(crate) async fn remove_material(&self, key: KeyRecord, m: MaterialRecord) -> Result<()> {
+        let v32 = u32::try_from(m.version).unwrap_or(u32::MAX);
+        let key_id = key.key_id;
+        if m.version > key.current_version {
+            self.store.delete_material(key.key_id, m.version).await?;
+        } else {
+            let mut key = key;
+            let mut gone = MaterialRecord {
+                imported: false,
+                ..m.clone()
+            };
+            let mut done = false;
+            for _ in 0..8 {
+                let change = matches!(key.state, KeyState::Enabled | KeyState::Disabled);
+                if change {
+                    key.state = KeyState::PendingImport;
+                }
+                match self
+                    .store
+                    .put_material(&gone, false, change.then_some(&key))
+                    .await
+                {
+                    Ok(_) => {
+                        done = true;
+                        break;
+                    }
+                    Err(StoreError::Conflict) => {
+                        key = self.store.get_key(key.key_id).await?.ok_or_else(|| {
+                            KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
+                        })?;
+                        if let Some(fresh) =
+                            self.store.get_import(key.key_id).await?.and_then(|r| {
+                                r.materials.into_iter().find(|x| x.version == m.version)
+                            })
+                        {
+                            gone = MaterialRecord {
+                                imported: false,
+                                ..fresh
+                            };
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !done {
+                return Err(KmsError::Conflict(
+                    "The key is being modified concurrently; retry.".into(),
+                ));
+            }
         }
-        Ok(n)
+        crate::failpoint::hit("delete_material.after_state");
+        self.token.destroy(token_object_id(&key_id, v32)).await?;
+        crate::failpoint::hit("delete_material.after_destroy");
+        self.store.delete_version(key_id, m.version).await?;
+        Ok(())
     }
 
     /// Destroy the import wrapping key of a deleted key (a failure leaves an orphan that
@@ -750,15 +964,20 @@ impl Kms {
         }
     }
 
-    /// A key as requests see it: imported material past its `ValidTo` makes the key
-    /// `PendingImport` even before the expiry job has destroyed it.
+    /// A key as requests see it: an imported key lacks material — one it keeps (up to its
+    /// current version) is deleted or past its `ValidTo` — is `PendingImport`, even before the
+    /// expiry job has destroyed it.
     pub(crate) async fn with_expiry(&self, mut k: KeyRecord) -> Result<KeyRecord> {
         if k.origin == Origin::External && matches!(k.state, KeyState::Enabled | KeyState::Disabled)
         {
             if let Some(rec) = self.store.get_import(k.key_id).await? {
-                let expires = rec.expiration_model.as_deref()
-                    == Some(ExpirationModel::KeyMaterialExpires.as_str());
-                if expires && rec.valid_to.is_some_and(|t| t <= self.now()) {
+                let now = self.now();
+                let lacking = rec
+                    .materials
+                    .iter()
+                    .filter(|m| m.version <= k.current_version)
+                    .any(|m| !m.imported || expired(m, now));
+                if lacking {
                     k.state = KeyState::PendingImport;
                 }
             }
@@ -766,49 +985,76 @@ impl Kms {
         Ok(k)
     }
 
-    /// The expiry job for one key: state → `PendingImport` (unless pending deletion), then
-    /// the material is destroyed. Returns the number of destroyed objects.
+    /// The expiry job for one key: each imported material past its `ValidTo` is taken out of
+    /// the token (`remove_material`). Returns the number of destroyed objects.
     pub(crate) async fn expire_material(&self, key: KeyRecord) -> Result<usize> {
-        let mut key = key;
-        for _ in 0..8 {
-            if matches!(key.state, KeyState::Enabled | KeyState::Disabled) {
-                key.state = KeyState::PendingImport;
-                match self.store.update_key(&key).await {
-                    Ok(revision) => key.revision = revision,
-                    Err(StoreError::NotFound) => return Ok(0),
-                    Err(StoreError::Conflict) => {
-                        match self.store.get_key(key.key_id).await? {
-                            Some(k) => key = k,
-                            None => return Ok(0),
-                        }
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
+        let now = self.now();
+        let rec = self.store.get_import(key.key_id).await?.unwrap_or_default();
+        let mut n = 0;
+        for m in rec
+            .materials
+            .into_iter()
+            .filter(|m| m.imported && expired(m, now))
+        {
+            let key =
+                self.store.get_key(key.key_id).await?.ok_or_else(|| {
+                    KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
+                })?;
+            self.remove_material(key, m).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The `KeyMaterialId` of a key's material at `version`: for imported material derived
+    /// from the key id and the material's check value, else from the key id and the version.
+    pub(crate) async fn material_id_of(&self, k: &KeyRecord, version: i64) -> Result<String> {
+        if k.origin == Origin::External {
+            if let Some(rec) = self.store.get_import(k.key_id).await? {
+                if let Some(m) = rec.materials.iter().find(|m| m.version == version) {
+                    return Ok(imported_material_id(&k.material_key(), &m.check_value));
                 }
             }
-            return self.remove_imported_material(&key).await;
         }
-        Err(KmsError::Conflict(
-            "The key is being modified concurrently; retry.".into(),
-        ))
+        Ok(material_id(&k.material_key(), version as u32))
     }
 }
 
-/// One unwrap of imported material (see `Kms::unwrap_material`): into token objects with
-/// `object_id`/`label` if `persistent`, else into session objects that are destroyed.
-struct Unwrap {
+/// Has this material passed its `ValidTo`?
+pub(crate) fn expired(m: &MaterialRecord, now: Millis) -> bool {
+    m.expiration_model == ExpirationModel::KeyMaterialExpires.as_str()
+        && m.valid_to.is_some_and(|t| t <= now)
+}
+
+/// The material waiting for on-demand rotation (above the key's current version), if any.
+fn pending_rotation<'a>(
+    k: &KeyRecord,
+    materials: &'a [MaterialRecord],
+) -> Option<&'a MaterialRecord> {
+    materials.iter().find(|m| m.version > k.current_version)
+}
+
+/// The public identifier of imported key material (64 lowercase hex characters): derived from
+/// the key id and the material's check value, which the token computed (never from the
+/// material itself). The same material imported into the same key has the same id.
+pub fn imported_material_id(key_id: &Uuid, check_value: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"kms-bridge imported key material\0");
+    h.update(key_id.as_bytes());
+    h.update(check_value);
+    hex::encode(h.finalize())
+}
+
+/// Wrapped material of one ImportKeyMaterial request and what it must become.
+struct Wrapped {
     wrapping_id: Vec<u8>,
     wrap: ImportWrap,
     material: Vec<u8>,
-    object_id: Vec<u8>,
-    label: String,
-    persistent: bool,
+    what: Imported,
 }
 
 fn incorrect_material() -> KmsError {
-    KmsError::IncorrectKeyMaterial(
-        "The key material doesn't match the key material previously imported into this key.".into(),
-    )
+    KmsError::IncorrectKeyMaterial(texts::INCORRECT_KEY_MATERIAL.into())
 }
 
 #[cfg(test)]

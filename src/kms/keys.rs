@@ -11,7 +11,7 @@ use super::{
     key_object_label, material_id, page_limit, require_not_pending_deletion, state_error, texts,
     token_object_id, Kms, KmsError, RequestContext, Result, MS_PER_DAY,
 };
-use crate::model::{KeySpec, KeyState, KeyUsage, Origin};
+use crate::model::{KeyManager, KeySpec, KeyState, KeyUsage, Origin};
 use crate::policy::{Context, Policy, PolicyKind};
 use crate::store::{KeyRecord, MultiRegion, StoreError, TagRecord, VersionRecord};
 
@@ -70,6 +70,33 @@ impl KeyInfo {
             record,
         }
     }
+}
+
+/// `ExpirationModel` and `ValidTo` of an imported key: the earliest `ValidTo` of the imported
+/// materials it keeps (up to its current version), `KEY_MATERIAL_DOES_NOT_EXPIRE` when none
+/// expires; None before the first import.
+fn expiration(
+    materials: &[crate::store::MaterialRecord],
+    current_version: i64,
+) -> Option<(String, Option<i64>)> {
+    let kept: Vec<_> = materials
+        .iter()
+        .filter(|m| m.version <= current_version && m.imported)
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    let expires = crate::model::ExpirationModel::KeyMaterialExpires.as_str();
+    let valid_to = kept
+        .iter()
+        .filter(|m| m.expiration_model == expires)
+        .filter_map(|m| m.valid_to)
+        .min();
+    let model = match valid_to {
+        Some(_) => expires,
+        None => crate::model::ExpirationModel::KeyMaterialDoesNotExpire.as_str(),
+    };
+    Some((model.to_string(), valid_to))
 }
 
 /// One page of a listing.
@@ -310,6 +337,7 @@ impl Kms {
             policy,
             revision: 0,
             custom_key_store_id: input.custom_key_store_id.clone(),
+            key_manager: KeyManager::Customer,
             mac: Vec::new(),
             multi_region,
         };
@@ -370,6 +398,11 @@ impl Kms {
             let set = self.store.multi_region_keys(m.mrk).await?;
             info.multi_region = Some(multi_region_view(&info.record, &set));
         }
+        if info.record.origin == Origin::External {
+            info.current_material_id = self
+                .material_id_of(&info.record, info.record.current_version)
+                .await?;
+        }
         if let Some(id) = &info.record.custom_key_store_id {
             info.cluster_id = self
                 .store
@@ -387,7 +420,7 @@ impl Kms {
         let mut info = self.key_info(k.into_record()).await?;
         if info.record.origin == Origin::External && info.record.state != KeyState::PendingImport {
             if let Some(rec) = self.store.get_import(info.record.key_id).await? {
-                info.expiration = rec.expiration_model.map(|m| (m, rec.valid_to));
+                info.expiration = expiration(&rec.materials, info.record.current_version);
             }
         }
         Ok(info)

@@ -20,6 +20,7 @@ mod grants;
 mod import;
 mod keys;
 pub mod keystores;
+pub mod managed;
 mod multi_region;
 mod oaep;
 pub mod quota;
@@ -38,11 +39,12 @@ pub use authz::{AccountPermit, Permitted};
 pub use crypto::{DataKey, Decrypted, Encrypted, ReEncrypted};
 pub use error::{KmsError, Result};
 pub use grants::{validate_grant_tokens, CreateGrantInput, GrantConstraints, GrantInfo};
-pub use import::{ImportInput, ImportParameters, IMPORT_MAC_KEY_ID};
+pub use import::{imported_material_id, ImportInput, ImportParameters, IMPORT_MAC_KEY_ID};
 pub use keys::{CreateKeyInput, KeyInfo, MultiRegionView, Page, ScheduledDeletion};
+pub use managed::ViaServices;
 pub use multi_region::{ReplicateKeyInput, Replicated};
 pub use reconcile::ReconcileReport;
-pub use rotation::{RotationEntry, RotationStatus};
+pub use rotation::{ImportedEntry, RotationEntry, RotationStatus};
 
 use std::sync::Arc;
 
@@ -148,6 +150,8 @@ pub struct Kms {
     usage: usage::Pending,
     /// The regions this deployment serves (where multi-Region keys may have replicas).
     regions: Vec<String>,
+    /// Principals standing for AWS services (`kms:ViaService`; see `managed`).
+    via_services: managed::ViaServices,
 }
 
 /// Prefix of every token object label this service creates.
@@ -179,12 +183,19 @@ impl Kms {
             import_unsupported: Default::default(),
             usage: Default::default(),
             regions: Vec::new(),
+            via_services: Default::default(),
         }
     }
 
     /// The regions this deployment serves (`regions` in the configuration).
     pub fn with_regions(mut self, regions: Vec<String>) -> Kms {
         self.regions = regions;
+        self
+    }
+
+    /// The principals whose requests come "through" an AWS service (`service_principals`).
+    pub fn with_service_principals(mut self, via_services: managed::ViaServices) -> Kms {
+        self.via_services = via_services;
         self
     }
 
@@ -298,16 +309,17 @@ impl Kms {
     }
 
     async fn alias_target(&self, ctx: &RequestContext, account: &str, alias: &str) -> Result<Uuid> {
-        self.store
-            .get_alias(&ctx.region, account, alias)
-            .await?
-            .map(|a| a.key_id)
-            .ok_or_else(|| {
-                KmsError::NotFound(format!(
-                    "Alias {} is not found.",
-                    ids::alias_arn(&ctx.region, account, alias)
-                ))
-            })
+        if let Some(a) = self.store.get_alias(&ctx.region, account, alias).await? {
+            return Ok(a.key_id);
+        }
+        // A predefined alias of an AWS managed key not created yet: created on first use.
+        if let Some(id) = self.managed_alias_target(ctx, account, alias).await? {
+            return Ok(id);
+        }
+        Err(KmsError::NotFound(format!(
+            "Alias {} is not found.",
+            ids::alias_arn(&ctx.region, account, alias)
+        )))
     }
 
     /// Re-read, change and compare-and-swap a key, retrying on concurrent updates.

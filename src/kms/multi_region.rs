@@ -171,6 +171,7 @@ impl Kms {
             policy: policy.clone(),
             revision: 0,
             custom_key_store_id: None,
+            key_manager: primary.key_manager,
             mac: Vec::new(),
             multi_region: Some(m.clone()),
         };
@@ -191,10 +192,20 @@ impl Kms {
         }
 
         // Intent: the replica `Creating`, one pending version per version of the primary (or,
-        // for imported material, none: the same material is imported into the replica).
-        let (versions, check_value) = if primary.origin == Origin::External {
+        // for imported material, none: the same materials are imported into the replica).
+        let (versions, materials) = if primary.origin == Origin::External {
             let rec = self.store.get_import(primary.key_id).await?;
-            (Vec::new(), rec.and_then(|r| r.check_value))
+            let materials = rec
+                .map(|r| r.materials)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| crate::store::MaterialRecord {
+                    key_id: replica.key_id,
+                    imported: false,
+                    ..m
+                })
+                .collect();
+            (Vec::new(), materials)
         } else {
             let versions = self
                 .store
@@ -204,13 +215,13 @@ impl Kms {
                 .filter(|v| !v.pending)
                 .map(|v| replica_version(&replica, &v))
                 .collect::<Result<Vec<_>>>()?;
-            (versions, None)
+            (versions, Vec::new())
         };
         let mut retried = false;
         loop {
             match self
                 .store
-                .insert_replica(&replica, &versions, &input.tags, check_value.as_deref())
+                .insert_replica(&replica, &versions, &input.tags, &materials)
                 .await
             {
                 Ok(()) => break,

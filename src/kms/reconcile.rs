@@ -176,12 +176,12 @@ impl Kms {
         }
 
         for key in self.store.unfinished_material_removals().await? {
-            for v in self.store.versions(key.key_id).await? {
-                destroyed.insert(v.token_object_id);
+            let gone = self.clear_leftover_versions(&key).await?;
+            if !gone.is_empty() {
+                tracing::warn!(key_id = %key.key_id, versions = gone.len(), "finished removing imported key material, interrupted by a crash");
             }
-            let n = self.remove_imported_material(&key).await?;
-            tracing::warn!(key_id = %key.key_id, versions = n, "finished removing imported key material, interrupted by a crash");
-            report.removed_versions += n;
+            report.removed_versions += gone.len();
+            destroyed.extend(gone);
         }
 
         // A deletion whose destroying was cut short: finished now (the scheduler would, but

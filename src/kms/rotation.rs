@@ -8,7 +8,7 @@ use super::{
     material_id, page_limit, require_enabled, token_object_id, token_object_label, Kms, KmsError,
     Page, RequestContext, Result, MS_PER_DAY,
 };
-use crate::model::{KeySpec, KeyState, Origin, RotationType};
+use crate::model::{KeyMaterialState, KeySpec, KeyState, Origin, RotationType};
 use crate::operations::Action;
 use crate::store::{KeyRecord, Millis, StoreError, VersionRecord};
 
@@ -28,19 +28,34 @@ pub struct RotationStatus {
 pub struct RotationEntry {
     pub key_id: String,
     pub material_id: String,
-    pub rotation_date: Millis,
+    /// When the material became current by a rotation (None: the first, or pending).
+    pub rotation_date: Option<Millis>,
     pub rotation_type: Option<RotationType>,
-    pub current: bool,
+    pub state: KeyMaterialState,
+    /// Imported material (symmetric EXTERNAL keys) only.
+    pub import: Option<ImportedEntry>,
 }
 
-fn require_rotatable(key: &KeyRecord) -> Result<()> {
+/// What a ListKeyRotations entry says of imported material.
+#[derive(Debug)]
+pub struct ImportedEntry {
+    pub imported: bool,
+    pub description: Option<String>,
+    pub expiration_model: String,
+    pub valid_to: Option<Millis>,
+}
+
+/// Which rotations a key has: automatic and on-demand (`AWS_KMS`), or on-demand rotation to
+/// imported material only (symmetric `EXTERNAL` keys: `imported_too`).
+fn require_rotatable(key: &KeyRecord, imported_too: bool) -> Result<()> {
     // As recorded against AWS (LocalStack's snapshots of RotateKeyOnDemand): a key that is not
     // symmetric gets UnsupportedOperationException without a message; a symmetric key of
     // another origin, AWS's origin text.
     if key.key_spec != KeySpec::SymmetricDefault {
         return Err(KmsError::UnsupportedOperation(String::new()));
     }
-    if key.origin != Origin::AwsKms {
+    let imported = imported_too && key.origin == Origin::External;
+    if key.origin != Origin::AwsKms && !imported {
         return Err(KmsError::UnsupportedOperation(
             super::texts::origin_not_valid(&key.arn(), key.origin),
         ));
@@ -78,7 +93,7 @@ impl Kms {
         let now = self.now();
         // Automatic rotation is a shared property of a multi-Region key: set on its primary.
         self.update_shared(ctx, k, |k| {
-            require_rotatable(k)?;
+            require_rotatable(k, false)?;
             require_enabled(k)?;
             Kms::require_not_replica(k)?;
             k.rotation_enabled = true;
@@ -95,7 +110,7 @@ impl Kms {
             .resolve(ctx, key, Op::new(Action::DisableKeyRotation))
             .await?;
         self.update_shared(ctx, k, |k| {
-            require_rotatable(k)?;
+            require_rotatable(k, false)?;
             require_enabled(k)?;
             Kms::require_not_replica(k)?;
             k.rotation_enabled = false;
@@ -115,7 +130,7 @@ impl Kms {
         let k = self
             .resolve(ctx, key, Op::new(Action::GetKeyRotationStatus))
             .await?;
-        require_rotatable(&k)?;
+        require_rotatable(&k, false)?;
         // A key pending deletion reports rotation off; the setting returns on cancel.
         let enabled = k.rotation_enabled
             && !matches!(
@@ -144,9 +159,13 @@ impl Kms {
             .await?;
         // AWS checks the state before the key type.
         require_enabled(&k)?;
-        require_rotatable(&k)?;
+        require_rotatable(&k, true)?;
         // A multi-Region key's set is rotated on its primary.
         Kms::require_not_replica(&k)?;
+        if k.origin == Origin::External {
+            let k = self.rotate_to_imported(ctx, k.into_record()).await?;
+            return Ok(k.arn());
+        }
         let versions = self.store.versions(k.key_id).await?;
         let on_demand = versions
             .iter()
@@ -159,6 +178,59 @@ impl Kms {
         }
         let k = self.rotate(ctx, k, RotationType::OnDemand).await?;
         Ok(k.arn())
+    }
+
+    /// On-demand rotation of an imported key: the material pending rotation (imported, not
+    /// expired) becomes current; the key's earlier materials keep decrypting.
+    async fn rotate_to_imported(
+        &self,
+        ctx: &RequestContext,
+        mut key: KeyRecord,
+    ) -> Result<KeyRecord> {
+        for _ in 0..8 {
+            let rec = self.store.get_import(key.key_id).await?.unwrap_or_default();
+            let now = self.now();
+            let pending = rec.materials.iter().find(|m| {
+                m.version > key.current_version && m.imported && !super::import::expired(m, now)
+            });
+            let Some(pending) = pending else {
+                return Err(KmsError::InvalidState(
+                    super::texts::no_material_pending_rotation(&key.arn()),
+                ));
+            };
+            let on_demand = rec
+                .materials
+                .iter()
+                .filter(|m| m.rotation_type == Some(RotationType::OnDemand))
+                .count();
+            if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+                return Err(KmsError::LimitExceeded(
+                    super::texts::on_demand_rotation_limit(&key.arn()),
+                ));
+            }
+            let mut rotated = key.clone();
+            rotated.current_version = pending.version;
+            match self
+                .store
+                .rotate_to_material(&rotated, pending.version, now)
+                .await
+            {
+                Ok(revision) => {
+                    rotated.revision = revision;
+                    return Ok(rotated);
+                }
+                Err(StoreError::Conflict) | Err(StoreError::NotFound) => {
+                    key = self.load_key(ctx, key.key_id).await?.ok_or_else(|| {
+                        KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
+                    })?;
+                    require_enabled(&key)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KmsError::Conflict(
+            "The key is being modified concurrently; retry.".into(),
+        ))
     }
 
     /// Add a version: record the intent, create the token object, then make it current.
@@ -255,7 +327,7 @@ impl Kms {
         let k = self
             .resolve(ctx, key, Op::new(Action::ListKeyRotations))
             .await?;
-        require_rotatable(&k)?;
+        require_rotatable(&k, true)?;
         let after: i64 = match marker {
             Some(m) => m
                 .parse::<i64>()
@@ -264,24 +336,59 @@ impl Kms {
                 .ok_or_else(|| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?,
             None => 0,
         };
-        let versions = self.store.versions(k.key_id).await?;
-        let mut entries: Vec<(i64, RotationEntry)> = versions
-            .into_iter()
-            .filter(|v| !v.pending && v.version > after)
-            .filter(|v| include_all_material || v.rotation_type.is_some())
-            .map(|v| {
-                (
+        let state = |version: i64| match version.cmp(&k.current_version) {
+            std::cmp::Ordering::Equal => KeyMaterialState::Current,
+            std::cmp::Ordering::Less => KeyMaterialState::NonCurrent,
+            std::cmp::Ordering::Greater => KeyMaterialState::PendingRotation,
+        };
+        let mut entries: Vec<(i64, RotationEntry)> = Vec::new();
+        if k.origin == Origin::External {
+            let rec = self.store.get_import(k.key_id).await?.unwrap_or_default();
+            for m in rec.materials {
+                if m.version <= after || !(include_all_material || m.rotation_type.is_some()) {
+                    continue;
+                }
+                entries.push((
+                    m.version,
+                    RotationEntry {
+                        key_id: k.key_id.to_string(),
+                        material_id: super::import::imported_material_id(
+                            &k.material_key(),
+                            &m.check_value,
+                        ),
+                        rotation_date: m.rotated_at,
+                        rotation_type: m.rotation_type,
+                        state: state(m.version),
+                        import: Some(ImportedEntry {
+                            imported: m.imported,
+                            description: m.description,
+                            expiration_model: m.expiration_model,
+                            valid_to: m.valid_to,
+                        }),
+                    },
+                ));
+            }
+        } else {
+            for v in self.store.versions(k.key_id).await? {
+                if v.pending
+                    || v.version <= after
+                    || !(include_all_material || v.rotation_type.is_some())
+                {
+                    continue;
+                }
+                entries.push((
                     v.version,
                     RotationEntry {
                         key_id: k.public_id(),
                         material_id: v.material_id,
-                        rotation_date: v.created_at,
+                        rotation_date: v.rotation_type.map(|_| v.created_at),
                         rotation_type: v.rotation_type,
-                        current: v.version == k.current_version,
+                        state: state(v.version),
+                        import: None,
                     },
-                )
-            })
-            .collect();
+                ));
+            }
+        }
         let next_marker = if entries.len() > limit {
             entries.truncate(limit);
             entries.last().map(|(v, _)| v.to_string())

@@ -264,3 +264,51 @@ pub fn replica_exists(key_id: &str, region: &str) -> String {
 pub fn region_not_enabled(region: &str) -> String {
     format!("The Region {region} is not enabled for this account.")
 }
+
+/// ImportKeyMaterial `NEW_KEY_MATERIAL` while another material waits for its rotation
+/// (`KMSInvalidStateException`; AWS's recorded answer, LocalStack's snapshot
+/// `test_import_key_material_raises_if_there_is_already_key_material_pending`).
+pub fn new_material_while_pending(new_id: &str, arn: &str, pending_id: &str) -> String {
+    format!(
+        "New key material (id: {new_id}) cannot be imported into KMS key {arn}, because another \
+         key material (id: {pending_id}) is pending rotation."
+    )
+}
+
+/// RotateKeyOnDemand of an imported key without new material (`KMSInvalidStateException`;
+/// AWS's recorded answer, LocalStack's snapshot
+/// `test_rotate_key_on_demand_raises_for_no_pending_key_material`).
+pub fn no_material_pending_rotation(arn: &str) -> String {
+    format!("No available key material pending rotation for the key: {arn}.")
+}
+
+/// Material that is not (the requested) material of the key (`IncorrectKeyMaterialException`).
+pub const INCORRECT_KEY_MATERIAL: &str =
+    "The key material doesn't match the key material previously imported into this key.";
+
+// The following have no published AWS text; they keep the model's style.
+
+/// `ImportType`, `KeyMaterialId` or `KeyMaterialDescription` for an asymmetric or HMAC key,
+/// whose one material cannot change (`ValidationException`).
+pub const MATERIAL_OPTIONS_SYMMETRIC_ONLY: &str = "ImportType, KeyMaterialId and \
+     KeyMaterialDescription are valid only for symmetric encryption KMS keys.";
+
+/// `KeyMaterialId` together with `NEW_KEY_MATERIAL` (`ValidationException`).
+pub const MATERIAL_ID_WITH_NEW: &str =
+    "KeyMaterialId cannot be specified when ImportType is NEW_KEY_MATERIAL.";
+
+/// `NEW_KEY_MATERIAL` whose material is already one of the key's (`IncorrectKeyMaterialException`).
+pub fn material_already_associated(id: &str, arn: &str) -> String {
+    format!("Key material (id: {id}) is already associated with KMS key {arn}.")
+}
+
+/// `EXISTING_KEY_MATERIAL` with a `KeyMaterialId` the material does not have
+/// (`IncorrectKeyMaterialException`).
+pub fn material_id_mismatch(id: &str) -> String {
+    format!("The key material does not match the key material ID {id}.")
+}
+
+/// DeleteImportedKeyMaterial naming material the key has not got (`NotFoundException`).
+pub fn material_not_found(id: &str, arn: &str) -> String {
+    format!("Key material (id: {id}) is not associated with KMS key {arn}.")
+}

@@ -23,7 +23,8 @@ use uuid::Uuid;
 
 use super::{
     AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord, IdentityPolicyRecord,
-    ImportRecord, KeyRecord, Millis, PrincipalRecord, Result, TagRecord, VersionRecord,
+    ImportRecord, KeyRecord, MaterialRecord, Millis, PrincipalRecord, Result, TagRecord,
+    VersionRecord,
 };
 use super::{Invalidation, MetadataStore, RowSealer, Sealed, StoreError};
 
@@ -308,8 +309,12 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn delete_unfinished_key(&self, key_id: Uuid) -> Result<()> {
+        // An unfinished AWS managed key may have its alias already.
         writing!(
-            self.forget_key(&key_id),
+            {
+                self.forget_key(&key_id);
+                self.t.aliases.clear();
+            },
             self.inner.delete_unfinished_key(key_id)
         )
     }
@@ -550,7 +555,10 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
 
     async fn delete_version(&self, key_id: Uuid, version: i64) -> Result<()> {
-        self.inner.delete_version(key_id, version).await
+        writing!(
+            self.forget_key(&key_id),
+            self.inner.delete_version(key_id, version)
+        )
     }
 
     async fn insert_key_store(&self, s: &CustomKeyStoreRecord) -> Result<()> {
@@ -591,12 +599,12 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         key: &KeyRecord,
         versions: &[VersionRecord],
         tags: &[TagRecord],
-        check_value: Option<&[u8]>,
+        materials: &[MaterialRecord],
     ) -> Result<()> {
         let key = self.sealed(key).await?;
         writing!(
             self.forget_key(&key.key_id),
-            self.inner.insert_replica(&key, versions, tags, check_value)
+            self.inner.insert_replica(&key, versions, tags, materials)
         )
     }
 
@@ -639,17 +647,34 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         )
     }
 
-    async fn set_import_material(
+    async fn put_material(
         &self,
-        key_id: Uuid,
-        expiration_model: &str,
-        valid_to: Option<Millis>,
-        check_value: Option<&[u8]>,
-    ) -> Result<()> {
+        material: &MaterialRecord,
+        activate: bool,
+        key: Option<&KeyRecord>,
+    ) -> Result<Option<i64>> {
+        let key = match key {
+            Some(k) => Some(self.sealed(k).await?),
+            None => None,
+        };
+        writing!(
+            self.forget_key(&material.key_id),
+            self.inner.put_material(material, activate, key.as_ref())
+        )
+    }
+
+    async fn delete_material(&self, key_id: Uuid, version: i64) -> Result<()> {
         writing!(
             self.forget_key(&key_id),
-            self.inner
-                .set_import_material(key_id, expiration_model, valid_to, check_value)
+            self.inner.delete_material(key_id, version)
+        )
+    }
+
+    async fn rotate_to_material(&self, key: &KeyRecord, version: i64, at: Millis) -> Result<i64> {
+        let key = self.sealed(key).await?;
+        writing!(
+            self.forget_key(&key.key_id),
+            self.inner.rotate_to_material(&key, version, at)
         )
     }
 
@@ -710,6 +735,7 @@ mod tests {
             policy: "{}".into(),
             revision: 0,
             custom_key_store_id: None,
+            key_manager: crate::model::KeyManager::Customer,
             mac: Vec::new(),
             multi_region: None,
         };

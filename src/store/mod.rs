@@ -30,7 +30,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::model::{KeySpec, KeyState, KeyUsage, Origin, RotationType};
+use crate::model::{KeyManager, KeySpec, KeyState, KeyUsage, Origin, RotationType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -165,6 +165,8 @@ pub struct KeyRecord {
     pub revision: i64,
     /// The custom key store (another token) holding the material; None = the default token.
     pub custom_key_store_id: Option<String>,
+    /// `AWS` for AWS managed keys (`alias/aws/<service>`); fixed at creation.
+    pub key_manager: KeyManager,
     /// Integrity MAC over the row's contents (`Sealed`), made in the token
     /// (`kms::sealed`, applied by `cached::CachedStore`); stored as given (`tombstone_key` stores the one given for the row in state `Deleted`).
     pub mac: Vec<u8>,
@@ -356,7 +358,7 @@ pub struct KeyUsageRecord {
     pub request_id: String,
 }
 
-/// The import state of a key with origin `EXTERNAL` (one row per key).
+/// The import state of a key with origin `EXTERNAL` (one row per key) and its key materials.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ImportRecord {
     pub key_id: Uuid,
@@ -367,11 +369,33 @@ pub struct ImportRecord {
     /// Nonce of the current import token; older tokens are superseded.
     pub nonce: Option<Vec<u8>>,
     pub parameters_valid_to: Option<Millis>,
-    /// `KEY_MATERIAL_EXPIRES` / `KEY_MATERIAL_DOES_NOT_EXPIRE` of the imported material.
-    pub expiration_model: Option<String>,
+    /// Every key material imported into the key (ordered by version), also those deleted or
+    /// expired since (`imported` false).
+    pub materials: Vec<MaterialRecord>,
+}
+
+/// One key material of an `EXTERNAL` key. The row outlives the material's token object: a
+/// deleted or expired material comes back (same check value) at the same `version`, so the
+/// ciphertexts that name that version decrypt again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaterialRecord {
+    pub key_id: Uuid,
+    /// The version (token object, ciphertext header) this material is.
+    pub version: i64,
+    /// SHA-256 of the key check value computed in the token (never the material).
+    pub check_value: Vec<u8>,
+    /// `KeyMaterialDescription`.
+    pub description: Option<String>,
+    /// `KEY_MATERIAL_EXPIRES` / `KEY_MATERIAL_DOES_NOT_EXPIRE`.
+    pub expiration_model: String,
     pub valid_to: Option<Millis>,
-    /// Key check value of the first material imported (computed in the token).
-    pub check_value: Option<Vec<u8>>,
+    /// The material is in the token now (`ImportState` `IMPORTED`, else `PENDING_IMPORT`).
+    pub imported: bool,
+    /// When it was first imported.
+    pub created_at: Millis,
+    /// When on-demand rotation made it current (None: the first material, or pending rotation).
+    pub rotated_at: Option<Millis>,
+    pub rotation_type: Option<RotationType>,
 }
 
 /// Makes the integrity MACs of rows (`kms::sealed::TokenSealer`: in the token).
@@ -453,15 +477,18 @@ impl Sealed for KeyRecord {
             .int(self.current_version)
             .text(&self.policy)
             .opt_text(self.custom_key_store_id.as_deref());
-        // Rows of single-Region keys keep the MAC input they had before multi-Region keys.
-        match &self.multi_region {
-            Some(mr) => {
-                m.text("multi-Region")
-                    .field(mr.mrk.as_bytes())
-                    .text(&mr.primary_region)
-                    .0
-            }
-            None => m.0,
+        // Added after rows were sealed without them: single-Region, customer managed keys keep
+        // the MAC input they had before.
+        let m = match &self.multi_region {
+            Some(mr) => m
+                .text("multi-Region")
+                .field(mr.mrk.as_bytes())
+                .text(&mr.primary_region),
+            None => m,
+        };
+        match self.key_manager {
+            KeyManager::Customer => m.0,
+            KeyManager::Aws => m.text("key manager AWS").0,
         }
     }
     mac_member!();
@@ -547,8 +574,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_unfinished_key(&self, key_id: Uuid) -> Result<()>;
     /// Keys in state `Creating` (start-up reconciliation).
     async fn unfinished_keys(&self) -> Result<Vec<KeyRecord>>;
-    /// Imported keys whose material removal (DeleteImportedKeyMaterial, expiry) was
-    /// interrupted: state `PendingImport` already, completed versions still there.
+    /// Imported keys that may hold a material removal (DeleteImportedKeyMaterial, expiry)
+    /// a crash interrupted: state `PendingImport` with completed versions (some of which may
+    /// be of materials still imported).
     async fn unfinished_material_removals(&self) -> Result<Vec<KeyRecord>>;
 
     /// Record a pending version (intent) before its token object is created.
@@ -649,32 +677,40 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Store the import parameters of `rec` (wrapping key, algorithm, spec, nonce, expiry);
     /// the material columns are left alone.
     async fn set_import_parameters(&self, rec: &ImportRecord) -> Result<()>;
-    /// Store the expiration of imported material and, if none is stored yet, its key check
-    /// value (the first import's value is never replaced).
-    async fn set_import_material(
+    /// Write a key material row (insert or replace) in one transaction with, if `activate`,
+    /// the completion of its pending version (`NotFound` if there is none) and, if `key` is
+    /// given, that key's compare-and-swap (the new revision). A material above the key's
+    /// current version (pending rotation) while another one is pending: `Conflict`.
+    async fn put_material(
         &self,
-        key_id: Uuid,
-        expiration_model: &str,
-        valid_to: Option<Millis>,
-        check_value: Option<&[u8]>,
-    ) -> Result<()>;
-    /// Keys holding imported material that expired at or before `now`.
+        material: &MaterialRecord,
+        activate: bool,
+        key: Option<&KeyRecord>,
+    ) -> Result<Option<i64>>;
+    /// Forget a key material entirely (one pending rotation that was deleted or expired).
+    async fn delete_material(&self, key_id: Uuid, version: i64) -> Result<()>;
+    /// On-demand rotation to imported material: `key` (its `current_version` = `version`) is
+    /// compare-and-swapped and the material marked rotated at `at`, atomically; `NotFound` if
+    /// the material is not imported.
+    async fn rotate_to_material(&self, key: &KeyRecord, version: i64, at: Millis) -> Result<i64>;
+    /// Keys holding imported material (in the token) that expired at or before `now`.
     async fn due_expirations(&self, now: Millis) -> Result<Vec<KeyRecord>>;
 
     /// The members of a multi-Region key's set that are not deleted (one still being created
     /// too), ordered by region.
     async fn multi_region_keys(&self, mrk: Uuid) -> Result<Vec<KeyRecord>>;
     /// Insert a multi-Region replica key (state `Creating`) with its pending versions, its
-    /// tags and, for imported key material (origin `EXTERNAL`), its import record holding
-    /// `check_value` (the set's material), atomically. A tombstone of an earlier replica with
-    /// the same key id is replaced once its material is gone (`InUse` while versions remain);
-    /// any other row with that id is `AlreadyExists`.
+    /// tags and, for imported key material (origin `EXTERNAL`), its import record and
+    /// `materials` (the set's materials, not imported yet: only they may be imported into the
+    /// replica), atomically. A tombstone of an earlier replica with the same key id is
+    /// replaced once its material is gone (`InUse` while versions remain); any other row with
+    /// that id is `AlreadyExists`.
     async fn insert_replica(
         &self,
         key: &KeyRecord,
         versions: &[VersionRecord],
         tags: &[TagRecord],
-        check_value: Option<&[u8]>,
+        materials: &[MaterialRecord],
     ) -> Result<()>;
     /// Compare-and-swap several keys in one transaction (all or none); their new revisions,
     /// in order.

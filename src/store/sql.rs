@@ -55,7 +55,7 @@ pub(super) fn parse<T>(v: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> su
 pub(super) const KEY_COLUMNS: &str = "key_id, region, account, description, key_spec, \
      key_usage, origin, state, created_at, deletion_date, pending_window_days, \
      rotation_enabled, rotation_period_days, rotation_base, current_version, policy, revision, \
-     custom_key_store_id, mac, mrk_id, primary_region";
+     custom_key_store_id, key_manager, mac, mrk_id, primary_region";
 
 /// `KEY_COLUMNS` qualified with the table alias `k.`.
 pub(super) fn key_columns_of_k() -> String {
@@ -69,12 +69,12 @@ pub(super) fn key_columns_of_k() -> String {
 macro_rules! sql_store {
     ($store:ty, $db:ty, $row:ty) => {
         use sqlx::Row as _;
-        use $crate::model::{KeySpec, KeyState, KeyUsage, Origin, RotationType};
+        use $crate::model::{KeyManager, KeySpec, KeyState, KeyUsage, Origin, RotationType};
         use $crate::store::sql::{key_columns_of_k, parse, KEY_COLUMNS};
         use $crate::store::{
             AccessKeyRecord, AliasRecord, CustomKeyStoreRecord, GrantRecord,
             IdentityPolicyRecord, ImportRecord, Invalidation, KeyRecord, KeyUsageRecord,
-            MetadataStore, Millis, MultiRegion, PrincipalKind, PrincipalRecord, Result, StoreError, TagRecord,
+            MaterialRecord, MetadataStore, Millis, MultiRegion, PrincipalKind, PrincipalRecord, Result, StoreError, TagRecord,
             VersionRecord,
         };
 
@@ -105,6 +105,7 @@ macro_rules! sql_store {
                 policy: row.try_get("policy")?,
                 revision: row.try_get("revision")?,
                 custom_key_store_id: row.try_get("custom_key_store_id")?,
+                key_manager: parse(row.try_get("key_manager")?, "key_manager", KeyManager::parse)?,
                 mac: row.try_get("mac")?,
                 multi_region: match (
                     row.try_get::<Option<String>, _>("mrk_id")?,
@@ -183,9 +184,26 @@ macro_rules! sql_store {
                 wrapping_key_spec: row.try_get("wrapping_key_spec")?,
                 nonce: row.try_get("nonce")?,
                 parameters_valid_to: row.try_get("parameters_valid_to")?,
+                materials: Vec::new(),
+            })
+        }
+
+        fn material_from_row(row: &$row) -> Result<MaterialRecord> {
+            let rt: Option<String> = row.try_get("rotation_type")?;
+            Ok(MaterialRecord {
+                key_id: uuid_col(row, "key_id")?,
+                version: row.try_get("version")?,
+                check_value: row.try_get("check_value")?,
+                description: row.try_get("description")?,
                 expiration_model: row.try_get("expiration_model")?,
                 valid_to: row.try_get("valid_to")?,
-                check_value: row.try_get("check_value")?,
+                imported: row.try_get::<i64, _>("imported")? != 0,
+                created_at: row.try_get("created_at")?,
+                rotated_at: row.try_get("rotated_at")?,
+                rotation_type: match rt {
+                    Some(s) => Some(parse(&s, "rotation_type", RotationType::parse)?),
+                    None => None,
+                },
             })
         }
 
@@ -261,7 +279,7 @@ macro_rules! sql_store {
             }
             sqlx::query(&format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
             ))
             .bind(k.key_id.to_string())
             .bind(&k.region)
@@ -281,6 +299,7 @@ macro_rules! sql_store {
             .bind(&k.policy)
             .bind(k.revision)
             .bind(&k.custom_key_store_id)
+            .bind(k.key_manager.as_str())
             .bind(&k.mac)
             .bind(k.multi_region.as_ref().map(|m| m.mrk.to_string()))
             .bind(k.multi_region.as_ref().map(|m| m.primary_region.clone()))
@@ -350,6 +369,19 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            /// Delete one versioned row of a key (`sql` binds key id and version), announcing
+            /// the key.
+            async fn delete_of_key(&self, sql: &str, key_id: uuid::Uuid, version: i64) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(sql)
+                    .bind(key_id.to_string())
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+                self.commit_announcing(tx, &[Invalidation::Key(key_id)]).await?;
+                Ok(())
+            }
+
             /// Commit `tx` with `changes` announced in it, then let them settle.
             async fn commit_announcing(
                 &self,
@@ -418,15 +450,27 @@ macro_rules! sql_store {
             async fn delete_unfinished_key(&self, key_id: uuid::Uuid) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 let id = key_id.to_string();
+                // An AWS managed key gets its alias before it is complete.
+                let aliases = sqlx::query(
+                    "DELETE FROM aliases WHERE key_id = $1 RETURNING region, account, name",
+                )
+                .bind(&id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut invs = vec![Invalidation::Key(key_id)];
+                for r in &aliases {
+                    invs.push(alias_inv(&r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?, &r.try_get::<String, _>(2)?));
+                }
                 for sql in [
                     "DELETE FROM tags WHERE key_id = $1",
                     "DELETE FROM key_versions WHERE key_id = $1",
+                    "DELETE FROM key_materials WHERE key_id = $1",
                     "DELETE FROM imports WHERE key_id = $1",
                     "DELETE FROM keys WHERE key_id = $1 AND state = 'Creating'",
                 ] {
                     sqlx::query(sql).bind(&id).execute(&mut *tx).await?;
                 }
-                self.commit_announcing(tx, &[Invalidation::Key(key_id)]).await?;
+                self.commit_announcing(tx, &invs).await?;
                 Ok(())
             }
 
@@ -1020,12 +1064,12 @@ macro_rules! sql_store {
             }
 
             async fn delete_version(&self, key_id: uuid::Uuid, version: i64) -> Result<()> {
-                sqlx::query("DELETE FROM key_versions WHERE key_id = $1 AND version = $2")
-                    .bind(key_id.to_string())
-                    .bind(version)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                self.delete_of_key(
+                    "DELETE FROM key_versions WHERE key_id = $1 AND version = $2",
+                    key_id,
+                    version,
+                )
+                .await
             }
 
             async fn insert_key_store(&self, s: &CustomKeyStoreRecord) -> Result<()> {
@@ -1138,7 +1182,7 @@ macro_rules! sql_store {
                 k: &KeyRecord,
                 versions: &[VersionRecord],
                 tags: &[TagRecord],
-                check_value: Option<&[u8]>,
+                materials: &[MaterialRecord],
             ) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 let id = k.key_id.to_string();
@@ -1164,6 +1208,7 @@ macro_rules! sql_store {
                     // primary here again makes the key anew (as AWS does).
                     for sql in [
                         "DELETE FROM key_last_usage WHERE key_id = $1",
+                        "DELETE FROM key_materials WHERE key_id = $1",
                         "DELETE FROM imports WHERE key_id = $1",
                         "DELETE FROM keys WHERE key_id = $1",
                     ] {
@@ -1175,11 +1220,29 @@ macro_rules! sql_store {
                     insert_version_in(&mut tx, v).await?;
                 }
                 if k.origin == Origin::External {
-                    sqlx::query("INSERT INTO imports (key_id, check_value) VALUES ($1, $2)")
+                    sqlx::query("INSERT INTO imports (key_id) VALUES ($1)")
                         .bind(&id)
-                        .bind(check_value)
                         .execute(&mut *tx)
                         .await?;
+                    for m in materials {
+                        sqlx::query(
+                            "INSERT INTO key_materials (key_id, version, check_value, \
+                             description, expiration_model, valid_to, imported, created_at, \
+                             rotated_at, rotation_type) \
+                             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9)",
+                        )
+                        .bind(&id)
+                        .bind(m.version)
+                        .bind(&m.check_value)
+                        .bind(&m.description)
+                        .bind(&m.expiration_model)
+                        .bind(m.valid_to)
+                        .bind(m.created_at)
+                        .bind(m.rotated_at)
+                        .bind(m.rotation_type.map(|r| r.as_str()))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
                 self.commit_announcing(tx, &[Invalidation::Key(k.key_id)]).await?;
                 Ok(())
@@ -1237,11 +1300,22 @@ macro_rules! sql_store {
             }
 
             async fn get_import(&self, key_id: uuid::Uuid) -> Result<Option<ImportRecord>> {
+                let mut conn = self.pool.acquire().await?;
                 let row = sqlx::query("SELECT * FROM imports WHERE key_id = $1")
                     .bind(key_id.to_string())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *conn)
                     .await?;
-                row.as_ref().map(import_from_row).transpose()
+                let Some(mut rec) = row.as_ref().map(import_from_row).transpose()? else {
+                    return Ok(None);
+                };
+                let rows = sqlx::query(
+                    "SELECT * FROM key_materials WHERE key_id = $1 ORDER BY version",
+                )
+                .bind(key_id.to_string())
+                .fetch_all(&mut *conn)
+                .await?;
+                rec.materials = rows.iter().map(material_from_row).collect::<Result<_>>()?;
+                Ok(Some(rec))
             }
 
             async fn set_import_parameters(&self, r: &ImportRecord) -> Result<()> {
@@ -1266,39 +1340,112 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn set_import_material(
+            async fn put_material(
                 &self,
-                key_id: uuid::Uuid,
-                expiration_model: &str,
-                valid_to: Option<Millis>,
-                check_value: Option<&[u8]>,
-            ) -> Result<()> {
+                m: &MaterialRecord,
+                activate: bool,
+                key: Option<&KeyRecord>,
+            ) -> Result<Option<i64>> {
+                let mut tx = self.pool.begin().await?;
+                lock_key(&mut tx, m.key_id).await?;
+                // At most one material pending rotation (above the current version).
+                let others = sqlx::query(
+                    "SELECT COUNT(*) FROM key_materials m JOIN keys k ON k.key_id = m.key_id \
+                     WHERE m.key_id = $1 AND m.version > k.current_version AND m.version != $2 \
+                     AND $2 > k.current_version",
+                )
+                .bind(m.key_id.to_string())
+                .bind(m.version)
+                .fetch_one(&mut *tx)
+                .await?;
+                if others.try_get::<i64, _>(0)? > 0 {
+                    return Err(StoreError::Conflict);
+                }
+                sqlx::query(
+                    "INSERT INTO key_materials (key_id, version, check_value, description, \
+                     expiration_model, valid_to, imported, created_at, rotated_at, \
+                     rotation_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (key_id, version) DO UPDATE SET \
+                     check_value = excluded.check_value, description = excluded.description, \
+                     expiration_model = excluded.expiration_model, valid_to = excluded.valid_to, \
+                     imported = excluded.imported, rotated_at = excluded.rotated_at, \
+                     rotation_type = excluded.rotation_type",
+                )
+                .bind(m.key_id.to_string())
+                .bind(m.version)
+                .bind(&m.check_value)
+                .bind(&m.description)
+                .bind(&m.expiration_model)
+                .bind(m.valid_to)
+                .bind(m.imported as i64)
+                .bind(m.created_at)
+                .bind(m.rotated_at)
+                .bind(m.rotation_type.map(|r| r.as_str()))
+                .execute(&mut *tx)
+                .await?;
+                if activate {
+                    let done = sqlx::query(
+                        "UPDATE key_versions SET pending = 0 \
+                         WHERE key_id = $1 AND version = $2 AND pending = 1",
+                    )
+                    .bind(m.key_id.to_string())
+                    .bind(m.version)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::NotFound);
+                    }
+                }
+                let revision = match key {
+                    Some(k) => Some(update_key_in(&mut tx, k).await?),
+                    None => None,
+                };
+                self.commit_announcing(tx, &[Invalidation::Key(m.key_id)]).await?;
+                Ok(revision)
+            }
+
+            async fn delete_material(&self, key_id: uuid::Uuid, version: i64) -> Result<()> {
+                self.delete_of_key(
+                    "DELETE FROM key_materials WHERE key_id = $1 AND version = $2",
+                    key_id,
+                    version,
+                )
+                .await
+            }
+
+            async fn rotate_to_material(
+                &self,
+                key: &KeyRecord,
+                version: i64,
+                at: Millis,
+            ) -> Result<i64> {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
-                    "UPDATE imports SET expiration_model = $1, valid_to = $2, \
-                     check_value = COALESCE(check_value, $3) WHERE key_id = $4",
+                    "UPDATE key_materials SET rotated_at = $1, rotation_type = $2 \
+                     WHERE key_id = $3 AND version = $4 AND imported = 1",
                 )
-                .bind(expiration_model)
-                .bind(valid_to)
-                .bind(check_value)
-                .bind(key_id.to_string())
+                .bind(at)
+                .bind(RotationType::OnDemand.as_str())
+                .bind(key.key_id.to_string())
+                .bind(version)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {
                     return Err(StoreError::NotFound);
                 }
-                self.commit_announcing(tx, &[Invalidation::Key(key_id)]).await?;
-                Ok(())
+                let revision = update_key_in(&mut tx, key).await?;
+                self.commit_announcing(tx, &[Invalidation::Key(key.key_id)]).await?;
+                Ok(revision)
             }
 
             async fn due_expirations(&self, now: Millis) -> Result<Vec<KeyRecord>> {
                 let cols = key_columns_of_k();
                 let rows = sqlx::query(&format!(
-                    "SELECT {cols} FROM keys k JOIN imports i ON i.key_id = k.key_id \
-                     WHERE k.state NOT IN ('Creating', 'Deleted') \
-                     AND i.expiration_model = 'KEY_MATERIAL_EXPIRES' AND i.valid_to <= $1 \
-                     AND EXISTS (SELECT 1 FROM key_versions v \
-                                 WHERE v.key_id = k.key_id AND v.pending = 0) \
+                    "SELECT {cols} FROM keys k WHERE k.state NOT IN ('Creating', 'Deleted') \
+                     AND EXISTS (SELECT 1 FROM key_materials m WHERE m.key_id = k.key_id \
+                                 AND m.imported = 1 \
+                                 AND m.expiration_model = 'KEY_MATERIAL_EXPIRES' \
+                                 AND m.valid_to <= $1) \
                      ORDER BY k.key_id"
                 ))
                 .bind(now)

@@ -2,7 +2,9 @@
 # Bring your own key with the AWS CLI and OpenSSL, as the AWS documentation scripts it:
 # create-key --origin EXTERNAL → get-parameters-for-import → wrap 32 random bytes with
 # RSA-OAEP (and with RSA-OAEP + AES key wrap with padding) → import-key-material →
-# encrypt/decrypt; delete-imported-key-material and re-import of the same material. Then
+# encrypt/decrypt; delete-imported-key-material and re-import of the same material; a second
+# material (--import-type NEW_KEY_MATERIAL) made current by rotate-key-on-demand, both
+# decrypting, list-key-rotations, one deleted by --key-material-id and imported again. Then
 # asymmetric keys: an openssl-made EC and RSA private key (DER PKCS#8) wrapped with
 # RSA_AES_KEY_WRAP_SHA_1, imported, and used with sign/verify against openssl.
 # With OAEP_SHA256=1 (a token with RSA-OAEP SHA-256, such as Kryoptic) every step uses AWS's
@@ -101,6 +103,88 @@ if [ "$sfx" = SHA_1 ]; then
   grep -q UnsupportedOperationException err.txt || fail "expected UnsupportedOperationException: $(cat err.txt)"
   grep -q RSAES_OAEP_SHA_1 err.txt || fail "the error does not name the supported algorithms"
 fi
+
+# --- Several key materials: new material, on-demand rotation, delete by KeyMaterialId --------
+wrap_oaep() { # material file → EncryptedKeyMaterial.bin (RSAES_OAEP_$sfx, PublicKey.bin)
+  openssl pkeyutl -encrypt -in "$1" -out EncryptedKeyMaterial.bin -inkey PublicKey.bin \
+    -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt "rsa_oaep_md:$md" \
+    -pkeyopt "rsa_mgf1_md:$md"
+}
+import_material() { # key-id material-file [import-key-material options…] → its KeyMaterialId
+  local k=$1 f=$2; shift 2
+  params "$k" "RSAES_OAEP_$sfx"
+  wrap_oaep "$f"
+  kms import-key-material --key-id "$k" --encrypted-key-material fileb://EncryptedKeyMaterial.bin \
+    --import-token fileb://ImportToken.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE "$@" \
+    --query KeyMaterialId --output text
+}
+mkey=$(kms create-key --origin EXTERNAL --query KeyMetadata.KeyId --output text)
+marn=$(kms describe-key --key-id "$mkey" --query KeyMetadata.Arn --output text)
+openssl rand -out MaterialOne.bin 32
+openssl rand -out MaterialTwo.bin 32
+one=$(import_material "$mkey" MaterialOne.bin)
+[[ "$one" =~ ^[0-9a-f]{64}$ ]] || fail "KeyMaterialId is not 64 lowercase hex: $one"
+kms encrypt --key-id "$mkey" --plaintext fileb://plain.txt --query CiphertextBlob --output text \
+  | base64 -d > blob-one.bin
+if kms rotate-key-on-demand --key-id "$mkey" >/dev/null 2>err.txt; then
+  fail "rotate-key-on-demand without pending material succeeded"
+fi
+grep -q "KMSInvalidStateException" err.txt && \
+  grep -qF "No available key material pending rotation for the key: $marn." err.txt \
+  || fail "expected AWS's answer to a rotation without pending material: $(cat err.txt)"
+two=$(import_material "$mkey" MaterialTwo.bin --import-type NEW_KEY_MATERIAL \
+  --key-material-description "second material")
+[ "$two" != "$one" ] || fail "two materials with one id"
+[ "$(kms list-key-rotations --key-id "$mkey" --include-key-material ALL_KEY_MATERIAL \
+  --query 'Rotations[].[KeyMaterialId,KeyMaterialState,ImportState]' --output text)" = \
+  "$one	CURRENT	IMPORTED
+$two	PENDING_ROTATION	IMPORTED" ] || fail "list-key-rotations before the rotation"
+[ "$(kms describe-key --key-id "$mkey" --query KeyMetadata.CurrentKeyMaterialId --output text)" = "$one" ] \
+  || fail "pending material became current before the rotation"
+# A third new material while the second waits: AWS's KMSInvalidStateException.
+openssl rand -out MaterialThree.bin 32
+if import_material "$mkey" MaterialThree.bin --import-type NEW_KEY_MATERIAL >/dev/null 2>err.txt; then
+  fail "a second pending material was accepted"
+fi
+grep -q KMSInvalidStateException err.txt && \
+  grep -qF "because another key material (id: $two) is pending rotation." err.txt \
+  || fail "expected AWS's answer to a second pending material: $(cat err.txt)"
+kms rotate-key-on-demand --key-id "$mkey" >/dev/null
+[ "$(kms describe-key --key-id "$mkey" --query KeyMetadata.CurrentKeyMaterialId --output text)" = "$two" ] \
+  || fail "rotation did not make the new material current"
+kms encrypt --key-id "$mkey" --plaintext fileb://plain.txt --query CiphertextBlob --output text \
+  | base64 -d > blob-two.bin
+for n in one two; do
+  out=$(kms decrypt --ciphertext-blob "fileb://blob-$n.bin" --query '[Plaintext,KeyMaterialId]' --output text)
+  [ "$(cut -f1 <<<"$out" | base64 -d)" = "$(cat plain.txt)" ] || fail "blob under material $n does not decrypt"
+  [ "$(cut -f2 <<<"$out")" = "${!n}" ] || fail "decrypt does not name material $n"
+done
+[ "$(kms list-key-rotations --key-id "$mkey" \
+  --query 'Rotations[].[KeyMaterialId,KeyMaterialState,RotationType]' --output text)" = \
+  "$two	CURRENT	ON_DEMAND" ] || fail "list-key-rotations after the rotation"
+# Delete the first material by its id: the key waits for it; it comes back by its id.
+[ "$(kms delete-imported-key-material --key-id "$mkey" --key-material-id "$one" \
+  --query KeyMaterialId --output text)" = "$one" ] || fail "delete-imported-key-material by id"
+[ "$(kms describe-key --key-id "$mkey" --query KeyMetadata.KeyState --output text)" = PendingImport ] \
+  || fail "deleting a material the key keeps did not make it PendingImport"
+[ "$(kms list-key-rotations --key-id "$mkey" --include-key-material ALL_KEY_MATERIAL \
+  --query 'Rotations[0].ImportState' --output text)" = PENDING_IMPORT ] || fail "deleted material not PENDING_IMPORT"
+if kms decrypt --ciphertext-blob fileb://blob-two.bin >/dev/null 2>err.txt; then
+  fail "decrypt succeeded while a material is missing"
+fi
+grep -q KMSInvalidStateException err.txt || fail "expected KMSInvalidStateException: $(cat err.txt)"
+if import_material "$mkey" MaterialTwo.bin --import-type EXISTING_KEY_MATERIAL \
+  --key-material-id "$one" >/dev/null 2>err.txt; then
+  fail "material imported under another material's id"
+fi
+grep -q IncorrectKeyMaterialException err.txt || fail "expected IncorrectKeyMaterialException: $(cat err.txt)"
+[ "$(import_material "$mkey" MaterialOne.bin --import-type EXISTING_KEY_MATERIAL \
+  --key-material-id "$one")" = "$one" ] || fail "re-import of the first material by its id"
+[ "$(kms describe-key --key-id "$mkey" --query KeyMetadata.KeyState --output text)" = Enabled ] \
+  || fail "key not Enabled with every material back"
+kms decrypt --ciphertext-blob fileb://blob-one.bin --query Plaintext --output text | base64 -d > back.txt
+cmp plain.txt back.txt || fail "decrypt after re-importing the first material"
+rm -f MaterialOne.bin MaterialTwo.bin MaterialThree.bin
 
 # --- Asymmetric key material: DER PKCS#8 private keys --------------------------------------------
 wrap_kwp() { # PKCS#8 file → EncryptedKeyMaterial.bin (RSA_AES_KEY_WRAP_$sfx, PublicKey.bin)

@@ -1,0 +1,2 @@
+-- AWS managed keys (alias/aws/<service>): KeyManager AWS, fixed when the key is created.
+ALTER TABLE keys ADD COLUMN key_manager TEXT NOT NULL DEFAULT 'CUSTOMER';
