@@ -632,10 +632,8 @@ async fn run(
         identity_policies: caller.identity_policies,
         source_ip: Some(source.peer.ip().to_string()),
         secure_transport: state.secure_transport,
-        quota_charged: Default::default(),
-        // The request's own `DryRun`, for the operations that take one (authorization stops
-        // them where the table says).
-        dry_run: op.flags().dry_run && wire::dry_run(&seen.body),
+        // Authorization derives the dry run and the quota from the operation's row.
+        request: crate::kms::Requested::new(op, || wire::dry_run(&seen.body)),
     };
     tracing::debug!(request_id, operation = op.name(), principal = %ctx.principal.arn, "request");
     if op.changes_state() {

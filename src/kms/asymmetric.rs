@@ -11,7 +11,7 @@ use crate::operations::Action;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::authz::{Op, Permitted};
+use super::authz::{AccountToken, Op, Permitted};
 use super::blob::EncryptionContext;
 use super::crypto::{require_symmetric, Decrypted, Encrypted};
 use super::ids::KeyRef;
@@ -334,7 +334,7 @@ pub async fn verify_mac(
     }
 }
 
-async fn compute_mac(
+pub(super) async fn compute_mac(
     token: &Token,
     object_id: Vec<u8>,
     alg: MacAlgorithm,
@@ -450,6 +450,7 @@ impl Kms {
     /// Generate a new key's material in the token as planned by `plan_material`.
     pub(crate) async fn generate_material(
         &self,
+        token: &AccountToken,
         material: Material,
         id: Vec<u8>,
         label: String,
@@ -457,14 +458,12 @@ impl Kms {
     ) -> Result<()> {
         let what = format!("KeySpec {spec}");
         match material {
-            Material::Aes => self.token.generate_aes_key(id, label).await?,
-            Material::Pair(p, u) => self
-                .token
+            Material::Aes => token.generate_aes_key(id, label).await?,
+            Material::Pair(p, u) => token
                 .generate_key_pair(id, label, p, u)
                 .await
                 .map_err(|e| generation_error(e, &what))?,
-            Material::Hmac(len) => self
-                .token
+            Material::Hmac(len) => token
                 .generate_hmac_key(id, label, len)
                 .await
                 .map_err(|e| generation_error(e, &what))?,
@@ -492,7 +491,7 @@ impl Kms {
         require_signing(&k, alg, "Sign")?;
         require_enabled(&k)?;
         let (mech, input) = sign_input(self.capabilities(), alg, mt, &message)?;
-        let raw = self.token.sign(object_id(&k), mech, input).await?;
+        let raw = k.token(self)?.sign(object_id(&k), mech, input).await?;
         let signature = match mech {
             SignMech::Ecdsa => keyformat::ecdsa_to_der(&raw)?,
             _ => raw,
@@ -520,16 +519,9 @@ impl Kms {
         let k = self.resolve(ctx, key, op).await?;
         require_signing(&k, alg, "Verify")?;
         require_enabled(&k)?;
-        verify_signature(
-            &self.token,
-            k.key_spec,
-            object_id(&k),
-            alg,
-            mt,
-            &message,
-            signature,
-        )
-        .await?;
+        k.token(self)?
+            .verify_signature(k.key_spec, object_id(&k), alg, mt, &message, signature)
+            .await?;
         Ok(k.arn())
     }
 
@@ -548,7 +540,7 @@ impl Kms {
             )));
         }
         require_enabled(&k)?;
-        let parts = self.token.public_key(object_id(&k)).await?;
+        let parts = k.token(self)?.public_key(object_id(&k)).await?;
         Ok(PublicKeyInfo {
             key_arn: k.arn(),
             public_key: keyformat::spki_der(&parts)?,
@@ -579,17 +571,17 @@ impl Kms {
             )));
         }
         // OAEP in the token where it can; else padded here and raw RSA in the token.
-        let native = self
-            .token
+        let token = k.token(self)?;
+        let native = token
             .rsa_oaep_encrypt(object_id(k), hash, plaintext.clone())
             .await?;
         let mut ct = match native {
             Some(ct) => ct,
             None if self.capabilities().rsa_raw => {
-                let seed = self.token.random(hash.output_len()).await?;
+                let seed = token.random(hash.output_len()).await?;
                 let em = oaep::encode(hash, bytes, &plaintext, &seed)
                     .ok_or_else(|| KmsError::Internal("OAEP encoding failed".into()))?;
-                self.token.rsa_public_raw(object_id(k), em).await?
+                token.rsa_public_raw(object_id(k), em).await?
             }
             None => return Err(unsupported("RSA encryption")),
         };
@@ -634,16 +626,15 @@ impl Kms {
             FaultKind::BadInput => invalid(),
             _ => e.into(),
         };
-        let native = self
-            .token
+        let token = k.token(self)?;
+        let native = token
             .rsa_oaep_decrypt(object_id(&k), hash, ciphertext.clone())
             .await
             .map_err(bad_input)?;
         let plaintext = match native {
             Some(pt) => pt,
             None if self.capabilities().rsa_raw => {
-                let em = self
-                    .token
+                let em = token
                     .rsa_private_raw(object_id(&k), ciphertext)
                     .await
                     .map_err(bad_input)?;
@@ -677,8 +668,8 @@ impl Kms {
         require_symmetric(&k, None, action.name())?;
         require_enabled(&k)?;
         let pair_spec = pair_spec(spec, self.capabilities())?;
-        let pair = self
-            .token
+        let pair = k
+            .token(self)?
             .generate_exportable_pair(pair_spec)
             .await
             .map_err(|e| generation_error(e, &format!("KeyPairSpec {spec}")))?;
@@ -707,7 +698,7 @@ impl Kms {
         let k = self.resolve(ctx, key, op).await?;
         require_mac(&k, alg, "GenerateMac")?;
         require_enabled(&k)?;
-        let mac = compute_mac(&self.token, object_id(&k), alg, &message).await?;
+        let mac = k.token(self)?.mac(object_id(&k), alg, &message).await?;
         Ok((k.arn(), mac))
     }
 
@@ -730,7 +721,7 @@ impl Kms {
         // ValidationException that carries no message (recorded in LocalStack's AWS snapshots).
         let point = keyformat::peer_point(peer_public_key, c)
             .ok_or_else(|| KmsError::Validation(String::new()))?;
-        let secret = self.token.ecdh(object_id(&k), point).await?;
+        let secret = k.token(self)?.ecdh(object_id(&k), point).await?;
         Ok((k.arn(), secret))
     }
 
@@ -747,7 +738,7 @@ impl Kms {
             return Err(wrong_usage(&k, "Encapsulate"));
         }
         require_enabled(&k)?;
-        let (ciphertext, secret) = self.token.ml_kem_encapsulate(object_id(&k)).await?;
+        let (ciphertext, secret) = k.token(self)?.ml_kem_encapsulate(object_id(&k)).await?;
         Ok((k.arn(), ciphertext, secret))
     }
 
@@ -774,8 +765,8 @@ impl Kms {
         if ciphertext.len() != set.ciphertext_len() {
             return Err(KmsError::InvalidCiphertext(String::new()));
         }
-        let secret = self
-            .token
+        let secret = k
+            .token(self)?
             .ml_kem_decapsulate(object_id(&k), ciphertext)
             .await
             .map_err(|e| match e.kind() {
@@ -798,7 +789,9 @@ impl Kms {
         let k = self.resolve(ctx, key, op).await?;
         require_mac(&k, alg, "VerifyMac")?;
         require_enabled(&k)?;
-        verify_mac(&self.token, object_id(&k), alg, &message, mac).await?;
+        k.token(self)?
+            .verify_mac(object_id(&k), alg, &message, mac)
+            .await?;
         Ok(k.arn())
     }
 }

@@ -109,8 +109,8 @@ impl Kms {
             key_version: version,
             multi_region: key.multi_region.is_some(),
         };
-        let (iv, ct) = self
-            .token_for(key)?
+        let (iv, ct) = key
+            .token(self)?
             .encrypt_gcm(
                 token_object_id(&key.key_id, version),
                 header.aad(enc_ctx),
@@ -170,8 +170,8 @@ impl Kms {
             return Err(invalid());
         }
         let aad = parsed.header.aad(enc_ctx);
-        let pt = self
-            .token_for(&key)?
+        let pt = key
+            .token(self)?
             .decrypt_gcm(
                 token_object_id(&key.key_id, version),
                 parsed.iv,
@@ -349,7 +349,7 @@ impl Kms {
             .await?;
         require_symmetric(&k, None, action.name())?;
         require_enabled(&k)?;
-        let data_key = self.token.random(len).await?;
+        let data_key = k.random(self, len).await?;
         let plaintext = with_plaintext.then(|| data_key.clone());
         let (ciphertext_blob, material_id) = self.seal(&k, enc_ctx, data_key).await?;
         Ok(DataKey {
@@ -366,13 +366,14 @@ impl Kms {
         number_of_bytes: Option<i64>,
         custom_key_store_id: Option<&str>,
     ) -> Result<Zeroizing<Vec<u8>>> {
-        self.authorize_account(ctx, Action::GenerateRandom, "*", Default::default())?;
+        let permit =
+            self.authorize_account(ctx, Action::GenerateRandom, "*", Default::default())?;
         let n = number_of_bytes
             .ok_or_else(|| KmsError::Validation(texts::NUMBER_OF_BYTES_REQUIRED.into()))?;
         let len = random_len(n)?;
         let token = match custom_key_store_id {
-            Some(id) => self.connected_store(ctx, id).await?,
-            None => self.token.clone(),
+            Some(id) => self.connected_store(ctx, &permit, id).await?,
+            None => permit.token(self),
         };
         Ok(token.random(len).await?)
     }

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::authz::Op;
+use super::authz::{Op, Permitted};
 use super::blob::EncryptionContext;
 use super::ids::KeyRef;
 use super::{page_limit, state_error, texts, Kms, KmsError, Page, RequestContext, Result};
@@ -331,11 +331,11 @@ impl Kms {
                     && g.operations == ops
                     && g.constraints == constraints
             }) {
-                let token = self.grant_token(&g.grant_id).await?;
+                let token = self.grant_token(&key, &g.grant_id).await?;
                 return Ok((g.grant_id.clone(), token));
             }
         }
-        let grant_id = hex::encode(self.token.random(32).await?.as_slice());
+        let grant_id = hex::encode(key.random(self, 32).await?.as_slice());
         let rec = GrantRecord {
             grant_id: grant_id.clone(),
             key_id: key.key_id,
@@ -360,15 +360,15 @@ impl Kms {
             }
             Err(e) => return Err(e.into()),
         }
-        let token = self.grant_token(&grant_id).await?;
+        let token = self.grant_token(&key, &grant_id).await?;
         Ok((grant_id, token))
     }
 
-    async fn grant_token(&self, grant_id: &str) -> Result<String> {
+    async fn grant_token(&self, key: &Permitted, grant_id: &str) -> Result<String> {
         let id = hex::decode(grant_id).map_err(|e| KmsError::Internal(e.to_string()))?;
         let mut raw = TOKEN_MAGIC.to_vec();
         raw.extend_from_slice(&id);
-        raw.extend_from_slice(&self.token.random(16).await?);
+        raw.extend_from_slice(&key.random(self, 16).await?);
         Ok(B64.encode(raw))
     }
 

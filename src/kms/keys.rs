@@ -229,7 +229,7 @@ impl Kms {
         for t in &input.tags {
             facts.set(&format!("aws:RequestTag/{}", t.key), t.value.clone());
         }
-        self.authorize_account(ctx, Action::CreateKey, "*", facts)?;
+        let permit = self.authorize_account(ctx, Action::CreateKey, "*", facts)?;
         let description = input.description.unwrap_or_default();
         if description.chars().count() > 8192 {
             return Err(KmsError::Validation(
@@ -255,7 +255,7 @@ impl Kms {
                         "Keys in a custom key store must have Origin AWS_CLOUDHSM".into(),
                     ));
                 }
-                Some(self.connected_store(ctx, id).await?)
+                Some(self.connected_store(ctx, &permit, id).await?)
             }
             None if origin == Origin::AwsCloudHsm => {
                 return Err(KmsError::Validation(
@@ -374,7 +374,7 @@ impl Kms {
                 .await
                 .map_err(KmsError::from),
             None => {
-                self.generate_material(material, object_id, label, spec)
+                self.generate_material(&permit.token(self), material, object_id, label, spec)
                     .await
             }
         };

@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
-use super::authz::{Op, Permitted};
+use super::authz::{KeyToken, Op, Permitted, ServicePermit};
 use super::ids::{mrk_row_id, KeyRef};
 use super::keys::{default_policy, validate_policy, validate_tags, KeyInfo, LOCKOUT, MAX_TAGS};
 use super::{
@@ -95,7 +95,10 @@ impl Kms {
     ) -> Result<Replicated> {
         let region = input.replica_region;
         let op = Op::new(Action::ReplicateKey).fact("kms:ReplicaRegion", region.clone());
-        let primary = self.resolve(ctx, key, op).await?.into_record();
+        let primary = self.resolve(ctx, key, op).await?;
+        // The primary's objects and its set's: the replica's copies are made with it.
+        let token = primary.token(self)?;
+        let primary = primary.into_record();
         let Some(m) = primary
             .multi_region
             .clone()
@@ -243,9 +246,12 @@ impl Kms {
         // What ReplicateKey answers is the replica as recorded: `Creating`, as on AWS.
         let metadata = self.key_info(replica.clone()).await?;
         let copies: Vec<i64> = versions.iter().map(|v| v.version).collect();
-        if let Err(e) = self.complete_replica(replica.clone(), Some(&copies)).await {
+        if let Err(e) = self
+            .complete_replica(&token, replica.clone(), Some(&copies))
+            .await
+        {
             tracing::error!(key_id = %replica.key_id, error = %e, "replica could not be completed; undoing it");
-            self.undo_replica(&replica).await;
+            self.undo_replica(&token, &replica).await;
             return Err(e);
         }
         Ok(Replicated {
@@ -263,6 +269,7 @@ impl Kms {
     /// inserted.)
     pub(super) async fn complete_replica(
         &self,
+        token: &KeyToken,
         replica: KeyRecord,
         versions: Option<&[i64]>,
     ) -> Result<KeyRecord> {
@@ -281,7 +288,8 @@ impl Kms {
                 .map(|v| v.version)
                 .collect(),
         };
-        self.copy_versions(&source, &replica, &pending).await?;
+        self.copy_versions(token, &source, &replica, &pending)
+            .await?;
         let mut done = self.activate_member(replica.key_id, &pending, true).await?;
         // A rotation that read the set before this replica was inserted did not give it its
         // version: take it from the primary once it is complete (bounded wait).
@@ -314,7 +322,7 @@ impl Kms {
                     Err(e) => return Err(e.into()),
                 }
             }
-            self.copy_versions(&source, &done, &added).await?;
+            self.copy_versions(token, &source, &done, &added).await?;
             done = self.activate_member(replica.key_id, &added, false).await?;
         }
         tracing::warn!(key_id = %replica.key_id, "a rotation of the primary key did not finish; the replica takes its version when it does (reconciliation)");
@@ -338,13 +346,14 @@ impl Kms {
     /// Copy `versions` of `source`'s material into `member`'s own token objects.
     async fn copy_versions(
         &self,
+        token: &KeyToken,
         source: &KeyRecord,
         member: &KeyRecord,
         versions: &[i64],
     ) -> Result<()> {
         for &v in versions {
             let v32 = version_u32(v)?;
-            self.token
+            token
                 .copy_key(
                     token_object_id(&source.key_id, v32),
                     token_object_id(&member.key_id, v32),
@@ -396,11 +405,11 @@ impl Kms {
     }
 
     /// Remove a replica whose creation failed: its copies in the token, then its row.
-    pub(super) async fn undo_replica(&self, replica: &KeyRecord) {
+    pub(super) async fn undo_replica(&self, token: &KeyToken, replica: &KeyRecord) {
         match self.store.versions(replica.key_id).await {
             Ok(versions) => {
                 for v in versions {
-                    if let Err(e) = self.token.destroy(v.token_object_id.clone()).await {
+                    if let Err(e) = token.destroy(v.token_object_id.clone()).await {
                         tracing::error!(key_id = %replica.key_id, error = %e, "could not destroy a replica's copy; it is reported as an orphan");
                     }
                 }
@@ -590,6 +599,7 @@ impl Kms {
     /// member cannot decrypt.
     pub(super) async fn rotate_set(
         &self,
+        token: &KeyToken,
         key: KeyRecord,
         rotation_type: RotationType,
     ) -> Result<KeyRecord> {
@@ -631,21 +641,21 @@ impl Kms {
                     members.push(k);
                 }
             }
-            self.token
+            token
                 .generate_aes_key(
                     token_object_id(&key.key_id, v32),
                     key_object_label(&key, v32),
                 )
                 .await?;
             for k in &members[1..] {
-                self.copy_versions(&key, k, &[version]).await?;
+                self.copy_versions(token, &key, k, &[version]).await?;
             }
             Ok::<(), KmsError>(())
         }
         .await;
         if let Err(e) = result {
             for k in &members {
-                let _ = self.token.destroy(token_object_id(&k.key_id, v32)).await;
+                let _ = token.destroy(token_object_id(&k.key_id, v32)).await;
                 if let Err(undo) = self.store.delete_pending_version(k.key_id, version).await {
                     tracing::error!(key_id = %k.key_id, error = %undo, "could not undo pending version; reconciliation will");
                 }
@@ -735,6 +745,7 @@ impl Kms {
     /// removed) version rows.
     pub(super) async fn reconcile_set_version(
         &self,
+        service: &ServicePermit,
         mrk: Uuid,
         version: i64,
         present: &mut std::collections::HashSet<Vec<u8>>,
@@ -772,9 +783,10 @@ impl Kms {
             }
             return Ok((0, pending.len()));
         };
+        let token = service.key_token(self, source)?;
         for k in &pending {
             if k.key_id != source.key_id {
-                self.copy_versions(source, k, &[version]).await?;
+                self.copy_versions(&token, source, k, &[version]).await?;
                 present.insert(token_object_id(&k.key_id, v32));
             }
         }

@@ -240,9 +240,10 @@ impl Kms {
         key: Permitted,
         rotation_type: RotationType,
     ) -> Result<KeyRecord> {
+        let token = key.token(self)?;
         let mut key = key.into_record();
         if key.multi_region.is_some() {
-            return self.rotate_set(key, rotation_type).await;
+            return self.rotate_set(&token, key, rotation_type).await;
         }
         let version = key.current_version + 1;
         let v32 = u32::try_from(version)
@@ -269,8 +270,7 @@ impl Kms {
             Err(e) => return Err(e.into()),
         }
         crate::failpoint::hit("rotate.after_intent");
-        if let Err(e) = self
-            .token
+        if let Err(e) = token
             .generate_aes_key(object_id, token_object_label(&key.key_id, v32))
             .await
         {
