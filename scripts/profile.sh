@@ -6,9 +6,12 @@
 #   (voluntary / involuntary), audit records per fsync and fsyncs per request (the server's
 #   metrics), and with --callgrind the server's user-space instructions per request
 #   (valgrind's callgrind, instrumentation switched on after the warm-up only).
-#   scripts/profile.sh [--tmpfs] [--callgrind] [--strace] [OP]     (OP default encrypt-4k)
+#   scripts/profile.sh [--tmpfs] [--callgrind|--strace|--perf] [OP]   (OP default encrypt-4k)
+#   (--perf: `perf record -e cpu-clock -g` of the server into PROFILE_OUT/perf.data; read it
+#   with `perf report -i …`)
 #   PROFILE_SECONDS (default 5; with --callgrind 20), PROFILE_CONNECTIONS (default 16),
-#   PROFILE_OUT (callgrind/strace output directory, default target/profile), PROFILE_BIN (a
+#   PROFILE_SERVER_ENV (extra NAME=VALUE settings for the server only, e.g.
+#   "KMS_BRIDGE_TOKEN__THREADS=1"), PROFILE_OUT (callgrind/strace output directory, default target/profile), PROFILE_BIN (a
 #   kms-bridge binary to measure instead of building this checkout, e.g. a saved baseline)
 # Does not write docs/PERFORMANCE.md: scripts/bench.sh does.
 set -euo pipefail
@@ -25,6 +28,7 @@ while [ $# -gt 0 ]; do
     --tmpfs) where=tmpfs ;;
     --callgrind) tool=callgrind ;;
     --strace) tool=strace ;;
+    --perf) tool=perf ;;
     -*) echo "profile.sh: unknown option $1" >&2; exit 2 ;;
     *) op=$1 ;;
   esac
@@ -85,7 +89,7 @@ KMS_BRIDGE_BOOTSTRAP_CREDENTIALS="$work/creds.env" \
 KMS_BRIDGE_QUOTAS__SYMMETRIC=0 KMS_BRIDGE_QUOTAS__RSA=0 KMS_BRIDGE_QUOTAS__ECC=0 \
 KMS_BRIDGE_QUOTAS__GENERATE_RANDOM=0 KMS_BRIDGE_QUOTAS__CREATE_KEY=0 \
 KMS_BRIDGE_QUOTAS__MANAGEMENT=0 \
-  "${prefix[@]}" "$bin" serve > "$work/server.out" 2> "$work/server.log" &
+  "${prefix[@]}" env ${PROFILE_SERVER_ENV:-} "$bin" serve > "$work/server.out" 2> "$work/server.log" &
 pid=$!
 addr="" metrics=""
 for _ in $(seq 1 6000); do
@@ -114,18 +118,25 @@ export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=
 
 [ "$tool" = callgrind ] && callgrind_control -i on "$pid" >/dev/null
 strace_pid=""
-if [ "$tool" = strace ]; then
+if [ "$tool" = perf ]; then
+  # cpu-clock samples of every server thread, user and kernel (no hardware counters needed).
+  perf record -q -e cpu-clock -F 2000 -g -p "$pid" -o "$out/perf.data" 2>/dev/null &
+  strace_pid=$!
+  sleep 1
+elif [ "$tool" = strace ]; then
   strace -c -f -p "$pid" -o "$out/strace.txt" 2>/dev/null &
   strace_pid=$!
   sleep 1
 fi
 req0=$(metric kms_requests_total 'outcome="success"')
+records0=$(metric kms_audit_records_total)
 batches0=$(metric kms_audit_write_seconds_count)
 read -r v0 n0 < <(ctxsw)
 "$bin" bench --endpoint "http://$addr" --ops "$op" --seconds "$seconds" --warmup 0 \
   --connections "$connections" --server-pid "$pid" | tee "$work/bench.txt"
 read -r v1 n1 < <(ctxsw)
 req1=$(metric kms_requests_total 'outcome="success"')
+records1=$(metric kms_audit_records_total)
 batches1=$(metric kms_audit_write_seconds_count)
 if [ "$tool" = callgrind ]; then
   callgrind_control -d "$pid" >/dev/null
@@ -138,10 +149,14 @@ fi
 reqs=$((req1 - req0))
 batches=$((batches1 - batches0))
 echo
+# The bench's row: ops/s, latency percentiles, server and bench CPU per operation.
+awk 'NR > 2 && NF > 5 && $0 !~ /^-/' "$work/bench.txt" | tail -n 1 |
+  awk '{n = NF; printf "ops/s %s, p50 %s ms, p99 %s ms, server CPU %s µs/op, bench CPU %s µs/op\n", $(n-10), $(n-9), $(n-7), $(n-1), $n}'
 echo "requests (server count): $reqs"
-awk -v r="$reqs" -v b="$batches" -v v="$((v1 - v0))" -v n="$((n1 - n0))" 'BEGIN {
+awk -v r="$reqs" -v b="$batches" -v rec="$((records1 - records0))" -v v="$((v1 - v0))" -v n="$((n1 - n0))" 'BEGIN {
   if (r == 0) exit
-  printf "audit: %d batches, %.2f records per fsync, %.3f fsyncs per request\n", b, (b ? r / b : 0), b / r
+  if (rec == 0) rec = r   # a server without kms_audit_records_total: one record per request
+  printf "audit: %d records in %d batches, %.2f records per fsync, %.3f fsyncs per request\n", rec, b, (b ? rec / b : 0), b / r
   printf "context switches per request: %.2f voluntary, %.2f involuntary\n", v / r, n / r
 }'
 if [ "$tool" = callgrind ]; then
@@ -155,7 +170,7 @@ if [ "$tool" = callgrind ]; then
   echo "callgrind: $f"
   awk -v i="$ir" -v s="${sha:-0}" -v r="$reqs" 'BEGIN { if (r) printf "user-space instructions per request: %.0f (%.0f without SHA-256 compression, %.0f in it)\n", i / r, (i - s) / r, s / r }'
 fi
-if [ -n "$strace_pid" ]; then
+if [ "$tool" = strace ]; then
   echo "syscalls (strace -c -f, per request = calls / $reqs):"
   awk -v r="$reqs" 'NR > 2 && $NF != "total" && NF >= 5 && $4 ~ /^[0-9]+$/ {
       printf "  %-20s %8.3f\n", $NF, $4 / r }' "$out/strace.txt" | sort -k2 -nr | head -n 15

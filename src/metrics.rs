@@ -100,6 +100,15 @@ pub static AUDIT_WRITE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
+/// Records written by the audit writer (with `kms_audit_write_seconds_count`, the batches:
+/// records per fsync).
+pub static AUDIT_RECORDS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "kms_audit_records_total",
+        "Audit records made durable (records per fsync = this / kms_audit_write_seconds_count)",
+    )
+});
+
 pub static CONNECTIONS_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
         "kms_connections_refused_total",
@@ -157,6 +166,7 @@ pub fn init() {
     }
     THROTTLED.with_label_values(&[KEYGEN_THROTTLED]);
     LazyLock::force(&AUDIT_WRITE_SECONDS);
+    LazyLock::force(&AUDIT_RECORDS);
     LazyLock::force(&AUDIT_FAILURES);
     LazyLock::force(&AUDIT_TAMPERING);
     LazyLock::force(&ROW_INTEGRITY_FAILURES);

@@ -552,8 +552,11 @@ impl AuditLog {
                         let result = writer.write_batch(&records);
                         crate::metrics::AUDIT_WRITE_SECONDS
                             .observe(started.elapsed().as_secs_f64());
-                        if let Err(e) = &result {
-                            tracing::error!(error = %e, records = records.len(), "audit write failed");
+                        match &result {
+                            Ok(()) => crate::metrics::AUDIT_RECORDS.inc_by(records.len() as u64),
+                            Err(e) => {
+                                tracing::error!(error = %e, records = records.len(), "audit write failed")
+                            }
                         }
                         health.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
                         dirty |= result.is_ok();

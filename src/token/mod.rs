@@ -177,7 +177,13 @@ struct Inner {
     oaep: asym::OaepSupport,
     /// Reads secret attribute values into wiping buffers.
     secrets: secret::SecretReader,
+    /// GCM IVs from the token's RNG, drawn `IVS_PER_DRAW` at a time (`Inner::next_iv`).
+    ivs: Mutex<Vec<[u8; GCM_IV_LEN]>>,
 }
+
+/// IVs drawn from the token's RNG with one `C_GenerateRandom`: one call per this many
+/// encryptions instead of one each (the call cost as much as a tenth of an Encrypt's CPU).
+const IVS_PER_DRAW: usize = 256;
 
 /// The shortest time between two library reloads.
 const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -440,6 +446,7 @@ impl Token {
                 missing: RwLock::new(std::collections::HashSet::new()),
                 oaep: Default::default(),
                 secrets: secret::SecretReader::of(&cfg.module),
+                ivs: Mutex::new(Vec::new()),
             }),
         };
         OPEN_TOKENS
@@ -704,9 +711,7 @@ impl Token {
         debug_assert!(!aad.is_empty());
         self.run_known("encrypt_aes_gcm", move |inner, s| {
             let key = inner.working(s, ObjectKind::Secret, &id)?;
-            let mut iv = [0u8; GCM_IV_LEN];
-            s.generate_random_slice(&mut iv)
-                .map_err(|e| TokenError::ck("C_GenerateRandom", e))?;
+            let iv = inner.next_iv(s)?;
             let mut iv_param = iv;
             let params = GcmParams::new(&mut iv_param, &aad, ((GCM_TAG_LEN * 8) as u64).into())
                 .map_err(|e| TokenError::ck("GcmParams", e))?;
@@ -949,6 +954,26 @@ fn gcm_round_trip(s: &Session, key: ObjectHandle) -> bool {
 }
 
 impl Inner {
+    /// A fresh 96-bit GCM IV from the token's RNG. IVs are drawn in blocks and each is
+    /// handed out once (random IVs, as NIST SP 800-38D 8.2.2 allows; an IV is no secret, so
+    /// keeping the block in process memory costs nothing).
+    fn next_iv(&self, s: &Session) -> Result<[u8; GCM_IV_LEN]> {
+        let mut ivs = self.ivs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(iv) = ivs.pop() {
+            return Ok(iv);
+        }
+        let mut block = vec![0u8; GCM_IV_LEN * IVS_PER_DRAW];
+        s.generate_random_slice(&mut block)
+            .map_err(|e| TokenError::ck("C_GenerateRandom", e))?;
+        ivs.extend(block.chunks_exact(GCM_IV_LEN).map(|c| {
+            let mut iv = [0u8; GCM_IV_LEN];
+            iv.copy_from_slice(c);
+            iv
+        }));
+        ivs.pop()
+            .ok_or_else(|| TokenError::Join("no IV drawn".into()))
+    }
+
     /// Reconnect if a fault dropped the connection (respecting the backoff); Ok(slot) when
     /// the token is usable.
     fn ensure_connected(&self) -> Result<Slot> {
