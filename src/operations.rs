@@ -14,6 +14,7 @@
 //! | `grant`: a grant can allow its actions (`GrantOperation`) | `kms::authz`, `kms::grants` |
 //! | `tracked`: GetKeyLastUsage reports it (`KeyLastUsageTrackingOperation`) | `kms::usage` |
 //! | `read_only`: CloudTrail's `readOnly` | `api` (the audit record) |
+//! | `secret`: its answer carries a secret (typed, written into a zeroizing body) | `api` |
 //!
 //! Adding an operation is one row here and its handler in `api::ops` (whose dispatch is an
 //! exhaustive `match` on [`Operation`], so a row without a handler does not compile); the tests
@@ -56,6 +57,7 @@ pub struct Flags {
     pub grant: bool,
     pub tracked: bool,
     pub read_only: bool,
+    pub secret: bool,
 }
 
 /// One row of the table.
@@ -80,6 +82,7 @@ macro_rules! flags {
             grant: false,
             tracked: false,
             read_only: false,
+            secret: false,
         };
         $(f.$flag = true;)*
         f
@@ -170,11 +173,11 @@ table! {
     PutKeyPolicy:             Keys        [PutKeyPolicy]                   Management    { state }
     ListKeyPolicies:          Keys        [ListKeyPolicies]                Management    { read_only }
     Encrypt:                  Crypto      [Encrypt]                        Crypto        { dry_run alias other_account grant tracked }
-    Decrypt:                  Crypto      [Decrypt]                        Crypto        { dry_run alias other_account grant tracked }
+    Decrypt:                  Crypto      [Decrypt]                        Crypto        { dry_run alias other_account grant tracked secret }
     ReEncrypt:                Crypto      [ReEncryptTo, ReEncryptFrom]     Crypto        { dry_run alias other_account grant tracked }
-    GenerateDataKey:          Crypto      [GenerateDataKey]                Crypto        { dry_run alias other_account grant tracked }
+    GenerateDataKey:          Crypto      [GenerateDataKey]                Crypto        { dry_run alias other_account grant tracked secret }
     GenerateDataKeyWithoutPlaintext: Crypto [GenerateDataKeyWithoutPlaintext] Crypto     { dry_run alias other_account grant tracked }
-    GenerateRandom:           Crypto      [GenerateRandom]                 GenerateRandom { }
+    GenerateRandom:           Crypto      [GenerateRandom]                 GenerateRandom { secret }
     EnableKeyRotation:        Rotation    [EnableKeyRotation]              Management    { state }
     DisableKeyRotation:       Rotation    [DisableKeyRotation]             Management    { state }
     GetKeyRotationStatus:     Rotation    [GetKeyRotationStatus]           Management    { other_account read_only }
@@ -195,16 +198,16 @@ table! {
     Verify:                   Asymmetric  [Verify]                         Crypto        { dry_run alias other_account grant tracked }
     GetPublicKey:             Asymmetric  [GetPublicKey]                   Management    { alias other_account grant read_only }
     GenerateMac:              Asymmetric  [GenerateMac]                    Crypto        { dry_run alias other_account grant tracked }
-    DeriveSharedSecret:       Asymmetric  [DeriveSharedSecret]             Crypto        { dry_run alias other_account grant tracked }
+    DeriveSharedSecret:       Asymmetric  [DeriveSharedSecret]             Crypto        { dry_run alias other_account grant tracked secret }
     GetKeyLastUsage:          Keys        [GetKeyLastUsage]                Management    { read_only }
     VerifyMac:                Asymmetric  [VerifyMac]                      Crypto        { dry_run alias other_account grant tracked }
-    GenerateDataKeyPair:      Asymmetric  [GenerateDataKeyPair]            DataKeyPair   { dry_run alias other_account grant tracked }
+    GenerateDataKeyPair:      Asymmetric  [GenerateDataKeyPair]            DataKeyPair   { dry_run alias other_account grant tracked secret }
     GenerateDataKeyPairWithoutPlaintext: Asymmetric [GenerateDataKeyPairWithoutPlaintext] DataKeyPair { dry_run alias other_account grant tracked }
     GetParametersForImport:   Import      [GetParametersForImport]         Management    { state read_only }
     ImportKeyMaterial:        Import      [ImportKeyMaterial]              Management    { state }
     DeleteImportedKeyMaterial: Import     [DeleteImportedKeyMaterial]      Management    { state }
-    Encapsulate:              Asymmetric  [Encapsulate]                    Crypto        { dry_run alias other_account grant tracked }
-    Decapsulate:              Asymmetric  [Decapsulate]                    Crypto        { dry_run alias other_account grant tracked }
+    Encapsulate:              Asymmetric  [Encapsulate]                    Crypto        { dry_run alias other_account grant tracked secret }
+    Decapsulate:              Asymmetric  [Decapsulate]                    Crypto        { dry_run alias other_account grant tracked secret }
     ReplicateKey:             MultiRegion [ReplicateKey]                   Management    { state }
     UpdatePrimaryRegion:      MultiRegion [UpdatePrimaryRegion]            Management    { state }
 }
@@ -314,14 +317,19 @@ mod tests {
         assert_eq!(ours, modelled);
     }
 
+    /// The members of an operation's `input` or `output` shape.
+    fn members<'m>(m: &'m serde_json::Value, op: Operation, dir: &str) -> &'m serde_json::Value {
+        let shape = m["operations"][op.name()][dir]["shape"]
+            .as_str()
+            .unwrap_or_default();
+        &m["shapes"][shape]["members"]
+    }
+
     #[test]
     fn dry_run_column_is_the_models_dry_run_member() {
         let m = model();
         for op in Operation::ALL {
-            let input = m["operations"][op.name()]["input"]["shape"]
-                .as_str()
-                .unwrap_or_default();
-            let has = m["shapes"][input]["members"].get("DryRun").is_some();
+            let has = members(&m, *op, "input").get("DryRun").is_some();
             assert_eq!(op.flags().dry_run, has, "{}", op.name());
         }
     }
@@ -344,6 +352,27 @@ mod tests {
             .map(|o| o.name().into())
             .collect();
         assert_eq!(ours, enum_of(&model(), "KeyLastUsageTrackingOperation"));
+    }
+
+    #[test]
+    fn secret_column_is_the_models_sensitive_answers() {
+        let m = model();
+        for op in Operation::ALL {
+            let sensitive: Vec<&String> = members(&m, *op, "output")
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| {
+                    let shape = v["shape"].as_str().unwrap_or_default();
+                    m["shapes"][shape]["sensitive"] == true
+                })
+                .map(|(k, _)| k)
+                .collect();
+            // The model marks GetParametersForImport's wrapping public key sensitive (it is a
+            // PlaintextType); it is a public key, answered as such.
+            let secret = !sensitive.is_empty() && op.name() != "GetParametersForImport";
+            assert_eq!(op.flags().secret, secret, "{}: {sensitive:?}", op.name());
+        }
     }
 
     #[test]

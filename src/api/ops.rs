@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+use super::answer::{self, Reply};
 use super::wire::*;
 use super::ApiError;
 use crate::kms::blob::EncryptionContext;
@@ -20,7 +21,7 @@ use crate::store::TagRecord;
 
 pub use crate::operations::Operation;
 
-type Out = Result<Option<Value>, ApiError>;
+type Out = Result<Option<Reply>, ApiError>;
 
 /// Remove null members so absent fields are omitted, as AWS does.
 fn compact(v: Value) -> Value {
@@ -169,19 +170,9 @@ fn page(items: Vec<Value>, list: &str, next: Option<String>) -> Value {
     Value::Object(out)
 }
 
-/// Base64 of a secret, in a zeroizing string. Encoded by `base64`, not by the SIMD encoder of
-/// `wire::b64`: that one leaves pieces of its output in stack buffers nobody wipes (found by
-/// `tests/zeroization.rs`), while this one writes only into the string.
-fn secret_b64(b: &Zeroizing<Vec<u8>>) -> Zeroizing<String> {
-    use base64::Engine;
-    let mut out = Zeroizing::new(String::with_capacity(b.len().div_ceil(3) * 4));
-    base64::engine::general_purpose::STANDARD.encode_string(b.as_slice(), &mut out);
-    out
-}
-
 pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8]) -> Out {
     use Operation as O;
-    let done = |v: Value| Ok(Some(compact(v)));
+    let done = |v: Value| Ok(Some(Reply::Json(compact(v))));
     match op {
         O::CreateKey => {
             let r: CreateKeyReq = parse(body)?;
@@ -430,13 +421,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                     alg,
                 )
                 .await?;
-            let pt = secret_b64(&d.plaintext);
-            done(json!({
-                "KeyId": d.key_arn,
-                "Plaintext": pt.as_str(),
-                "EncryptionAlgorithm": d.algorithm.as_str(),
-                "KeyMaterialId": d.material_id,
-            }))
+            Ok(Some(answer::decrypt(d)))
         }
         O::ReEncrypt => {
             let r: ReEncryptReq = parse(body)?;
@@ -493,21 +478,14 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                     with_plaintext,
                 )
                 .await?;
-            let pt = d.plaintext.as_ref().map(secret_b64);
-            done(json!({
-                "CiphertextBlob": b64(&d.ciphertext_blob),
-                "Plaintext": pt.as_ref().map(|p| p.as_str()),
-                "KeyId": d.key_arn,
-                "KeyMaterialId": d.material_id,
-            }))
+            Ok(Some(answer::data_key(d)))
         }
         O::GenerateRandom => {
             let r: RandomReq = parse(body)?;
             let bytes = kms
                 .generate_random(ctx, r.number_of_bytes, r.custom_key_store_id.as_deref())
                 .await?;
-            let pt = secret_b64(&bytes);
-            done(json!({ "Plaintext": pt.as_str() }))
+            Ok(Some(answer::random(bytes)))
         }
         O::EnableKeyRotation => {
             let r: KeyReq = parse(body)?;
@@ -831,13 +809,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 .into());
             }
             let (arn, secret) = kms.derive_shared_secret(ctx, &key, &public_key).await?;
-            let shared = secret_b64(&secret);
-            done(json!({
-                "KeyId": arn,
-                "SharedSecret": shared.as_str(),
-                "KeyAgreementAlgorithm": "ECDH",
-                "KeyOrigin": "AWS_KMS",
-            }))
+            Ok(Some(answer::shared_secret(arn, secret)))
         }
         O::Encapsulate => {
             let r: KemReq = parse(body)?;
@@ -845,13 +817,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
             grant_tokens(&r.grant_tokens)?;
             // The model's validation has checked the algorithm (ML_KEM).
             let (arn, ciphertext, secret) = kms.encapsulate(ctx, &key).await?;
-            let shared = secret_b64(&secret);
-            done(json!({
-                "KeyId": arn,
-                "SharedSecret": shared.as_str(),
-                "SharedSecretCiphertextBlob": b64(&ciphertext),
-                "EncapsulationAlgorithm": "ML_KEM",
-            }))
+            Ok(Some(answer::kem(arn, Some(&ciphertext), secret)))
         }
         O::Decapsulate => {
             let r: KemReq = parse(body)?;
@@ -862,12 +828,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                 "sharedSecretCiphertextBlob",
             )?;
             let (arn, secret) = kms.decapsulate(ctx, &key, ciphertext).await?;
-            let shared = secret_b64(&secret);
-            done(json!({
-                "KeyId": arn,
-                "SharedSecret": shared.as_str(),
-                "EncapsulationAlgorithm": "ML_KEM",
-            }))
+            Ok(Some(answer::kem(arn, None, secret)))
         }
         O::GenerateMac | O::VerifyMac => {
             let r: MacReq = parse(body)?;
@@ -915,15 +876,7 @@ pub async fn dispatch(kms: &Kms, ctx: &RequestContext, op: Operation, body: &[u8
                     with_plaintext,
                 )
                 .await?;
-            let pt = p.private_key_plaintext.as_ref().map(secret_b64);
-            done(json!({
-                "PrivateKeyCiphertextBlob": b64(&p.private_key_ciphertext),
-                "PrivateKeyPlaintext": pt.as_ref().map(|p| p.as_str()),
-                "PublicKey": b64(&p.public_key),
-                "KeyId": p.key_arn,
-                "KeyPairSpec": spec.as_str(),
-                "KeyMaterialId": p.material_id,
-            }))
+            Ok(Some(answer::data_key_pair(p, spec)))
         }
         O::CreateCustomKeyStore => {
             let r: KeyStoreReq = parse(body)?;
