@@ -302,6 +302,7 @@ async fn alias_rules() {
         d.kms
             .create_alias(&root(), &AliasName::parse("alias/aws/x").unwrap(), &a)
             .await,
+        // As AWS answers a user's alias/aws/ name (tests/managed.rs).
         KmsError::NotAuthorized(_)
     );
     d.kms

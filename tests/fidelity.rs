@@ -843,3 +843,158 @@ fn emulator_texts_for_grants_policies_and_algorithms() {
         Some("Please specify either number of bytes or key spec."),
     );
 }
+
+/// Texts the catalogue (`src/kms/texts.rs`) took from AWS output or, where AWS's is not
+/// recorded, from emulators: ImportKeyMaterial of the wrong size (AWS output quoted in
+/// local-kms's source) and of material that does not unwrap (no message, as AWS's
+/// InvalidCiphertextException elsewhere), ListKeyRotations with IncludeKeyMaterial on an RSA
+/// key (LocalStack's snapshot recorded against AWS on 2025-07-16), UpdateAlias across key
+/// usages (local-kms) and Encrypt with an RSA key and an encryption context (two emulators).
+#[test]
+fn catalogue_texts_of_import_rotations_aliases_and_rsa() {
+    let (_dir, server) = Server::start_new();
+    let (external, _) = key(&server, json!({"Origin": "EXTERNAL"}));
+    let params = |algorithm: &str| {
+        ok(
+            &server,
+            "GetParametersForImport",
+            json!({"KeyId": external, "WrappingAlgorithm": algorithm, "WrappingKeySpec": "RSA_2048"}),
+        )["ImportToken"]
+            .clone()
+    };
+    let import = |token: &Value, material: &[u8]| {
+        use base64::Engine;
+        call(
+            &server,
+            "ImportKeyMaterial",
+            json!({"KeyId": external, "ImportToken": token,
+                   "EncryptedKeyMaterial": base64::engine::general_purpose::STANDARD.encode(material),
+                   "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}),
+        )
+    };
+    // RSA-OAEP under an RSA_2048 wrapping key is exactly 256 bytes; RSA-AES key wrap is 256
+    // bytes and then AES-KWP output (at least 16 bytes, a multiple of 8).
+    let oaep = params("RSAES_OAEP_SHA_1");
+    for wrong in [1usize, 255, 257, 512] {
+        expect(
+            import(&oaep, &vec![7u8; wrong]),
+            400,
+            "ValidationException",
+            Some("Invalid encrypted key size."),
+        );
+    }
+    expect(
+        import(&oaep, &[7u8; 256]),
+        400,
+        "InvalidCiphertextException",
+        None,
+    );
+    let kwp = params("RSA_AES_KEY_WRAP_SHA_1");
+    for wrong in [256usize, 256 + 8, 256 + 41] {
+        expect(
+            import(&kwp, &vec![7u8; wrong]),
+            400,
+            "ValidationException",
+            Some("Invalid encrypted key size."),
+        );
+    }
+    expect(
+        import(&kwp, &[7u8; 256 + 40]),
+        400,
+        "InvalidCiphertextException",
+        None,
+    );
+
+    let (rsa, _) = key(
+        &server,
+        json!({"KeySpec": "RSA_2048", "KeyUsage": "ENCRYPT_DECRYPT"}),
+    );
+    expect(
+        call(
+            &server,
+            "ListKeyRotations",
+            json!({"KeyId": rsa, "IncludeKeyMaterial": "ALL_KEY_MATERIAL"}),
+        ),
+        400,
+        "ValidationException",
+        Some("Input parameter includeKeyMaterial can only be used with symmetric keys."),
+    );
+    expect(
+        call(&server, "ListKeyRotations", json!({"KeyId": rsa})),
+        400,
+        "UnsupportedOperationException",
+        None,
+    );
+    expect(
+        call(
+            &server,
+            "Encrypt",
+            json!({"KeyId": rsa, "Plaintext": "aGk=", "EncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+                   "EncryptionContext": {"purpose": "test"}}),
+        ),
+        400,
+        "ValidationException",
+        Some("EncryptionContext is not supported when encrypting/decrypting with asymmetric CMKs."),
+    );
+
+    let (symmetric, _) = key(&server, json!({}));
+    let (signer, _) = key(
+        &server,
+        json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}),
+    );
+    ok(
+        &server,
+        "CreateAlias",
+        json!({"AliasName": "alias/fidelity", "TargetKeyId": symmetric}),
+    );
+    expect(
+        call(
+            &server,
+            "UpdateAlias",
+            json!({"AliasName": "alias/fidelity", "TargetKeyId": signer}),
+        ),
+        400,
+        "ValidationException",
+        Some("Alias alias/fidelity cannot be changed from a CMK with key usage ENCRYPT_DECRYPT to a CMK with key usage SIGN_VERIFY. The key usage of the current CMK and the new CMK must be the same."),
+    );
+}
+
+/// MalformedPolicyDocumentException as AWS words it: no message for a document that is not JSON
+/// (aws/aws-sdk-ruby#1784), one fixed sentence for a principal that is not one (recorded AWS
+/// output quoted by aws-cdk and in Terraform runs), through CreateKey and PutKeyPolicy alike.
+#[test]
+fn recorded_texts_of_malformed_key_policies() {
+    let (_dir, server) = Server::start_new();
+    let (id, _) = key(&server, json!({}));
+    let bad_principal = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": "not-a-principal"}, "Action": "kms:*", "Resource": "*"}]})
+    .to_string();
+    for (op, body) in [
+        ("CreateKey", json!({"Policy": "{not json"})),
+        (
+            "PutKeyPolicy",
+            json!({"KeyId": id, "PolicyName": "default", "Policy": "{\"Statement\": ["}),
+        ),
+    ] {
+        expect(
+            call(&server, op, body),
+            400,
+            "MalformedPolicyDocumentException",
+            None,
+        );
+    }
+    for (op, body) in [
+        ("CreateKey", json!({"Policy": bad_principal})),
+        (
+            "PutKeyPolicy",
+            json!({"KeyId": id, "PolicyName": "default", "Policy": bad_principal}),
+        ),
+    ] {
+        expect(
+            call(&server, op, body),
+            400,
+            "MalformedPolicyDocumentException",
+            Some("Policy contains a statement with one or more invalid principals."),
+        );
+    }
+}

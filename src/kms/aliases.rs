@@ -2,6 +2,7 @@
 
 use super::authz::Op;
 use super::ids::{alias_arn, AliasName, KeyRef};
+use super::texts;
 use super::{
     page_limit, require_not_pending_deletion, Kms, KmsError, Page, RequestContext, Result,
 };
@@ -46,10 +47,7 @@ impl Kms {
             .await?;
         require_not_pending_deletion(&key)?;
         if key.account != ctx.account {
-            return Err(KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                key.arn()
-            )));
+            return Err(KmsError::NotFound(texts::key_not_found(&key.arn())));
         }
         let now = self.now();
         let rec = AliasRecord {
@@ -63,16 +61,12 @@ impl Kms {
         // The limit is checked in the inserting transaction (concurrent creates cannot pass it).
         match self.store.insert_alias(&rec, MAX_ALIASES_PER_KEY).await {
             Ok(()) => Ok(()),
-            Err(StoreError::LimitExceeded) => Err(KmsError::LimitExceeded(format!(
-                "A key can have at most {MAX_ALIASES_PER_KEY} aliases"
+            Err(StoreError::LimitExceeded) => Err(KmsError::LimitExceeded(texts::alias_limit(
+                MAX_ALIASES_PER_KEY as usize,
             ))),
-            Err(StoreError::NotFound) => Err(KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                key.arn()
-            ))),
-            Err(StoreError::AlreadyExists) => Err(KmsError::AlreadyExists(format!(
-                "An alias with the name {} already exists",
-                alias_arn(&ctx.region, &ctx.account, alias.as_str())
+            Err(StoreError::NotFound) => Err(KmsError::NotFound(texts::key_not_found(&key.arn()))),
+            Err(StoreError::AlreadyExists) => Err(KmsError::AlreadyExists(texts::alias_exists(
+                &alias_arn(&ctx.region, &ctx.account, alias.as_str()),
             ))),
             Err(e) => Err(e.into()),
         }
@@ -99,13 +93,18 @@ impl Kms {
         if let Some(old) = self.store.get_key(rec.key_id).await? {
             self.authorize(ctx, old.clone(), Op::new(Action::UpdateAlias))
                 .await?;
-            if old.key_spec != new_key.key_spec || old.key_usage != new_key.key_usage {
-                return Err(KmsError::Validation(format!(
-                    "Alias {} points to a {} {} key; the new target must have the same key spec \
-                     and key usage",
+            if old.key_usage != new_key.key_usage {
+                return Err(KmsError::Validation(texts::alias_usage_change(
                     alias.as_str(),
-                    old.key_spec,
-                    old.key_usage
+                    old.key_usage,
+                    new_key.key_usage,
+                )));
+            }
+            if old.key_spec != new_key.key_spec {
+                return Err(KmsError::Validation(texts::alias_spec_change(
+                    alias.as_str(),
+                    old.key_spec.as_str(),
+                    new_key.key_spec.as_str(),
                 )));
             }
         }
@@ -157,7 +156,7 @@ impl Kms {
         };
         if let Some(m) = marker {
             if !m.starts_with("alias/") {
-                return Err(KmsError::InvalidMarker(format!("Invalid marker {m:?}")));
+                return Err(KmsError::InvalidMarker(texts::invalid_marker(m)));
             }
         }
         let rows = self
@@ -213,8 +212,9 @@ impl Kms {
 }
 
 fn not_found(ctx: &RequestContext, alias: &AliasName) -> KmsError {
-    KmsError::NotFound(format!(
-        "Alias {} is not found.",
-        alias_arn(&ctx.region, &ctx.account, alias.as_str())
-    ))
+    KmsError::NotFound(texts::alias_not_found(&alias_arn(
+        &ctx.region,
+        &ctx.account,
+        alias.as_str(),
+    )))
 }

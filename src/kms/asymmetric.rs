@@ -70,9 +70,7 @@ pub(crate) fn curve(spec: KeySpec) -> Option<Curve> {
 }
 
 fn unsupported(what: impl std::fmt::Display) -> KmsError {
-    KmsError::UnsupportedOperation(format!(
-        "{what} is not supported by this server's key store (the token lacks the mechanism)"
-    ))
+    KmsError::UnsupportedOperation(texts::mechanism_unsupported(&what.to_string()))
 }
 
 /// Validate a CreateKey KeySpec/KeyUsage combination as AWS does and decide what the token
@@ -83,11 +81,8 @@ pub(crate) fn plan_material(
     usage: Option<KeyUsage>,
 ) -> Result<(KeyUsage, Material)> {
     use KeyUsage as U;
-    let invalid = |u: KeyUsage| {
-        KmsError::Validation(format!(
-            "KeyUsage {u} is not compatible with KeySpec {spec}"
-        ))
-    };
+    let invalid =
+        |u: KeyUsage| KmsError::Validation(texts::key_usage_incompatible(u, spec.as_str()));
     if spec == KeySpec::SymmetricDefault {
         return match usage.unwrap_or(U::EncryptDecrypt) {
             U::EncryptDecrypt => Ok((U::EncryptDecrypt, Material::Aes)),
@@ -164,8 +159,8 @@ pub(crate) fn plan_material(
             u => Err(invalid(u)),
         };
     }
-    Err(KmsError::UnsupportedOperation(format!(
-        "KeySpec {spec} is not supported by this server"
+    Err(KmsError::UnsupportedOperation(texts::key_spec_unsupported(
+        spec.as_str(),
     )))
 }
 
@@ -406,7 +401,7 @@ fn require_rsa_encryption(
     })?;
     if !enc_ctx.is_empty() {
         return Err(KmsError::Validation(
-            "EncryptionContext is not supported with asymmetric KMS keys".into(),
+            texts::ENCRYPTION_CONTEXT_ASYMMETRIC.into(),
         ));
     }
     Ok(hash)
@@ -534,9 +529,8 @@ impl Kms {
             .resolve(ctx, key, Op::new(Action::GetPublicKey))
             .await?;
         if !k.key_spec.is_asymmetric() {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{} is not an asymmetric KMS key; GetPublicKey needs one",
-                k.arn()
+            return Err(KmsError::UnsupportedOperation(texts::not_asymmetric(
+                &k.arn(),
             )));
         }
         require_enabled(&k)?;
@@ -608,9 +602,8 @@ impl Kms {
         alg: Option<EncryptionAlgorithm>,
         action: Action,
     ) -> Result<Decrypted> {
-        let key = key.ok_or_else(|| {
-            KmsError::Validation("KeyId is required to decrypt with an asymmetric KMS key".into())
-        })?;
+        let key =
+            key.ok_or_else(|| KmsError::Validation(texts::ASYMMETRIC_DECRYPT_NEEDS_KEY_ID.into()))?;
         let op = Op::new(action).fact(
             "kms:EncryptionAlgorithm",
             alg.map_or("SYMMETRIC_DEFAULT", |a| a.as_str()),

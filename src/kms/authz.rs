@@ -527,11 +527,13 @@ impl Kms {
             Self::stop_if_dry_run(ctx, action)?;
         } else {
             if key.account != me.account {
-                return Err(KmsError::AccessDenied(format!(
-                    "User: {} is not authorized to perform: {} on resource: {}",
-                    me.arn,
-                    action.iam(),
-                    key.arn()
+                return Err(KmsError::AccessDenied(super::texts::access_denied(
+                    &me.arn,
+                    super::texts::Refusal::Key(
+                        action.iam(),
+                        &key.arn(),
+                        super::texts::Denial::NoResourcePolicy,
+                    ),
                 )));
             }
             self.authorize_account(ctx, action, &key.arn(), Context::new())?;
@@ -646,7 +648,7 @@ impl Tokens {
                 .stores()
                 .get(id)
                 .cloned()
-                .ok_or_else(|| KmsError::InvalidState(format!("{} is unavailable.", key.arn()))),
+                .ok_or_else(|| KmsError::InvalidState(super::texts::unavailable(&key.arn()))),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Domain errors. Mapped once to the wire in `api::error`.
 
+use super::texts;
 use crate::store::StoreError;
 use crate::token::{FaultKind, TokenError};
 
@@ -87,7 +88,7 @@ pub enum KmsError {
 impl From<TokenError> for KmsError {
     fn from(e: TokenError) -> Self {
         if let TokenError::Busy(_) = e {
-            return KmsError::Throttling(super::texts::THROTTLED.into());
+            return KmsError::Throttling(texts::THROTTLED.into());
         }
         match e.kind() {
             FaultKind::Retryable => KmsError::DependencyTimeout(e.to_string()),
@@ -104,17 +105,13 @@ impl From<TokenError> for KmsError {
 impl From<StoreError> for KmsError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict => {
-                KmsError::Conflict("The key was modified concurrently; retry.".into())
-            }
-            StoreError::AlreadyExists => KmsError::AlreadyExists("Resource already exists".into()),
+            StoreError::Conflict => KmsError::Conflict(texts::CONCURRENT_MODIFICATION.into()),
+            StoreError::AlreadyExists => KmsError::AlreadyExists(texts::RESOURCE_EXISTS.into()),
             // Callers that know what was missing or limited answer with AWS's own text; these
             // are the fallbacks (the record vanished between read and write).
-            StoreError::NotFound => KmsError::NotFound("The resource does not exist.".into()),
-            StoreError::LimitExceeded => KmsError::LimitExceeded("Limit exceeded".into()),
-            StoreError::InUse => KmsError::CustomKeyStoreHasCMKs(
-                "The custom key store still contains KMS keys.".into(),
-            ),
+            StoreError::NotFound => KmsError::NotFound(texts::RESOURCE_NOT_FOUND.into()),
+            StoreError::LimitExceeded => KmsError::LimitExceeded(texts::LIMIT_EXCEEDED.into()),
+            StoreError::InUse => KmsError::CustomKeyStoreHasCMKs(texts::KEY_STORE_HAS_KEYS.into()),
             StoreError::Unavailable(_) => KmsError::DependencyTimeout(e.to_string()),
             StoreError::Corrupt(_) | StoreError::Db(_) => KmsError::Internal(e.to_string()),
         }

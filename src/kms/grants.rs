@@ -133,7 +133,7 @@ pub fn validate_grant_tokens(tokens: &[String]) -> Result<()> {
 }
 
 fn grant_id_from_token(token: &str) -> Result<String> {
-    let invalid = || KmsError::InvalidGrantToken("The grant token is not valid.".into());
+    let invalid = || KmsError::InvalidGrantToken(texts::INVALID_GRANT_TOKEN.into());
     let raw = B64.decode(token.as_bytes()).map_err(|_| invalid())?;
     if raw.len() != TOKEN_MAGIC.len() + 32 + 16 || !raw.starts_with(TOKEN_MAGIC) {
         return Err(invalid());
@@ -159,9 +159,7 @@ fn validate_principal(p: &str, member: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(KmsError::Validation(format!(
-            "{member} {p:?} is not a valid principal: use an account id or an IAM user, role or root ARN"
-        )))
+        Err(KmsError::Validation(texts::invalid_principal(member, p)))
     }
 }
 
@@ -223,17 +221,19 @@ impl Kms {
         input: CreateGrantInput,
     ) -> Result<(String, String)> {
         if input.operations.is_empty() {
-            return Err(KmsError::Validation("Operations must not be empty".into()));
+            return Err(KmsError::Validation(texts::OPERATIONS_EMPTY.into()));
         }
         if input.operations.iter().all(|o| o == "CreateGrant") {
             return Err(KmsError::Validation(texts::GRANT_ONLY_CREATE_GRANT.into()));
         }
-        for op in &input.operations {
+        // (The API's model check refuses these first, listing the model's order.)
+        for (i, op) in input.operations.iter().enumerate() {
             if Action::from_grant_operation(op).is_none() {
-                return Err(KmsError::Validation(format!(
-                    "1 validation error detected: Value '{op}' at 'operations' failed to satisfy \
-                     constraint: Member must satisfy enum value set: [{}]",
-                    grant_operations().collect::<Vec<_>>().join(", ")
+                let allowed: Vec<&str> = grant_operations().collect();
+                return Err(KmsError::Validation(texts::grant_operation_unknown(
+                    i + 1,
+                    op,
+                    &allowed,
                 )));
             }
         }
@@ -242,14 +242,21 @@ impl Kms {
             validate_principal(r, "RetiringPrincipal")?;
         }
         if let Some(name) = &input.name {
-            if name.is_empty()
-                || name.len() > 256
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
+            let what = if name.is_empty() {
+                Some(texts::length_at_least(1))
+            } else if name.chars().count() > 256 {
+                Some(texts::length_at_most(256))
+            } else if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
             {
-                return Err(KmsError::Validation(format!(
-                    "Grant name {name:?} must be 1-256 characters of [a-zA-Z0-9:/_-]"
+                Some(texts::pattern(texts::NAME_PATTERN))
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(KmsError::Validation(texts::grant_name_constraint(
+                    name, &what,
                 )));
             }
         }
@@ -257,10 +264,7 @@ impl Kms {
             Some(c) => {
                 for m in [&c.equals, &c.subset].into_iter().flatten() {
                     if m.len() > 8 || m.values().any(|v| v.chars().count() > 384) {
-                        return Err(KmsError::Validation(
-                            "A grant constraint can have at most 8 pairs of at most 384 characters"
-                                .into(),
-                        ));
+                        return Err(KmsError::Validation(texts::GRANT_CONSTRAINT_LIMITS.into()));
                     }
                 }
                 match (&c.equals, &c.subset) {
@@ -284,16 +288,14 @@ impl Kms {
         let key = self.resolve(ctx, &input.key, op).await?;
         if let Some((parent_ops, parent_constraints)) = &key.via_grant {
             if !input.operations.iter().all(|o| parent_ops.contains(o)) {
-                return Err(KmsError::AccessDenied(format!(
-                    "User: {} may only delegate the operations of its own grant ({})",
-                    ctx.principal.arn,
-                    parent_ops.join(", ")
+                return Err(KmsError::AccessDenied(texts::grant_delegation_operations(
+                    &ctx.principal.arn,
+                    &parent_ops.join(", "),
                 )));
             }
             if !at_least_as_strict(input.constraints.as_ref(), parent_constraints.as_deref()) {
-                return Err(KmsError::AccessDenied(format!(
-                    "User: {} may only delegate grants with constraints at least as strict as its own grant's",
-                    ctx.principal.arn
+                return Err(KmsError::AccessDenied(texts::grant_delegation_constraints(
+                    &ctx.principal.arn,
                 )));
             }
         }
@@ -307,9 +309,9 @@ impl Kms {
             .iter()
             .find(|o| !allowed.contains(&o.as_str()))
         {
-            return Err(KmsError::Validation(format!(
-                "Grant operation {bad} is not valid for a {} key",
-                key.key_spec
+            return Err(KmsError::Validation(texts::grant_operation_not_for_key(
+                bad,
+                key.key_spec.as_str(),
             )));
         }
         let constraints = input
@@ -353,9 +355,9 @@ impl Kms {
         match self.store.insert_grant(&rec, MAX_GRANTS_PER_KEY).await {
             Ok(()) => crate::failpoint::hit("create_grant.after_insert"),
             Err(StoreError::LimitExceeded) => {
-                return Err(KmsError::LimitExceeded(format!(
-                    "{} has reached the limit of {MAX_GRANTS_PER_KEY} grants",
-                    key.arn()
+                return Err(KmsError::LimitExceeded(texts::grant_limit(
+                    &key.arn(),
+                    MAX_GRANTS_PER_KEY as usize,
                 )))
             }
             Err(e) => return Err(e.into()),
@@ -414,10 +416,9 @@ impl Kms {
         validate_principal(retiring_principal, "RetiringPrincipal")?;
         self.authorize_account(ctx, Action::ListRetirableGrants, "*", Default::default())?;
         if principal_account(retiring_principal) != ctx.principal.account {
-            return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to list grants retirable by a principal of another account",
-                ctx.principal.arn
-            )));
+            return Err(KmsError::AccessDenied(
+                texts::retirable_grants_other_account(&ctx.principal.arn),
+            ));
         }
         let after = valid_marker(marker)?;
         let grants = self
@@ -504,7 +505,7 @@ fn unknown_grant() -> KmsError {
 fn valid_marker(marker: Option<&str>) -> Result<Option<&str>> {
     match marker {
         Some(m) if m.len() != 64 || !m.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Err(KmsError::InvalidMarker(format!("Invalid marker {m:?}")))
+            Err(KmsError::InvalidMarker(texts::invalid_marker(m)))
         }
         m => Ok(m),
     }

@@ -4,6 +4,7 @@
 use uuid::Uuid;
 
 use super::error::{KmsError, Result};
+use super::texts;
 
 /// A key id as callers write it: a UUID, or a multi-Region key's `mrk-` + 32 hex digits
 /// (the same in every region of its set).
@@ -74,21 +75,21 @@ pub struct AliasName(String);
 
 impl AliasName {
     pub fn parse(s: &str) -> Result<AliasName> {
-        let bad = |why: &str| KmsError::InvalidAliasName(format!("Alias name {s:?} {why}"));
-        if s.len() > 256 {
-            return Err(bad("is longer than 256 characters"));
+        let bad = |what: &str| KmsError::Validation(texts::alias_name_constraint(s, what));
+        if s.chars().count() > 256 {
+            return Err(bad(&texts::length_at_most(256)));
         }
         let Some(rest) = s.strip_prefix("alias/") else {
-            return Err(KmsError::Validation(super::texts::ALIAS_PREFIX.into()));
+            return Err(KmsError::Validation(texts::ALIAS_PREFIX.into()));
         };
         if rest.is_empty() {
-            return Err(bad("must have a name after 'alias/'"));
+            return Err(KmsError::InvalidAliasName(texts::alias_name_empty(s)));
         }
         if !s
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'))
         {
-            return Err(bad("must match the pattern ^[a-zA-Z0-9:/_-]+$"));
+            return Err(bad(&texts::pattern(texts::NAME_PATTERN)));
         }
         Ok(AliasName(s.to_owned()))
     }
@@ -124,7 +125,7 @@ impl KeyRef {
 }
 
 fn invalid_key_id(s: &str) -> KmsError {
-    KmsError::NotFound(format!("Invalid keyId '{s}'"))
+    KmsError::NotFound(texts::invalid_key_id(s))
 }
 
 /// Key ids are lowercase canonical UUIDs or `mrk-` + 32 lowercase hex digits; nothing else is
@@ -144,7 +145,7 @@ pub fn parse_key_name(s: &str) -> Option<KeyName> {
 }
 
 fn parse_arn(full: &str, rest: &str) -> Result<KeyRef> {
-    let invalid = || KmsError::NotFound(format!("Invalid arn {full}"));
+    let invalid = || KmsError::NotFound(texts::invalid_arn(full));
     // partition:service:region:account:resource
     let mut parts = rest.splitn(5, ':');
     let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (

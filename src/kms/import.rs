@@ -175,17 +175,14 @@ fn wrapping_fits(
         return Ok(());
     }
     if key_spec.rsa_bits().is_some() {
-        return Err(KmsError::UnsupportedOperation(format!(
-            "WrappingAlgorithm {alg} cannot wrap {key_spec} key material (an RSA private key is \
-             too large for RSA-OAEP); use RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256"
-        )));
+        return Err(KmsError::UnsupportedOperation(
+            texts::rsa_material_too_large_for_oaep(alg.as_str(), key_spec.as_str()),
+        ));
     }
     if key_spec == KeySpec::EccNistP521 && spec == WrappingKeySpec::Rsa2048 {
-        return Err(KmsError::UnsupportedOperation(format!(
-            "WrappingAlgorithm {alg} with WrappingKeySpec RSA_2048 cannot wrap ECC_NIST_P521 key \
-             material; use a larger WrappingKeySpec or RSA_AES_KEY_WRAP_SHA_1 / \
-             RSA_AES_KEY_WRAP_SHA_256"
-        )));
+        return Err(KmsError::UnsupportedOperation(
+            texts::p521_material_too_large(alg.as_str()),
+        ));
     }
     Ok(())
 }
@@ -235,11 +232,7 @@ fn require_external(key: &KeyRecord) -> Result<()> {
 }
 
 fn invalid_token() -> KmsError {
-    KmsError::InvalidImportToken(
-        "The import token is invalid, belongs to another key or was superseded by newer \
-         import parameters."
-            .into(),
-    )
+    KmsError::InvalidImportToken(texts::INVALID_IMPORT_TOKEN.into())
 }
 
 /// A stored key check value: SHA-256 of the token's check value (never the raw block).
@@ -299,9 +292,10 @@ impl Kms {
     }
 
     fn unsupported_wrapping(&self, alg: WrappingAlgorithm, why: &str) -> KmsError {
-        KmsError::UnsupportedOperation(format!(
-            "WrappingAlgorithm {alg} is not supported by this key store ({why}); it supports: {}",
-            self.supported_wrapping()
+        KmsError::UnsupportedOperation(texts::wrapping_unsupported(
+            alg.as_str(),
+            why,
+            &self.supported_wrapping(),
         ))
     }
 
@@ -326,20 +320,14 @@ impl Kms {
             return Err(state_error(&k.arn(), k.state));
         }
         if alg == WrappingAlgorithm::RsaesPkcs1V15 {
-            return Err(KmsError::Validation(
-                "The RSAES_PKCS1_V1_5 wrapping algorithm is deprecated and no longer supported; \
-                 use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_*"
-                    .into(),
-            ));
+            return Err(KmsError::Validation(texts::PKCS1_V1_5_WRAPPING.into()));
         }
         let bits = match spec {
             WrappingKeySpec::Rsa2048 => 2048,
             WrappingKeySpec::Rsa3072 => 3072,
             WrappingKeySpec::Rsa4096 => 4096,
             WrappingKeySpec::Sm2 => {
-                return Err(KmsError::UnsupportedOperation(
-                    "WrappingKeySpec SM2 is available only in China Regions".into(),
-                ))
+                return Err(KmsError::UnsupportedOperation(texts::SM2_CHINA_ONLY.into()))
             }
         };
         let wrap = wrap_of(alg)
@@ -355,9 +343,9 @@ impl Kms {
             );
         }
         if !caps.rsa_bits(bits) {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "WrappingKeySpec {spec} is not supported by this key store"
-            )));
+            return Err(KmsError::UnsupportedOperation(
+                texts::wrapping_key_spec_unsupported(spec.as_str()),
+            ));
         }
         let hash = hash_of(wrap);
         let no_hash = || format!("the token cannot do RSA-OAEP with {hash:?}");
@@ -447,21 +435,16 @@ impl Kms {
         let now = self.now();
         let valid_to = match (model, input.valid_to) {
             (ExpirationModel::KeyMaterialExpires, None) => {
-                return Err(KmsError::Validation(super::texts::VALID_TO_REQUIRED.into()))
+                return Err(KmsError::Validation(texts::VALID_TO_REQUIRED.into()))
             }
             (ExpirationModel::KeyMaterialExpires, Some(t)) if t <= now => {
-                return Err(KmsError::Validation("ValidTo must be in the future".into()))
+                return Err(KmsError::Validation(texts::VALID_TO_IN_PAST.into()))
             }
             (ExpirationModel::KeyMaterialExpires, Some(t)) if t > now + MAX_VALID_TO => {
-                return Err(KmsError::Validation(
-                    "ValidTo must be at most 365 days in the future".into(),
-                ))
+                return Err(KmsError::Validation(texts::VALID_TO_TOO_FAR.into()))
             }
             (ExpirationModel::KeyMaterialDoesNotExpire, Some(_)) => {
-                return Err(KmsError::Validation(
-                    "ValidTo must not be set when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE"
-                        .into(),
-                ))
+                return Err(KmsError::Validation(texts::VALID_TO_WITHOUT_EXPIRY.into()))
             }
             (_, t) => t,
         };
@@ -477,10 +460,9 @@ impl Kms {
         let what = imported(k.key_spec, k.key_usage)
             .filter(|_| importable(self.capabilities(), k.key_spec))
             .ok_or_else(|| {
-                KmsError::UnsupportedOperation(format!(
-                    "Importing {} key material is not supported by this key store; it imports: {}",
-                    k.key_spec,
-                    importable_specs(self.capabilities())
+                KmsError::UnsupportedOperation(texts::import_unsupported(
+                    k.key_spec.as_str(),
+                    &importable_specs(self.capabilities()),
                 ))
             })?;
         if !matches!(k.state, KeyState::PendingImport | KeyState::Enabled) {
@@ -525,7 +507,7 @@ impl Kms {
         }
         if rec.parameters_valid_to.unwrap_or(0) < now {
             return Err(KmsError::ExpiredImportToken(
-                "The import token has expired; call GetParametersForImport again.".into(),
+                texts::EXPIRED_IMPORT_TOKEN.into(),
             ));
         }
         let wrap = rec
@@ -534,6 +516,15 @@ impl Kms {
             .and_then(WrappingAlgorithm::parse)
             .and_then(wrap_of)
             .ok_or_else(invalid_token)?;
+        if !encrypted_size_fits(
+            rec.wrapping_key_spec.as_deref(),
+            wrap,
+            input.encrypted_key_material.len(),
+        ) {
+            return Err(KmsError::Validation(
+                texts::INVALID_ENCRYPTED_KEY_SIZE.into(),
+            ));
+        }
         let wrapped = Wrapped {
             wrapping_id,
             wrap,
@@ -630,7 +621,7 @@ impl Kms {
     ) -> Result<()> {
         let _ = self.clear_leftover_versions(token, &k).await?;
         let v32 = u32::try_from(m.version)
-            .map_err(|_| KmsError::LimitExceeded("Too many key materials".into()))?;
+            .map_err(|_| KmsError::LimitExceeded(texts::TOO_MANY_KEY_MATERIALS.into()))?;
         let version = VersionRecord {
             key_id: k.key_id,
             version: m.version,
@@ -645,9 +636,7 @@ impl Kms {
             .insert_version(&version)
             .await
             .map_err(|e| match e {
-                StoreError::AlreadyExists => {
-                    KmsError::Conflict("An import into this key is in progress; retry.".into())
-                }
+                StoreError::AlreadyExists => KmsError::Conflict(texts::IMPORT_IN_PROGRESS.into()),
                 e => e.into(),
             })?;
         crate::failpoint::hit("import.after_intent");
@@ -717,9 +706,11 @@ impl Kms {
             {
                 Ok(_) => return Ok(()),
                 Err(StoreError::Conflict) => {
-                    key = self.store.get_key(key.key_id).await?.ok_or_else(|| {
-                        KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
-                    })?;
+                    key = self
+                        .store
+                        .get_key(key.key_id)
+                        .await?
+                        .ok_or_else(|| KmsError::NotFound(texts::key_not_found(&key.arn())))?;
                     key = self.with_expiry(key).await?;
                 }
                 Err(e) => {
@@ -729,9 +720,7 @@ impl Kms {
             }
         }
         undo("concurrent changes").await;
-        Err(KmsError::Conflict(
-            "The key is being modified concurrently; retry.".into(),
-        ))
+        Err(KmsError::Conflict(texts::CONCURRENT_MODIFICATION.into()))
     }
 
     /// Token objects of a key that no imported material names any more (a delete or expiry a
@@ -773,16 +762,14 @@ impl Kms {
         persistent: bool,
     ) -> Result<Vec<u8>> {
         let v32 = u32::try_from(version)
-            .map_err(|_| KmsError::LimitExceeded("Too many key materials".into()))?;
+            .map_err(|_| KmsError::LimitExceeded(texts::TOO_MANY_KEY_MATERIALS.into()))?;
         let (object_id, label) = (token_object_id(&k.key_id, v32), key_object_label(k, v32));
         let bad_ciphertext = |e: crate::token::TokenError| {
             tracing::info!(key_id = %k.key_id, error = %e, "key material import rejected");
             if e.kind() == FaultKind::BadInput {
-                KmsError::InvalidCiphertext(
-                    "The EncryptedKeyMaterial could not be unwrapped with these import \
-                     parameters, or is not valid key material for this key."
-                        .into(),
-                )
+                // AWS's InvalidCiphertextException carries no message (recorded for Decrypt;
+                // local-kms answers ImportKeyMaterial the same way).
+                KmsError::InvalidCiphertext(String::new())
             } else {
                 e.into()
             }
@@ -822,10 +809,8 @@ impl Kms {
             Ok(public) => public,
             Err(InvalidMaterial(why)) => {
                 tracing::info!(key_id = %k.key_id, why, "asymmetric key material rejected");
-                return Err(KmsError::IncorrectKeyMaterial(format!(
-                    "The key material is not a DER-encoded PKCS#8 private key that fits KeySpec \
-                     {} (wrong key type, size or curve, or an inconsistent key).",
-                    k.key_spec
+                return Err(KmsError::IncorrectKeyMaterial(texts::material_not_pkcs8(
+                    k.key_spec.as_str(),
                 )));
             }
         };
@@ -920,9 +905,10 @@ impl Kms {
                         break;
                     }
                     Err(StoreError::Conflict) => {
-                        key = self.store.get_key(key.key_id).await?.ok_or_else(|| {
-                            KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
-                        })?;
+                        key =
+                            self.store.get_key(key.key_id).await?.ok_or_else(|| {
+                                KmsError::NotFound(texts::key_not_found(&key.arn()))
+                            })?;
                         if let Some(fresh) =
                             self.store.get_import(key.key_id).await?.and_then(|r| {
                                 r.materials.into_iter().find(|x| x.version == m.version)
@@ -938,9 +924,7 @@ impl Kms {
                 }
             }
             if !done {
-                return Err(KmsError::Conflict(
-                    "The key is being modified concurrently; retry.".into(),
-                ));
+                return Err(KmsError::Conflict(texts::CONCURRENT_MODIFICATION.into()));
             }
         }
         crate::failpoint::hit("delete_material.after_state");
@@ -1007,10 +991,11 @@ impl Kms {
             .into_iter()
             .filter(|m| m.imported && expired(m, now))
         {
-            let key =
-                self.store.get_key(key.key_id).await?.ok_or_else(|| {
-                    KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
-                })?;
+            let key = self
+                .store
+                .get_key(key.key_id)
+                .await?
+                .ok_or_else(|| KmsError::NotFound(texts::key_not_found(&key.arn())))?;
             self.remove_material(token, key, m).await?;
             n += 1;
         }
@@ -1062,6 +1047,25 @@ struct Wrapped {
     wrap: ImportWrap,
     material: Vec<u8>,
     what: Imported,
+}
+
+/// Can `len` bytes be material wrapped under the import parameters' RSA key (`spec`) with
+/// `wrap`? RSA-OAEP gives exactly the modulus' length; RSA-AES key wrap gives the RSA-wrapped AES
+/// key (the modulus' length) and then AES-KWP output (a multiple of 8, at least 16).
+fn encrypted_size_fits(spec: Option<&str>, wrap: ImportWrap, len: usize) -> bool {
+    let Some(modulus) = spec.and_then(WrappingKeySpec::parse).and_then(|s| match s {
+        WrappingKeySpec::Rsa2048 => Some(256),
+        WrappingKeySpec::Rsa3072 => Some(384),
+        WrappingKeySpec::Rsa4096 => Some(512),
+        WrappingKeySpec::Sm2 => None,
+    }) else {
+        // Parameters without an RSA wrapping key are refused as an invalid token elsewhere.
+        return true;
+    };
+    match wrap {
+        ImportWrap::RsaOaep(_) => len == modulus,
+        ImportWrap::RsaAesKwp(_) => len >= modulus + 16 && (len - modulus) % 8 == 0,
+    }
 }
 
 fn incorrect_material() -> KmsError {

@@ -157,16 +157,15 @@ pub fn default_policy(account: &str) -> String {
 
 pub(super) fn validate_policy(policy: &str) -> Result<Policy> {
     if policy.len() > MAX_POLICY_BYTES {
-        return Err(KmsError::LimitExceeded(format!(
-            "Key policy is larger than {MAX_POLICY_BYTES} bytes"
+        return Err(KmsError::LimitExceeded(texts::policy_too_large(
+            MAX_POLICY_BYTES,
         )));
     }
-    Policy::parse(policy, PolicyKind::Key)
-        .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))
+    Policy::parse(policy, PolicyKind::Key).map_err(|e| {
+        tracing::debug!(reason = %e, "key policy refused");
+        KmsError::MalformedPolicyDocument(texts::malformed_policy(&e))
+    })
 }
-
-pub(super) const LOCKOUT: &str =
-    "The new key policy will not allow you to update the key policy in the future.";
 
 pub(super) fn validate_tags(tags: &[TagRecord]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
@@ -232,11 +231,9 @@ impl Kms {
         let permit = self.authorize_account(ctx, Action::CreateKey, "*", facts)?;
         let description = input.description.unwrap_or_default();
         if description.chars().count() > 8192 {
-            return Err(KmsError::Validation(
-                "1 validation error detected: Value at 'description' failed to satisfy \
-                 constraint: Member must have length less than or equal to 8192"
-                    .into(),
-            ));
+            return Err(KmsError::Validation(texts::description_too_long(
+                &description,
+            )));
         }
         let store_token = match &input.custom_key_store_id {
             Some(id) => {
@@ -246,21 +243,16 @@ impl Kms {
                         .is_some_and(|u| u != KeyUsage::EncryptDecrypt)
                 {
                     return Err(KmsError::UnsupportedOperation(
-                        "Keys in a custom key store must be SYMMETRIC_DEFAULT ENCRYPT_DECRYPT keys"
-                            .into(),
+                        texts::CUSTOM_KEY_STORE_SYMMETRIC_ONLY.into(),
                     ));
                 }
                 if input.origin.is_some_and(|o| o != Origin::AwsCloudHsm) {
-                    return Err(KmsError::Validation(
-                        "Keys in a custom key store must have Origin AWS_CLOUDHSM".into(),
-                    ));
+                    return Err(KmsError::Validation(texts::CUSTOM_KEY_STORE_ORIGIN.into()));
                 }
                 Some(self.connected_store(ctx, &permit, id).await?)
             }
             None if origin == Origin::AwsCloudHsm => {
-                return Err(KmsError::Validation(
-                    "Origin AWS_CLOUDHSM needs a CustomKeyStoreId".into(),
-                ))
+                return Err(KmsError::Validation(texts::CLOUDHSM_NEEDS_STORE.into()))
             }
             None => None,
         };
@@ -281,15 +273,16 @@ impl Kms {
             Origin::AwsKms | Origin::AwsCloudHsm => {}
             Origin::External if super::import::importable(self.capabilities(), spec) => {}
             Origin::External => {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "KeySpec {spec} with Origin EXTERNAL is not supported by this key store; \
-                     import is available for {}",
-                    super::import::importable_specs(self.capabilities())
-                )))
+                return Err(KmsError::UnsupportedOperation(
+                    texts::external_key_spec_unsupported(
+                        spec.as_str(),
+                        &super::import::importable_specs(self.capabilities()),
+                    ),
+                ))
             }
             _ => {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "Origin {origin} is not supported; use AWS_KMS or EXTERNAL"
+                return Err(KmsError::UnsupportedOperation(texts::origin_unsupported(
+                    origin,
                 )))
             }
         }
@@ -345,7 +338,9 @@ impl Kms {
             if !input.bypass_policy_lockout_safety_check
                 && !self.policy_allows_put_key_policy(ctx, &key, parsed)?
             {
-                return Err(KmsError::MalformedPolicyDocument(LOCKOUT.into()));
+                return Err(KmsError::MalformedPolicyDocument(
+                    texts::POLICY_LOCKOUT.into(),
+                ));
             }
         }
         if origin == Origin::External {
@@ -437,7 +432,7 @@ impl Kms {
         let after = match marker {
             Some(m) => Some(
                 Uuid::parse_str(m)
-                    .map_err(|_| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?,
+                    .map_err(|_| KmsError::InvalidMarker(texts::invalid_marker(m)))?,
             ),
             None => None,
         };
@@ -545,9 +540,8 @@ impl Kms {
                     k.state,
                     KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
                 ) {
-                    return Err(KmsError::InvalidState(format!(
-                        "{} is not pending deletion.",
-                        k.arn()
+                    return Err(KmsError::InvalidState(texts::not_pending_deletion(
+                        &k.arn(),
                     )));
                 }
                 k.state = KeyState::Disabled;
@@ -566,11 +560,9 @@ impl Kms {
         description: String,
     ) -> Result<()> {
         if description.chars().count() > 8192 {
-            return Err(KmsError::Validation(
-                "1 validation error detected: Value at 'description' failed to satisfy \
-                 constraint: Member must have length less than or equal to 8192"
-                    .into(),
-            ));
+            return Err(KmsError::Validation(texts::description_too_long(
+                &description,
+            )));
         }
         let k = self
             .resolve(ctx, key, Op::new(Action::UpdateKeyDescription))
@@ -602,10 +594,7 @@ impl Kms {
         match self.store.put_tags(k.key_id, &tags, MAX_TAGS as i64).await {
             Ok(()) => Ok(()),
             Err(StoreError::LimitExceeded) => Err(KmsError::Tag(texts::TOO_MANY_TAGS.into())),
-            Err(StoreError::NotFound) => Err(KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                k.arn()
-            ))),
+            Err(StoreError::NotFound) => Err(KmsError::NotFound(texts::key_not_found(&k.arn()))),
             Err(e) => Err(e.into()),
         }
     }
@@ -641,7 +630,7 @@ impl Kms {
                 let at = tags
                     .iter()
                     .position(|t| t.key == m)
-                    .ok_or_else(|| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?;
+                    .ok_or_else(|| KmsError::InvalidMarker(texts::invalid_marker(m)))?;
                 at + 1
             }
             None => 0,
@@ -689,7 +678,9 @@ impl Kms {
         );
         let k = self.resolve(ctx, key, op).await?;
         if !bypass_lockout_check && !self.policy_allows_put_key_policy(ctx, &k, &parsed)? {
-            return Err(KmsError::MalformedPolicyDocument(LOCKOUT.into()));
+            return Err(KmsError::MalformedPolicyDocument(
+                texts::POLICY_LOCKOUT.into(),
+            ));
         }
         self.update_key(ctx, k, |k| {
             k.policy = policy.clone();

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::authz::{AccountPermit, AccountToken};
-use super::{page_limit, Kms, KmsError, Page, RequestContext, Result};
+use super::{page_limit, texts, Kms, KmsError, Page, RequestContext, Result};
 use crate::store::{CustomKeyStoreRecord, KeyRecord, StoreError};
 use crate::token::{Refusal, Token, TokenConfig, TokenError};
 
@@ -68,7 +68,7 @@ fn seal_aad(id: &str) -> Vec<u8> {
 }
 
 fn not_found(id: &str) -> KmsError {
-    KmsError::CustomKeyStoreNotFound(format!("Custom key store {id} does not exist"))
+    KmsError::CustomKeyStoreNotFound(texts::key_store_not_found(id))
 }
 
 impl Kms {
@@ -107,9 +107,9 @@ impl Kms {
     ) -> Result<AccountToken> {
         let rec = self.store_record(ctx, id).await?;
         permit.store_token(self, &rec.id).ok_or_else(|| {
-            KmsError::CustomKeyStoreInvalidState(format!(
-                "Custom key store {id} is not connected (state {})",
-                rec.connection_state
+            KmsError::CustomKeyStoreInvalidState(texts::key_store_not_connected(
+                id,
+                &rec.connection_state,
             ))
         })
     }
@@ -220,50 +220,46 @@ impl Kms {
         match input.store_type.as_deref() {
             None | Some("AWS_CLOUDHSM") => {}
             Some(other) => {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "Custom key store type {other} is not supported; this server maps AWS_CLOUDHSM key stores onto PKCS#11 tokens"
-                )))
+                return Err(KmsError::UnsupportedOperation(
+                    texts::key_store_type_unsupported(other),
+                ))
             }
         }
         if input.name.is_empty() || input.name.chars().count() > 256 {
-            return Err(KmsError::Validation(
-                "CustomKeyStoreName must be 1 to 256 characters".into(),
-            ));
-        }
-        let cluster = input.cluster_id.ok_or_else(|| {
-            KmsError::Validation("CloudHsmClusterId is required for AWS_CLOUDHSM key stores".into())
-        })?;
-        if !valid_cluster_id(&cluster) {
-            return Err(KmsError::Validation(format!(
-                "CloudHsmClusterId {cluster:?} must match cluster-[2-7a-zA-Z]{{11,16}} (it names the token label)"
+            return Err(KmsError::Validation(texts::key_store_name_length(
+                &input.name,
+                "customKeyStoreName",
             )));
         }
+        let cluster = input.cluster_id.ok_or_else(|| {
+            KmsError::Validation(texts::required_for_cloudhsm("CloudHsmClusterId"))
+        })?;
+        if !valid_cluster_id(&cluster) {
+            return Err(KmsError::Validation(texts::cluster_id_pattern(&cluster)));
+        }
         let password = input.password.ok_or_else(|| {
-            KmsError::Validation("KeyStorePassword is required for AWS_CLOUDHSM key stores".into())
+            KmsError::Validation(texts::required_for_cloudhsm("KeyStorePassword"))
         })?;
         if !(7..=32).contains(&password.chars().count()) {
-            return Err(KmsError::Validation(
-                "KeyStorePassword must be 7 to 32 characters".into(),
-            ));
+            return Err(KmsError::Validation(texts::key_store_password_length(
+                password.chars().count(),
+            )));
         }
         let trust_anchor = input.trust_anchor.ok_or_else(|| {
-            KmsError::Validation(
-                "TrustAnchorCertificate is required for AWS_CLOUDHSM key stores".into(),
-            )
+            KmsError::Validation(texts::required_for_cloudhsm("TrustAnchorCertificate"))
         })?;
         let existing = self.store.key_stores().await?;
         if existing
             .iter()
             .any(|s| s.name == input.name && s.region == ctx.region && s.account == ctx.account)
         {
-            return Err(KmsError::CustomKeyStoreNameInUse(format!(
-                "A custom key store named {} already exists",
-                input.name
-            )));
+            return Err(KmsError::CustomKeyStoreNameInUse(
+                texts::key_store_name_in_use(&input.name),
+            ));
         }
         if existing.iter().any(|s| s.cluster_id == cluster) {
-            return Err(KmsError::CloudHsmClusterInUse(format!(
-                "Cluster {cluster} is already used by another custom key store"
+            return Err(KmsError::CloudHsmClusterInUse(texts::cluster_in_use(
+                &cluster,
             )));
         }
         if existing
@@ -272,13 +268,13 @@ impl Kms {
             .count()
             >= MAX_KEY_STORES
         {
-            return Err(KmsError::LimitExceeded(format!(
-                "An account can have at most {MAX_KEY_STORES} custom key stores"
+            return Err(KmsError::LimitExceeded(texts::key_store_limit(
+                MAX_KEY_STORES,
             )));
         }
         if !self.token_label_exists(&cluster).await? {
-            return Err(KmsError::CloudHsmClusterNotFound(format!(
-                "No token labelled {cluster} is present"
+            return Err(KmsError::CloudHsmClusterNotFound(texts::cluster_not_found(
+                &cluster,
             )));
         }
         let id = format!(
@@ -300,7 +296,7 @@ impl Kms {
         match self.store.insert_key_store(&rec).await {
             Ok(()) => Ok(id),
             Err(StoreError::AlreadyExists) => Err(KmsError::CustomKeyStoreNameInUse(
-                "The name or cluster is already used by another custom key store".into(),
+                texts::KEY_STORE_NAME_OR_CLUSTER_IN_USE.into(),
             )),
             Err(e) => Err(e.into()),
         }
@@ -321,9 +317,7 @@ impl Kms {
             Default::default(),
         )?;
         if id.is_some() && name.is_some() {
-            return Err(KmsError::Validation(
-                "Specify CustomKeyStoreId or CustomKeyStoreName, not both".into(),
-            ));
+            return Err(KmsError::Validation(texts::KEY_STORE_ID_OR_NAME.into()));
         }
         let limit = page_limit(limit, 1000, 100)? as usize;
         let mut all: Vec<CustomKeyStoreRecord> = self
@@ -351,7 +345,7 @@ impl Kms {
             Some(m) => {
                 all.iter()
                     .position(|s| s.id == m)
-                    .ok_or_else(|| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?
+                    .ok_or_else(|| KmsError::InvalidMarker(texts::invalid_marker(m)))?
                     + 1
             }
             None => 0,
@@ -372,10 +366,12 @@ impl Kms {
             return Ok(());
         }
         if rec.connection_state == FAILED {
-            return Err(KmsError::CustomKeyStoreInvalidState(format!(
-                "Custom key store {id} is FAILED ({}); disconnect it before connecting again",
-                rec.connection_error.as_deref().unwrap_or("unknown error")
-            )));
+            return Err(KmsError::CustomKeyStoreInvalidState(
+                texts::key_store_failed(
+                    id,
+                    rec.connection_error.as_deref().unwrap_or("unknown error"),
+                ),
+            ));
         }
         match self.connect_token(&permit, &rec).await {
             Ok(t) => {
@@ -403,9 +399,9 @@ impl Kms {
         let mut rec = self.store_record(ctx, id).await?;
         let was = self.token.disconnect(id);
         if !was && rec.connection_state != FAILED {
-            return Err(KmsError::CustomKeyStoreInvalidState(format!(
-                "Custom key store {id} is already disconnected"
-            )));
+            return Err(KmsError::CustomKeyStoreInvalidState(
+                texts::key_store_already_disconnected(id),
+            ));
         }
         rec.connection_state = DISCONNECTED.into();
         rec.connection_error = None;
@@ -426,39 +422,39 @@ impl Kms {
         let mut rec = self.store_record(ctx, id).await?;
         let connected = self.token.is_connected(id);
         if connected && (password.is_some() || cluster_id.is_some()) {
-            return Err(KmsError::CustomKeyStoreInvalidState(format!(
-                "Disconnect custom key store {id} before changing its password or cluster"
-            )));
+            return Err(KmsError::CustomKeyStoreInvalidState(
+                texts::key_store_connected_update(id),
+            ));
         }
         if let Some(n) = new_name {
             if n.is_empty() || n.chars().count() > 256 {
-                return Err(KmsError::Validation(
-                    "NewCustomKeyStoreName must be 1 to 256 characters".into(),
-                ));
+                return Err(KmsError::Validation(texts::key_store_name_length(
+                    &n,
+                    "newCustomKeyStoreName",
+                )));
             }
             rec.name = n;
         }
         if let Some(p) = password {
             if !(7..=32).contains(&p.chars().count()) {
-                return Err(KmsError::Validation(
-                    "KeyStorePassword must be 7 to 32 characters".into(),
-                ));
+                return Err(KmsError::Validation(texts::key_store_password_length(
+                    p.chars().count(),
+                )));
             }
             rec.sealed_password = self.seal_password(&permit, id, &p).await?;
         }
         if let Some(c) = cluster_id {
             if c != rec.cluster_id {
                 // A different token cannot hold this store's keys (AWS: not related).
-                return Err(KmsError::CloudHsmClusterNotRelated(format!(
-                    "Cluster {c} is not related to {}: it does not hold this store's keys",
-                    rec.cluster_id
-                )));
+                return Err(KmsError::CloudHsmClusterNotRelated(
+                    texts::cluster_not_related(&c, &rec.cluster_id),
+                ));
             }
         }
         match self.store.update_key_store(&rec).await {
             Ok(()) => Ok(()),
             Err(StoreError::AlreadyExists) => Err(KmsError::CustomKeyStoreNameInUse(
-                "Another custom key store has that name".into(),
+                texts::KEY_STORE_RENAME_IN_USE.into(),
             )),
             Err(e) => Err(e.into()),
         }
@@ -468,9 +464,9 @@ impl Kms {
         self.authorize_account(ctx, Action::DeleteCustomKeyStore, "*", Default::default())?;
         let rec = self.store_record(ctx, id).await?;
         if self.token.is_connected(id) {
-            return Err(KmsError::CustomKeyStoreInvalidState(format!(
-                "Disconnect custom key store {id} before deleting it"
-            )));
+            return Err(KmsError::CustomKeyStoreInvalidState(
+                texts::key_store_connected_delete(id),
+            ));
         }
         // "No keys left" is checked in the deleting transaction, which locks the store's row
         // as key creation in it does: a key created concurrently is never orphaned.
@@ -480,9 +476,9 @@ impl Kms {
                 crate::failpoint::hit("delete_key_store.after_delete");
                 Ok(())
             }
-            Err(StoreError::InUse) => Err(KmsError::CustomKeyStoreHasCMKs(format!(
-                "Custom key store {id} still has KMS keys; delete them first"
-            ))),
+            Err(StoreError::InUse) => Err(KmsError::CustomKeyStoreHasCMKs(
+                texts::key_store_has_keys(id),
+            )),
             Err(e) => Err(e.into()),
         }
     }

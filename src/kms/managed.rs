@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::aliases::MAX_ALIASES_PER_KEY;
+use super::texts;
 use super::{
     material_id, token_object_id, token_object_label, Kms, KmsError, RequestContext, Result,
 };
@@ -319,9 +320,7 @@ impl Kms {
                     .get_alias(&ctx.region, &ctx.account, &name)
                     .await?
                     .map(|a| a.key_id)
-                    .ok_or_else(|| {
-                        KmsError::Conflict("The AWS managed key is being created; retry.".into())
-                    });
+                    .ok_or_else(|| KmsError::Conflict(texts::MANAGED_KEY_BEING_CREATED.into()));
             }
             Err(e) => {
                 undo("the alias could not be made").await;

@@ -239,10 +239,10 @@ impl Kms {
     ) -> Result<KeyRecord> {
         let scoped = |region: &str, account: &str, what: &str| -> Result<()> {
             if region != ctx.region {
-                return Err(KmsError::NotFound(texts::invalid_arn_region(region)));
+                return Err(KmsError::NotFound(texts::invalid_arn(region)));
             }
             if account != ctx.account && !cross_account {
-                return Err(KmsError::NotFound(format!("Invalid arn {what}")));
+                return Err(KmsError::NotFound(texts::invalid_arn(what)));
             }
             Ok(())
         };
@@ -281,10 +281,11 @@ impl Kms {
         };
         let not_found = || {
             let id = name.unwrap_or(ids::KeyName::Uuid(row_id));
-            KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                ids::key_arn(&ctx.region, &account, &id)
-            ))
+            KmsError::NotFound(texts::key_not_found(&ids::key_arn(
+                &ctx.region,
+                &account,
+                &id,
+            )))
         };
         let k = self
             .store
@@ -321,10 +322,11 @@ impl Kms {
         if let Some(id) = self.managed_alias_target(ctx, account, alias).await? {
             return Ok(id);
         }
-        Err(KmsError::NotFound(format!(
-            "Alias {} is not found.",
-            ids::alias_arn(&ctx.region, account, alias)
-        )))
+        Err(KmsError::NotFound(texts::alias_not_found(&ids::alias_arn(
+            &ctx.region,
+            account,
+            alias,
+        ))))
     }
 
     /// Re-read, change and compare-and-swap a key, retrying on concurrent updates.
@@ -361,22 +363,18 @@ impl Kms {
                     return Ok(key);
                 }
                 Err(crate::store::StoreError::NotFound) => {
-                    return Err(KmsError::NotFound(format!(
-                        "Key '{}' does not exist",
-                        key.arn()
-                    )));
+                    return Err(KmsError::NotFound(texts::key_not_found(&key.arn())));
                 }
                 Err(crate::store::StoreError::Conflict) => {
-                    key = self.load_key(ctx, key.key_id).await?.ok_or_else(|| {
-                        KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
-                    })?;
+                    key = self
+                        .load_key(ctx, key.key_id)
+                        .await?
+                        .ok_or_else(|| KmsError::NotFound(texts::key_not_found(&key.arn())))?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(KmsError::Conflict(
-            "The key is being modified concurrently; retry.".into(),
-        ))
+        Err(KmsError::Conflict(texts::CONCURRENT_MODIFICATION.into()))
     }
 }
 
@@ -436,10 +434,10 @@ fn state_error(arn: &str, state: KeyState) -> KmsError {
             KmsError::InvalidState(texts::pending_replica_deletion(arn))
         }
         KeyState::PendingImport => KmsError::InvalidState(texts::pending_import(arn)),
-        KeyState::Unavailable => KmsError::InvalidState(format!("{arn} is unavailable.")),
+        KeyState::Unavailable => KmsError::InvalidState(texts::unavailable(arn)),
         KeyState::Creating => KmsError::InvalidState(texts::creating(arn)),
         KeyState::Updating => KmsError::InvalidState(texts::updating(arn)),
-        KeyState::Deleted => KmsError::NotFound(format!("Key '{arn}' does not exist")),
+        KeyState::Deleted => KmsError::NotFound(texts::key_not_found(arn)),
         KeyState::Enabled => KmsError::Internal(format!("{arn}: enabled key rejected")),
     }
 }

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use super::authz::{KeyToken, Op, Permitted, ServicePermit};
 use super::ids::{mrk_row_id, KeyRef};
-use super::keys::{default_policy, validate_policy, validate_tags, KeyInfo, LOCKOUT, MAX_TAGS};
+use super::keys::{default_policy, validate_policy, validate_tags, KeyInfo, MAX_TAGS};
 use super::{
     key_object_label, material_id, state_error, texts, token_object_id, visible, Kms, KmsError,
     RequestContext, Result, MS_PER_DAY,
@@ -63,11 +63,11 @@ pub struct Replicated {
 }
 
 fn conflict() -> KmsError {
-    KmsError::Conflict("The key is being modified concurrently; retry.".into())
+    KmsError::Conflict(texts::CONCURRENT_MODIFICATION.into())
 }
 
 fn not_found(arn: &str) -> KmsError {
-    KmsError::NotFound(format!("Key '{arn}' does not exist"))
+    KmsError::NotFound(texts::key_not_found(arn))
 }
 
 fn version_u32(v: i64) -> Result<u32> {
@@ -190,7 +190,9 @@ impl Kms {
             if !input.bypass_policy_lockout_safety_check
                 && !self.policy_allows_put_key_policy(&rctx, &replica, parsed)?
             {
-                return Err(KmsError::MalformedPolicyDocument(LOCKOUT.into()));
+                return Err(KmsError::MalformedPolicyDocument(
+                    texts::POLICY_LOCKOUT.into(),
+                ));
             }
         }
 
@@ -377,7 +379,7 @@ impl Kms {
                 .store
                 .get_key(key_id)
                 .await?
-                .ok_or_else(|| KmsError::NotFound(format!("Key {key_id} does not exist")))?;
+                .ok_or_else(|| KmsError::NotFound(texts::key_not_found(&key_id.to_string())))?;
             if let Some(&top) = versions.iter().max() {
                 k.current_version = k.current_version.max(top);
             }
@@ -609,7 +611,7 @@ impl Kms {
             .ok_or_else(|| KmsError::Internal("not a multi-Region key".into()))?;
         let version = key.current_version + 1;
         let v32 = u32::try_from(version)
-            .map_err(|_| KmsError::LimitExceeded("Too many key versions".into()))?;
+            .map_err(|_| KmsError::LimitExceeded(texts::TOO_MANY_KEY_VERSIONS.into()))?;
         let now = self.now();
         let record = |k: &KeyRecord| VersionRecord {
             key_id: k.key_id,
@@ -624,10 +626,7 @@ impl Kms {
         match self.store.insert_version(&record(&key)).await {
             Ok(()) => {}
             Err(StoreError::AlreadyExists) => {
-                return Err(KmsError::Conflict(format!(
-                    "{} is already being rotated",
-                    key.arn()
-                )))
+                return Err(KmsError::Conflict(texts::already_rotating(&key.arn())))
             }
             Err(e) => return Err(e.into()),
         }

@@ -4,6 +4,7 @@
 
 use super::authz::{Op, Permitted};
 use super::ids::KeyRef;
+use super::texts;
 use super::{
     material_id, page_limit, require_enabled, token_object_id, token_object_label, Kms, KmsError,
     Page, RequestContext, Result, MS_PER_DAY,
@@ -56,9 +57,10 @@ fn require_rotatable(key: &KeyRecord, imported_too: bool) -> Result<()> {
     }
     let imported = imported_too && key.origin == Origin::External;
     if key.origin != Origin::AwsKms && !imported {
-        return Err(KmsError::UnsupportedOperation(
-            super::texts::origin_not_valid(&key.arn(), key.origin),
-        ));
+        return Err(KmsError::UnsupportedOperation(texts::origin_not_valid(
+            &key.arn(),
+            key.origin,
+        )));
     }
     Ok(())
 }
@@ -220,17 +222,16 @@ impl Kms {
                     return Ok(rotated);
                 }
                 Err(StoreError::Conflict) | Err(StoreError::NotFound) => {
-                    key = self.load_key(ctx, key.key_id).await?.ok_or_else(|| {
-                        KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
-                    })?;
+                    key = self
+                        .load_key(ctx, key.key_id)
+                        .await?
+                        .ok_or_else(|| KmsError::NotFound(texts::key_not_found(&key.arn())))?;
                     require_enabled(&key)?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(KmsError::Conflict(
-            "The key is being modified concurrently; retry.".into(),
-        ))
+        Err(KmsError::Conflict(texts::CONCURRENT_MODIFICATION.into()))
     }
 
     /// Add a version: record the intent, create the token object, then make it current.
@@ -247,7 +248,7 @@ impl Kms {
         }
         let version = key.current_version + 1;
         let v32 = u32::try_from(version)
-            .map_err(|_| KmsError::LimitExceeded("Too many key versions".into()))?;
+            .map_err(|_| KmsError::LimitExceeded(texts::TOO_MANY_KEY_VERSIONS.into()))?;
         let now = self.now();
         let object_id = token_object_id(&key.key_id, v32);
         let rec = VersionRecord {
@@ -262,10 +263,7 @@ impl Kms {
         match self.store.insert_version(&rec).await {
             Ok(()) => {}
             Err(StoreError::AlreadyExists) => {
-                return Err(KmsError::Conflict(format!(
-                    "{} is already being rotated",
-                    key.arn()
-                )))
+                return Err(KmsError::Conflict(texts::already_rotating(&key.arn())))
             }
             Err(e) => return Err(e.into()),
         }
@@ -292,9 +290,10 @@ impl Kms {
             // Someone else changed the key meanwhile (even disabled it): the new material exists,
             // so finish the switch on a fresh copy rather than leave a pending version behind.
             Err(StoreError::Conflict) => {
-                let fresh = self.load_key(ctx, key.key_id).await?.ok_or_else(|| {
-                    KmsError::NotFound(format!("Key '{}' does not exist", key.arn()))
-                })?;
+                let fresh = self
+                    .load_key(ctx, key.key_id)
+                    .await?
+                    .ok_or_else(|| KmsError::NotFound(texts::key_not_found(&key.arn())))?;
                 let base = key.rotation_base;
                 let k = self
                     .update_record(ctx, fresh, |k| {
@@ -327,13 +326,18 @@ impl Kms {
         let k = self
             .resolve(ctx, key, Op::new(Action::ListKeyRotations))
             .await?;
+        if include_all_material && k.key_spec != KeySpec::SymmetricDefault {
+            return Err(KmsError::Validation(
+                texts::INCLUDE_KEY_MATERIAL_SYMMETRIC_ONLY.into(),
+            ));
+        }
         require_rotatable(&k, true)?;
         let after: i64 = match marker {
             Some(m) => m
                 .parse::<i64>()
                 .ok()
                 .filter(|v| *v > 0)
-                .ok_or_else(|| KmsError::InvalidMarker(format!("Invalid marker {m:?}")))?,
+                .ok_or_else(|| KmsError::InvalidMarker(texts::invalid_marker(m)))?,
             None => 0,
         };
         let state = |version: i64| match version.cmp(&k.current_version) {

@@ -34,6 +34,13 @@ macro_rules! malformed {
     };
 }
 
+/// Returns early with `Err(PolicyError::InvalidPrincipal(format!(...)))`.
+macro_rules! bad_principal {
+    ($($arg:tt)*) => {
+        return Err(super::PolicyError::InvalidPrincipal(format!($($arg)*)))
+    };
+}
+
 mod condition;
 mod json;
 mod parse;
@@ -55,8 +62,15 @@ pub enum PolicyKind {
 /// Why a policy document was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
-    /// The document is not a valid policy; maps to `MalformedPolicyDocumentException`.
-    /// The message names the offending element and value.
+    /// The document is not JSON. The message says where; AWS's answer has none.
+    #[error("{0}")]
+    NotJson(String),
+    /// A `Principal`/`NotPrincipal` that names no valid principal. The message names it; AWS's
+    /// answer is one fixed sentence (`texts::INVALID_PRINCIPALS`).
+    #[error("{0}")]
+    InvalidPrincipal(String),
+    /// Any other fault: the message names the offending element and value. All three map to
+    /// `MalformedPolicyDocumentException`.
     #[error("{0}")]
     Malformed(String),
 }

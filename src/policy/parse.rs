@@ -27,7 +27,11 @@ pub(super) fn show(v: &Json) -> String {
 pub(super) fn parse_policy(text: &str, kind: PolicyKind) -> Result<Vec<Statement>> {
     let doc: Json = match serde_json::from_str(text) {
         Ok(doc) => doc,
-        Err(e) => malformed!("invalid policy JSON: {e}"),
+        Err(e) => {
+            return Err(super::PolicyError::NotJson(format!(
+                "invalid policy JSON: {e}"
+            )))
+        }
     };
     let Json::Obj(members) = doc else {
         malformed!("policy must be a JSON object, got {}", doc.type_name());
@@ -189,22 +193,22 @@ fn principal_entries(v: &Json, at: &str, name: &str) -> Result<Vec<PrincipalEntr
     let members = match v {
         Json::Str(s) if s == "*" => return Ok(vec![PrincipalEntry::Any]),
         Json::Obj(members) if !members.is_empty() => members,
-        Json::Obj(_) => malformed!("{at}: {name} must name at least one principal"),
-        _ => malformed!("{at}: {name} must be \"*\" or an object with AWS, Service, Federated or CanonicalUser members, got {}", show(v)),
+        Json::Obj(_) => bad_principal!("{at}: {name} must name at least one principal"),
+        _ => bad_principal!("{at}: {name} must be \"*\" or an object with AWS, Service, Federated or CanonicalUser members, got {}", show(v)),
     };
     let mut entries = Vec::new();
     for (kind, value) in members {
         if !["AWS", "Service", "Federated", "CanonicalUser"].contains(&kind.as_str()) {
-            malformed!("{at}: unknown principal type {} in {name} (expected AWS, Service, Federated or CanonicalUser)", quote(kind));
+            bad_principal!("{at}: unknown principal type {} in {name} (expected AWS, Service, Federated or CanonicalUser)", quote(kind));
         }
         let what = format!("{name}.{kind}");
         for p in strings(value, at, &what)? {
             let plain = !p.chars().any(|c| c.is_whitespace() || c == '*');
             match (kind.as_str(), aws_principal(&p)) {
                 ("AWS", Some(entry)) => entries.push(entry),
-                ("AWS", None) => malformed!("{at}: {what} has invalid principal {} (expected \"*\", a 12-digit account id or an IAM root, user, role or assumed-role ARN)", quote(&p)),
+                ("AWS", None) => bad_principal!("{at}: {what} has invalid principal {} (expected \"*\", a 12-digit account id or an IAM root, user, role or assumed-role ARN)", quote(&p)),
                 _ if plain => entries.push(PrincipalEntry::Other(p)),
-                _ => malformed!("{at}: {what} has invalid principal {}", quote(&p)),
+                _ => bad_principal!("{at}: {what} has invalid principal {}", quote(&p)),
             }
         }
     }

@@ -62,7 +62,7 @@ pub(super) async fn derive_shared_secret(c: Call<'_>) -> Out {
     let public_key = required(r.public_key, "publicKey")?;
     if r.recipient.is_some() {
         return Err(crate::kms::KmsError::UnsupportedOperation(
-            "Recipient (attested enclaves) is not supported by this server".into(),
+            texts::RECIPIENT_UNSUPPORTED.into(),
         )
         .into());
     }

@@ -9,7 +9,7 @@ pub(super) async fn create_grant(c: Call<'_>) -> Out {
     grant_tokens(&r.grant_tokens)?;
     if r.grantee_service_principal.is_some() || r.retiring_service_principal.is_some() {
         return Err(crate::kms::KmsError::UnsupportedOperation(
-            "Service principals are not supported by this server".into(),
+            texts::SERVICE_PRINCIPALS_UNSUPPORTED.into(),
         )
         .into());
     }
@@ -19,7 +19,7 @@ pub(super) async fn create_grant(c: Call<'_>) -> Out {
     let constraints = match r.constraints {
         Some(c) if c.source_arn.is_some() => {
             return Err(crate::kms::KmsError::UnsupportedOperation(
-                "The SourceArn grant constraint is not supported".into(),
+                texts::SOURCE_ARN_UNSUPPORTED.into(),
             )
             .into())
         }

@@ -53,7 +53,7 @@ pub(super) async fn import_key_material(c: Call<'_>) -> Out {
         Some(t) if t.is_finite() => Some((t * 1000.0) as i64),
         Some(_) => {
             return Err(
-                crate::kms::KmsError::Validation("ValidTo is not a valid timestamp".into()).into(),
+                crate::kms::KmsError::Validation(texts::VALID_TO_NOT_TIMESTAMP.into()).into(),
             )
         }
         None => None,

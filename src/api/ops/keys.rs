@@ -17,8 +17,7 @@ pub(super) async fn create_key(c: Call<'_>) -> Out {
     )?;
     if spec.is_some() && cmk_spec.is_some() {
         return Err(crate::kms::KmsError::Validation(
-            "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated."
-                .into(),
+            texts::KEY_SPEC_AND_CUSTOMER_MASTER_KEY_SPEC.into(),
         )
         .into());
     }
