@@ -24,6 +24,7 @@ pub mod model;
 pub mod operations;
 pub mod policy;
 pub mod store;
+pub mod texts;
 pub mod token;
 
 use std::net::SocketAddr;

@@ -743,7 +743,7 @@ async fn recorded_texts_of_denials_and_the_sweep() {
 }
 
 /// Texts where AWS's own answer is not recorded but the emulators written against AWS agree
-/// (LocalStack's provider, moto, local-kms — see kms/texts.rs for each source).
+/// (LocalStack's provider, moto, local-kms — see src/texts.rs for each source).
 #[test]
 fn emulator_texts_for_grants_policies_and_algorithms() {
     let (_dir, server) = Server::start_new();
@@ -844,7 +844,7 @@ fn emulator_texts_for_grants_policies_and_algorithms() {
     );
 }
 
-/// Texts the catalogue (`src/kms/texts.rs`) took from AWS output or, where AWS's is not
+/// Texts the catalogue (`src/texts.rs`) took from AWS output or, where AWS's is not
 /// recorded, from emulators: ImportKeyMaterial of the wrong size (AWS output quoted in
 /// local-kms's source) and of material that does not unwrap (no message, as AWS's
 /// InvalidCiphertextException elsewhere), ListKeyRotations with IncludeKeyMaterial on an RSA

@@ -664,7 +664,7 @@ async fn run(
 }
 
 fn too_large(limit: usize) -> ProtocolError {
-    ProtocolError::TooLarge(format!("The request body is larger than {limit} bytes"))
+    ProtocolError::TooLarge(crate::texts::body_too_large(limit))
 }
 
 /// The AWS JSON protocol's content types (the SDKs send `application/x-amz-json-1.1`; 1.0 and

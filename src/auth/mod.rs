@@ -143,7 +143,7 @@ impl Authenticator {
             .any(|h| h == "x-amz-target")
         {
             return Err(AuthError::Incomplete(
-                "Signed headers must include x-amz-target".into(),
+                crate::texts::SIG_TARGET_UNSIGNED.into(),
             ));
         }
         let (principal, secret) = self.known(&checked.auth.access_key_id).await?;

@@ -21,7 +21,8 @@ const TERMINATOR: &str = "aws4_request";
 /// ISO 8601 basic format used by `X-Amz-Date`, e.g. `20150830T123600Z`.
 const AMZ_DATE: &[BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
-const MISMATCH: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
+
+use crate::texts;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -98,60 +99,50 @@ fn incomplete(msg: impl Into<String>) -> SigV4Error {
 /// [`SigV4Error::Incomplete`] error.
 pub fn parse_authorization(value: &str) -> Result<ParsedAuth, SigV4Error> {
     if !value.is_ascii() {
-        return Err(incomplete(
-            "Authorization header contains non-ASCII characters.",
-        ));
+        return Err(incomplete(texts::SIG_NON_ASCII));
     }
     let value = value.trim();
     let (algorithm, params) = value.split_once([' ', '\t']).unwrap_or((value, ""));
     if algorithm != ALGORITHM {
-        return Err(incomplete(format!(
-            "Unsupported AWS 'algorithm': only '{ALGORITHM}' is accepted."
-        )));
+        return Err(incomplete(texts::sig_unsupported_algorithm(ALGORITHM)));
     }
     let params = params.trim();
     let (mut credential, mut signed_headers, mut signature) = (None, None, None);
     if !params.is_empty() {
         for part in params.split(',') {
-            let (key, val) = part.trim().split_once('=').ok_or_else(|| {
-                incomplete("Authorization header parameters must have the form key=value, separated by commas.")
-            })?;
+            let (key, val) = part
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| incomplete(texts::SIG_PARAMETER_SYNTAX))?;
             let slot = match key {
                 "Credential" => &mut credential,
                 "SignedHeaders" => &mut signed_headers,
                 "Signature" => &mut signature,
-                _ => return Err(incomplete("Authorization header has an unknown parameter.")),
+                _ => return Err(incomplete(texts::SIG_UNKNOWN_PARAMETER)),
             };
             if slot.replace(val).is_some() {
-                return Err(incomplete(format!(
-                    "Authorization header has a duplicate '{key}' parameter."
-                )));
+                return Err(incomplete(texts::sig_duplicate_parameter(key)));
             }
         }
     }
-    let required =
-        |name: &str| incomplete(format!("Authorization header requires '{name}' parameter."));
+    let required = |name: &str| incomplete(texts::sig_requires_parameter(name));
     let credential = credential.ok_or_else(|| required("Credential"))?;
     let signed_headers = signed_headers.ok_or_else(|| required("SignedHeaders"))?;
     let signature = signature.ok_or_else(|| required("Signature"))?;
 
     let scope: Vec<&str> = credential.split('/').collect();
     let [access_key_id, date, region, service, terminator] = scope[..] else {
-        return Err(incomplete(
-            "Credential must have the form <AccessKeyId>/<yyyymmdd>/<region>/<service>/aws4_request.",
-        ));
+        return Err(incomplete(texts::SIG_CREDENTIAL_FORM));
     };
     let graphic = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
     if !(graphic(access_key_id) && graphic(region) && graphic(service)) {
-        return Err(incomplete("Credential has an empty or invalid component."));
+        return Err(incomplete(texts::SIG_CREDENTIAL_COMPONENT));
     }
     if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(incomplete("Credential date must have the form yyyymmdd."));
+        return Err(incomplete(texts::SIG_CREDENTIAL_DATE));
     }
     if terminator != TERMINATOR {
-        return Err(incomplete(format!(
-            "Credential should be scoped with a valid terminator: '{TERMINATOR}'."
-        )));
+        return Err(incomplete(texts::sig_terminator(TERMINATOR)));
     }
 
     let token_char =
@@ -161,12 +152,10 @@ pub fn parse_authorization(value: &str) -> Result<ParsedAuth, SigV4Error> {
         .iter()
         .any(|h| h.is_empty() || !h.bytes().all(token_char))
     {
-        return Err(incomplete(
-            "SignedHeaders must be a ';'-separated list of lowercase header names.",
-        ));
+        return Err(incomplete(texts::SIG_SIGNED_HEADERS_FORM));
     }
     if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(incomplete("Signature must be 64 hexadecimal digits."));
+        return Err(incomplete(texts::SIG_SIGNATURE_FORM));
     }
 
     Ok(ParsedAuth {
@@ -320,39 +309,30 @@ pub fn check_headers(
 ) -> Result<HeaderCheck, SigV4Error> {
     let Some(auth_value) = single_header(headers, "authorization")? else {
         if query_has(query, "X-Amz-Algorithm") {
-            return Err(incomplete(
-                "Presigned (query-string) requests are not supported; sign with the Authorization header.",
-            ));
+            return Err(incomplete(texts::SIG_PRESIGNED_UNSUPPORTED));
         }
         return Err(SigV4Error::Missing);
     };
     let auth = parse_authorization(auth_value)?;
     if auth.service != opts.service {
-        return Err(SigV4Error::InvalidSignature(format!(
-            "Credential should be scoped to correct service: '{}'.",
-            opts.service
+        return Err(SigV4Error::InvalidSignature(texts::sig_service_scope(
+            opts.service,
         )));
     }
     if !opts.regions.contains(&auth.region) {
-        return Err(SigV4Error::InvalidSignature(format!(
-            "Credential should be scoped to a valid region, not '{}'.",
-            auth.region
+        return Err(SigV4Error::InvalidSignature(texts::sig_region_scope(
+            &auth.region,
         )));
     }
 
     let amz_date = single_header(headers, "x-amz-date")?
-        .ok_or_else(|| {
-            incomplete("Authorization header requires existence of a 'X-Amz-Date' header.")
-        })?
+        .ok_or_else(|| incomplete(texts::SIG_DATE_REQUIRED))?
         .trim();
-    let signed_at = parse_amz_date(amz_date).ok_or_else(|| {
-        incomplete("X-Amz-Date must be in ISO-8601 basic format (yyyyMMdd'T'HHmmss'Z').")
-    })?;
+    let signed_at = parse_amz_date(amz_date).ok_or_else(|| incomplete(texts::SIG_DATE_FORMAT))?;
     let http_date = amz_date.get(..8).unwrap_or_default();
     if http_date != auth.date {
-        return Err(SigV4Error::InvalidSignature(format!(
-            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{http_date}', from '{amz_date}'.",
-            auth.date
+        return Err(SigV4Error::InvalidSignature(texts::sig_scope_date(
+            &auth.date, http_date, amz_date,
         )));
     }
     check_skew(amz_date, signed_at, opts)?;
@@ -360,9 +340,7 @@ pub fn check_headers(
     let is_signed = |name: &str| auth.signed_headers.iter().any(|h| h == name);
     for (name, shown) in [("host", "Host"), ("x-amz-date", "X-Amz-Date")] {
         if !is_signed(name) {
-            return Err(incomplete(format!(
-                "'{shown}' must be a 'SignedHeader' in the AWS Authorization."
-            )));
+            return Err(incomplete(texts::sig_must_be_signed(shown)));
         }
     }
     if header_values(headers, "x-amz-security-token")
@@ -370,9 +348,9 @@ pub fn check_headers(
         .is_some()
         && !is_signed("x-amz-security-token")
     {
-        return Err(incomplete(
-            "'X-Amz-Security-Token' must be a 'SignedHeader' in the AWS Authorization.",
-        ));
+        return Err(incomplete(texts::sig_must_be_signed(
+            "X-Amz-Security-Token",
+        )));
     }
     if auth
         .signed_headers
@@ -380,7 +358,7 @@ pub fn check_headers(
         .any(|h| header_values(headers, h).next().is_none())
     {
         // AWS would sign the absent header as empty, which cannot match either.
-        return Err(SigV4Error::InvalidSignature(MISMATCH.to_owned()));
+        return Err(SigV4Error::InvalidSignature(texts::SIG_MISMATCH.to_owned()));
     }
     Ok(HeaderCheck {
         amz_date: amz_date.to_owned(),
@@ -401,8 +379,7 @@ pub fn verify_body(
     let payload_hash = hex::encode(Sha256::digest(req.body));
     if header_values(req.headers, "x-amz-content-sha256").any(|v| v.trim() != payload_hash) {
         return Err(SigV4Error::InvalidSignature(
-            "The provided 'x-amz-content-sha256' header does not match what was computed."
-                .to_owned(),
+            texts::SIG_CONTENT_SHA256_MISMATCH.to_owned(),
         ));
     }
 
@@ -412,7 +389,7 @@ pub fn verify_body(
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
         Ok(())
     } else {
-        Err(SigV4Error::InvalidSignature(MISMATCH.to_owned()))
+        Err(SigV4Error::InvalidSignature(texts::SIG_MISMATCH.to_owned()))
     }
 }
 
@@ -449,7 +426,7 @@ fn single_header<'a>(
     let mut values = header_values(headers, name);
     let first = values.next();
     if values.next().is_some() {
-        return Err(incomplete(format!("Only one '{name}' header is allowed.")));
+        return Err(incomplete(texts::sig_one_header(name)));
     }
     Ok(first)
 }
@@ -496,14 +473,14 @@ fn check_skew(
     };
     if age > skew {
         let limit = format_amz_date(opts.now.checked_sub(skew));
-        return Err(SigV4Error::Expired(format!(
-            "Signature expired: {amz_date} is now earlier than {limit} ({now} - {window})"
+        return Err(SigV4Error::Expired(texts::sig_expired(
+            amz_date, &limit, &now, &window,
         )));
     }
     if age < -skew {
         let limit = format_amz_date(opts.now.checked_add(skew));
-        return Err(SigV4Error::Expired(format!(
-            "Signature not yet current: {amz_date} is still later than {limit} ({now} + {window})"
+        return Err(SigV4Error::Expired(texts::sig_not_yet_current(
+            amz_date, &limit, &now, &window,
         )));
     }
     Ok(())
@@ -859,7 +836,7 @@ mod tests {
         let regions = us_east_1();
         assert_eq!(
             req.verify(&suite_opts(&regions)),
-            Err(SigV4Error::InvalidSignature(MISMATCH.to_owned()))
+            Err(SigV4Error::InvalidSignature(texts::SIG_MISMATCH.to_owned()))
         );
     }
 
@@ -880,7 +857,7 @@ mod tests {
         let kms_regions = us_east_1();
         assert_eq!(
             kms.verify(&opts(&kms_regions, "kms", KMS_NOW)),
-            Err(SigV4Error::InvalidSignature(MISMATCH.to_owned()))
+            Err(SigV4Error::InvalidSignature(texts::SIG_MISMATCH.to_owned()))
         );
     }
 
@@ -893,7 +870,7 @@ mod tests {
             req.with(|r| verify(r, &o, |_| Some(Zeroizing::new(b"not-the-secret".to_vec()))));
         assert_eq!(
             wrong,
-            Err(SigV4Error::InvalidSignature(MISMATCH.to_owned()))
+            Err(SigV4Error::InvalidSignature(texts::SIG_MISMATCH.to_owned()))
         );
         let unknown = req.with(|r| verify(r, &o, |_| None));
         assert_eq!(unknown, Err(SigV4Error::UnknownAccessKey));
@@ -1010,7 +987,7 @@ mod tests {
         req.remove("my-header");
         assert_eq!(
             req.verify(&o),
-            Err(SigV4Error::InvalidSignature(MISMATCH.to_owned()))
+            Err(SigV4Error::InvalidSignature(texts::SIG_MISMATCH.to_owned()))
         );
 
         let mut unsigned = vanilla();

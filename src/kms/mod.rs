@@ -28,7 +28,7 @@ mod reconcile;
 mod rotation;
 pub mod scheduler;
 pub mod sealed;
-pub mod texts;
+pub use crate::texts;
 pub mod usage;
 
 pub use aliases::AliasInfo;

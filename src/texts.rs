@@ -780,19 +780,134 @@ pub fn import_unsupported(key_spec: &str, importable: &str) -> String {
 pub const INCLUDE_KEY_MATERIAL_SYMMETRIC_ONLY: &str =
     "Input parameter includeKeyMaterial can only be used with symmetric keys.";
 
+// ---------------------------------------------------------------------------------------------
+// Signature Version 4 (`auth/sigv4.rs`): `IncompleteSignatureException` for a request whose
+// signature cannot be read, `InvalidSignatureException` for one that does not verify. Recorded
+// AWS texts where the comment says so (from AWS answers quoted in public issues and logs of
+// services on the same front end); the rest keep AWS's sentence style, no recording found.
+
+/// The signature does not verify (recorded: the first sentence of every AWS mismatch answer).
+pub const SIG_MISMATCH: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
+/// Recorded (Route 53, API Gateway answers quoted in public issues).
+pub fn sig_region_scope(region: &str) -> String {
+    format!("Credential should be scoped to a valid region, not '{region}'.")
+}
+/// As AWS's verifier words it (scratchstack-aws-signature, modelled on AWS).
+pub fn sig_service_scope(service: &str) -> String {
+    format!("Credential should be scoped to correct service: '{service}'.")
+}
+/// As AWS's verifier words it (scratchstack-aws-signature; the IAM user guide has the start).
+pub fn sig_scope_date(scope_date: &str, http_date: &str, amz_date: &str) -> String {
+    format!(
+        "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from \
+         HTTP: '{scope_date}' != '{http_date}', from '{amz_date}'."
+    )
+}
+/// Recorded (KMS answers quoted by credstash users; KMS allows 5 minutes of skew).
+pub fn sig_expired(amz_date: &str, limit: &str, now: &str, window: &str) -> String {
+    format!("Signature expired: {amz_date} is now earlier than {limit} ({now} - {window})")
+}
+/// Recorded for services on the same front end (aws/aws-sdk-go#2194).
+pub fn sig_not_yet_current(amz_date: &str, limit: &str, now: &str, window: &str) -> String {
+    format!("Signature not yet current: {amz_date} is still later than {limit} ({now} + {window})")
+}
+/// Recorded (AWS's parser names each missing parameter this way).
+pub fn sig_requires_parameter(name: &str) -> String {
+    format!("Authorization header requires '{name}' parameter.")
+}
+/// As AWS's verifier words it, for an `AWS4-` algorithm it does not know.
+pub fn sig_unsupported_algorithm(supported: &str) -> String {
+    format!("Unsupported AWS 'algorithm': only '{supported}' is accepted.")
+}
+pub fn sig_terminator(terminator: &str) -> String {
+    format!("Credential should be scoped with a valid terminator: '{terminator}'.")
+}
+/// `'Host'`/`'X-Amz-Date'`/`'X-Amz-Security-Token'` not among the signed headers (AWS's
+/// wording for Host; none found for the others).
+pub fn sig_must_be_signed(header: &str) -> String {
+    format!("'{header}' must be a 'SignedHeader' in the AWS Authorization.")
+}
+pub const SIG_DATE_REQUIRED: &str =
+    "Authorization header requires existence of a 'X-Amz-Date' header.";
+pub const SIG_DATE_FORMAT: &str =
+    "X-Amz-Date must be in ISO-8601 basic format (yyyyMMdd'T'HHmmss'Z').";
+/// S3's text for the same fault (none found for KMS).
+pub const SIG_CONTENT_SHA256_MISMATCH: &str =
+    "The provided 'x-amz-content-sha256' header does not match what was computed.";
+// No AWS recording for the following faults of the header's syntax (AWS's parser reports
+// them as missing parameters or as a mismatch); each names what is wrong.
+pub const SIG_NON_ASCII: &str = "Authorization header contains non-ASCII characters.";
+pub const SIG_PARAMETER_SYNTAX: &str =
+    "Authorization header parameters must have the form key=value, separated by commas.";
+pub const SIG_UNKNOWN_PARAMETER: &str = "Authorization header has an unknown parameter.";
+pub fn sig_duplicate_parameter(name: &str) -> String {
+    format!("Authorization header has a duplicate '{name}' parameter.")
+}
+pub const SIG_CREDENTIAL_FORM: &str =
+    "Credential must have the form <AccessKeyId>/<yyyymmdd>/<region>/<service>/aws4_request.";
+pub const SIG_CREDENTIAL_COMPONENT: &str = "Credential has an empty or invalid component.";
+pub const SIG_CREDENTIAL_DATE: &str = "Credential date must have the form yyyymmdd.";
+pub const SIG_SIGNED_HEADERS_FORM: &str =
+    "SignedHeaders must be a ';'-separated list of lowercase header names.";
+pub const SIG_SIGNATURE_FORM: &str = "Signature must be 64 hexadecimal digits.";
+pub fn sig_one_header(name: &str) -> String {
+    format!("Only one '{name}' header is allowed.")
+}
+/// kms-bridge verifies only header signatures (a deviation from AWS).
+pub const SIG_PRESIGNED_UNSUPPORTED: &str =
+    "Presigned (query-string) requests are not supported; sign with the Authorization header.";
+
+/// kms-bridge requires `X-Amz-Target` to be signed, so a signed request cannot be replayed as
+/// another operation (a deviation: AWS does not require it; every AWS SDK signs it).
+pub const SIG_TARGET_UNSIGNED: &str = "Signed headers must include x-amz-target";
+
+// ---------------------------------------------------------------------------------------------
+// The protocol (`api/`). Unknown operations and unreadable bodies are answered without a
+// message, as AWS's front end does (their detail goes only to the log).
+
+/// A body over the server's limit (HTTP 413 `ValidationException`; none found for KMS, whose
+/// front end answers 413 as DynamoDB's does).
+pub fn body_too_large(limit: usize) -> String {
+    format!("The request body is larger than {limit} bytes")
+}
+
 #[cfg(test)]
 mod tests {
     /// Error variants whose message never reaches the wire (the wire text is fixed in
-    /// `api/error.rs`; the message is a detail for the log).
-    const LOG_ONLY: [&str; 3] = ["Internal", "KeyUnavailable", "DependencyTimeout"];
+    /// `api/error.rs`, or there is none; the message is a detail for the log).
+    const LOG_ONLY: [&str; 6] = [
+        "Internal",
+        "KeyUnavailable",
+        "DependencyTimeout",
+        "Backend",
+        "Serialization",
+        "UnknownOperation",
+    ];
 
-    /// Every `KmsError` construction outside this file whose message is built inline (a
+    /// The error types whose messages reach the wire, and the SigV4 module's constructor.
+    const ERROR_TYPES: [&str; 5] = [
+        "KmsError::",
+        "SigV4Error::",
+        "AuthError::",
+        "ProtocolError::",
+        "incomplete",
+    ];
+
+    /// Every error construction outside this file whose message is built inline (a
     /// `format!` or a string literal), as `file:line: text`.
     fn inline_texts(file: &str, src: &str) -> Vec<String> {
         let mut found = Vec::new();
+        for ty in ERROR_TYPES {
+            found.extend(inline_texts_of(ty, file, src));
+        }
+        found
+    }
+
+    fn inline_texts_of(ty: &str, file: &str, src: &str) -> Vec<String> {
+        let mut found = Vec::new();
         let mut rest = src;
-        while let Some(at) = rest.find("KmsError::") {
-            let after = &rest[at + "KmsError::".len()..];
+        while let Some(at) = rest.find(ty) {
+            let after = &rest[at + ty.len()..];
             let name_len = after
                 .find(|c: char| !c.is_ascii_alphanumeric())
                 .unwrap_or(after.len());
@@ -805,7 +920,7 @@ mod tests {
                 if inline && !LOG_ONLY.contains(&variant) {
                     let line = src.len() - rest.len() + at;
                     let line = src[..line].matches('\n').count() + 1;
-                    found.push(format!("{file}:{line}: KmsError::{variant}"));
+                    found.push(format!("{file}:{line}: {ty}{variant}"));
                 }
             }
             rest = after;
@@ -837,15 +952,17 @@ mod tests {
         );
         let mut found = Vec::new();
         for f in files {
-            if f.ends_with("kms/texts.rs") {
+            if f.ends_with("src/texts.rs") {
                 continue;
             }
             let src = std::fs::read_to_string(&f).expect("readable source");
-            found.extend(inline_texts(&f.display().to_string(), &src));
+            // Unit tests may spell out the texts they expect.
+            let code = src.split("\n#[cfg(test)]\nmod tests").next().unwrap_or("");
+            found.extend(inline_texts(&f.display().to_string(), code));
         }
         assert!(
             found.is_empty(),
-            "error texts built outside src/kms/texts.rs:\n{}",
+            "error texts built outside src/texts.rs:\n{}",
             found.join("\n")
         );
     }
@@ -857,10 +974,18 @@ mod tests {
                    let b = KmsError::Validation(\n    \"literal\".into(),\n);\n\
                    let c = KmsError::Tag(texts::TOO_MANY_TAGS.into());\n\
                    let d = KmsError::Internal(format!(\"log only\"));\n\
-                   let e = KmsError::InvalidMac(String::new());\n";
+                   let e = KmsError::InvalidMac(String::new());\n\
+                   let f = incomplete(\"sigv4\");\n\
+                   let g = AuthError::Incomplete(texts::SIG_TARGET_UNSIGNED.into());\n\
+                   let h = ProtocolError::TooLarge(format!(\"{n}\"));\n";
         assert_eq!(
             inline_texts("f.rs", src),
-            ["f.rs:1: KmsError::NotFound", "f.rs:2: KmsError::Validation"]
+            [
+                "f.rs:1: KmsError::NotFound",
+                "f.rs:2: KmsError::Validation",
+                "f.rs:10: ProtocolError::TooLarge",
+                "f.rs:8: incomplete",
+            ]
         );
     }
 }
