@@ -807,6 +807,14 @@ impl std::fmt::Debug for KeyToken {
     }
 }
 
+/// Is `id` an object of one of `owners` (its first 16 bytes are the key id: its versions are
+/// `key id ‖ version`, its import wrapping keys `key id ‖ "wrap" ‖ 8 bytes`)?
+fn owned_by(owners: &[Uuid], id: &[u8]) -> bool {
+    id.get(..16)
+        .and_then(|p| Uuid::from_slice(p).ok())
+        .is_some_and(|o| owners.contains(&o))
+}
+
 /// `KeyToken`'s calls on one object of the key: the id checked, then the token's call.
 macro_rules! key_scoped {
     ($( $(#[$doc:meta])* fn $name:ident(id $(, $arg:ident: $ty:ty)*) -> $ret:ty; )+) => {
@@ -843,8 +851,7 @@ key_scoped! {
 
 impl KeyToken {
     fn own(&self, id: Vec<u8>) -> TokenResult<Vec<u8>> {
-        let owner = id.get(..16).and_then(|p| Uuid::from_slice(p).ok());
-        if owner.is_some_and(|o| self.owners.contains(&o)) {
+        if owned_by(&self.owners, &id) {
             Ok(id)
         } else {
             Err(TokenError::OutOfScope(hex::encode(&id)))
@@ -1039,6 +1046,26 @@ impl AccountToken {
 
 #[cfg(test)]
 mod permit_tests {
+    use super::*;
+
+    /// A key token reaches its key's versions and wrapping keys, and its multi-Region set's
+    /// members; nothing else (another key's objects, the service's system objects).
+    #[test]
+    fn key_tokens_reach_only_their_keys_objects() {
+        let (key, other, mrk) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let member = crate::kms::ids::mrk_row_id(&mrk, "eu-west-1");
+        let owners = [key, member];
+        let mut wrapping = key.as_bytes().to_vec();
+        wrapping.extend_from_slice(b"wrap12345678");
+        assert!(owned_by(&owners, &crate::kms::token_object_id(&key, 3)));
+        assert!(owned_by(&owners, &wrapping));
+        assert!(owned_by(&owners, &crate::kms::token_object_id(&member, 1)));
+        assert!(!owned_by(&owners, &crate::kms::token_object_id(&other, 1)));
+        assert!(!owned_by(&owners, crate::kms::IMPORT_MAC_KEY_ID));
+        assert!(!owned_by(&owners, crate::auth::principals::SEAL_KEY_ID));
+        assert!(!owned_by(&owners, &key.as_bytes()[..15]));
+    }
+
     /// `Kms::service_permit` is called only by the service's own work (its doc lists them): a
     /// request handler that reached for it would be skipping authorization.
     #[test]
