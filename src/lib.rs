@@ -21,6 +21,7 @@ pub mod fuzz;
 pub mod kms;
 pub mod metrics;
 pub mod model;
+pub mod operations;
 pub mod policy;
 pub mod store;
 pub mod texts;

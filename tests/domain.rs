@@ -132,8 +132,7 @@ fn context(arn: &str, kind: PrincipalKind, name: &str) -> RequestContext {
         identity_policies: Arc::new(Vec::new()),
         source_ip: None,
         secure_transport: true,
-        quota_charged: Default::default(),
-        dry_run: Default::default(),
+        request: Default::default(),
     }
 }
 

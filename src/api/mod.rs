@@ -1,5 +1,7 @@
 //! The protocol layer: AWS JSON 1.1 over `POST /` with `X-Amz-Target: TrentService.<Op>`.
 
+mod answer;
+pub use answer::Reply;
 pub mod error;
 mod json;
 pub mod limits;
@@ -22,7 +24,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::audit::{AuditLog, RecordBuilder};
 use crate::auth::sigv4::RequestParts;
@@ -138,7 +140,7 @@ struct Seen {
 /// The answer to one call: its request id and its result (the audit record is durable).
 pub struct Answer {
     pub request_id: String,
-    pub result: Result<Option<Value>, ApiError>,
+    pub result: Result<Option<Reply>, ApiError>,
 }
 
 async fn handle(
@@ -184,9 +186,9 @@ async fn handle(
                         .and_then(|h| crate::auth::sigv4::parse_authorization(h).ok())
                         .map(|a| (a.access_key_id, a.region));
                     let event_id = uuid::Uuid::new_v4().to_string();
-                    let result = Err(e);
                     let record =
-                        audit_record(&state, &source, &request_id, &event_id, &seen, &result);
+                        audit_record(&state, &source, &request_id, &event_id, &seen, Err(&e));
+                    let result = Err(e);
                     let audited = state.audit.append(record).await;
                     finish(seen.op, result, audited, &request_id, started)
                 }
@@ -250,7 +252,7 @@ async fn execute(
     body: Bytes,
     request_id: &str,
     started: std::time::Instant,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<Reply>, ApiError> {
     let event_id = uuid::Uuid::new_v4().to_string();
     let seen = Seen {
         op: Some(op),
@@ -261,10 +263,19 @@ async fn execute(
         claimed: None,
     };
     let result = run(state, source, caller, op, request_id, &seen).await;
-    let record = audit_record(state, source, request_id, &event_id, &seen, &result);
+    // What the audit record and key usage see: a typed answer's public members only.
+    let public = result
+        .as_ref()
+        .ok()
+        .and_then(|r| r.as_ref().map(Reply::public));
+    let view = match &result {
+        Ok(_) => Ok(public.as_deref()),
+        Err(e) => Err(e),
+    };
+    let record = audit_record(state, source, request_id, &event_id, &seen, view);
     // As on AWS, a replica's creation is also a CreateKey in the replica's region.
-    let replica = match (op, &result) {
-        (Operation::ReplicateKey, Ok(Some(v))) => replica_create_record(&record, v),
+    let replica = match (op, public.as_deref()) {
+        (Operation::ReplicateKey, Some(v)) => replica_create_record(&record, v),
         _ => None,
     };
     // Fail closed: nothing is answered before its record is durable.
@@ -272,15 +283,13 @@ async fn execute(
     if let (Ok(()), Some(r)) = (&audited, replica) {
         audited = state.audit.append(r).await;
     }
-    if let (Ok(()), Ok(Some(v))) = (&audited, &result) {
+    if let (Ok(()), Some(v)) = (&audited, public.as_deref()) {
         // GetKeyLastUsage: the keys this answer used, with its audit event.
         let arns: Vec<&str> = ["KeyId", "SourceKeyId"]
             .iter()
             .filter_map(|m| v.get(*m).and_then(|k| k.as_str()))
             .collect();
-        state
-            .kms
-            .note_usage(op.name(), &arns, request_id, &event_id);
+        state.kms.note_usage(op, &arns, request_id, &event_id);
     }
     finish(Some(op), result, audited, request_id, started)
 }
@@ -363,24 +372,23 @@ fn console_record(
         region: Some(region.to_owned()),
         claimed,
     };
-    audit_record(state, source, &request_id, &event_id, &seen, &Ok(None))
+    audit_record(state, source, &request_id, &event_id, &seen, Ok(None))
 }
 
 /// Metrics, and the refusal of an answer whose audit record could not be written.
 fn finish(
     op: Option<Operation>,
-    result: Result<Option<Value>, ApiError>,
+    result: Result<Option<Reply>, ApiError>,
     audited: Result<(), crate::audit::AuditError>,
     request_id: &str,
     started: std::time::Instant,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<Reply>, ApiError> {
     let op_name = op.map(|o| o.name()).unwrap_or("Unknown");
     if let Err(e) = audited {
         crate::metrics::AUDIT_FAILURES.inc();
         tracing::error!(request_id, error = %e, "refusing to answer: audit record not written");
-        if let Ok(Some(mut v)) = result {
-            scrub(&mut v);
-        }
+        // A typed answer's secrets are wiped as it drops here.
+        drop(result);
         crate::metrics::REQUESTS
             .with_label_values(&[op_name, "audit_failure"])
             .inc();
@@ -457,7 +465,7 @@ fn audit_record(
     request_id: &str,
     event_id: &str,
     seen: &Seen,
-    result: &Result<Option<Value>, ApiError>,
+    result: Result<Option<&Value>, &ApiError>,
 ) -> RecordBuilder {
     let now = state.kms.clock().now_millis();
     let op = seen.op.map(|o| o.name());
@@ -495,10 +503,7 @@ fn audit_record(
     };
     let mut rec = RecordBuilder::default();
     match result {
-        Ok(v) => rec.set(
-            "responseElements",
-            &crate::audit::response_elements(v.as_ref()),
-        ),
+        Ok(v) => rec.set("responseElements", &crate::audit::response_elements(v)),
         Err(e) => {
             let (_, name, message) = e.wire();
             rec.set("responseElements", &Value::Null);
@@ -526,9 +531,7 @@ fn audit_record(
         add_arn(&mut resources, v["ReplicaKeyMetadata"]["Arn"].as_str());
     }
     add_arn(&mut resources, request_parameters["keyId"].as_str());
-    let read_only = op.is_some_and(|o| {
-        o.starts_with("Describe") || o.starts_with("List") || o.starts_with("Get")
-    });
+    let read_only = seen.op.is_some_and(|o| o.flags().read_only);
     rec.set("eventVersion", "1.08");
     rec.set("userIdentity", &user_identity);
     rec.set("eventTime", &crate::audit::event_time(now));
@@ -621,7 +624,7 @@ async fn run(
     op: Operation,
     request_id: &str,
     seen: &Seen,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<Reply>, ApiError> {
     // The service model's constraints first, all violations at once, as AWS answers.
     let violations = model::violations(op.name(), &seen.body);
     if !violations.is_empty() {
@@ -636,21 +639,28 @@ async fn run(
         identity_policies: caller.identity_policies,
         source_ip: Some(source.peer.ip().to_string()),
         secure_transport: state.secure_transport,
-        quota_charged: Default::default(),
-        dry_run: Default::default(),
+        // Authorization derives the dry run and the quota from the operation's row.
+        request: crate::kms::Requested::new(op, || wire::dry_run(&seen.body)),
     };
     tracing::debug!(request_id, operation = op.name(), principal = %ctx.principal.arn, "request");
     if op.changes_state() {
         // Fail closed before the change: its intent is on disk, or nothing happens.
         let intent_id = uuid::Uuid::new_v4().to_string();
-        let mut intent = audit_record(state, source, request_id, &intent_id, seen, &Ok(None));
+        let mut intent = audit_record(state, source, request_id, &intent_id, seen, Ok(None));
         intent.set("auditPhase", "intent");
         intent.remove("responseElements");
         if let Err(e) = state.audit.append(intent).await {
             return Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string())));
         }
     }
-    ops::dispatch(&state.kms, &ctx, op, &seen.body).await
+    let reply = ops::dispatch(&state.kms, &ctx, op, &seen.body).await?;
+    // The table's `secret` operations answer typed (their secrets never in a `Value`).
+    debug_assert!(
+        !op.flags().secret || reply.as_ref().map_or(true, Reply::is_typed),
+        "{} answered a secret untyped",
+        op.name()
+    );
+    Ok(reply)
 }
 
 fn too_large(limit: usize) -> ProtocolError {
@@ -687,13 +697,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-fn success(out: Option<Value>, request_id: &str) -> Response {
+fn success(out: Option<Reply>, request_id: &str) -> Response {
     let body = match out {
-        Some(mut v) => {
-            let bytes = encode(&v);
-            scrub(&mut v);
-            bytes
-        }
+        Some(reply) => encode(&reply),
         None => Bytes::new(),
     };
     let mut resp = (StatusCode::OK, body).into_response();
@@ -708,21 +714,28 @@ fn success(out: Option<Value>, request_id: &str) -> Response {
     resp
 }
 
-/// The JSON body of an answer. One that carries a secret member is written into `Zeroizing`
-/// buffers only (every buffer outgrown is wiped, so no reallocation leaves a partial copy
-/// behind), and the last one is handed to hyper as the body, wiped when hyper lets go of it.
-fn encode(v: &Value) -> Bytes {
-    let secret = v
-        .as_object()
-        .is_some_and(|m| SECRET_MEMBERS.iter().any(|k| m.contains_key(*k)));
-    if !secret || !crate::failpoint::wiping() {
-        let mut out = Vec::with_capacity(8192);
-        let _ = json::write(&mut out, v);
-        return Bytes::from(out);
+/// The JSON body of an answer. A typed answer (every one that carries a secret) is written
+/// into `Zeroizing` buffers only (every buffer outgrown is wiped, so no reallocation leaves a
+/// partial copy behind), and the last one is handed to hyper as the body, wiped when hyper
+/// lets go of it.
+fn encode(reply: &Reply) -> Bytes {
+    match reply {
+        Reply::Json(v) => {
+            let mut out = Vec::with_capacity(8192);
+            let _ = json::write(&mut out, v);
+            Bytes::from(out)
+        }
+        Reply::Typed(t) if !crate::failpoint::wiping() => {
+            let mut out = Vec::with_capacity(8192);
+            let _ = t.write_json(&mut out);
+            Bytes::from(out)
+        }
+        Reply::Typed(t) => {
+            let mut buf = SecretBuf(Zeroizing::new(Vec::with_capacity(8192)));
+            let _ = t.write_json(&mut buf);
+            Bytes::from_owner(buf.0)
+        }
     }
-    let mut buf = SecretBuf(Zeroizing::new(Vec::with_capacity(8192)));
-    let _ = json::write(&mut buf, v);
-    Bytes::from_owner(buf.0)
 }
 
 /// A growable buffer that wipes what it outgrows.
@@ -745,47 +758,17 @@ impl std::io::Write for SecretBuf {
     }
 }
 
-/// Response members that carry secrets (base64 of plaintext, a data key pair's private key,
-/// an ECDH shared secret).
-const SECRET_MEMBERS: [&str; 3] = ["Plaintext", "PrivateKeyPlaintext", "SharedSecret"];
-
-/// Zeroize secret members of a response value once it has been encoded.
-fn scrub(v: &mut Value) {
-    if !crate::failpoint::wiping() {
-        return;
-    }
-    if let Value::Object(m) = v {
-        for member in SECRET_MEMBERS {
-            if let Some(Value::String(s)) = m.get_mut(member) {
-                s.zeroize();
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod scrub_tests {
+mod encode_tests {
     use super::*;
 
     #[test]
-    fn every_secret_member_is_zeroized() {
-        let mut v = serde_json::json!({
-            "Plaintext": "cGxhaW4=",
-            "PrivateKeyPlaintext": "cHJpdmF0ZQ==",
-            "SharedSecret": "c2hhcmVk",
-            "KeyId": "arn:aws:kms:us-east-1:111122223333:key/k",
-        });
-        scrub(&mut v);
-        let body = encode(&serde_json::json!({"Plaintext": "cGxhaW4=", "KeyId": "k"}));
-        assert_eq!(&body[..], br#"{"KeyId":"k","Plaintext":"cGxhaW4="}"#);
-        // Bodies larger than the first buffer come out whole.
-        let big = "A".repeat(20_000);
-        let body = encode(&serde_json::json!({"Plaintext": big}));
-        assert_eq!(body.len(), big.len() + r#"{"Plaintext":""}"#.len());
-        // `Zeroize` for String overwrites the bytes, then empties it.
-        for member in SECRET_MEMBERS {
-            assert_eq!(v[member].as_str(), Some(""), "{member} not zeroized");
-        }
-        assert!(v["KeyId"].as_str().unwrap().starts_with("arn:"));
+    fn typed_answers_come_out_whole_through_the_wiping_buffer() {
+        let big = Zeroizing::new(vec![b'A'; 15_000]);
+        let body = encode(&answer::random(big));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["Plaintext"].as_str().map(str::len), Some(20_000));
+        let body = encode(&Reply::Json(serde_json::json!({"KeyId": "k"})));
+        assert_eq!(&body[..], br#"{"KeyId":"k"}"#);
     }
 }

@@ -310,6 +310,17 @@ pub struct ListAliasesReq {
     pub marker: Option<String>,
 }
 
+/// The `DryRun` member of a request body (false when absent, or when the body does not read:
+/// the operation's own parsing answers that).
+pub fn dry_run(body: &[u8]) -> bool {
+    #[derive(Deserialize, Default)]
+    struct Member {
+        #[serde(rename = "DryRun")]
+        dry_run: Option<bool>,
+    }
+    parse::<Member>(body).is_ok_and(|m| m.dry_run == Some(true))
+}
+
 /// Parse a request body (an empty body counts as `{}`).
 pub fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Res<T> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {

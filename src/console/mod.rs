@@ -343,7 +343,7 @@ impl Ctx {
         )
         .await;
         match answer.result {
-            Ok(v) => Ok(v.unwrap_or(Value::Null)),
+            Ok(v) => Ok(v.map(api::Reply::into_public).unwrap_or(Value::Null)),
             Err(e) => {
                 let (_, code, message) = e.wire();
                 Err(Refusal {

@@ -6,6 +6,7 @@ use super::texts;
 use super::{
     page_limit, require_not_pending_deletion, Kms, KmsError, Page, RequestContext, Result,
 };
+use crate::operations::Action;
 use crate::store::{AliasRecord, StoreError};
 
 /// Maximum aliases pointing at one key.
@@ -40,9 +41,9 @@ impl Kms {
     ) -> Result<()> {
         reserved(alias)?;
         let alias_arn_s = alias_arn(&ctx.region, &ctx.account, alias.as_str());
-        self.authorize_account(ctx, "kms:CreateAlias", &alias_arn_s, Default::default())?;
+        self.authorize_account(ctx, Action::CreateAlias, &alias_arn_s, Default::default())?;
         let key = self
-            .resolve(ctx, target, Op::new("kms:CreateAlias"))
+            .resolve(ctx, target, Op::new(Action::CreateAlias))
             .await?;
         require_not_pending_deletion(&key)?;
         if key.account != ctx.account {
@@ -79,18 +80,18 @@ impl Kms {
     ) -> Result<()> {
         reserved(alias)?;
         let alias_arn_s = alias_arn(&ctx.region, &ctx.account, alias.as_str());
-        self.authorize_account(ctx, "kms:UpdateAlias", &alias_arn_s, Default::default())?;
+        self.authorize_account(ctx, Action::UpdateAlias, &alias_arn_s, Default::default())?;
         let mut rec = self
             .store
             .get_alias(&ctx.region, &ctx.account, alias.as_str())
             .await?
             .ok_or_else(|| not_found(ctx, alias))?;
         let new_key = self
-            .resolve(ctx, target, Op::new("kms:UpdateAlias"))
+            .resolve(ctx, target, Op::new(Action::UpdateAlias))
             .await?;
         require_not_pending_deletion(&new_key)?;
         if let Some(old) = self.store.get_key(rec.key_id).await? {
-            self.authorize(ctx, old.clone(), Op::new("kms:UpdateAlias"))
+            self.authorize(ctx, old.clone(), Op::new(Action::UpdateAlias))
                 .await?;
             if old.key_usage != new_key.key_usage {
                 return Err(KmsError::Validation(texts::alias_usage_change(
@@ -119,14 +120,15 @@ impl Kms {
     pub async fn delete_alias(&self, ctx: &RequestContext, alias: &AliasName) -> Result<()> {
         reserved(alias)?;
         let alias_arn_s = alias_arn(&ctx.region, &ctx.account, alias.as_str());
-        self.authorize_account(ctx, "kms:DeleteAlias", &alias_arn_s, Default::default())?;
+        self.authorize_account(ctx, Action::DeleteAlias, &alias_arn_s, Default::default())?;
         let rec = self
             .store
             .get_alias(&ctx.region, &ctx.account, alias.as_str())
             .await?
             .ok_or_else(|| not_found(ctx, alias))?;
         if let Some(key) = self.store.get_key(rec.key_id).await? {
-            self.authorize(ctx, key, Op::new("kms:DeleteAlias")).await?;
+            self.authorize(ctx, key, Op::new(Action::DeleteAlias))
+                .await?;
         }
         if self
             .store
@@ -147,7 +149,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<AliasInfo>> {
         let limit = page_limit(limit, 100, 50)?;
-        self.authorize_account(ctx, "kms:ListAliases", "*", Default::default())?;
+        self.authorize_account(ctx, Action::ListAliases, "*", Default::default())?;
         let key_id = match key {
             Some(k) => Some(self.lookup(ctx, k, false).await?.key_id),
             None => None,

@@ -7,10 +7,11 @@
 //! from the token's probed [`Capabilities`]; an algorithm the token cannot do answers
 //! `UnsupportedOperation`, never a different algorithm.
 
+use crate::operations::Action;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::authz::{Op, Permitted};
+use super::authz::{AccountToken, Op, Permitted};
 use super::blob::EncryptionContext;
 use super::crypto::{require_symmetric, Decrypted, Encrypted};
 use super::ids::KeyRef;
@@ -328,7 +329,7 @@ pub async fn verify_mac(
     }
 }
 
-async fn compute_mac(
+pub(super) async fn compute_mac(
     token: &Token,
     object_id: Vec<u8>,
     alg: MacAlgorithm,
@@ -444,6 +445,7 @@ impl Kms {
     /// Generate a new key's material in the token as planned by `plan_material`.
     pub(crate) async fn generate_material(
         &self,
+        token: &AccountToken,
         material: Material,
         id: Vec<u8>,
         label: String,
@@ -451,14 +453,12 @@ impl Kms {
     ) -> Result<()> {
         let what = format!("KeySpec {spec}");
         match material {
-            Material::Aes => self.token.generate_aes_key(id, label).await?,
-            Material::Pair(p, u) => self
-                .token
+            Material::Aes => token.generate_aes_key(id, label).await?,
+            Material::Pair(p, u) => token
                 .generate_key_pair(id, label, p, u)
                 .await
                 .map_err(|e| generation_error(e, &what))?,
-            Material::Hmac(len) => self
-                .token
+            Material::Hmac(len) => token
                 .generate_hmac_key(id, label, len)
                 .await
                 .map_err(|e| generation_error(e, &what))?,
@@ -479,14 +479,14 @@ impl Kms {
         alg: SigningAlgorithm,
     ) -> Result<Signed> {
         let mt = message_type.unwrap_or(MessageType::Raw);
-        let op = Op::new("kms:Sign")
+        let op = Op::new(Action::Sign)
             .fact("kms:SigningAlgorithm", alg.as_str())
             .fact("kms:MessageType", mt.as_str());
         let k = self.resolve(ctx, key, op).await?;
         require_signing(&k, alg, "Sign")?;
         require_enabled(&k)?;
         let (mech, input) = sign_input(self.capabilities(), alg, mt, &message)?;
-        let raw = self.token.sign(object_id(&k), mech, input).await?;
+        let raw = k.token(self)?.sign(object_id(&k), mech, input).await?;
         let signature = match mech {
             SignMech::Ecdsa => keyformat::ecdsa_to_der(&raw)?,
             _ => raw,
@@ -508,22 +508,15 @@ impl Kms {
         alg: SigningAlgorithm,
     ) -> Result<String> {
         let mt = message_type.unwrap_or(MessageType::Raw);
-        let op = Op::new("kms:Verify")
+        let op = Op::new(Action::Verify)
             .fact("kms:SigningAlgorithm", alg.as_str())
             .fact("kms:MessageType", mt.as_str());
         let k = self.resolve(ctx, key, op).await?;
         require_signing(&k, alg, "Verify")?;
         require_enabled(&k)?;
-        verify_signature(
-            &self.token,
-            k.key_spec,
-            object_id(&k),
-            alg,
-            mt,
-            &message,
-            signature,
-        )
-        .await?;
+        k.token(self)?
+            .verify_signature(k.key_spec, object_id(&k), alg, mt, &message, signature)
+            .await?;
         Ok(k.arn())
     }
 
@@ -532,14 +525,16 @@ impl Kms {
         ctx: &RequestContext,
         key: &KeyRef,
     ) -> Result<PublicKeyInfo> {
-        let k = self.resolve(ctx, key, Op::new("kms:GetPublicKey")).await?;
+        let k = self
+            .resolve(ctx, key, Op::new(Action::GetPublicKey))
+            .await?;
         if !k.key_spec.is_asymmetric() {
             return Err(KmsError::UnsupportedOperation(texts::not_asymmetric(
                 &k.arn(),
             )));
         }
         require_enabled(&k)?;
-        let parts = self.token.public_key(object_id(&k)).await?;
+        let parts = k.token(self)?.public_key(object_id(&k)).await?;
         Ok(PublicKeyInfo {
             key_arn: k.arn(),
             public_key: keyformat::spki_der(&parts)?,
@@ -570,17 +565,17 @@ impl Kms {
             )));
         }
         // OAEP in the token where it can; else padded here and raw RSA in the token.
-        let native = self
-            .token
+        let token = k.token(self)?;
+        let native = token
             .rsa_oaep_encrypt(object_id(k), hash, plaintext.clone())
             .await?;
         let mut ct = match native {
             Some(ct) => ct,
             None if self.capabilities().rsa_raw => {
-                let seed = self.token.random(hash.output_len()).await?;
+                let seed = token.random(hash.output_len()).await?;
                 let em = oaep::encode(hash, bytes, &plaintext, &seed)
                     .ok_or_else(|| KmsError::Internal("OAEP encoding failed".into()))?;
-                self.token.rsa_public_raw(object_id(k), em).await?
+                token.rsa_public_raw(object_id(k), em).await?
             }
             None => return Err(unsupported("RSA encryption")),
         };
@@ -605,7 +600,7 @@ impl Kms {
         ciphertext: Vec<u8>,
         enc_ctx: &EncryptionContext,
         alg: Option<EncryptionAlgorithm>,
-        action: &'static str,
+        action: Action,
     ) -> Result<Decrypted> {
         let key =
             key.ok_or_else(|| KmsError::Validation(texts::ASYMMETRIC_DECRYPT_NEEDS_KEY_ID.into()))?;
@@ -624,16 +619,15 @@ impl Kms {
             FaultKind::BadInput => invalid(),
             _ => e.into(),
         };
-        let native = self
-            .token
+        let token = k.token(self)?;
+        let native = token
             .rsa_oaep_decrypt(object_id(&k), hash, ciphertext.clone())
             .await
             .map_err(bad_input)?;
         let plaintext = match native {
             Some(pt) => pt,
             None if self.capabilities().rsa_raw => {
-                let em = self
-                    .token
+                let em = token
                     .rsa_private_raw(object_id(&k), ciphertext)
                     .await
                     .map_err(bad_input)?;
@@ -658,17 +652,17 @@ impl Kms {
         with_plaintext: bool,
     ) -> Result<DataKeyPair> {
         let action = if with_plaintext {
-            "kms:GenerateDataKeyPair"
+            Action::GenerateDataKeyPair
         } else {
-            "kms:GenerateDataKeyPairWithoutPlaintext"
+            Action::GenerateDataKeyPairWithoutPlaintext
         };
         let op = Op::new(action).with_context(enc_ctx).data_key_pair(spec);
         let k = self.resolve(ctx, key, op).await?;
-        require_symmetric(&k, None, super::crypto::op_name(action))?;
+        require_symmetric(&k, None, action.name())?;
         require_enabled(&k)?;
         let pair_spec = pair_spec(spec, self.capabilities())?;
-        let pair = self
-            .token
+        let pair = k
+            .token(self)?
             .generate_exportable_pair(pair_spec)
             .await
             .map_err(|e| generation_error(e, &format!("KeyPairSpec {spec}")))?;
@@ -693,11 +687,11 @@ impl Kms {
         message: Zeroizing<Vec<u8>>,
         alg: MacAlgorithm,
     ) -> Result<(String, Vec<u8>)> {
-        let op = Op::new("kms:GenerateMac").fact("kms:MacAlgorithm", alg.as_str());
+        let op = Op::new(Action::GenerateMac).fact("kms:MacAlgorithm", alg.as_str());
         let k = self.resolve(ctx, key, op).await?;
         require_mac(&k, alg, "GenerateMac")?;
         require_enabled(&k)?;
-        let mac = compute_mac(&self.token, object_id(&k), alg, &message).await?;
+        let mac = k.token(self)?.mac(object_id(&k), alg, &message).await?;
         Ok((k.arn(), mac))
     }
 
@@ -709,7 +703,7 @@ impl Kms {
         key: &KeyRef,
         peer_public_key: &[u8],
     ) -> Result<(String, Zeroizing<Vec<u8>>)> {
-        let op = Op::new("kms:DeriveSharedSecret").fact("kms:KeyAgreementAlgorithm", "ECDH");
+        let op = Op::new(Action::DeriveSharedSecret).fact("kms:KeyAgreementAlgorithm", "ECDH");
         let k = self.resolve(ctx, key, op).await?;
         if k.key_usage != KeyUsage::KeyAgreement {
             return Err(wrong_usage(&k, "DeriveSharedSecret"));
@@ -720,7 +714,7 @@ impl Kms {
         // ValidationException that carries no message (recorded in LocalStack's AWS snapshots).
         let point = keyformat::peer_point(peer_public_key, c)
             .ok_or_else(|| KmsError::Validation(String::new()))?;
-        let secret = self.token.ecdh(object_id(&k), point).await?;
+        let secret = k.token(self)?.ecdh(object_id(&k), point).await?;
         Ok((k.arn(), secret))
     }
 
@@ -731,13 +725,13 @@ impl Kms {
         ctx: &RequestContext,
         key: &KeyRef,
     ) -> Result<(String, Vec<u8>, Zeroizing<Vec<u8>>)> {
-        let op = Op::new("kms:Encapsulate");
+        let op = Op::new(Action::Encapsulate);
         let k = self.resolve(ctx, key, op).await?;
         if k.key_usage != KeyUsage::EncapsulateDecapsulate {
             return Err(wrong_usage(&k, "Encapsulate"));
         }
         require_enabled(&k)?;
-        let (ciphertext, secret) = self.token.ml_kem_encapsulate(object_id(&k)).await?;
+        let (ciphertext, secret) = k.token(self)?.ml_kem_encapsulate(object_id(&k)).await?;
         Ok((k.arn(), ciphertext, secret))
     }
 
@@ -748,7 +742,7 @@ impl Kms {
         key: &KeyRef,
         ciphertext: Vec<u8>,
     ) -> Result<(String, Zeroizing<Vec<u8>>)> {
-        let op = Op::new("kms:Decapsulate");
+        let op = Op::new(Action::Decapsulate);
         let k = self.resolve(ctx, key, op).await?;
         if k.key_usage != KeyUsage::EncapsulateDecapsulate {
             return Err(wrong_usage(&k, "Decapsulate"));
@@ -764,8 +758,8 @@ impl Kms {
         if ciphertext.len() != set.ciphertext_len() {
             return Err(KmsError::InvalidCiphertext(String::new()));
         }
-        let secret = self
-            .token
+        let secret = k
+            .token(self)?
             .ml_kem_decapsulate(object_id(&k), ciphertext)
             .await
             .map_err(|e| match e.kind() {
@@ -784,11 +778,13 @@ impl Kms {
         mac: &[u8],
         alg: MacAlgorithm,
     ) -> Result<String> {
-        let op = Op::new("kms:VerifyMac").fact("kms:MacAlgorithm", alg.as_str());
+        let op = Op::new(Action::VerifyMac).fact("kms:MacAlgorithm", alg.as_str());
         let k = self.resolve(ctx, key, op).await?;
         require_mac(&k, alg, "VerifyMac")?;
         require_enabled(&k)?;
-        verify_mac(&self.token, object_id(&k), alg, &message, mac).await?;
+        k.token(self)?
+            .verify_mac(object_id(&k), alg, &message, mac)
+            .await?;
         Ok(k.arn())
     }
 }

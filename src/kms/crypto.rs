@@ -1,6 +1,7 @@
 //! Symmetric cryptographic operations: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext)
 //! and GenerateRandom. AES-256-GCM runs inside the token; see blob.rs for the format.
 
+use crate::operations::Action;
 use zeroize::Zeroizing;
 
 use super::authz::{Op, Permitted};
@@ -51,12 +52,6 @@ pub struct DataKey {
 
 /// Symmetric encryption needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key and, if given, the
 /// SYMMETRIC_DEFAULT algorithm.
-/// The operation an IAM action names (`kms:GenerateDataKey` → `GenerateDataKey`), as AWS's
-/// key usage texts name it.
-pub(super) fn op_name(action: &str) -> &str {
-    action.strip_prefix("kms:").unwrap_or(action)
-}
-
 pub(super) fn require_symmetric(
     key: &KeyRecord,
     alg: Option<EncryptionAlgorithm>,
@@ -114,8 +109,8 @@ impl Kms {
             key_version: version,
             multi_region: key.multi_region.is_some(),
         };
-        let (iv, ct) = self
-            .token_for(key)?
+        let (iv, ct) = key
+            .token(self)?
             .encrypt_gcm(
                 token_object_id(&key.key_id, version),
                 header.aad(enc_ctx),
@@ -137,7 +132,7 @@ impl Kms {
         named_key: Option<&KeyRef>,
         alg: Option<EncryptionAlgorithm>,
         enc_ctx: &EncryptionContext,
-        action: &'static str,
+        action: Action,
     ) -> Result<(Permitted, Zeroizing<Vec<u8>>, String)> {
         let invalid = || KmsError::InvalidCiphertext(String::new());
         let parsed = Blob::parse(blob).ok_or_else(invalid)?;
@@ -175,8 +170,8 @@ impl Kms {
             return Err(invalid());
         }
         let aad = parsed.header.aad(enc_ctx);
-        let pt = self
-            .token_for(&key)?
+        let pt = key
+            .token(self)?
             .decrypt_gcm(
                 token_object_id(&key.key_id, version),
                 parsed.iv,
@@ -200,7 +195,7 @@ impl Kms {
         enc_ctx: &EncryptionContext,
         alg: Option<EncryptionAlgorithm>,
     ) -> Result<Encrypted> {
-        let op = Op::new("kms:Encrypt").with_context(enc_ctx).fact(
+        let op = Op::new(Action::Encrypt).with_context(enc_ctx).fact(
             "kms:EncryptionAlgorithm",
             alg.unwrap_or(EncryptionAlgorithm::SymmetricDefault)
                 .as_str(),
@@ -235,11 +230,11 @@ impl Kms {
             Some(EncryptionAlgorithm::RsaesOaepSha1 | EncryptionAlgorithm::RsaesOaepSha256)
         ) {
             return self
-                .rsa_decrypt(ctx, key, blob.to_vec(), enc_ctx, alg, "kms:Decrypt")
+                .rsa_decrypt(ctx, key, blob.to_vec(), enc_ctx, alg, Action::Decrypt)
                 .await;
         }
         let (k, plaintext, material_id) = self
-            .open(ctx, blob, key, alg, enc_ctx, "kms:Decrypt")
+            .open(ctx, blob, key, alg, enc_ctx, Action::Decrypt)
             .await?;
         Ok(Decrypted {
             key_arn: k.arn(),
@@ -261,7 +256,7 @@ impl Kms {
         destination_ctx: &EncryptionContext,
         destination_alg: Option<EncryptionAlgorithm>,
     ) -> Result<ReEncrypted> {
-        let op = Op::new("kms:ReEncryptTo")
+        let op = Op::new(Action::ReEncryptTo)
             .with_context(destination_ctx)
             .fact(
                 "kms:EncryptionAlgorithm",
@@ -286,7 +281,7 @@ impl Kms {
                     blob.to_vec(),
                     source_ctx,
                     source_alg,
-                    "kms:ReEncryptFrom",
+                    Action::ReEncryptFrom,
                 )
                 .await?;
             (d.key_arn, d.plaintext, None, d.algorithm)
@@ -298,7 +293,7 @@ impl Kms {
                     source_key,
                     source_alg,
                     source_ctx,
-                    "kms:ReEncryptFrom",
+                    Action::ReEncryptFrom,
                 )
                 .await?;
             (
@@ -345,16 +340,16 @@ impl Kms {
     ) -> Result<DataKey> {
         let len = data_key_len(spec, number_of_bytes)?;
         let action = if with_plaintext {
-            "kms:GenerateDataKey"
+            Action::GenerateDataKey
         } else {
-            "kms:GenerateDataKeyWithoutPlaintext"
+            Action::GenerateDataKeyWithoutPlaintext
         };
         let k = self
             .resolve(ctx, key, Op::new(action).with_context(enc_ctx))
             .await?;
-        require_symmetric(&k, None, op_name(action))?;
+        require_symmetric(&k, None, action.name())?;
         require_enabled(&k)?;
-        let data_key = self.token.random(len).await?;
+        let data_key = k.random(self, len).await?;
         let plaintext = with_plaintext.then(|| data_key.clone());
         let (ciphertext_blob, material_id) = self.seal(&k, enc_ctx, data_key).await?;
         Ok(DataKey {
@@ -371,13 +366,14 @@ impl Kms {
         number_of_bytes: Option<i64>,
         custom_key_store_id: Option<&str>,
     ) -> Result<Zeroizing<Vec<u8>>> {
-        self.authorize_account(ctx, "kms:GenerateRandom", "*", Default::default())?;
+        let permit =
+            self.authorize_account(ctx, Action::GenerateRandom, "*", Default::default())?;
         let n = number_of_bytes
             .ok_or_else(|| KmsError::Validation(texts::NUMBER_OF_BYTES_REQUIRED.into()))?;
         let len = random_len(n)?;
         let token = match custom_key_store_id {
-            Some(id) => self.connected_store(ctx, id).await?,
-            None => self.token.clone(),
+            Some(id) => self.connected_store(ctx, &permit, id).await?,
+            None => permit.token(self),
         };
         Ok(token.random(len).await?)
     }

@@ -10,12 +10,13 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::authz::{Op, GRANT_OPERATIONS};
+use super::authz::{Op, Permitted};
 use super::blob::EncryptionContext;
 use super::ids::KeyRef;
 use super::{page_limit, state_error, texts, Kms, KmsError, Page, RequestContext, Result};
 use crate::model::{KeySpec, KeyState, KeyUsage};
-use crate::store::{GrantRecord, PrincipalKind, StoreError};
+use crate::operations::{grant_operations, Action};
+use crate::store::{GrantRecord, StoreError};
 
 pub const MAX_GRANTS_PER_KEY: i64 = 50_000;
 const TOKEN_MAGIC: &[u8] = b"KBGT1";
@@ -225,12 +226,14 @@ impl Kms {
         if input.operations.iter().all(|o| o == "CreateGrant") {
             return Err(KmsError::Validation(texts::GRANT_ONLY_CREATE_GRANT.into()));
         }
+        // (The API's model check refuses these first, listing the model's order.)
         for (i, op) in input.operations.iter().enumerate() {
-            if !GRANT_OPERATIONS.contains(&op.as_str()) {
+            if Action::from_grant_operation(op).is_none() {
+                let allowed: Vec<&str> = grant_operations().collect();
                 return Err(KmsError::Validation(texts::grant_operation_unknown(
                     i + 1,
                     op,
-                    GRANT_OPERATIONS,
+                    &allowed,
                 )));
             }
         }
@@ -272,7 +275,7 @@ impl Kms {
             }
             None => None,
         };
-        let mut op = Op::new("kms:CreateGrant")
+        let mut op = Op::new(Action::CreateGrant)
             .facts_multi("kms:GrantOperations", input.operations.clone())
             .fact("kms:GranteePrincipal", input.grantee_principal.clone())
             .fact("kms:GrantIsForAWSResource", "false");
@@ -330,11 +333,11 @@ impl Kms {
                     && g.operations == ops
                     && g.constraints == constraints
             }) {
-                let token = self.grant_token(&g.grant_id).await?;
+                let token = self.grant_token(&key, &g.grant_id).await?;
                 return Ok((g.grant_id.clone(), token));
             }
         }
-        let grant_id = hex::encode(self.token.random(32).await?.as_slice());
+        let grant_id = hex::encode(key.random(self, 32).await?.as_slice());
         let rec = GrantRecord {
             grant_id: grant_id.clone(),
             key_id: key.key_id,
@@ -359,15 +362,15 @@ impl Kms {
             }
             Err(e) => return Err(e.into()),
         }
-        let token = self.grant_token(&grant_id).await?;
+        let token = self.grant_token(&key, &grant_id).await?;
         Ok((grant_id, token))
     }
 
-    async fn grant_token(&self, grant_id: &str) -> Result<String> {
+    async fn grant_token(&self, key: &Permitted, grant_id: &str) -> Result<String> {
         let id = hex::decode(grant_id).map_err(|e| KmsError::Internal(e.to_string()))?;
         let mut raw = TOKEN_MAGIC.to_vec();
         raw.extend_from_slice(&id);
-        raw.extend_from_slice(&self.token.random(16).await?);
+        raw.extend_from_slice(&key.random(self, 16).await?);
         Ok(B64.encode(raw))
     }
 
@@ -381,7 +384,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<GrantInfo>> {
         let limit = page_limit(limit, 100, 50)? as usize;
-        let k = self.resolve(ctx, key, Op::new("kms:ListGrants")).await?;
+        let k = self.resolve(ctx, key, Op::new(Action::ListGrants)).await?;
         let after = valid_marker(marker)?;
         let arn = k.arn();
         if let Some(id) = grant_id {
@@ -411,7 +414,7 @@ impl Kms {
     ) -> Result<Page<GrantInfo>> {
         let limit = page_limit(limit, 100, 50)? as usize;
         validate_principal(retiring_principal, "RetiringPrincipal")?;
-        self.authorize_account(ctx, "kms:ListRetirableGrants", "*", Default::default())?;
+        self.authorize_account(ctx, Action::ListRetirableGrants, "*", Default::default())?;
         if principal_account(retiring_principal) != ctx.principal.account {
             return Err(KmsError::AccessDenied(
                 texts::retirable_grants_other_account(&ctx.principal.arn),
@@ -466,28 +469,7 @@ impl Kms {
                 )));
             }
         }
-        let me = &ctx.principal;
-        let may = grant.retiring_principal.as_deref() == Some(me.arn.as_str())
-            || (grant.grantee_principal == me.arn
-                && grant.operations.iter().any(|o| o == "RetireGrant"))
-            || (me.kind == PrincipalKind::Root && grant.issuing_account == me.arn);
-        if !may {
-            // kms:RetireGrant in the caller's identity policies also allows it, for keys of
-            // the caller's own account.
-            if key_rec.account != me.account {
-                return Err(KmsError::AccessDenied(texts::access_denied(
-                    &me.arn,
-                    texts::Refusal::Key(
-                        "kms:RetireGrant",
-                        &key_rec.arn(),
-                        texts::Denial::NoResourcePolicy,
-                    ),
-                )));
-            }
-            let facts = Default::default();
-            self.authorize_account(ctx, "kms:RetireGrant", &key_rec.arn(), facts)?;
-        }
-        ctx.stop_if_dry_run()?;
+        self.authorize_retire(ctx, &grant, key_rec)?;
         self.store.delete_grant(&id).await?;
         Ok(())
     }
@@ -498,7 +480,7 @@ impl Kms {
         key: &KeyRef,
         grant_id: &str,
     ) -> Result<()> {
-        let k = self.resolve(ctx, key, Op::new("kms:RevokeGrant")).await?;
+        let k = self.resolve(ctx, key, Op::new(Action::RevokeGrant)).await?;
         match self.store.get_grant(grant_id).await? {
             Some(g) if g.key_id == k.key_id => {
                 self.store.delete_grant(grant_id).await?;

@@ -21,12 +21,13 @@
 //!   above the current version for on-demand rotation; the key is `Enabled` only while every
 //!   material up to its current version is imported and unexpired.
 
+use crate::operations::Action;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::asymmetric::curve;
-use super::authz::Op;
+use super::authz::{KeyToken, Op};
 use super::ids::KeyRef;
 use super::{
     key_object_label, material_id, state_error, texts, token_object_id, Kms, KmsError,
@@ -244,14 +245,10 @@ fn check_digest(kcv: &[u8]) -> Vec<u8> {
 
 impl Kms {
     /// Make sure the import-token MAC key exists in the token (created once).
-    async fn import_mac_key(&self) -> Result<()> {
+    async fn import_mac_key(&self, token: &KeyToken) -> Result<()> {
         self.import_mac
             .get_or_try_init(|| async {
-                if self
-                    .token
-                    .ensure_hmac_key(IMPORT_MAC_KEY_ID, IMPORT_MAC_KEY_LABEL, 32)
-                    .await?
-                {
+                if token.ensure_import_mac_key(IMPORT_MAC_KEY_LABEL).await? {
                     tracing::info!("created the import-token MAC key in the token");
                 }
                 Ok::<(), KmsError>(())
@@ -260,12 +257,9 @@ impl Kms {
             .map(|_| ())
     }
 
-    async fn import_mac(&self, input: Vec<u8>) -> Result<Vec<u8>> {
-        self.import_mac_key().await?;
-        Ok(self
-            .token
-            .hmac(IMPORT_MAC_KEY_ID.to_vec(), HashAlg::Sha256, input)
-            .await?)
+    async fn import_mac(&self, token: &KeyToken, input: Vec<u8>) -> Result<Vec<u8>> {
+        self.import_mac_key(token).await?;
+        Ok(token.import_mac(input).await?)
     }
 
     /// The wrapping algorithms this token can unwrap with, as a message fragment.
@@ -312,11 +306,13 @@ impl Kms {
         alg: WrappingAlgorithm,
         spec: WrappingKeySpec,
     ) -> Result<ImportParameters> {
-        let op = Op::new("kms:GetParametersForImport")
+        let op = Op::new(Action::GetParametersForImport)
             .fact("kms:WrappingAlgorithm", alg.as_str())
             .fact("kms:WrappingKeySpec", spec.as_str());
-        let k = self.resolve(ctx, key, op).await?.into_record();
+        let k = self.resolve(ctx, key, op).await?;
         require_external(&k)?;
+        let token = k.token(self)?;
+        let k = k.into_record();
         if !matches!(
             k.state,
             KeyState::PendingImport | KeyState::Enabled | KeyState::Disabled
@@ -361,9 +357,9 @@ impl Kms {
         {
             return Err(self.unsupported_wrapping(alg, &no_hash()));
         }
-        self.import_mac_key().await?;
+        self.import_mac_key(&token).await?;
 
-        let nonce = self.token.random(NONCE_LEN).await?;
+        let nonce = token.random(NONCE_LEN).await?;
         let mut wrapping_id = k.key_id.as_bytes().to_vec();
         wrapping_id.extend_from_slice(b"wrap");
         wrapping_id.extend_from_slice(&nonce[..8]);
@@ -372,8 +368,7 @@ impl Kms {
             k.key_id,
             hex::encode(&nonce[..8])
         );
-        let public = self
-            .token
+        let public = token
             .generate_wrapping_pair(wrapping_id.clone(), label, bits, hash)
             .await?;
         let Some(public) = public else {
@@ -403,16 +398,16 @@ impl Kms {
             ..old.clone()
         };
         let mac = self
-            .import_mac(mac_input(&k, &rec, &wrapping_id, &nonce))
+            .import_mac(&token, mac_input(&k, &rec, &wrapping_id, &nonce))
             .await?;
         if let Err(e) = self.store.set_import_parameters(&rec).await {
-            let _ = self.token.destroy(wrapping_id).await;
+            let _ = token.destroy(wrapping_id).await;
             return Err(e.into());
         }
         crate::failpoint::hit("import_parameters.after_store");
         // The previous parameters are superseded: their wrapping key goes.
         if let Some(old_id) = old.wrapping_object_id.filter(|o| *o != wrapping_id) {
-            if let Err(e) = self.token.destroy(old_id).await {
+            if let Err(e) = token.destroy(old_id).await {
                 tracing::warn!(key_id = %k.key_id, error = %e, "could not destroy a superseded wrapping key");
             }
         }
@@ -453,13 +448,15 @@ impl Kms {
             }
             (_, t) => t,
         };
-        let op = Op::new("kms:ImportKeyMaterial").fact("kms:ExpirationModel", model.as_str());
+        let op = Op::new(Action::ImportKeyMaterial).fact("kms:ExpirationModel", model.as_str());
         let op = match valid_to {
             Some(t) => op.fact("kms:ValidTo", (t / 1000).to_string()),
             None => op,
         };
-        let k = self.resolve(ctx, key, op).await?.into_record();
+        let k = self.resolve(ctx, key, op).await?;
         require_external(&k)?;
+        let token = k.token(self)?;
+        let k = k.into_record();
         let what = imported(k.key_spec, k.key_usage)
             .filter(|_| importable(self.capabilities(), k.key_spec))
             .ok_or_else(|| {
@@ -503,7 +500,7 @@ impl Kms {
             return Err(invalid_token());
         };
         let expected = self
-            .import_mac(mac_input(&k, &rec, &wrapping_id, nonce))
+            .import_mac(&token, mac_input(&k, &rec, &wrapping_id, nonce))
             .await?;
         if !bool::from(expected.ct_eq(mac)) || !bool::from(current.as_slice().ct_eq(nonce)) {
             return Err(invalid_token());
@@ -538,7 +535,7 @@ impl Kms {
         // Which material is it? A session copy is unwrapped in the token, its check value
         // computed there, and destroyed.
         let kcv = self
-            .unwrap_material(&k, &wrapped, k.current_version, false)
+            .unwrap_material(&token, &k, &wrapped, k.current_version, false)
             .await?;
         let id = imported_material_id(&k.material_key(), &kcv);
         let found = rec.materials.iter().find(|m| m.check_value == kcv).cloned();
@@ -606,7 +603,8 @@ impl Kms {
             }
         };
         let arn = k.arn();
-        self.import_into_token(k, material, &wrapped, &id).await?;
+        self.import_into_token(&token, k, material, &wrapped, &id)
+            .await?;
         Ok((arn, id))
     }
 
@@ -615,12 +613,13 @@ impl Kms {
     /// and, when every material the key needs is there again, the key's state `Enabled`.
     async fn import_into_token(
         &self,
+        token: &KeyToken,
         k: KeyRecord,
         mut m: MaterialRecord,
         wrapped: &Wrapped,
         id: &str,
     ) -> Result<()> {
-        let _ = self.clear_leftover_versions(&k).await?;
+        let _ = self.clear_leftover_versions(token, &k).await?;
         let v32 = u32::try_from(m.version)
             .map_err(|_| KmsError::LimitExceeded(texts::TOO_MANY_KEY_MATERIALS.into()))?;
         let version = VersionRecord {
@@ -643,7 +642,7 @@ impl Kms {
         crate::failpoint::hit("import.after_intent");
         let (key_id, version_no) = (k.key_id, m.version);
         let undo = |why: &'static str| async move {
-            if let Err(e) = self.token.destroy(token_object_id(&key_id, v32)).await {
+            if let Err(e) = token.destroy(token_object_id(&key_id, v32)).await {
                 tracing::error!(%key_id, error = %e, why, "could not destroy unfinished imported material; reconciliation will");
                 return;
             }
@@ -651,7 +650,10 @@ impl Kms {
                 tracing::error!(%key_id, error = %e, why, "could not undo a pending import; reconciliation will");
             }
         };
-        let kcv = match self.unwrap_material(&k, wrapped, m.version, true).await {
+        let kcv = match self
+            .unwrap_material(token, &k, wrapped, m.version, true)
+            .await
+        {
             Ok(kcv) => {
                 crate::failpoint::hit("import.after_unwrap");
                 kcv
@@ -724,7 +726,11 @@ impl Kms {
     /// Token objects of a key that no imported material names any more (a delete or expiry a
     /// crash interrupted between the store and the token): destroyed, their versions removed.
     /// The object ids destroyed.
-    pub(crate) async fn clear_leftover_versions(&self, k: &KeyRecord) -> Result<Vec<Vec<u8>>> {
+    pub(crate) async fn clear_leftover_versions(
+        &self,
+        token: &KeyToken,
+        k: &KeyRecord,
+    ) -> Result<Vec<Vec<u8>>> {
         let rec = self.store.get_import(k.key_id).await?.unwrap_or_default();
         let mut destroyed = Vec::new();
         for v in self.store.versions(k.key_id).await? {
@@ -733,7 +739,7 @@ impl Kms {
                 .iter()
                 .any(|m| m.version == v.version && m.imported);
             if !v.pending && !live {
-                self.token.destroy(v.token_object_id.clone()).await?;
+                token.destroy(v.token_object_id.clone()).await?;
                 crate::failpoint::hit("delete_material.after_destroy");
                 self.store.delete_version(k.key_id, v.version).await?;
                 destroyed.push(v.token_object_id);
@@ -749,6 +755,7 @@ impl Kms {
     /// not valid PKCS#8 of the key's spec → `IncorrectKeyMaterialException`.
     async fn unwrap_material(
         &self,
+        token: &KeyToken,
         k: &KeyRecord,
         w: &Wrapped,
         version: i64,
@@ -769,8 +776,7 @@ impl Kms {
         };
         let (pair, usage) = match &w.what {
             Imported::Secret(kind) => {
-                let kcv = self
-                    .token
+                let kcv = token
                     .unwrap_import(
                         w.wrapping_id.clone(),
                         w.wrap,
@@ -786,8 +792,7 @@ impl Kms {
             }
             Imported::Pair(pair, usage) => (pair.clone(), *usage),
         };
-        let unwrapped = self
-            .token
+        let unwrapped = token
             .unwrap_import_pair(
                 w.wrapping_id.clone(),
                 w.wrap,
@@ -813,7 +818,7 @@ impl Kms {
             Ok(spki) => Ok(check_digest(&spki)),
             Err(e) => {
                 if persistent {
-                    let _ = self.token.destroy(object_id).await;
+                    let _ = token.destroy(object_id).await;
                 }
                 Err(e)
             }
@@ -827,10 +832,11 @@ impl Kms {
         key_material_id: Option<&str>,
     ) -> Result<(String, String)> {
         let k = self
-            .resolve(ctx, key, Op::new("kms:DeleteImportedKeyMaterial"))
-            .await?
-            .into_record();
+            .resolve(ctx, key, Op::new(Action::DeleteImportedKeyMaterial))
+            .await?;
         require_external(&k)?;
+        let token = k.token(self)?;
+        let k = k.into_record();
         if !matches!(
             k.state,
             KeyState::Enabled
@@ -857,7 +863,8 @@ impl Kms {
             return Err(state_error(&k.arn(), KeyState::PendingImport));
         }
         let id = imported_material_id(&k.material_key(), &target.check_value);
-        self.remove_material(k.clone(), target.clone()).await?;
+        self.remove_material(&token, k.clone(), target.clone())
+            .await?;
         Ok((k.arn(), id))
     }
 
@@ -866,7 +873,12 @@ impl Kms {
     /// — with the key's state `PendingImport` (unless pending deletion), in one transaction —
     /// before its object is destroyed and its version removed (a crash in between leaves a
     /// version no imported material names; the next import removes it).
-    pub(crate) async fn remove_material(&self, key: KeyRecord, m: MaterialRecord) -> Result<()> {
+    pub(crate) async fn remove_material(
+        &self,
+        token: &KeyToken,
+        key: KeyRecord,
+        m: MaterialRecord,
+    ) -> Result<()> {
         let v32 = u32::try_from(m.version).unwrap_or(u32::MAX);
         let key_id = key.key_id;
         if m.version > key.current_version {
@@ -916,7 +928,7 @@ impl Kms {
             }
         }
         crate::failpoint::hit("delete_material.after_state");
-        self.token.destroy(token_object_id(&key_id, v32)).await?;
+        token.destroy(token_object_id(&key_id, v32)).await?;
         crate::failpoint::hit("delete_material.after_destroy");
         self.store.delete_version(key_id, m.version).await?;
         Ok(())
@@ -924,14 +936,14 @@ impl Kms {
 
     /// Destroy the import wrapping key of a deleted key (a failure leaves an orphan that
     /// reconciliation reports).
-    pub(crate) async fn destroy_wrapping_key(&self, k: &KeyRecord) {
+    pub(crate) async fn destroy_wrapping_key(&self, token: &KeyToken, k: &KeyRecord) {
         if k.origin != Origin::External {
             return;
         }
         let result = async {
             if let Some(rec) = self.store.get_import(k.key_id).await? {
                 if let Some(id) = rec.wrapping_object_id.clone() {
-                    self.token.destroy(id).await?;
+                    token.destroy(id).await?;
                     let cleared = ImportRecord {
                         key_id: k.key_id,
                         ..Default::default()
@@ -970,7 +982,7 @@ impl Kms {
 
     /// The expiry job for one key: each imported material past its `ValidTo` is taken out of
     /// the token (`remove_material`). Returns the number of destroyed objects.
-    pub(crate) async fn expire_material(&self, key: KeyRecord) -> Result<usize> {
+    pub(crate) async fn expire_material(&self, token: &KeyToken, key: KeyRecord) -> Result<usize> {
         let now = self.now();
         let rec = self.store.get_import(key.key_id).await?.unwrap_or_default();
         let mut n = 0;
@@ -984,7 +996,7 @@ impl Kms {
                 .get_key(key.key_id)
                 .await?
                 .ok_or_else(|| KmsError::NotFound(texts::key_not_found(&key.arn())))?;
-            self.remove_material(key, m).await?;
+            self.remove_material(token, key, m).await?;
             n += 1;
         }
         Ok(n)

@@ -1,6 +1,7 @@
 //! Key lifecycle and metadata: CreateKey, DescribeKey, ListKeys, Enable/DisableKey,
 //! Schedule/CancelKeyDeletion, UpdateKeyDescription, tags and the stored key policy.
 
+use crate::operations::Action;
 use uuid::Uuid;
 
 use super::asymmetric::plan_material;
@@ -227,7 +228,7 @@ impl Kms {
         for t in &input.tags {
             facts.set(&format!("aws:RequestTag/{}", t.key), t.value.clone());
         }
-        self.authorize_account(ctx, "kms:CreateKey", "*", facts)?;
+        let permit = self.authorize_account(ctx, Action::CreateKey, "*", facts)?;
         let description = input.description.unwrap_or_default();
         if description.chars().count() > 8192 {
             return Err(KmsError::Validation(texts::description_too_long(
@@ -248,7 +249,7 @@ impl Kms {
                 if input.origin.is_some_and(|o| o != Origin::AwsCloudHsm) {
                     return Err(KmsError::Validation(texts::CUSTOM_KEY_STORE_ORIGIN.into()));
                 }
-                Some(self.connected_store(ctx, id).await?)
+                Some(self.connected_store(ctx, &permit, id).await?)
             }
             None if origin == Origin::AwsCloudHsm => {
                 return Err(KmsError::Validation(texts::CLOUDHSM_NEEDS_STORE.into()))
@@ -368,7 +369,7 @@ impl Kms {
                 .await
                 .map_err(KmsError::from),
             None => {
-                self.generate_material(material, object_id, label, spec)
+                self.generate_material(&permit.token(self), material, object_id, label, spec)
                     .await
             }
         };
@@ -410,7 +411,7 @@ impl Kms {
     }
 
     pub async fn describe_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<KeyInfo> {
-        let k = self.resolve(ctx, key, Op::new("kms:DescribeKey")).await?;
+        let k = self.resolve(ctx, key, Op::new(Action::DescribeKey)).await?;
         let mut info = self.key_info(k.into_record()).await?;
         if info.record.origin == Origin::External && info.record.state != KeyState::PendingImport {
             if let Some(rec) = self.store.get_import(info.record.key_id).await? {
@@ -427,7 +428,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<KeyInfo>> {
         let limit = page_limit(limit, 1000, 100)?;
-        self.authorize_account(ctx, "kms:ListKeys", "*", Context::new())?;
+        self.authorize_account(ctx, Action::ListKeys, "*", Context::new())?;
         let after = match marker {
             Some(m) => Some(
                 Uuid::parse_str(m)
@@ -452,7 +453,7 @@ impl Kms {
     }
 
     pub async fn enable_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
-        let k = self.resolve(ctx, key, Op::new("kms:EnableKey")).await?;
+        let k = self.resolve(ctx, key, Op::new(Action::EnableKey)).await?;
         self.update_key(ctx, k, |k| match k.state {
             KeyState::Enabled | KeyState::Disabled => {
                 k.state = KeyState::Enabled;
@@ -465,7 +466,7 @@ impl Kms {
     }
 
     pub async fn disable_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
-        let k = self.resolve(ctx, key, Op::new("kms:DisableKey")).await?;
+        let k = self.resolve(ctx, key, Op::new(Action::DisableKey)).await?;
         self.update_key(ctx, k, |k| match k.state {
             KeyState::Enabled | KeyState::Disabled => {
                 k.state = KeyState::Disabled;
@@ -487,7 +488,7 @@ impl Kms {
         if !(7..=30).contains(&days) {
             return Err(KmsError::Validation(texts::PENDING_WINDOW_RANGE.into()));
         }
-        let op = Op::new("kms:ScheduleKeyDeletion").fact(
+        let op = Op::new(Action::ScheduleKeyDeletion).fact(
             "kms:ScheduleKeyDeletionPendingWindowInDays",
             days.to_string(),
         );
@@ -531,7 +532,7 @@ impl Kms {
 
     pub async fn cancel_key_deletion(&self, ctx: &RequestContext, key: &KeyRef) -> Result<String> {
         let k = self
-            .resolve(ctx, key, Op::new("kms:CancelKeyDeletion"))
+            .resolve(ctx, key, Op::new(Action::CancelKeyDeletion))
             .await?;
         let k = self
             .update_key(ctx, k, |k| {
@@ -564,7 +565,7 @@ impl Kms {
             )));
         }
         let k = self
-            .resolve(ctx, key, Op::new("kms:UpdateKeyDescription"))
+            .resolve(ctx, key, Op::new(Action::UpdateKeyDescription))
             .await?;
         self.update_key(ctx, k, |k| {
             require_not_pending_deletion(k)?;
@@ -582,7 +583,7 @@ impl Kms {
         tags: Vec<TagRecord>,
     ) -> Result<()> {
         validate_tags(&tags)?;
-        let mut op = Op::new("kms:TagResource")
+        let mut op = Op::new(Action::TagResource)
             .facts_multi("aws:TagKeys", tags.iter().map(|t| t.key.clone()).collect());
         for t in &tags {
             op = op.fact(&format!("aws:RequestTag/{}", t.key), t.value.clone());
@@ -604,7 +605,7 @@ impl Kms {
         key: &KeyRef,
         tag_keys: Vec<String>,
     ) -> Result<()> {
-        let op = Op::new("kms:UntagResource").facts_multi("aws:TagKeys", tag_keys.clone());
+        let op = Op::new(Action::UntagResource).facts_multi("aws:TagKeys", tag_keys.clone());
         let k = self.resolve(ctx, key, op).await?;
         require_not_pending_deletion(&k)?;
         self.store.remove_tags(k.key_id, &tag_keys).await?;
@@ -620,7 +621,7 @@ impl Kms {
     ) -> Result<Page<TagRecord>> {
         let limit = page_limit(limit, 50, 50)? as usize;
         let k = self
-            .resolve(ctx, key, Op::new("kms:ListResourceTags"))
+            .resolve(ctx, key, Op::new(Action::ListResourceTags))
             .await?;
         let tags = self.store.list_tags(k.key_id).await?;
         let start = match marker {
@@ -648,7 +649,9 @@ impl Kms {
         key: &KeyRef,
         policy_name: Option<&str>,
     ) -> Result<String> {
-        let k = self.resolve(ctx, key, Op::new("kms:GetKeyPolicy")).await?;
+        let k = self
+            .resolve(ctx, key, Op::new(Action::GetKeyPolicy))
+            .await?;
         match policy_name.unwrap_or("default") {
             "default" => Ok(k.into_record().policy),
             _ => Err(KmsError::NotFound(texts::NO_SUCH_POLICY.into())),
@@ -669,7 +672,7 @@ impl Kms {
             ));
         }
         let parsed = validate_policy(&policy)?;
-        let op = Op::new("kms:PutKeyPolicy").fact(
+        let op = Op::new(Action::PutKeyPolicy).fact(
             "kms:BypassPolicyLockoutSafetyCheck",
             bypass_lockout_check.to_string(),
         );
@@ -692,7 +695,7 @@ impl Kms {
         ctx: &RequestContext,
         key: &KeyRef,
     ) -> Result<Vec<String>> {
-        self.resolve(ctx, key, Op::new("kms:ListKeyPolicies"))
+        self.resolve(ctx, key, Op::new(Action::ListKeyPolicies))
             .await?;
         Ok(vec!["default".to_owned()])
     }

@@ -4,15 +4,14 @@
 //! `TrustAnchorCertificate` accepted and stored. Keys created with `CustomKeyStoreId` live in
 //! that token; while the store is disconnected they are `Unavailable`.
 
-use std::collections::HashMap;
+use crate::operations::Action;
 use std::path::PathBuf;
-use std::sync::RwLock;
 
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
+use super::authz::{AccountPermit, AccountToken};
 use super::{page_limit, texts, Kms, KmsError, Page, RequestContext, Result};
-use crate::auth::principals::SEAL_KEY_ID;
 use crate::store::{CustomKeyStoreRecord, KeyRecord, StoreError};
 use crate::token::{Refusal, Token, TokenConfig, TokenError};
 
@@ -27,7 +26,6 @@ pub struct KeyStores {
     threads: usize,
     working_copies: usize,
     keygen: crate::token::KeygenLane,
-    tokens: RwLock<HashMap<String, Token>>,
 }
 
 impl KeyStores {
@@ -42,16 +40,7 @@ impl KeyStores {
             threads,
             working_copies,
             keygen,
-            tokens: RwLock::new(HashMap::new()),
         }
-    }
-
-    fn get(&self, id: &str) -> Option<Token> {
-        self.tokens
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
     }
 }
 
@@ -83,17 +72,6 @@ fn not_found(id: &str) -> KmsError {
 }
 
 impl Kms {
-    /// The token holding a key's material: the default one, or its connected custom store.
-    pub(crate) fn token_for(&self, key: &KeyRecord) -> Result<Token> {
-        match &key.custom_key_store_id {
-            None => Ok(self.token.clone()),
-            Some(id) => self
-                .key_stores
-                .get(id)
-                .ok_or_else(|| KmsError::InvalidState(texts::unavailable(&key.arn()))),
-        }
-    }
-
     /// The key state as the caller sees it: keys of a disconnected store are Unavailable, and
     /// so is an enabled or disabled key whose current material the token no longer holds (the
     /// object was destroyed behind kms-bridge's back, or the token was restored without it):
@@ -101,19 +79,10 @@ impl Kms {
     pub fn visible_state(&self, key: &KeyRecord) -> crate::model::KeyState {
         use crate::model::KeyState;
         match (&key.custom_key_store_id, key.state) {
-            (Some(id), s)
-                if s != KeyState::PendingDeletion && self.key_stores.get(id).is_none() =>
-            {
+            (Some(id), s) if s != KeyState::PendingDeletion && !self.token.is_connected(id) => {
                 KeyState::Unavailable
             }
-            (_, KeyState::Enabled | KeyState::Disabled)
-                if self.token_for(key).is_ok_and(|t| {
-                    t.is_missing(&super::token_object_id(
-                        &key.key_id,
-                        key.current_version as u32,
-                    ))
-                }) =>
-            {
+            (_, KeyState::Enabled | KeyState::Disabled) if self.token.misses_current(key) => {
                 KeyState::Unavailable
             }
             (_, s) => s,
@@ -130,9 +99,14 @@ impl Kms {
     }
 
     /// A connected custom key store's token, for CreateKey / GenerateRandom.
-    pub(crate) async fn connected_store(&self, ctx: &RequestContext, id: &str) -> Result<Token> {
+    pub(crate) async fn connected_store(
+        &self,
+        ctx: &RequestContext,
+        permit: &AccountPermit,
+        id: &str,
+    ) -> Result<AccountToken> {
         let rec = self.store_record(ctx, id).await?;
-        self.key_stores.get(&rec.id).ok_or_else(|| {
+        permit.store_token(self, &rec.id).ok_or_else(|| {
             KmsError::CustomKeyStoreInvalidState(texts::key_store_not_connected(
                 id,
                 &rec.connection_state,
@@ -140,18 +114,28 @@ impl Kms {
         })
     }
 
-    async fn seal_password(&self, id: &str, password: &str) -> Result<Vec<u8>> {
+    async fn seal_password(
+        &self,
+        permit: &AccountPermit,
+        id: &str,
+        password: &str,
+    ) -> Result<Vec<u8>> {
         let password = Zeroizing::new(password.as_bytes().to_vec());
-        Ok(self
-            .token
-            .seal(SEAL_KEY_ID.to_vec(), seal_aad(id), password)
+        Ok(permit
+            .token(self)
+            .seal_credential(seal_aad(id), password)
             .await?)
     }
 
-    async fn unseal_password(&self, id: &str, sealed: &[u8]) -> Result<SecretString> {
-        let pt = self
-            .token
-            .unseal(SEAL_KEY_ID.to_vec(), seal_aad(id), sealed)
+    async fn unseal_password(
+        &self,
+        permit: &AccountPermit,
+        id: &str,
+        sealed: &[u8],
+    ) -> Result<SecretString> {
+        let pt = permit
+            .token(self)
+            .unseal_credential(seal_aad(id), sealed)
             .await?;
         let s = std::str::from_utf8(&pt)
             .map_err(|_| KmsError::Internal(format!("sealed password of {id} is corrupt")))?;
@@ -162,10 +146,11 @@ impl Kms {
     /// Open the store's token; on failure the AWS connection error code.
     async fn connect_token(
         &self,
+        permit: &AccountPermit,
         rec: &CustomKeyStoreRecord,
     ) -> std::result::Result<Token, &'static str> {
         let pin = self
-            .unseal_password(&rec.id, &rec.sealed_password)
+            .unseal_password(permit, &rec.id, &rec.sealed_password)
             .await
             .map_err(|_| "INTERNAL_ERROR")?;
         let cfg = TokenConfig {
@@ -206,16 +191,12 @@ impl Kms {
 
     /// Reconnect the stores that were connected before a restart.
     pub async fn restore_key_stores(&self) -> Result<()> {
+        // Start-up: the service reopens what was connected.
+        let permit = self.service_permit().account();
         for rec in self.store.key_stores().await? {
             if rec.connection_state == CONNECTED {
-                match self.connect_token(&rec).await {
-                    Ok(t) => {
-                        self.key_stores
-                            .tokens
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(rec.id.clone(), t);
-                    }
+                match self.connect_token(&permit, &rec).await {
+                    Ok(t) => self.token.connect(rec.id.clone(), t),
                     Err(code) => {
                         tracing::warn!(store = %rec.id, code, "custom key store did not reconnect");
                         let mut r = rec.clone();
@@ -234,7 +215,8 @@ impl Kms {
         ctx: &RequestContext,
         input: CreateKeyStoreInput,
     ) -> Result<String> {
-        self.authorize_account(ctx, "kms:CreateCustomKeyStore", "*", Default::default())?;
+        let permit =
+            self.authorize_account(ctx, Action::CreateCustomKeyStore, "*", Default::default())?;
         match input.store_type.as_deref() {
             None | Some("AWS_CLOUDHSM") => {}
             Some(other) => {
@@ -297,7 +279,7 @@ impl Kms {
         }
         let id = format!(
             "cks-{}",
-            &hex::encode(self.token.random(9).await?.as_slice())[..17]
+            &hex::encode(permit.token(self).random(9).await?.as_slice())[..17]
         );
         let rec = CustomKeyStoreRecord {
             id: id.clone(),
@@ -306,7 +288,7 @@ impl Kms {
             name: input.name,
             cluster_id: cluster,
             trust_anchor,
-            sealed_password: self.seal_password(&id, &password).await?,
+            sealed_password: self.seal_password(&permit, &id, &password).await?,
             connection_state: DISCONNECTED.into(),
             connection_error: None,
             created_at: self.now(),
@@ -328,7 +310,12 @@ impl Kms {
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<CustomKeyStoreRecord>> {
-        self.authorize_account(ctx, "kms:DescribeCustomKeyStores", "*", Default::default())?;
+        self.authorize_account(
+            ctx,
+            Action::DescribeCustomKeyStores,
+            "*",
+            Default::default(),
+        )?;
         if id.is_some() && name.is_some() {
             return Err(KmsError::Validation(texts::KEY_STORE_ID_OR_NAME.into()));
         }
@@ -348,7 +335,7 @@ impl Kms {
         }
         for s in &mut all {
             // The live connection decides; FAILED keeps its error code.
-            if self.key_stores.get(&s.id).is_some() {
+            if self.token.is_connected(&s.id) {
                 s.connection_state = CONNECTED.into();
             } else if s.connection_state == CONNECTED {
                 s.connection_state = DISCONNECTED.into();
@@ -372,9 +359,10 @@ impl Kms {
     }
 
     pub async fn connect_custom_key_store(&self, ctx: &RequestContext, id: &str) -> Result<()> {
-        self.authorize_account(ctx, "kms:ConnectCustomKeyStore", "*", Default::default())?;
+        let permit =
+            self.authorize_account(ctx, Action::ConnectCustomKeyStore, "*", Default::default())?;
         let mut rec = self.store_record(ctx, id).await?;
-        if self.key_stores.get(id).is_some() {
+        if self.token.is_connected(id) {
             return Ok(());
         }
         if rec.connection_state == FAILED {
@@ -385,13 +373,9 @@ impl Kms {
                 ),
             ));
         }
-        match self.connect_token(&rec).await {
+        match self.connect_token(&permit, &rec).await {
             Ok(t) => {
-                self.key_stores
-                    .tokens
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(rec.id.clone(), t);
+                self.token.connect(rec.id.clone(), t);
                 rec.connection_state = CONNECTED.into();
                 rec.connection_error = None;
             }
@@ -406,15 +390,15 @@ impl Kms {
     }
 
     pub async fn disconnect_custom_key_store(&self, ctx: &RequestContext, id: &str) -> Result<()> {
-        self.authorize_account(ctx, "kms:DisconnectCustomKeyStore", "*", Default::default())?;
+        self.authorize_account(
+            ctx,
+            Action::DisconnectCustomKeyStore,
+            "*",
+            Default::default(),
+        )?;
         let mut rec = self.store_record(ctx, id).await?;
-        let was = self
-            .key_stores
-            .tokens
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        if was.is_none() && rec.connection_state != FAILED {
+        let was = self.token.disconnect(id);
+        if !was && rec.connection_state != FAILED {
             return Err(KmsError::CustomKeyStoreInvalidState(
                 texts::key_store_already_disconnected(id),
             ));
@@ -433,9 +417,10 @@ impl Kms {
         password: Option<Zeroizing<String>>,
         cluster_id: Option<String>,
     ) -> Result<()> {
-        self.authorize_account(ctx, "kms:UpdateCustomKeyStore", "*", Default::default())?;
+        let permit =
+            self.authorize_account(ctx, Action::UpdateCustomKeyStore, "*", Default::default())?;
         let mut rec = self.store_record(ctx, id).await?;
-        let connected = self.key_stores.get(id).is_some();
+        let connected = self.token.is_connected(id);
         if connected && (password.is_some() || cluster_id.is_some()) {
             return Err(KmsError::CustomKeyStoreInvalidState(
                 texts::key_store_connected_update(id),
@@ -456,7 +441,7 @@ impl Kms {
                     p.chars().count(),
                 )));
             }
-            rec.sealed_password = self.seal_password(id, &p).await?;
+            rec.sealed_password = self.seal_password(&permit, id, &p).await?;
         }
         if let Some(c) = cluster_id {
             if c != rec.cluster_id {
@@ -476,9 +461,9 @@ impl Kms {
     }
 
     pub async fn delete_custom_key_store(&self, ctx: &RequestContext, id: &str) -> Result<()> {
-        self.authorize_account(ctx, "kms:DeleteCustomKeyStore", "*", Default::default())?;
+        self.authorize_account(ctx, Action::DeleteCustomKeyStore, "*", Default::default())?;
         let rec = self.store_record(ctx, id).await?;
-        if self.key_stores.get(id).is_some() {
+        if self.token.is_connected(id) {
             return Err(KmsError::CustomKeyStoreInvalidState(
                 texts::key_store_connected_delete(id),
             ));

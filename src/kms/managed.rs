@@ -282,9 +282,12 @@ impl Kms {
             rotation_type: None,
             pending: true,
         };
+        // AWS creates its managed keys itself: the service's permit, not the caller's.
+        let token = self.service_permit().key_token(self, &key)?;
         self.store.insert_key(&key, &version, &[]).await?;
+        let token = &token;
         let undo = |why: &'static str| async move {
-            if let Err(e) = self.token.destroy(token_object_id(&key_id, 1)).await {
+            if let Err(e) = token.destroy(token_object_id(&key_id, 1)).await {
                 tracing::error!(%key_id, error = %e, why, "could not destroy an unfinished AWS managed key; reconciliation will");
                 return;
             }
@@ -292,8 +295,7 @@ impl Kms {
                 tracing::error!(%key_id, error = %e, why, "could not undo an unfinished AWS managed key; reconciliation will");
             }
         };
-        if let Err(e) = self
-            .token
+        if let Err(e) = token
             .generate_aes_key(token_object_id(&key_id, 1), token_object_label(&key_id, 1))
             .await
         {

@@ -35,7 +35,9 @@ pub use aliases::AliasInfo;
 pub use asymmetric::{
     verify_mac, verify_signature, DataKeyPair, PublicKeyInfo, Signed, MAX_MESSAGE,
 };
-pub use authz::{AccountPermit, Permitted};
+pub use authz::{
+    AccountPermit, AccountToken, KeyToken, Permitted, Requested, ServicePermit, Tokens,
+};
 pub use crypto::{DataKey, Decrypted, Encrypted, ReEncrypted};
 pub use error::{KmsError, Result};
 pub use grants::{validate_grant_tokens, CreateGrantInput, GrantConstraints, GrantInfo};
@@ -107,10 +109,9 @@ pub struct RequestContext {
     pub identity_policies: Arc<Vec<IdentityPolicyRecord>>,
     pub source_ip: Option<String>,
     pub secure_transport: bool,
-    /// Set once the request has been counted against a quota.
-    pub quota_charged: std::sync::atomic::AtomicBool,
-    /// `DryRun`: authorize, then stop with `KmsError::DryRun` instead of acting.
-    pub dry_run: std::sync::atomic::AtomicBool,
+    /// The operation and what authorization derives from its row: the dry run (stopped with
+    /// `KmsError::DryRun` after the operation's last action) and the quota charge.
+    pub request: authz::Requested,
 }
 
 impl RequestContext {
@@ -126,23 +127,15 @@ impl RequestContext {
             identity_policies: self.identity_policies.clone(),
             source_ip: self.source_ip.clone(),
             secure_transport: self.secure_transport,
-            quota_charged: true.into(),
-            dry_run: false.into(),
+            request: authz::Requested::charged(),
         }
-    }
-
-    /// Stop here if the request is a dry run (it was authorized up to this point).
-    pub(crate) fn stop_if_dry_run(&self) -> Result<()> {
-        if self.dry_run.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(KmsError::DryRun(texts::DRY_RUN.into()));
-        }
-        Ok(())
     }
 }
 
 /// The KMS service.
 pub struct Kms {
-    token: Token,
+    /// Reached only through a permit (`authz`).
+    token: authz::Tokens,
     store: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
     policies: authz::PolicyCache,
@@ -180,7 +173,7 @@ impl Kms {
             token.keygen_lane(),
         );
         Kms {
-            token,
+            token: authz::Tokens::new(token),
             store,
             clock,
             policies: authz::PolicyCache::default(),
@@ -217,6 +210,11 @@ impl Kms {
             return Err("store: not hearing other nodes' changes (listener reconnecting)".into());
         }
         Ok(())
+    }
+
+    /// The tokens (their capabilities; every other use needs a permit: see `authz`).
+    pub fn tokens(&self) -> &authz::Tokens {
+        &self.token
     }
 
     pub fn store(&self) -> &Arc<dyn MetadataStore> {

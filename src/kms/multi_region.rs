@@ -24,11 +24,12 @@
 //! the pending version of every member before the material exists. Start-up reconciliation
 //! finishes (copies what is missing from a member that has it) or removes them.
 
+use crate::operations::Action;
 use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
-use super::authz::{Op, Permitted};
+use super::authz::{KeyToken, Op, Permitted, ServicePermit};
 use super::ids::{mrk_row_id, KeyRef};
 use super::keys::{default_policy, validate_policy, validate_tags, KeyInfo, MAX_TAGS};
 use super::{
@@ -93,8 +94,11 @@ impl Kms {
         input: ReplicateKeyInput,
     ) -> Result<Replicated> {
         let region = input.replica_region;
-        let op = Op::new("kms:ReplicateKey").fact("kms:ReplicaRegion", region.clone());
-        let primary = self.resolve(ctx, key, op).await?.into_record();
+        let op = Op::new(Action::ReplicateKey).fact("kms:ReplicaRegion", region.clone());
+        let primary = self.resolve(ctx, key, op).await?;
+        // The primary's objects and its set's: the replica's copies are made with it.
+        let token = primary.token(self)?;
+        let primary = primary.into_record();
         let Some(m) = primary
             .multi_region
             .clone()
@@ -136,7 +140,7 @@ impl Kms {
         for t in &input.tags {
             facts.set(&format!("aws:RequestTag/{}", t.key), t.value.clone());
         }
-        self.authorize_account(&rctx, "kms:CreateKey", "*", facts)?;
+        self.authorize_account(&rctx, Action::CreateKey, "*", facts)?;
 
         let (policy, parsed) = match input.policy {
             Some(p) => {
@@ -180,7 +184,7 @@ impl Kms {
             for t in &input.tags {
                 facts.set(&format!("aws:RequestTag/{}", t.key), t.value.clone());
             }
-            self.authorize_account(&rctx, "kms:TagResource", &replica.arn(), facts)?;
+            self.authorize_account(&rctx, Action::TagResource, &replica.arn(), facts)?;
         }
         if let Some(parsed) = &parsed {
             if !input.bypass_policy_lockout_safety_check
@@ -244,9 +248,12 @@ impl Kms {
         // What ReplicateKey answers is the replica as recorded: `Creating`, as on AWS.
         let metadata = self.key_info(replica.clone()).await?;
         let copies: Vec<i64> = versions.iter().map(|v| v.version).collect();
-        if let Err(e) = self.complete_replica(replica.clone(), Some(&copies)).await {
+        if let Err(e) = self
+            .complete_replica(&token, replica.clone(), Some(&copies))
+            .await
+        {
             tracing::error!(key_id = %replica.key_id, error = %e, "replica could not be completed; undoing it");
-            self.undo_replica(&replica).await;
+            self.undo_replica(&token, &replica).await;
             return Err(e);
         }
         Ok(Replicated {
@@ -264,6 +271,7 @@ impl Kms {
     /// inserted.)
     pub(super) async fn complete_replica(
         &self,
+        token: &KeyToken,
         replica: KeyRecord,
         versions: Option<&[i64]>,
     ) -> Result<KeyRecord> {
@@ -282,7 +290,8 @@ impl Kms {
                 .map(|v| v.version)
                 .collect(),
         };
-        self.copy_versions(&source, &replica, &pending).await?;
+        self.copy_versions(token, &source, &replica, &pending)
+            .await?;
         let mut done = self.activate_member(replica.key_id, &pending, true).await?;
         // A rotation that read the set before this replica was inserted did not give it its
         // version: take it from the primary once it is complete (bounded wait).
@@ -315,7 +324,7 @@ impl Kms {
                     Err(e) => return Err(e.into()),
                 }
             }
-            self.copy_versions(&source, &done, &added).await?;
+            self.copy_versions(token, &source, &done, &added).await?;
             done = self.activate_member(replica.key_id, &added, false).await?;
         }
         tracing::warn!(key_id = %replica.key_id, "a rotation of the primary key did not finish; the replica takes its version when it does (reconciliation)");
@@ -339,13 +348,14 @@ impl Kms {
     /// Copy `versions` of `source`'s material into `member`'s own token objects.
     async fn copy_versions(
         &self,
+        token: &KeyToken,
         source: &KeyRecord,
         member: &KeyRecord,
         versions: &[i64],
     ) -> Result<()> {
         for &v in versions {
             let v32 = version_u32(v)?;
-            self.token
+            token
                 .copy_key(
                     token_object_id(&source.key_id, v32),
                     token_object_id(&member.key_id, v32),
@@ -397,11 +407,11 @@ impl Kms {
     }
 
     /// Remove a replica whose creation failed: its copies in the token, then its row.
-    pub(super) async fn undo_replica(&self, replica: &KeyRecord) {
+    pub(super) async fn undo_replica(&self, token: &KeyToken, replica: &KeyRecord) {
         match self.store.versions(replica.key_id).await {
             Ok(versions) => {
                 for v in versions {
-                    if let Err(e) = self.token.destroy(v.token_object_id.clone()).await {
+                    if let Err(e) = token.destroy(v.token_object_id.clone()).await {
                         tracing::error!(key_id = %replica.key_id, error = %e, "could not destroy a replica's copy; it is reported as an orphan");
                     }
                 }
@@ -421,7 +431,7 @@ impl Kms {
         key: &KeyRef,
         region: String,
     ) -> Result<()> {
-        let op = Op::new("kms:UpdatePrimaryRegion").fact("kms:PrimaryRegion", region.clone());
+        let op = Op::new(Action::UpdatePrimaryRegion).fact("kms:PrimaryRegion", region.clone());
         let primary = self.resolve(ctx, key, op).await?.into_record();
         let Some(m) = primary
             .multi_region
@@ -451,7 +461,7 @@ impl Kms {
             .ok_or_else(|| not_found(&replica_arn))?;
         // The new primary's side: kms:UpdatePrimaryRegion in its own key policy, there.
         let rctx = ctx.in_region(&region);
-        let op = Op::new("kms:UpdatePrimaryRegion").fact("kms:PrimaryRegion", region.clone());
+        let op = Op::new(Action::UpdatePrimaryRegion).fact("kms:PrimaryRegion", region.clone());
         let replica = self.authorize(&rctx, replica, op).await?.into_record();
         require_updatable(&replica)?;
 
@@ -591,6 +601,7 @@ impl Kms {
     /// member cannot decrypt.
     pub(super) async fn rotate_set(
         &self,
+        token: &KeyToken,
         key: KeyRecord,
         rotation_type: RotationType,
     ) -> Result<KeyRecord> {
@@ -629,21 +640,21 @@ impl Kms {
                     members.push(k);
                 }
             }
-            self.token
+            token
                 .generate_aes_key(
                     token_object_id(&key.key_id, v32),
                     key_object_label(&key, v32),
                 )
                 .await?;
             for k in &members[1..] {
-                self.copy_versions(&key, k, &[version]).await?;
+                self.copy_versions(token, &key, k, &[version]).await?;
             }
             Ok::<(), KmsError>(())
         }
         .await;
         if let Err(e) = result {
             for k in &members {
-                let _ = self.token.destroy(token_object_id(&k.key_id, v32)).await;
+                let _ = token.destroy(token_object_id(&k.key_id, v32)).await;
                 if let Err(undo) = self.store.delete_pending_version(k.key_id, version).await {
                     tracing::error!(key_id = %k.key_id, error = %undo, "could not undo pending version; reconciliation will");
                 }
@@ -733,6 +744,7 @@ impl Kms {
     /// removed) version rows.
     pub(super) async fn reconcile_set_version(
         &self,
+        service: &ServicePermit,
         mrk: Uuid,
         version: i64,
         present: &mut std::collections::HashSet<Vec<u8>>,
@@ -770,9 +782,10 @@ impl Kms {
             }
             return Ok((0, pending.len()));
         };
+        let token = service.key_token(self, source)?;
         for k in &pending {
             if k.key_id != source.key_id {
-                self.copy_versions(source, k, &[version]).await?;
+                self.copy_versions(&token, source, k, &[version]).await?;
                 present.insert(token_object_id(&k.key_id, v32));
             }
         }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use crate::model::{DataKeyPairSpec, KeySpec};
+use crate::operations::Quota;
 
 /// Requests per second per account; 0 disables a quota. Bursts up to one second's worth.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,28 +123,16 @@ impl QuotaGroup {
         }
     }
 
-    /// The group of an action (`kms:Encrypt`), given the key's spec when there is a key.
-    pub fn of(action: &str, spec: Option<KeySpec>) -> QuotaGroup {
-        const CRYPTO: &[&str] = &[
-            "kms:Encrypt",
-            "kms:Decrypt",
-            // ReEncrypt authorizes its destination first; the request is charged once, there.
-            "kms:ReEncryptTo",
-            "kms:ReEncryptFrom",
-            "kms:GenerateDataKey",
-            "kms:GenerateDataKeyWithoutPlaintext",
-            "kms:GenerateMac",
-            "kms:VerifyMac",
-            "kms:Sign",
-            "kms:Verify",
-            "kms:DeriveSharedSecret",
-            "kms:Encapsulate",
-            "kms:Decapsulate",
-        ];
-        match action {
-            "kms:GenerateRandom" => QuotaGroup::GenerateRandom,
-            "kms:CreateKey" => QuotaGroup::CreateKey,
-            a if CRYPTO.contains(&a) => match spec {
+    /// The group of a request by its operation's quota (the table of operations), given the
+    /// key's spec when there is a key and the pair's spec for a data key pair.
+    pub fn of(quota: Quota, key: Option<KeySpec>, pair: Option<DataKeyPairSpec>) -> QuotaGroup {
+        match quota {
+            Quota::GenerateRandom => QuotaGroup::GenerateRandom,
+            Quota::CreateKey => QuotaGroup::CreateKey,
+            Quota::Management => QuotaGroup::Management,
+            // The only callers name the pair's spec; without one it counts as management.
+            Quota::DataKeyPair => pair.map_or(QuotaGroup::Management, Self::of_data_key_pair),
+            Quota::Crypto => match key {
                 Some(KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096) => QuotaGroup::Rsa,
                 Some(
                     KeySpec::EccNistP256
@@ -153,7 +142,6 @@ impl QuotaGroup {
                 ) => QuotaGroup::Ecc,
                 _ => QuotaGroup::Symmetric,
             },
-            _ => QuotaGroup::Management,
         }
     }
 }
@@ -212,6 +200,7 @@ impl Quotas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operations::Action;
 
     #[test]
     fn buckets_refill() {
@@ -229,35 +218,39 @@ mod tests {
 
     #[test]
     fn groups() {
+        let of = |a: Action, spec| QuotaGroup::of(a.row().quota, spec, None);
         assert_eq!(
-            QuotaGroup::of("kms:Encrypt", Some(KeySpec::SymmetricDefault)),
+            of(Action::Encrypt, Some(KeySpec::SymmetricDefault)),
             QuotaGroup::Symmetric
         );
+        assert_eq!(of(Action::Sign, Some(KeySpec::Rsa2048)), QuotaGroup::Rsa);
         assert_eq!(
-            QuotaGroup::of("kms:Sign", Some(KeySpec::Rsa2048)),
-            QuotaGroup::Rsa
-        );
-        assert_eq!(
-            QuotaGroup::of("kms:Sign", Some(KeySpec::EccNistP256)),
+            of(Action::Sign, Some(KeySpec::EccNistP256)),
             QuotaGroup::Ecc
         );
         assert_eq!(
-            QuotaGroup::of("kms:GenerateMac", Some(KeySpec::Hmac256)),
+            of(Action::GenerateMac, Some(KeySpec::Hmac256)),
             QuotaGroup::Symmetric
         );
+        assert_eq!(of(Action::DescribeKey, None), QuotaGroup::Management);
         assert_eq!(
-            QuotaGroup::of("kms:DescribeKey", None),
+            of(Action::GetPublicKey, Some(KeySpec::Rsa2048)),
             QuotaGroup::Management
         );
-        for re_encrypt in ["kms:ReEncryptFrom", "kms:ReEncryptTo"] {
+        for re_encrypt in [Action::ReEncryptFrom, Action::ReEncryptTo] {
             assert_eq!(
-                QuotaGroup::of(re_encrypt, Some(KeySpec::SymmetricDefault)),
+                of(re_encrypt, Some(KeySpec::SymmetricDefault)),
                 QuotaGroup::Symmetric
             );
         }
-        assert_eq!(QuotaGroup::of("kms:CreateKey", None), QuotaGroup::CreateKey);
+        assert_eq!(of(Action::CreateKey, None), QuotaGroup::CreateKey);
+        assert_eq!(of(Action::GenerateRandom, None), QuotaGroup::GenerateRandom);
         assert_eq!(
-            QuotaGroup::of_data_key_pair(DataKeyPairSpec::Rsa4096),
+            QuotaGroup::of(
+                Action::GenerateDataKeyPair.row().quota,
+                Some(KeySpec::SymmetricDefault),
+                Some(DataKeyPairSpec::Rsa4096)
+            ),
             QuotaGroup::DataKeyPairRsa4096
         );
         assert_eq!(

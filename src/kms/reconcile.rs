@@ -53,6 +53,9 @@ impl Kms {
         mut objects: Vec<FoundObject>,
         grace_ms: i64,
     ) -> Result<ReconcileReport> {
+        // Start-up: the service's own work on its token.
+        let service = self.service_permit();
+        let token = service.token(self);
         let cutoff = self.now() - grace_ms;
         objects.retain(|o| o.kind.is_material());
         let mut present: HashSet<Vec<u8>> = objects.iter().map(|o| o.id.clone()).collect();
@@ -71,7 +74,8 @@ impl Kms {
             if key.is_replica() {
                 // A replica whose copies were under way: copy what is missing from the
                 // primary (the material never leaves the token), or remove it.
-                match self.complete_replica(key.clone(), None).await {
+                let key_token = service.key_token(self, &key)?;
+                match self.complete_replica(&key_token, key.clone(), None).await {
                     Ok(_) => {
                         // Its copies exist now (the scan above predates them).
                         for v in self.store.versions(key.key_id).await? {
@@ -82,7 +86,7 @@ impl Kms {
                     }
                     Err(e) => {
                         tracing::warn!(key_id = %key.key_id, error = %e, "removed a multi-Region replica that could not be completed");
-                        self.undo_replica(&key).await;
+                        self.undo_replica(&key_token, &key).await;
                         report.removed_keys += 1;
                     }
                 }
@@ -127,7 +131,7 @@ impl Kms {
                 // An import interrupted by a crash never answered success (and its key check
                 // value may not have been compared): undo it; the caller imports again.
                 if present.contains(&v.token_object_id) {
-                    self.token.destroy(v.token_object_id.clone()).await?;
+                    token.destroy(v.token_object_id.clone()).await?;
                     destroyed.insert(v.token_object_id.clone());
                 }
                 self.store
@@ -156,7 +160,7 @@ impl Kms {
 
         for (mrk, version) in set_versions {
             let (completed, removed) = self
-                .reconcile_set_version(mrk, version, &mut present)
+                .reconcile_set_version(&service, mrk, version, &mut present)
                 .await?;
             if completed > 0 {
                 tracing::warn!(%mrk, version, "completed a multi-Region rotation interrupted by a crash");
@@ -176,7 +180,9 @@ impl Kms {
         }
 
         for key in self.store.unfinished_material_removals().await? {
-            let gone = self.clear_leftover_versions(&key).await?;
+            let gone = self
+                .clear_leftover_versions(&service.key_token(self, &key)?, &key)
+                .await?;
             if !gone.is_empty() {
                 tracing::warn!(key_id = %key.key_id, versions = gone.len(), "finished removing imported key material, interrupted by a crash");
             }
@@ -195,14 +201,14 @@ impl Kms {
         let known = self.known_object_ids().await?;
         for id in &known {
             if !present.contains(id) {
-                self.token.note_missing(id);
+                token.note_missing(id);
                 tracing::error!(object_id = %hex::encode(id), "key material missing from the token");
                 report.missing_material.push(hex::encode(id));
             }
         }
         for o in orphans(&objects, &known) {
             if grace_ms == 0 && is_wrapping_key(o) && !destroyed.contains(&o.id) {
-                self.token.destroy(o.id.clone()).await?;
+                token.destroy(o.id.clone()).await?;
                 destroyed.insert(o.id.clone());
                 tracing::warn!(label = %o.label, "destroyed an import wrapping key that no import parameters name (superseded, or never handed out before a crash)");
                 report.destroyed_wrapping_keys += 1;
@@ -221,8 +227,10 @@ impl Kms {
     /// without metadata may be all that is left of a key after a database restore (its label
     /// names the key), so only an operator decides it is garbage.
     pub async fn orphan_objects(&self, destroy: bool) -> Result<Vec<FoundObject>> {
-        let objects: Vec<FoundObject> = self
-            .token
+        // An operator's command: the service's permit.
+        let service = self.service_permit();
+        let token = service.token(self);
+        let objects: Vec<FoundObject> = token
             .load_objects()
             .await?
             .into_iter()
@@ -239,7 +247,7 @@ impl Kms {
             if self.store.all_token_object_ids().await?.contains(&o.id) {
                 continue;
             }
-            self.token.destroy(o.id.clone()).await?;
+            token.destroy(o.id.clone()).await?;
             tracing::warn!(object_id = %hex::encode(&o.id), label = %o.label, "destroyed orphan token object");
             destroyed.push(o);
         }

@@ -10,6 +10,7 @@ use super::{
     Page, RequestContext, Result, MS_PER_DAY,
 };
 use crate::model::{KeyMaterialState, KeySpec, KeyState, Origin, RotationType};
+use crate::operations::Action;
 use crate::store::{KeyRecord, Millis, StoreError, VersionRecord};
 
 /// On-demand rotations allowed per key.
@@ -89,7 +90,7 @@ impl Kms {
     ) -> Result<()> {
         let period = validate_period(period_days)?;
         let op =
-            Op::new("kms:EnableKeyRotation").fact("kms:RotationPeriodInDays", period.to_string());
+            Op::new(Action::EnableKeyRotation).fact("kms:RotationPeriodInDays", period.to_string());
         let k = self.resolve(ctx, key, op).await?;
         let now = self.now();
         // Automatic rotation is a shared property of a multi-Region key: set on its primary.
@@ -108,7 +109,7 @@ impl Kms {
 
     pub async fn disable_key_rotation(&self, ctx: &RequestContext, key: &KeyRef) -> Result<()> {
         let k = self
-            .resolve(ctx, key, Op::new("kms:DisableKeyRotation"))
+            .resolve(ctx, key, Op::new(Action::DisableKeyRotation))
             .await?;
         self.update_shared(ctx, k, |k| {
             require_rotatable(k, false)?;
@@ -129,7 +130,7 @@ impl Kms {
         key: &KeyRef,
     ) -> Result<RotationStatus> {
         let k = self
-            .resolve(ctx, key, Op::new("kms:GetKeyRotationStatus"))
+            .resolve(ctx, key, Op::new(Action::GetKeyRotationStatus))
             .await?;
         require_rotatable(&k, false)?;
         // A key pending deletion reports rotation off; the setting returns on cancel.
@@ -156,7 +157,7 @@ impl Kms {
 
     pub async fn rotate_key_on_demand(&self, ctx: &RequestContext, key: &KeyRef) -> Result<String> {
         let k = self
-            .resolve(ctx, key, Op::new("kms:RotateKeyOnDemand"))
+            .resolve(ctx, key, Op::new(Action::RotateKeyOnDemand))
             .await?;
         // AWS checks the state before the key type.
         require_enabled(&k)?;
@@ -240,9 +241,10 @@ impl Kms {
         key: Permitted,
         rotation_type: RotationType,
     ) -> Result<KeyRecord> {
+        let token = key.token(self)?;
         let mut key = key.into_record();
         if key.multi_region.is_some() {
-            return self.rotate_set(key, rotation_type).await;
+            return self.rotate_set(&token, key, rotation_type).await;
         }
         let version = key.current_version + 1;
         let v32 = u32::try_from(version)
@@ -266,8 +268,7 @@ impl Kms {
             Err(e) => return Err(e.into()),
         }
         crate::failpoint::hit("rotate.after_intent");
-        if let Err(e) = self
-            .token
+        if let Err(e) = token
             .generate_aes_key(object_id, token_object_label(&key.key_id, v32))
             .await
         {
@@ -323,7 +324,7 @@ impl Kms {
     ) -> Result<Page<RotationEntry>> {
         let limit = page_limit(limit, 1000, 100)? as usize;
         let k = self
-            .resolve(ctx, key, Op::new("kms:ListKeyRotations"))
+            .resolve(ctx, key, Op::new(Action::ListKeyRotations))
             .await?;
         if include_all_material && k.key_spec != KeySpec::SymmetricDefault {
             return Err(KmsError::Validation(

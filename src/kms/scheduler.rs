@@ -13,7 +13,6 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::authz::Permitted;
 use super::{token_object_id, Kms, RequestContext};
 use crate::audit::AuditLog;
 use crate::auth::Principal;
@@ -46,8 +45,7 @@ fn service_context(key: &KeyRecord) -> RequestContext {
         identity_policies: Arc::new(Vec::new()),
         source_ip: None,
         secure_transport: true,
-        quota_charged: true.into(),
-        dry_run: false.into(),
+        request: super::authz::Requested::charged(),
     }
 }
 
@@ -92,6 +90,8 @@ impl Kms {
     /// Run every due job once.
     pub async fn run_scheduled_jobs(&self, audit: &AuditLog) -> SchedulerReport {
         let mut report = SchedulerReport::default();
+        // The service's own jobs.
+        let service = self.service_permit();
         let now = self.now();
         let count = |job: &str, ok: bool| {
             crate::metrics::SCHEDULER_RUNS
@@ -105,11 +105,7 @@ impl Kms {
                 for key in keys.into_iter().filter(|k| !k.is_replica()) {
                     let ctx = service_context(&key);
                     let result = self
-                        .rotate(
-                            &ctx,
-                            Permitted::by_service(key.clone()),
-                            RotationType::Automatic,
-                        )
+                        .rotate(&ctx, service.permit(key.clone()), RotationType::Automatic)
                         .await;
                     let error = result.as_ref().err().map(|e| e.to_string());
                     match &result {
@@ -147,7 +143,9 @@ impl Kms {
                             crate::failpoint::hit("deletion.after_tombstone");
                             report.deleted += 1;
                             count("delete", true);
-                            self.destroy_wrapping_key(&key).await;
+                            if let Ok(token) = service.key_token(self, &key) {
+                                self.destroy_wrapping_key(&token, &key).await;
+                            }
                             tracing::info!(key_id = %key.key_id, "key deleted as scheduled");
                             if let Err(e) = audit
                                 .append(service_event("DeleteKey", &key, now, None))
@@ -189,7 +187,10 @@ impl Kms {
         match self.store.due_expirations(now).await {
             Ok(keys) => {
                 for key in keys {
-                    let result = self.expire_material(key.clone()).await;
+                    let result = match service.key_token(self, &key) {
+                        Ok(token) => self.expire_material(&token, key.clone()).await,
+                        Err(e) => Err(e),
+                    };
                     let error = result.as_ref().err().map(|e| e.to_string());
                     match &result {
                         Ok(n) => {
@@ -244,11 +245,15 @@ impl Kms {
         let Some(key) = self.store.get_key(key_id).await? else {
             return Ok(0);
         };
+        // Finishing a deletion is the service's work, whoever notices it is due.
+        let token = self.service_permit().key_token(self, &key);
         // An import's wrapping key too (its destroy right after the tombstone may have been
         // cut short by a crash).
-        self.destroy_wrapping_key(&key).await;
+        if let Ok(token) = &token {
+            self.destroy_wrapping_key(token, &key).await;
+        }
         // A disconnected custom key store keeps the material until it is connected again.
-        let token = self.token_for(&key)?;
+        let token = token?;
         let mut n = 0;
         for v in self.store.versions(key_id).await? {
             let version = u32::try_from(v.version).unwrap_or(u32::MAX);

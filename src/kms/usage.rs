@@ -6,6 +6,7 @@
 //! into its answers, so it reads its own writes. Other nodes see a use within about a second,
 //! the eventual consistency AWS documents for this operation.
 
+use crate::operations::{Action, Operation};
 use std::collections::HashMap;
 
 use uuid::Uuid;
@@ -14,24 +15,6 @@ use super::authz::Op;
 use super::ids::KeyRef;
 use super::{Kms, KmsError, RequestContext, Result};
 use crate::store::{KeyRecord, KeyUsageRecord};
-
-/// The operations GetKeyLastUsage reports (`KeyLastUsageTrackingOperation`).
-pub const TRACKED: &[&str] = &[
-    "Decapsulate",
-    "Decrypt",
-    "DeriveSharedSecret",
-    "Encapsulate",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateDataKeyWithoutPlaintext",
-    "GenerateMac",
-    "ReEncrypt",
-    "Sign",
-    "Verify",
-    "VerifyMac",
-];
 
 #[derive(Default)]
 pub(super) struct Pending(std::sync::Mutex<HashMap<Uuid, KeyUsageRecord>>);
@@ -69,9 +52,16 @@ pub struct LastUsage {
 }
 
 impl Kms {
-    /// Note a successful use of the keys (ARNs) an answer names.
-    pub fn note_usage(&self, operation: &str, key_arns: &[&str], request_id: &str, event_id: &str) {
-        if !TRACKED.contains(&operation) {
+    /// Note a successful use of the keys (ARNs) an answer names, if GetKeyLastUsage tracks
+    /// the operation (the table's `tracked`).
+    pub fn note_usage(
+        &self,
+        operation: Operation,
+        key_arns: &[&str],
+        request_id: &str,
+        event_id: &str,
+    ) {
+        if !operation.flags().tracked {
             return;
         }
         let now = self.now();
@@ -81,7 +71,7 @@ impl Kms {
                 &mut map,
                 KeyUsageRecord {
                     key_id: id,
-                    operation: operation.to_string(),
+                    operation: operation.name().to_string(),
                     used_at: now,
                     event_id: event_id.to_string(),
                     request_id: request_id.to_string(),
@@ -120,7 +110,7 @@ impl Kms {
             ));
         }
         let k = self
-            .resolve(ctx, key, Op::new("kms:GetKeyLastUsage"))
+            .resolve(ctx, key, Op::new(Action::GetKeyLastUsage))
             .await?;
         let stored = self.store.key_last_usage(k.key_id).await?;
         let local = self.usage.lock().get(&k.key_id).cloned();

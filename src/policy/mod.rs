@@ -334,23 +334,5 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
 }
 
 /// Every KMS action: one per API operation, with `ReEncrypt` split into
-/// `kms:ReEncryptFrom` and `kms:ReEncryptTo`.
-#[rustfmt::skip]
-pub const KNOWN_ACTIONS: &[&str] = &[
-    "kms:CancelKeyDeletion", "kms:ConnectCustomKeyStore", "kms:CreateAlias",
-    "kms:CreateCustomKeyStore", "kms:CreateGrant", "kms:CreateKey", "kms:Decapsulate",
-    "kms:Decrypt", "kms:DeleteAlias", "kms:DeleteCustomKeyStore", "kms:DeleteImportedKeyMaterial",
-    "kms:DeriveSharedSecret", "kms:DescribeCustomKeyStores", "kms:DescribeKey", "kms:DisableKey",
-    "kms:DisableKeyRotation", "kms:DisconnectCustomKeyStore", "kms:EnableKey",
-    "kms:EnableKeyRotation", "kms:Encapsulate", "kms:Encrypt", "kms:GenerateDataKey",
-    "kms:GenerateDataKeyPair", "kms:GenerateDataKeyPairWithoutPlaintext",
-    "kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateMac", "kms:GenerateRandom",
-    "kms:GetKeyLastUsage", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus",
-    "kms:GetParametersForImport", "kms:GetPublicKey", "kms:ImportKeyMaterial", "kms:ListAliases",
-    "kms:ListGrants", "kms:ListKeyPolicies", "kms:ListKeyRotations", "kms:ListKeys",
-    "kms:ListResourceTags", "kms:ListRetirableGrants", "kms:PutKeyPolicy", "kms:ReEncryptFrom",
-    "kms:ReEncryptTo", "kms:ReplicateKey", "kms:RetireGrant", "kms:RevokeGrant",
-    "kms:RotateKeyOnDemand", "kms:ScheduleKeyDeletion", "kms:Sign", "kms:TagResource",
-    "kms:UntagResource", "kms:UpdateAlias", "kms:UpdateCustomKeyStore", "kms:UpdateKeyDescription",
-    "kms:UpdatePrimaryRegion", "kms:Verify", "kms:VerifyMac",
-];
+/// `kms:ReEncryptFrom` and `kms:ReEncryptTo` (from the table of operations).
+pub const KNOWN_ACTIONS: &[&str] = crate::operations::IAM_ACTIONS;

@@ -63,6 +63,10 @@ pub enum TokenError {
     /// A ceiling measurement (`token::ceiling`) could not run or record.
     #[error("token ceiling measurement: {0}")]
     Ceiling(&'static str),
+    /// A key-scoped token handle (`kms::authz::KeyToken`) was asked for an object that is not
+    /// its key's: a programming error, refused before the token is asked.
+    #[error("token object {0} is not the permitted key's")]
+    OutOfScope(String),
 }
 
 impl TokenError {
@@ -76,7 +80,9 @@ impl TokenError {
             TokenError::Pkcs11 { kind, .. } => *kind,
             TokenError::TokenNotFound(_) => FaultKind::Config,
             TokenError::ObjectNotFound(_) => FaultKind::ObjectMissing,
-            TokenError::Join(_) | TokenError::Ceiling(_) => FaultKind::Other,
+            TokenError::Join(_) | TokenError::Ceiling(_) | TokenError::OutOfScope(_) => {
+                FaultKind::Other
+            }
             TokenError::NotLoggedIn => FaultKind::SessionFatal,
             TokenError::Unavailable(_) => FaultKind::Device,
             TokenError::Rejected(_) => FaultKind::BadInput,
