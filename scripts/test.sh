@@ -18,6 +18,9 @@ export KMS_BRIDGE_PYTHON="$root/.venv/bin/python"
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
+# The doctests: among them the compile_fail proofs that a key's token objects are out of reach
+# without a permit from authorization (kms/authz.rs).
+cargo test --doc
 # (The test build has the `test-hooks` feature — failpoints, the fuzz targets — through the
 # crate's dev-dependency on itself; the release binary never has it. The fuzz smoke run
 # (tests/fuzz.rs), the crash matrix (tests/crash.rs), the zeroization scan and the domain tier
