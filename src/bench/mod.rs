@@ -113,7 +113,8 @@ pub struct BenchArgs {
     /// The floor experiment: also drive a null endpoint (the server's HTTP stack answering a
     /// fixed Encrypt response, no SigV4, policy, audit or token) with Encrypt 4 KiB, and with
     /// --null-audit-dir the same endpoint writing one durable audit record per request.
-    #[arg(long, env = "BENCH_NULL")]
+    /// (`scripts/bench.sh` turns it on unless `BENCH_NULL=0`.)
+    #[arg(long)]
     pub null: bool,
     /// Where the audited null endpoint keeps its trail (put it where the server's is).
     #[arg(long, env = "BENCH_NULL_AUDIT_DIR", requires = "null")]
