@@ -969,32 +969,31 @@ fn recorded_texts_of_malformed_key_policies() {
     let bad_principal = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
         "Principal": {"AWS": "not-a-principal"}, "Action": "kms:*", "Resource": "*"}]})
     .to_string();
-    for (op, body) in [
-        ("CreateKey", json!({"Policy": "{not json"})),
+    let invalid_principals =
+        Some("Policy contains a statement with one or more invalid principals.");
+    for (op, body, message) in [
+        ("CreateKey", json!({"Policy": "{not json"}), None),
         (
             "PutKeyPolicy",
             json!({"KeyId": id, "PolicyName": "default", "Policy": "{\"Statement\": ["}),
-        ),
-    ] {
-        expect(
-            call(&server, op, body),
-            400,
-            "MalformedPolicyDocumentException",
             None,
-        );
-    }
-    for (op, body) in [
-        ("CreateKey", json!({"Policy": bad_principal})),
+        ),
+        (
+            "CreateKey",
+            json!({"Policy": bad_principal}),
+            invalid_principals,
+        ),
         (
             "PutKeyPolicy",
             json!({"KeyId": id, "PolicyName": "default", "Policy": bad_principal}),
+            invalid_principals,
         ),
     ] {
         expect(
             call(&server, op, body),
             400,
             "MalformedPolicyDocumentException",
-            Some("Policy contains a statement with one or more invalid principals."),
+            message,
         );
     }
 }
